@@ -1,0 +1,65 @@
+# spindle's two commands (see README.md):
+#   make test   installs what is missing, builds, runs every test: a debug build, an
+#               ASan+UBSan build and a TSan build of the whole suite.
+#   make bench  installs what is missing, builds a release build, runs the benchmark
+#               suite beside its peers and prints the table (QUICK=1: one repetition).
+# Other targets: make deps, make build, make clean.
+
+MESON ?= meson
+BUILD ?= build
+JOBS ?= $(shell nproc)
+# Test builds do not need the benchmark peers or the examples' extra tools.
+TEST_OPTS = -Dbenchmarks=false
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+          UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+          TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
+
+.PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh all
+deps-test:
+	@scripts/install-deps.sh test
+deps-bench:
+	@scripts/install-deps.sh bench
+
+# configure DIR, OPTIONS...: (re)configures a build directory only when needed.
+define configure
+	@if [ ! -f $(1)/build.ninja ]; then $(MESON) setup $(1) $(2) >/dev/null; fi
+endef
+
+build: deps-test
+	$(call configure,$(BUILD)/debug,--buildtype=debug $(TEST_OPTS))
+	$(MESON) compile -C $(BUILD)/debug -j $(JOBS)
+
+test-debug: deps-test
+	$(call configure,$(BUILD)/debug,--buildtype=debug $(TEST_OPTS))
+	$(MESON) compile -C $(BUILD)/debug -j $(JOBS)
+	rm -f $(BUILD)/debug/meson-logs/testlog.json
+	$(MESON) test -C $(BUILD)/debug --print-errorlogs --num-processes 2 || true
+
+test-asan: deps-test
+	$(call configure,$(BUILD)/asan,--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false $(TEST_OPTS))
+	$(MESON) compile -C $(BUILD)/asan -j $(JOBS)
+	rm -f $(BUILD)/asan/meson-logs/testlog.json
+	$(SAN_ENV) $(MESON) test -C $(BUILD)/asan --print-errorlogs --num-processes 2 --suite spindle || true
+
+test-tsan: deps-test
+	$(call configure,$(BUILD)/tsan,--buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false $(TEST_OPTS))
+	$(MESON) compile -C $(BUILD)/tsan -j $(JOBS)
+	rm -f $(BUILD)/tsan/meson-logs/testlog.json
+	$(SAN_ENV) $(MESON) test -C $(BUILD)/tsan --print-errorlogs --num-processes 2 --suite spindle || true
+
+# Every build's results are summed up, and the run fails if any test failed or none ran.
+test: test-debug test-asan test-tsan
+	@python3 scripts/test_summary.py $(BUILD)/debug $(BUILD)/asan $(BUILD)/tsan
+
+bench: deps-bench
+	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)
+	$(MESON) compile -C $(BUILD)/release -j $(JOBS)
+	python3 scripts/bench.py --build $(BUILD)/release
+
+clean:
+	rm -rf $(BUILD)

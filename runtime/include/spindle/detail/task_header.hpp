@@ -1,0 +1,67 @@
+// The task object: a FutureCore plus the link to its fibre. Kept small on purpose (40
+// bytes plus the value and the callable): a task that has not started has no stack,
+// and a million such tasks should cost a million small objects.
+#pragma once
+
+#include <functional>
+#include <type_traits>
+
+#include <spindle/detail/core.hpp>
+#include <spindle/options.hpp>
+
+namespace spindle::detail {
+
+struct TaskHeader : FutureCore {
+  /// The fibre's frame, on the fibre's own stack; set while the fibre exists. Written by
+  /// the fibre at start and end; read by whoever holds the task in the QUEUED/RUNNING state.
+  TaskFrame* frame = nullptr;
+  explicit TaskHeader(const CoreOps* o) noexcept : FutureCore(o, kIsTask) {}
+};
+
+void destroy_task_common(TaskHeader* t) noexcept;  // reports, frees extra
+
+template <class T>
+struct TaskWithResult : TaskHeader {
+  [[no_unique_address]] ResultSlot<T> slot;
+  using TaskHeader::TaskHeader;
+};
+
+template <class T, class F>
+struct TaskImpl final : TaskWithResult<T> {
+  ResultSlot<F> fn;  // alive until the body has run (or forever, if it never starts)
+
+  template <class G>
+  explicit TaskImpl(G&& g) : TaskWithResult<T>(&ops_table) { fn.emplace(std::forward<G>(g)); }
+
+  static void run(TaskHeader* h) {
+    auto* self = static_cast<TaskImpl*>(h);
+    struct DropFn {  // the callable's captures are released as soon as the body ends
+      TaskImpl* s;
+      ~DropFn() { s->fn.destroy(); }
+    } drop{self};
+    if constexpr (std::is_void_v<T>) {
+      std::invoke(std::move(self->fn.get()));
+    } else if constexpr (std::is_reference_v<T>) {
+      self->slot.emplace(std::invoke(std::move(self->fn.get())));
+    } else {
+      self->slot.emplace(std::invoke(std::move(self->fn.get())));
+    }
+  }
+  static void destroy(FutureCore* c) noexcept {
+    auto* self = static_cast<TaskImpl*>(c);
+    const uint32_t w = c->word.load(std::memory_order_acquire);
+    if (!(w & kStarted)) self->fn.destroy();
+    if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::result) && !(w & kMovedOut))
+      self->slot.destroy();
+    destroy_task_common(self);
+    delete self;
+  }
+  static constexpr CoreOps ops_table{&destroy, &run};
+};
+
+/// Hands a new task (holding two references: the caller's handle and the scheduler's)
+/// to a runtime: `rt` may be null, meaning the runtime of the calling fibre. Throws
+/// RuntimeError if there is none or it is closed (the task is then released).
+void submit(RuntimeImpl* rt, TaskHeader* t, const TaskOptions* opts);
+
+}  // namespace spindle::detail

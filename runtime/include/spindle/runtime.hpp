@@ -1,0 +1,94 @@
+// spindle::Runtime — the worker threads and their event loops — and the free functions
+// that reach the running one: run, spawn (task.hpp), yield, current_task, all_tasks.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <source_location>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <spindle/options.hpp>
+#include <spindle/task.hpp>
+
+namespace spindle {
+
+/// A set of worker threads, each running one event loop, that run tasks (fibres) and
+/// steal them from each other. All of spindle's process-wide state lives in a Runtime:
+/// several may exist in one process, side by side or one after another.
+///
+/// Thread rules: every member may be called from any thread, inside the runtime or not,
+/// except shutdown() and the destructor, which must not be called from one of this
+/// runtime's own tasks.
+class Runtime {
+ public:
+  explicit Runtime(Options opts = {});
+  /// Shuts down (as shutdown() with the default grace) if not done yet.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  /// Starts fn(args...) as a task on this runtime (asyncio.run_coroutine_threadsafe).
+  /// From a foreign thread the task goes to the global queue. Throws RuntimeError
+  /// once the runtime is shut down.
+  template <class F, class... Args>
+    requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+  auto spawn(F&& fn, Args&&... args) {
+    return detail::spawn_on(impl_.get(), nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
+    return detail::spawn_on(impl_.get(), &opts, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// Runs fn as a task and waits for it (loop.run_until_complete): blocks the calling
+  /// thread, returns fn's value or rethrows its exception.
+  template <class F>
+  auto block_on(F&& fn) {
+    return spawn(TaskOptions{.name = "main"}, std::forward<F>(fn)).get();
+  }
+
+  /// Graceful shutdown, in order: (1) refuse new spawns from outside; (2) cancel every
+  /// live task; (3) wait up to `grace` for them to end; (4) report each task that would
+  /// not end (Report::task_would_not_end); (5) stop and join the worker threads;
+  /// (6) unwind the stacks of the tasks that would not end. Idempotent.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+  /// Number of worker threads (event loops).
+  unsigned workers() const noexcept;
+  /// True once shutdown has begun.
+  bool closed() const noexcept;
+
+  detail::RuntimeImpl* impl() const noexcept { return impl_.get(); }
+
+ private:
+  std::unique_ptr<detail::RuntimeImpl> impl_;
+};
+
+/// asyncio.run: makes a runtime with `opts`, runs fn as its main task, shuts the runtime
+/// down (cancelling and awaiting what the main task left behind) and returns fn's value
+/// or rethrows its exception. Call from a thread outside any runtime.
+template <class F>
+auto run(F&& fn, Options opts = {}) {
+  Runtime rt(std::move(opts));
+  return rt.block_on(std::forward<F>(fn));
+}
+
+/// asyncio.sleep(0): lets the other ready tasks run, then continues (possibly on another
+/// worker). A pending cancellation is raised here. Outside a runtime: std::this_thread::yield.
+void yield(std::source_location where = std::source_location::current());
+
+/// The task running the calling fibre (a type-erased handle: result() is not usable
+/// through it), or an empty handle outside a task.
+Task<> current_task();
+
+/// Every task of the calling fibre's runtime (or of `rt`) that has started and not ended.
+/// Tasks that are queued but have not started yet are not listed.
+std::vector<Task<>> all_tasks();
+std::vector<Task<>> all_tasks(Runtime& rt);
+
+/// True when called from a fibre of a spindle runtime.
+bool in_runtime() noexcept;
+
+}  // namespace spindle

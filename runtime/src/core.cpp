@@ -1,0 +1,282 @@
+// FutureCore and Waiter: completing, waiting and cancelling, shared by tasks, futures and
+// (later) every synchronisation primitive.
+#include <spindle/detail/core.hpp>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <exception>
+
+#include <spindle/task.hpp>
+
+#include "frame.hpp"
+#include "runtime_impl.hpp"
+#include "worker.hpp"
+
+namespace spindle::detail {
+
+namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, const timespec* rel) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, rel, nullptr, 0);
+}
+void futex_wake(std::atomic<uint32_t>* word) noexcept {
+  // The waiter may already have returned (it saw the store before this call): waking an
+  // address nobody waits on is harmless; the kernel does not touch the memory.
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+int64_t now_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+bool unlink_waiter(Waiter*& head, Waiter* w) noexcept {
+  for (Waiter** p = &head; *p; p = &(*p)->next) {
+    if (*p == w) {
+      *p = w->next;
+      w->next = nullptr;
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+// ---- FutureCore -------------------------------------------------------------------
+
+void FutureCore::lock() noexcept {
+  // acquire: pairs with the release in unlock(). Test first so waiting spinners only read.
+  for (;;) {
+    if (!(word.fetch_or(kLock, std::memory_order_acquire) & kLock)) return;
+    while (word.load(std::memory_order_relaxed) & kLock) cpu_relax();
+  }
+}
+
+Extra& FutureCore::extra_locked() {
+  if (!extra) extra = new Extra();
+  return *extra;
+}
+
+void FutureCore::publish_and_unlock(Status s) noexcept {
+  Waiter* list = waiters;
+  waiters = nullptr;
+  // release (with the unlock): the value / extra->error stored before are visible to
+  // anyone who acquire-loads the status.
+  word.fetch_or(uint32_t(s) << kStatusShift, std::memory_order_release);
+  unlock();
+  while (list) {
+    Waiter* w = list;
+    list = w->next;  // read before notify: the waiter may vanish once notified
+    w->notify();
+  }
+}
+
+bool FutureCore::cancel_future(const std::string& msg) noexcept {
+  lock();
+  if (status() != Status::pending) {
+    unlock();
+    return false;
+  }
+  if (!msg.empty()) {
+    try {
+      extra_locked().cancel_message = msg;
+    } catch (...) {  // no memory for the message: cancel without it
+    }
+  }
+  publish_and_unlock(Status::cancelled);
+  return true;
+}
+
+std::string FutureCore::cancel_message() const {
+  auto* self = const_cast<FutureCore*>(this);
+  self->lock();
+  std::string m = extra ? extra->cancel_message : std::string();
+  self->unlock();
+  return m;
+}
+
+void FutureCore::check_outcome(const char* what) {
+  switch (status()) {
+    case Status::pending:
+      throw InvalidStateError(std::string(what) + ": not done yet");
+    case Status::result:
+      return;
+    case Status::cancelled:
+      throw CancelledError(cancel_message());
+    case Status::exception: {
+      // relaxed: only silences the "never retrieved" report.
+      word.fetch_or(kRetrieved, std::memory_order_relaxed);
+      std::rethrow_exception(extra->error);  // extra is immutable once done
+    }
+  }
+}
+
+void FutureCore::wait_done(std::source_location where) {
+  if (done()) return;
+  Waiter w;
+  lock();
+  if (done()) {
+    unlock();
+    return;
+  }
+  w.next = waiters;
+  waiters = &w;
+  unlock();
+  if (w.wait(true, where) == Waiter::Outcome::notified) return;
+
+  // The waiting task was cancelled. Take our node back unless a completer already has.
+  lock();
+  const bool linked = unlink_waiter(waiters, &w);
+  unlock();
+  if (!linked) {
+    // Completed at the same moment: the result is not lost; the cancellation stays
+    // pending and is raised at the next suspension point.
+    (void)w.wait(false, where);
+    return;
+  }
+  // asyncio: cancelling the awaiter cancels what it awaits; we then wait for it to end.
+  TaskHeader* self = w.task();
+  std::string msg;
+  self->lock();
+  if (self->extra) msg = self->extra->cancel_message;
+  self->unlock();
+  if (is_task()) {
+    cancel_task(this, msg);
+  } else {
+    cancel_future(msg);
+  }
+  Waiter w2;
+  lock();
+  if (!done()) {
+    w2.next = waiters;
+    waiters = &w2;
+    unlock();
+    (void)w2.wait(false, where);
+  } else {
+    unlock();
+  }
+  throw take_cancel(self);
+}
+
+// ---- Waiter -----------------------------------------------------------------------
+
+Waiter::Waiter() noexcept {
+  task_ = current_task_header();
+  kind_ = task_ ? Kind::fibre : Kind::thread;
+}
+
+void Waiter::notify() noexcept {
+  switch (kind_) {
+    case Kind::fibre: {
+      TaskHeader* t = task_;
+      t->ref();  // t must outlive wake_task even if the waiter returns and the task ends
+      // release: what the waker did before is visible to the waiter after it wakes.
+      signalled_.store(1, std::memory_order_release);
+      wake_task(t);
+      t->unref();
+      break;
+    }
+    case Kind::thread:
+      signalled_.store(1, std::memory_order_release);
+      futex_wake(&signalled_);
+      break;
+    case Kind::callback:
+      fire();
+      break;
+  }
+}
+
+Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64_t deadline_ns) {
+  if (kind_ == Kind::thread) {
+    while (signalled_.load(std::memory_order_acquire) == 0) {
+      if (deadline_ns) {
+        const int64_t left = deadline_ns - now_ns();
+        if (left <= 0) return Outcome::timed_out;
+        timespec rel{time_t(left / 1'000'000'000), long(left % 1'000'000'000)};
+        futex_wait(&signalled_, 0, &rel);
+      } else {
+        futex_wait(&signalled_, 0, nullptr);
+      }
+    }
+    return Outcome::notified;
+  }
+  for (;;) {
+    if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
+    if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
+    suspend_current(where);
+  }
+}
+
+void CallbackWaiter::fire() noexcept {
+  std::unique_ptr<CallbackWaiter> self(this);
+  std::lock_guard lk(sink_->mu);
+  if (!sink_->rt || sink_->rt->closed.load(std::memory_order_acquire)) {
+    sink_->report({Report::Kind::callback_failed, "", "done callback dropped: its runtime is shut down", nullptr});
+    return;
+  }
+  try {
+    RuntimeImpl* rt = sink_->rt;
+    TaskOptions o{.name = "done-callback"};
+    auto t = spawn_on(rt, &o, [cb = std::shared_ptr<CallbackWaiter>(self.release())] { cb->invoke(); });
+    (void)t;  // dropping the handle: a callback that throws is reported as never retrieved
+  } catch (...) {
+    sink_->report({Report::Kind::callback_failed, "", "done callback could not be scheduled", std::current_exception()});
+  }
+}
+
+void add_callback(FutureCore* core, CallbackWaiter* cb) {
+  core->lock();
+  if (!core->done()) {
+    cb->next = core->waiters;
+    core->waiters = cb;
+    core->unlock();
+    return;
+  }
+  core->unlock();
+  cb->notify();
+}
+
+// ---- Scheduling-state transitions -------------------------------------------------
+
+void wake_task(TaskHeader* t) noexcept {
+  uint32_t cur = t->word.load(std::memory_order_relaxed);
+  for (;;) {
+    if (cur & (kQueued | kNotified | kEnded)) return;  // already on its way, or over
+    if (!(cur & kStarted)) return;                      // unstarted tasks are always queued
+    const uint32_t next = (cur & kRunning) ? (cur | kNotified) : (cur | kQueued);
+    // acq_rel: acquire pairs with the worker's release when the fibre switched out
+    // (its context is saved); release hands our view to whoever runs it.
+    if (t->word.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      if (next & kQueued) t->frame->rt->make_ready(t, true);
+      return;
+    }
+  }
+}
+
+bool cancel_pending(TaskHeader* t) noexcept {
+  // Never while unwinding another exception (design.md, invariant 3).
+  return (t->word.load(std::memory_order_acquire) & kCancelReq) && std::uncaught_exceptions() == 0;
+}
+
+CancelledError take_cancel(TaskHeader* t) {
+  t->lock();
+  std::string msg = t->extra ? t->extra->cancel_message : std::string();
+  // Sticky (shutdown gave up on the task): every later wait is cancelled again.
+  if (!(t->word.load(std::memory_order_relaxed) & kStickyCancel))
+    t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+  t->unlock();
+  return CancelledError(std::move(msg));
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,144 @@
+#include "fibre.hpp"
+
+#include <memory>
+
+#include "frame.hpp"
+#include "runtime_impl.hpp"
+#include "sanitizer.hpp"
+#include "worker.hpp"
+
+// The C++ runtime keeps, per thread, the chain of exceptions being handled and the
+// count of exceptions in flight (std::uncaught_exceptions). A fibre that suspends in a
+// catch block or while unwinding must take those with it: another fibre may throw on
+// this thread meanwhile, and this fibre may resume on another thread. So each switch out
+// saves them in the frame and leaves the thread's empty; each switch in restores them.
+// The layout is the Itanium C++ ABI's __cxa_eh_globals (libstdc++ and libc++ alike).
+namespace __cxxabiv1 {
+struct __cxa_eh_globals;
+extern "C" __cxa_eh_globals* __cxa_get_globals() noexcept;
+}  // namespace __cxxabiv1
+
+namespace spindle::detail {
+
+namespace {
+struct EhGlobals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+inline EhGlobals* eh_globals() noexcept {
+  return reinterpret_cast<EhGlobals*>(__cxxabiv1::__cxa_get_globals());
+}
+
+// Boost.Context stack allocator over one stack taken from the pool beforehand.
+struct PoolStack {
+  Stack stack;
+  StackPool* pool;
+  boost::context::stack_context allocate() noexcept {
+    boost::context::stack_context sc;
+    sc.sp = stack.top();
+    sc.size = stack.size - StackPool::page_size();  // the guard page is not usable
+    return sc;
+  }
+  // Called on the thread that ran the fibre's last step, after it switched away.
+  void deallocate(boost::context::stack_context&) noexcept {
+    Worker* w = current_worker();
+    if (w && &w->stacks.pool() == pool) {
+      w->stacks.give(stack);
+    } else if (stack.size == pool->default_size()) {
+      pool->give_shared(&stack, 1);
+    } else {
+      pool->give_custom(stack);
+    }
+  }
+};
+
+boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost::context::fiber&& back) {
+  TaskFrame frame;
+  san::finish_switch(nullptr, &frame.back_bottom, &frame.back_size);
+  frame.back = std::move(back);
+  frame.task = t;
+  frame.rt = current_runtime();
+  frame.stack = s;
+  frame.tsan_fiber = tsan_fiber;
+  t->lock();
+  t->frame = &frame;
+  t->unlock();
+
+  Status st = Status::result;
+  std::exception_ptr error;
+  std::string cancel_msg;
+  try {
+    t->ops->run(t);
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;  // Boost unwinding a fibre it destroys: must pass through
+  } catch (const CancelledError& e) {
+    st = Status::cancelled;
+    cancel_msg = e.message();
+  } catch (...) {
+    st = Status::exception;
+    error = std::current_exception();
+  }
+
+  if (frame.shard) frame.shard->remove(&frame);
+  t->lock();
+  t->frame = nullptr;
+  if (st == Status::exception) {
+    Extra& x = t->extra_locked();
+    x.error = std::move(error);
+    x.sink = frame.rt->sink;
+  } else if (st == Status::cancelled && !cancel_msg.empty()) {
+    t->extra_locked().cancel_message = std::move(cancel_msg);
+  }
+  // Clear a cancellation that arrived too late to be raised; it no longer applies.
+  t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+  t->publish_and_unlock(st);
+
+  Worker* w = current_worker();
+  w->tsan_to_destroy = frame.tsan_fiber;
+  san::start_switch(nullptr, frame.back_bottom, frame.back_size);
+  san::tsan_switch_to(w->tsan_fiber);
+  return std::move(frame.back);
+}
+
+}  // namespace
+
+boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber) {
+  return boost::context::fiber(std::allocator_arg, PoolStack{s, pool},
+                               [t, s, tsan_fiber](boost::context::fiber&& back) {
+                                 return fibre_main(t, s, tsan_fiber, std::move(back));
+                               });
+}
+
+void suspend_current(std::source_location where) noexcept {
+  Worker* w = current_worker();
+  TaskHeader* t = w->current;
+  TaskFrame* f = t->frame;
+  if (!f->shard) {
+    // Register on first suspension: a task that never suspends is never listed, and
+    // costs no registry lock. A task registering after shutdown began (so missed by
+    // its snapshot) cancels itself here instead of sleeping.
+    w->registry.add(f);
+    // seq_cst: pairs with shutdown's store of `closing` before it takes its snapshot.
+    if (w->rt->closing.load(std::memory_order_seq_cst) &&
+        !(t->word.load(std::memory_order_relaxed) & kLateSpawn)) {
+      t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
+      return;  // a spurious return: the caller's wait loop sees the cancellation
+    }
+  }
+  // relaxed: a diagnostic only (see frame.hpp).
+  f->where_file.store(where.file_name(), std::memory_order_relaxed);
+  f->where_function.store(where.function_name(), std::memory_order_relaxed);
+  f->where_line.store(where.line(), std::memory_order_relaxed);
+  EhGlobals* g = eh_globals();
+  const EhGlobals saved = *g;
+  *g = EhGlobals{nullptr, 0};
+  san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
+  san::tsan_switch_to(w->tsan_fiber);
+  f->back = std::move(f->back).resume();
+  *eh_globals() = saved;  // this thread's, which may not be the one we left
+  // We may be on another thread now: `w` is stale, and the worker stack we came back
+  // from is whichever resumed us.
+  san::finish_switch(f->asan_fake, &f->back_bottom, &f->back_size);
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,17 @@
+// Making, entering and leaving task fibres, with the sanitizer annotations that go with
+// every switch (platform.md, "Sanitizers with fibres").
+#pragma once
+
+#include <boost/context/fiber.hpp>
+
+#include <spindle/detail/task_header.hpp>
+
+#include "stack_pool.hpp"
+
+namespace spindle::detail {
+
+/// A fibre that will run t's body on stack s; the stack goes back to the pool (the
+/// current worker's cache) the moment the fibre ends.
+boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber);
+
+}  // namespace spindle::detail

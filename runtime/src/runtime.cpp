@@ -1,0 +1,212 @@
+// RuntimeImpl: start-up, submitting tasks, making them ready, and the shutdown sequence.
+#include "runtime_impl.hpp"
+
+#include <spindle/runtime.hpp>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "frame.hpp"
+#include "overflow_guard.hpp"
+
+namespace spindle::detail {
+
+RuntimeImpl::RuntimeImpl(Options o)
+    : opts(std::move(o)),
+      sink(std::make_shared<ReportSink>()),
+      stacks(opts.stack_size),
+      idle(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
+      spin(std::chrono::microseconds(50)) {
+  sink->fn = opts.report;
+  sink->rt = this;
+}
+
+RuntimeImpl::~RuntimeImpl() {
+  {
+    std::lock_guard lk(sink->mu);
+    sink->rt = nullptr;
+  }
+  for (Worker* w : workers) delete w;
+}
+
+void RuntimeImpl::start() {
+  install_overflow_handler();
+  const unsigned n = opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
+  workers.reserve(n);
+  for (unsigned i = 0; i < n; ++i) workers.push_back(new Worker(this, i));
+  for (Worker* w : workers) w->thread = std::thread([w] { w->main(); });
+}
+
+bool RuntimeImpl::owns_thread() const noexcept {
+  Worker* w = current_worker();
+  return w && w->rt == this;
+}
+
+void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
+  const bool inside = owns_thread();
+  // From outside, a closing runtime takes nothing new. From inside, tasks that are
+  // cleaning up may still spawn helpers (asyncio allows it until the loop closes).
+  if (closed.load(std::memory_order_acquire) || (!inside && closing.load(std::memory_order_acquire))) {
+    t->unref();
+    throw RuntimeError("spawn: the runtime is shut down");
+  }
+  uint32_t bits = 0;
+  if (closing.load(std::memory_order_acquire)) bits |= kLateSpawn;
+  if (o) {
+    if (o->pinned && o->loop >= int(workers.size())) {
+      t->unref();
+      throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) + " is not a worker (there are " +
+                                  std::to_string(workers.size()) + ")");
+    }
+    const bool custom = o->stack_size != 0 && o->stack_size != stacks.default_size();
+    if (!o->name.empty() || o->pinned || custom) {
+      Extra* x;
+      try {
+        x = new Extra();
+        x->name = o->name;
+      } catch (...) {
+        t->unref();
+        throw;
+      }
+      if (custom) {
+        x->stack_size = o->stack_size;
+        bits |= kCustomStack;
+      }
+      if (o->pinned) {
+        Worker* cur = current_worker();
+        x->home = o->loop >= 0 ? workers[o->loop] : (inside ? cur : workers[0]);
+        bits |= kPinned;
+      }
+      t->extra = x;  // not shared yet: no lock needed
+    }
+  }
+  // relaxed: the task is not shared yet; the queue push below publishes it.
+  t->word.fetch_or(bits | kQueued, std::memory_order_relaxed);
+  if (Worker* w = inside ? current_worker() : nullptr) Worker::bump(w->spawned);
+  else foreign_spawned.fetch_add(1, std::memory_order_relaxed);
+  make_ready(t, false);
+}
+
+void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
+  Worker* cur = current_worker();
+  if (cur && cur->rt != this) cur = nullptr;
+  if (t->word.load(std::memory_order_relaxed) & kPinned) {
+    Worker* home = t->extra->home;  // set before the task was first queued; never changes
+    if (cur == home) {
+      home->push_local(t, wake);
+    } else {
+      while (!home->inbox.enqueue(t)) std::this_thread::yield();  // allocation failed: retry
+      idle.notify_worker(home);
+    }
+    return;
+  }
+  if (cur) {
+    cur->push_local(t, wake);
+    if (workers.size() > 1) notify_work();
+  } else {
+    while (!global.enqueue(t)) std::this_thread::yield();  // allocation failed: retry
+    notify_work();
+  }
+}
+
+void RuntimeImpl::notify_work() noexcept { idle.notify_work(workers); }
+
+int64_t RuntimeImpl::live_tasks() const noexcept {
+  // Read every `ended` before any `spawned`: a task is counted spawned before it can end,
+  // so this never undercounts a task that is still alive.
+  int64_t ended = int64_t(foreign_ended.load(std::memory_order_seq_cst));
+  for (Worker* w : workers) ended += int64_t(w->ended.load(std::memory_order_seq_cst));
+  int64_t spawned = int64_t(foreign_spawned.load(std::memory_order_seq_cst));
+  for (Worker* w : workers) spawned += int64_t(w->spawned.load(std::memory_order_seq_cst));
+  return spawned - ended;
+}
+
+std::vector<TaskHeader*> RuntimeImpl::snapshot_tasks() {
+  std::vector<TaskHeader*> out;
+  for (Worker* w : workers) w->registry.snapshot(out);
+  return out;
+}
+
+void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
+  if (owns_thread()) throw RuntimeError("Runtime::shutdown called from one of its own tasks");
+  std::lock_guard lk(shutdown_mu_);
+  if (closed.load(std::memory_order_acquire)) return;
+  using clock = std::chrono::steady_clock;
+  auto wait_until_idle = [&](clock::time_point deadline) {
+    while (live_tasks() > 0 && clock::now() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    return live_tasks() <= 0;
+  };
+
+  // 1. Refuse new work from outside. seq_cst: pairs with the load in suspend_current, so
+  //    a task either is in the snapshot below or sees `closing` when it registers.
+  closing.store(true, std::memory_order_seq_cst);
+  // 2. Cancel every live task. Those not started yet are cancelled when dequeued.
+  for (TaskHeader* t : snapshot_tasks()) {
+    cancel_task(t, "runtime shutdown");
+    t->unref();
+  }
+  // 3. Wait for them to end.
+  if (!wait_until_idle(clock::now() + grace)) {
+    // 4. Report the ones that would not end, and make their cancellation sticky: every
+    //    wait they make from now on is cancelled again. Give them one more grace period.
+    for (TaskHeader* t : snapshot_tasks()) {
+      sink->report({Report::Kind::task_would_not_end, task_name(t),
+                    "task did not end within the shutdown grace period (suspended in " + task_where(t) + ")", nullptr});
+      t->word.fetch_or(kStickyCancel, std::memory_order_acq_rel);
+      cancel_task(t, "runtime shutdown");
+      t->unref();
+    }
+    if (!wait_until_idle(clock::now() + grace)) {
+      sink->report({Report::Kind::task_would_not_end, "",
+                    std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
+    }
+  }
+  // 5. Stop and join the workers.
+  stopping.store(true, std::memory_order_seq_cst);
+  idle.wake_all(workers);
+  for (Worker* w : workers)
+    if (w->thread.joinable()) w->thread.join();
+  // 6. Tasks still queued but never started (spawned so late that no worker took them)
+  //    end cancelled, so that nobody waiting on them hangs.
+  cancel_unstarted_leftovers();
+  closed.store(true, std::memory_order_release);
+}
+
+void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
+  auto drop = [&](TaskHeader* t) {
+    if (!(t->word.load(std::memory_order_acquire) & kStarted)) {
+      finish_unstarted(t, Status::cancelled, nullptr);
+      foreign_ended.fetch_add(1, std::memory_order_relaxed);
+    }
+    // A started task left in a queue would not end; it was reported in step 4.
+  };
+  TaskHeader* t;
+  while (global.try_dequeue(t)) drop(t);
+  for (Worker* w : workers) {
+    if (w->lifo) drop(std::exchange(w->lifo, nullptr));
+    while ((t = w->ring.pop())) drop(t);
+    for (TaskHeader* p : w->pinned) drop(p);
+    w->pinned.clear();
+    while (w->inbox.try_dequeue(t)) drop(t);
+  }
+}
+
+}  // namespace spindle::detail
+
+namespace spindle {
+
+Runtime::Runtime(Options opts) : impl_(std::make_unique<detail::RuntimeImpl>(std::move(opts))) { impl_->start(); }
+
+Runtime::~Runtime() {
+  if (impl_) impl_->shutdown(std::chrono::seconds(5));
+}
+
+void Runtime::shutdown(std::chrono::milliseconds grace) { impl_->shutdown(grace); }
+
+unsigned Runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers.size()); }
+
+bool Runtime::closed() const noexcept { return impl_->closing.load(std::memory_order_acquire); }
+
+}  // namespace spindle

@@ -1,0 +1,82 @@
+// RuntimeImpl: everything a Runtime owns. Created by Runtime's constructor, which starts
+// the workers; destroyed after shutdown() has joined them.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <spindle/options.hpp>
+#include <spindle/detail/task_header.hpp>
+
+#include "idle.hpp"
+#include "stack_pool.hpp"
+#include "worker.hpp"
+
+namespace spindle::detail {
+
+/// Where reports go. Shared with tasks and callbacks that may outlive the runtime: `rt`
+/// is cleared (under mu) when the runtime is destroyed.
+struct ReportSink {
+  std::function<void(const Report&)> fn;
+  std::mutex mu;
+  RuntimeImpl* rt = nullptr;  // guarded by mu
+  void report(Report r) noexcept;
+};
+
+class RuntimeImpl {
+ public:
+  explicit RuntimeImpl(Options o);
+  ~RuntimeImpl();
+
+  const Options opts;
+  const std::shared_ptr<ReportSink> sink;
+  StackPool stacks;
+  Idle idle;
+  std::vector<Worker*> workers;  // fixed after construction
+  moodycamel::ConcurrentQueue<TaskHeader*> global;
+  std::chrono::nanoseconds spin;
+
+  std::atomic<bool> closing{false};   // shutdown began
+  std::atomic<bool> stopping{false};  // workers must exit their loops
+  std::atomic<bool> closed{false};    // shutdown finished
+  std::atomic<uint64_t> foreign_spawned{0};
+  std::atomic<uint64_t> foreign_ended{0};
+
+  void start();
+  void shutdown(std::chrono::milliseconds grace);
+  void submit(TaskHeader* t, const TaskOptions* o);
+  /// t has just been made QUEUED (woken, yielded, or new): put it where it can run.
+  void make_ready(TaskHeader* t, bool wake) noexcept;
+  void notify_work() noexcept;
+  int64_t live_tasks() const noexcept;
+  std::vector<TaskHeader*> snapshot_tasks();  // referenced; caller unrefs
+  bool owns_thread() const noexcept;
+
+ private:
+  std::mutex shutdown_mu_;
+  void cancel_unstarted_leftovers() noexcept;
+};
+
+/// Moves t (QUEUED, not started, never to start) to cancelled and releases the
+/// scheduler's reference.
+void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept;
+
+/// The calling fibre gives up its worker until woken (spurious returns are possible:
+/// callers loop on their condition). `where` is recorded for Task::where().
+void suspend_current(std::source_location where) noexcept;
+
+/// IDLE -> QUEUED (and scheduled), or RUNNING -> RUNNING|NOTIFIED. Any thread.
+void wake_task(TaskHeader* t) noexcept;
+
+/// True if the calling fibre's task has a cancellation it should raise now.
+bool cancel_pending(TaskHeader* t) noexcept;
+/// Consumes the pending cancellation and returns the CancelledError to throw.
+CancelledError take_cancel(TaskHeader* t);
+
+}  // namespace spindle::detail

@@ -1,0 +1,147 @@
+#include "stack_pool.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <new>
+#include <system_error>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+namespace spindle::detail {
+
+namespace {
+constexpr std::size_t kSlabStacks = 64;
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+char* map_region(std::size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) {
+    if (errno == ENOMEM) throw std::bad_alloc();
+    throw std::system_error(errno, std::generic_category(), "mmap(fibre stack)");
+  }
+  return static_cast<char*>(p);
+}
+
+void install_guard(char* page) {
+  const std::size_t ps = StackPool::page_size();
+  if (StackPool::guard_mode() == GuardMode::guard_install) {
+    if (::madvise(page, ps, MADV_GUARD_INSTALL) == 0) return;
+  }
+  if (::mprotect(page, ps, PROT_NONE) != 0)
+    throw std::system_error(errno, std::generic_category(), "mprotect(fibre stack guard)");
+}
+
+GuardMode probe_guard_mode() {
+  const std::size_t ps = ::sysconf(_SC_PAGESIZE);
+  void* p = ::mmap(nullptr, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return GuardMode::mprotect;
+  const bool ok = ::madvise(p, ps, MADV_GUARD_INSTALL) == 0;
+  ::munmap(p, 2 * ps);
+  return ok ? GuardMode::guard_install : GuardMode::mprotect;
+}
+}  // namespace
+
+char* Stack::guard_end() const noexcept { return base + StackPool::page_size(); }
+
+std::size_t StackPool::page_size() noexcept {
+  static const std::size_t ps = ::sysconf(_SC_PAGESIZE);
+  return ps;
+}
+
+GuardMode StackPool::guard_mode() noexcept {
+  static const GuardMode mode = probe_guard_mode();
+  return mode;
+}
+
+StackPool::StackPool(std::size_t default_size)
+    : default_size_(round_up(default_size < 4 * page_size() ? 4 * page_size() : default_size, page_size())) {}
+
+StackPool::~StackPool() {
+  for (const Slab& s : slabs_) ::munmap(s.base, s.bytes);
+}
+
+void StackPool::new_slab() {
+  const std::size_t bytes = default_size_ * kSlabStacks;
+  char* base = map_region(bytes);
+  try {
+    for (std::size_t i = 0; i < kSlabStacks; ++i) install_guard(base + i * default_size_);
+  } catch (...) {
+    ::munmap(base, bytes);
+    throw;
+  }
+  slabs_.push_back({base, bytes});
+  for (std::size_t i = kSlabStacks; i-- > 0;) free_.push_back({base + i * default_size_, default_size_});
+  made_ += kSlabStacks;
+}
+
+Stack StackPool::take_shared() {
+  std::lock_guard lk(mu_);
+  if (free_.empty()) new_slab();
+  Stack s = free_.back();
+  free_.pop_back();
+  return s;
+}
+
+void StackPool::give_shared(const Stack* s, std::size_t n) {
+  std::lock_guard lk(mu_);
+  free_.insert(free_.end(), s, s + n);
+}
+
+Stack StackPool::take_custom(std::size_t size) {
+  size = round_up(size < 4 * page_size() ? 4 * page_size() : size, page_size());
+  char* base = map_region(size);
+  try {
+    install_guard(base);
+  } catch (...) {
+    ::munmap(base, size);
+    throw;
+  }
+  return {base, size};
+}
+
+void StackPool::give_custom(const Stack& s) noexcept { ::munmap(s.base, s.size); }
+
+std::size_t StackPool::stacks_made() const {
+  std::lock_guard lk(mu_);
+  return made_;
+}
+
+StackCache::~StackCache() {
+  if (!cache_.empty()) pool_.give_shared(cache_.data(), cache_.size());
+}
+
+Stack StackCache::take(std::size_t size) {
+  if (size != 0 && size != pool_.default_size()) return pool_.take_custom(size);
+  if (cache_.empty()) {
+    // Refill a batch at once so the shared lock is taken once per kBatch fibres.
+    for (std::size_t i = 0; i < kBatch; ++i) cache_.push_back(pool_.take_shared());
+  }
+  Stack s = cache_.back();
+  cache_.pop_back();
+  return s;
+}
+
+void StackCache::give(const Stack& s) noexcept {
+  if (s.size != pool_.default_size()) {
+    pool_.give_custom(s);
+    return;
+  }
+  try {
+    cache_.push_back(s);
+  } catch (...) {
+    pool_.give_shared(&s, 1);  // could not grow the cache: hand it straight back
+    return;
+  }
+  if (cache_.size() > kMax) {
+    pool_.give_shared(cache_.data() + cache_.size() - kBatch, kBatch);
+    cache_.resize(cache_.size() - kBatch);
+  }
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,261 @@
+// Task operations that do not depend on the value type: submitting, cancelling, names,
+// where(), reports, and the free functions of runtime.hpp that reach the current task.
+#include <spindle/runtime.hpp>
+#include <spindle/task.hpp>
+
+#include <cstdio>
+#include <thread>
+
+#include "frame.hpp"
+#include "runtime_impl.hpp"
+#include "worker.hpp"
+
+namespace spindle::detail {
+
+namespace {
+std::atomic<uint64_t> g_next_task_id{1};
+
+std::string describe(const std::exception_ptr& e) {
+  if (!e) return "";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (const CancelledError& x) {
+    return std::string("CancelledError: ") + x.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+std::string name_locked(FutureCore* c) {
+  Extra& x = c->extra_locked();
+  if (!x.name.empty()) return x.name;
+  // relaxed: only uniqueness matters.
+  if (x.id == 0) x.id = g_next_task_id.fetch_add(1, std::memory_order_relaxed);
+  return "Task-" + std::to_string(x.id);
+}
+}  // namespace
+
+void ReportSink::report(Report r) noexcept {
+  try {
+    if (fn) {
+      fn(r);
+      return;
+    }
+  } catch (...) {
+    // A throwing report handler must not take the runtime down; fall back to stderr.
+  }
+  std::string line = "spindle: " + r.message;
+  if (!r.task_name.empty()) line += " [task '" + r.task_name + "']";
+  if (r.error) line += ": " + describe(r.error);
+  line += "\n";
+  std::fputs(line.c_str(), stderr);
+}
+
+void report_unretrieved(FutureCore* c) noexcept {
+  Extra* x = c->extra;  // the object is being destroyed: nobody else holds it
+  std::string name;
+  if (c->is_task()) {
+    try {
+      name = x->name.empty() ? (x->id ? "Task-" + std::to_string(x->id) : std::string("<unnamed task>")) : x->name;
+    } catch (...) {
+    }
+  }
+  Report r{Report::Kind::unretrieved_exception, name,
+           c->is_task() ? "Task exception was never retrieved" : "Future exception was never retrieved", x->error};
+  if (x->sink) {
+    x->sink->report(std::move(r));
+  } else {
+    ReportSink fallback;
+    fallback.report(std::move(r));
+  }
+}
+
+void destroy_task_common(TaskHeader* t) noexcept {
+  const uint32_t w = t->word.load(std::memory_order_acquire);
+  if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::exception) && !(w & kRetrieved))
+    report_unretrieved(t);
+  delete t->extra;
+}
+
+void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
+  t->lock();
+  if (s == Status::exception) {
+    Extra& x = t->extra_locked();  // an allocation failure here ends the process
+    x.error = std::move(e);
+    if (RuntimeImpl* rt = current_runtime()) x.sink = rt->sink;
+  }
+  t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+  t->publish_and_unlock(s);
+  // QUEUED -> ENDED. acq_rel: as for a fibre that ended.
+  uint32_t cur = t->word.load(std::memory_order_relaxed);
+  while (!t->word.compare_exchange_weak(cur, (cur & ~kQueued) | kEnded, std::memory_order_acq_rel)) {
+  }
+  t->unref();
+}
+
+bool cancel_task(FutureCore* c, std::string msg) {
+  auto* t = static_cast<TaskHeader*>(c);
+  t->lock();
+  if (t->status() != Status::pending) {
+    t->unlock();
+    return false;
+  }
+  if (!msg.empty()) {
+    try {
+      t->extra_locked().cancel_message = std::move(msg);
+    } catch (...) {
+      t->unlock();
+      throw;
+    }
+  }
+  // Under the lock, so it cannot race with fibre_main clearing it at the end.
+  t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
+  t->unlock();
+  wake_task(t);  // if it is suspended, it wakes up in its wait and raises CancelledError
+  return true;
+}
+
+std::string task_name(FutureCore* c) {
+  c->lock();
+  std::string n;
+  try {
+    n = name_locked(c);
+  } catch (...) {
+    c->unlock();
+    throw;
+  }
+  c->unlock();
+  return n;
+}
+
+void set_task_name(FutureCore* c, std::string name) {
+  c->lock();
+  try {
+    c->extra_locked().name = std::move(name);
+  } catch (...) {
+    c->unlock();
+    throw;
+  }
+  c->unlock();
+}
+
+std::string task_where(FutureCore* c) {
+  auto* t = static_cast<TaskHeader*>(c);
+  t->lock();
+  const uint32_t w = t->word.load(std::memory_order_relaxed);
+  std::string s;
+  if (t->done()) s = "done";
+  else if (!(w & kStarted)) s = "not started";
+  else if (w & kRunning) s = "running";
+  else if (TaskFrame* f = t->frame; f && f->where_file.load(std::memory_order_relaxed)) {
+    s = std::string(f->where_function.load(std::memory_order_relaxed)) + " at " +
+        f->where_file.load(std::memory_order_relaxed) + ":" +
+        std::to_string(f->where_line.load(std::memory_order_relaxed));
+  } else {
+    s = "suspended";
+  }
+  t->unlock();
+  return s;
+}
+
+void submit(RuntimeImpl* rt, TaskHeader* t, const TaskOptions* o) {
+  if (!rt) rt = current_runtime();
+  if (!rt) {
+    t->unref();
+    throw RuntimeError("spindle::spawn: no running runtime on this thread (use Runtime::spawn)");
+  }
+  rt->submit(t, o);
+}
+
+RuntimeImpl* runtime_impl(Runtime& rt) noexcept { return rt.impl(); }
+
+}  // namespace spindle::detail
+
+namespace spindle {
+
+namespace detail {
+std::exception_ptr exception_of(FutureCore& c) {
+  switch (c.status()) {
+    case Status::pending:
+      throw InvalidStateError("exception(): not done yet");
+    case Status::cancelled:
+      throw CancelledError(c.cancel_message());
+    case Status::result:
+      return nullptr;
+    case Status::exception:
+      c.word.fetch_or(kRetrieved, std::memory_order_relaxed);
+      return c.extra->error;
+  }
+  return nullptr;
+}
+
+namespace {
+class FnCallback final : public CallbackWaiter {
+ public:
+  FnCallback(std::shared_ptr<ReportSink> s, std::function<void()> f)
+      : CallbackWaiter(nullptr, std::move(s)), fn_(std::move(f)) {}
+  void invoke() override { fn_(); }
+
+ private:
+  std::function<void()> fn_;
+};
+}  // namespace
+
+std::exception_ptr HandleBase::exception() const { return exception_of(core()); }
+
+void HandleBase::add_callback_erased(std::function<void()> fn) const {
+  RuntimeImpl* rt = current_runtime();
+  if (!rt) throw RuntimeError("add_done_callback: no running runtime on this thread");
+  auto* cb = new FnCallback(rt->sink, std::move(fn));
+  add_callback(&core(), cb);
+}
+}  // namespace detail
+
+void yield(std::source_location where) {
+  detail::TaskHeader* t = detail::current_task_header();
+  if (!t) {
+    std::this_thread::yield();
+    return;
+  }
+  if (detail::cancel_pending(t)) throw detail::take_cancel(t);
+  // Mark ourselves notified: the worker requeues us at the back when we switch out.
+  t->word.fetch_or(detail::kNotified, std::memory_order_acq_rel);
+  detail::suspend_current(where);
+  if (detail::cancel_pending(t)) throw detail::take_cancel(t);
+}
+
+Task<> current_task() {
+  detail::TaskHeader* t = detail::current_task_header();
+  if (!t) return Task<>();
+  t->ref();
+  return Task<>(t);
+}
+
+bool in_runtime() noexcept { return detail::current_task_header() != nullptr; }
+
+namespace {
+std::vector<Task<>> wrap(std::vector<detail::TaskHeader*> v) {
+  std::vector<Task<>> out;
+  out.reserve(v.size());
+  for (auto* t : v) out.emplace_back(t);  // adopts the snapshot's reference
+  return out;
+}
+}  // namespace
+
+std::vector<Task<>> all_tasks() {
+  detail::RuntimeImpl* rt = detail::current_runtime();
+  if (!rt) throw RuntimeError("all_tasks: no running runtime on this thread");
+  auto v = wrap(rt->snapshot_tasks());
+  // The caller is running, so it may not be registered yet; asyncio lists it.
+  Task<> me = current_task();
+  bool found = false;
+  for (auto& t : v) found = found || t == me;
+  if (!found && me) v.push_back(std::move(me));
+  return v;
+}
+
+std::vector<Task<>> all_tasks(Runtime& rt) { return wrap(rt.impl()->snapshot_tasks()); }
+
+}  // namespace spindle

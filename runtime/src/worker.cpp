@@ -1,0 +1,248 @@
+#include "worker.hpp"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "fibre.hpp"
+#include "frame.hpp"
+#include "overflow_guard.hpp"
+#include "runtime_impl.hpp"
+#include "sanitizer.hpp"
+
+namespace spindle::detail {
+
+namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
+Worker::Worker(RuntimeImpl* r, unsigned i)
+    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), gptok_(r->global), gctok_(r->global) {}
+
+Worker::~Worker() = default;
+
+bool Worker::has_local_work() const noexcept {
+  return lifo != nullptr || !pinned.empty() || inbox.size_approx() != 0 || !ring.empty();
+}
+
+void Worker::push_ring(TaskHeader* t) {
+  while (!ring.push(t)) {
+    // Full: move the older half to the global queue, where any worker can take it.
+    TaskHeader* buf[RunQueue::kCap / 2];
+    const uint32_t n = ring.take_half(buf);
+    while (n && !rt->global.enqueue_bulk(gptok_, buf, n)) std::this_thread::yield();  // allocation failed: retry
+  }
+}
+
+void Worker::push_local(TaskHeader* t, bool wake) {
+  if (t->word.load(std::memory_order_relaxed) & kPinned) {
+    if (wake && lifo == nullptr) lifo = t; else pinned.push_back(t);
+    return;
+  }
+  if (wake) {
+    if (lifo) push_ring(lifo);
+    lifo = t;
+  } else {
+    push_ring(t);
+  }
+}
+
+TaskHeader* Worker::from_global() {
+  if (rt->global.size_approx() == 0) return nullptr;
+  // Take a batch: one to run now, the rest into our queue (stealable by others).
+  TaskHeader* buf[32];
+  const uint32_t room = (RunQueue::kCap - ring.size()) / 2;
+  const std::size_t want = room < 32 ? (room ? room : 1) : 32;
+  const std::size_t n = rt->global.try_dequeue_bulk(gctok_, buf, want);
+  if (n == 0) return nullptr;
+  for (std::size_t i = 1; i < n; ++i) push_ring(buf[i]);
+  return buf[0];
+}
+
+TaskHeader* Worker::steal() {
+  const auto& all = rt->workers;
+  const unsigned n = static_cast<unsigned>(all.size());
+  rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;  // xorshift32
+  const unsigned start = rng % n;
+  for (unsigned k = 0; k < n; ++k) {
+    Worker* v = all[(start + k) % n];
+    if (v == this) continue;
+    if (TaskHeader* t = v->ring.steal_into(ring)) return t;
+  }
+  return nullptr;
+}
+
+TaskHeader* Worker::next_task() {
+  ++tick;
+  if (tick % 61 == 0) {
+    if (TaskHeader* t = from_global()) return t;
+  }
+  if (lifo) {
+    if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
+      ++lifo_streak;
+      return std::exchange(lifo, nullptr);
+    }
+    // Two tasks waking each other would otherwise keep the queue waiting forever.
+    TaskHeader* t = std::exchange(lifo, nullptr);
+    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+  }
+  lifo_streak = 0;
+  TaskHeader* t = nullptr;
+  if ((tick & 1) && !pinned.empty()) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  if (inbox.size_approx() != 0 && inbox.try_dequeue(t)) return t;
+  if ((t = ring.pop())) return t;
+  if (!pinned.empty()) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  return from_global();
+}
+
+TaskHeader* Worker::search() {
+  const bool multi = rt->workers.size() > 1;
+  if (multi && !searching) searching = rt->idle.try_start_searching();
+  const auto deadline = std::chrono::steady_clock::now() + rt->spin;
+  for (unsigned i = 1;; ++i) {
+    TaskHeader* t = nullptr;
+    if (inbox.size_approx() != 0) inbox.try_dequeue(t);
+    if (!t) t = from_global();
+    if (!t && multi) t = steal();
+    if (t) return t;
+    if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() > deadline) return nullptr;
+    cpu_relax();
+  }
+}
+
+void Worker::park() {
+  rt->idle.park(this, searching);
+  searching = false;
+  // seq_cst fence: our registration as parked comes before the re-check below (pairs
+  // with the fence in Idle::notify_*; see idle.hpp).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool work = has_local_work() || rt->global.size_approx() != 0 || rt->stopping.load(std::memory_order_relaxed);
+  for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
+  if (!work) reactor.poll(-1);
+  if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
+}
+
+void Worker::start_fibre(TaskHeader* t) {
+  std::size_t size = 0;
+  if (t->word.load(std::memory_order_relaxed) & kCustomStack) {
+    t->lock();
+    size = t->extra ? t->extra->stack_size : 0;
+    t->unlock();
+  }
+  Stack s = stacks.take(size);
+  void* tf = san::tsan_create();
+  boost::context::fiber f;
+  try {
+    f = make_fibre(t, s, &rt->stacks, tf);
+  } catch (...) {
+    san::tsan_destroy(tf);
+    stacks.give(s);
+    throw;
+  }
+  // QUEUED -> RUNNING|STARTED. acq_rel: our ownership (from the queue) is published to
+  // wakers that read the word.
+  t->word.fetch_xor(kQueued | kRunning | kStarted, std::memory_order_acq_rel);
+  current = t;
+  san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
+  san::tsan_switch_to(tf);
+  f = std::move(f).resume();
+  san::finish_switch(asan_fake, nullptr, nullptr);
+  current = nullptr;
+  if (f) t->frame->ctx = std::move(f);
+}
+
+void Worker::run_task(TaskHeader* t) {
+  const uint32_t w0 = t->word.load(std::memory_order_acquire);
+  if (!(w0 & kStarted)) {
+    if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
+      finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
+      bump(ended);
+      return;
+    }
+    try {
+      start_fibre(t);
+    } catch (...) {
+      finish_unstarted(t, Status::exception, std::current_exception());  // e.g. no memory for a stack
+      bump(ended);
+      return;
+    }
+  } else {
+    TaskFrame* fr = t->frame;
+    boost::context::fiber f = std::move(fr->ctx);
+    t->word.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING
+    current = t;
+    san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
+    san::tsan_switch_to(fr->tsan_fiber);
+    f = std::move(f).resume();
+    san::finish_switch(asan_fake, nullptr, nullptr);
+    current = nullptr;
+    if (f) t->frame->ctx = std::move(f);
+  }
+
+  if (tsan_to_destroy) {
+    // The fibre ended (fibre_main handed us its TSan fibre to destroy).
+    san::tsan_destroy(std::exchange(tsan_to_destroy, nullptr));
+  }
+  uint32_t cur = t->word.load(std::memory_order_relaxed);
+  if (t->frame == nullptr) {
+    // Ended: RUNNING -> ENDED; a late wake-up (NOTIFIED) no longer matters.
+    // acq_rel: ends our ownership; pairs with wakers' CAS.
+    while (!t->word.compare_exchange_weak(cur, (cur & ~(kRunning | kNotified)) | kEnded, std::memory_order_acq_rel)) {
+    }
+    bump(ended);
+    t->unref();  // the scheduler's reference
+    return;
+  }
+  // Suspended: RUNNING -> IDLE, or -> QUEUED if it was woken (or yielded) meanwhile.
+  // acq_rel: the release publishes frame->ctx to whoever schedules it next.
+  uint32_t next;
+  do {
+    next = (cur & kNotified) ? ((cur & ~(kRunning | kNotified)) | kQueued) : (cur & ~kRunning);
+  } while (!t->word.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+  if (next & kQueued) rt->make_ready(t, false);
+}
+
+void Worker::main() {
+  set_current_worker(this);
+  tsan_fiber = san::tsan_current();
+  AltStack alt;  // so a fibre's stack overflow can be reported
+  for (;;) {
+    TaskHeader* t = next_task();
+    if (!t) t = search();
+    if (t) {
+      if (searching) {
+        searching = false;
+        // The last searcher to find work wakes another: there may be more.
+        if (rt->idle.stop_searching()) rt->notify_work();
+      }
+      run_task(t);
+      continue;
+    }
+    if (rt->stopping.load(std::memory_order_acquire)) break;
+    park();
+  }
+  if (searching) {
+    searching = false;
+    rt->idle.stop_searching();
+  }
+  set_current_worker(nullptr);
+}
+
+}  // namespace spindle::detail

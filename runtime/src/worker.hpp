@@ -1,0 +1,98 @@
+// A worker thread and the event loop it runs.
+//
+// Owns: its run queue (others may steal from it), its LIFO slot and pinned queue (only
+// it touches them), an inbox (any thread pushes pinned tasks it made ready), its reactor
+// (epoll + wake-up eventfd), its stack cache and its registry shard.
+//
+// One turn of the loop: take the next ready task — LIFO slot (at most kLifoStreak times
+// in a row), pinned queue, inbox, run queue, and the global queue first on every 61st
+// turn so that a busy run queue cannot starve it — and run its fibre until it suspends.
+// With nothing ready: search (steal half of another worker's queue, take from the global
+// queue, poll the reactor without blocking) for up to Options::spin, and only then park
+// in epoll_wait, because unparking a thread on another CPU costs 60-80 µs here.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <thread>
+
+#include <spindle/detail/task_header.hpp>
+
+#include "reactor.hpp"
+#include "registry.hpp"
+#include "run_queue.hpp"
+#include "stack_pool.hpp"
+
+namespace spindle::detail {
+
+class RuntimeImpl;
+
+struct Worker {
+  Worker(RuntimeImpl* rt, unsigned index);
+  ~Worker();
+
+  RuntimeImpl* const rt;
+  const unsigned index;
+
+  RunQueue ring;
+  TaskHeader* lifo = nullptr;           // owner only
+  unsigned lifo_streak = 0;             // owner only
+  std::deque<TaskHeader*> pinned;       // owner only: ready pinned tasks
+  moodycamel::ConcurrentQueue<TaskHeader*> inbox;  // pinned tasks readied by other threads
+  Reactor reactor;
+  StackCache stacks;
+  RegistryShard registry;
+
+  TaskHeader* current = nullptr;  // owner only: the task whose fibre is running
+  uint64_t tick = 0;
+  bool searching = false;
+  bool in_parked_list = false;    // guarded by Idle's mutex
+  uint32_t rng;
+
+  // Counters: written only by this worker (single writer, relaxed), read by anyone.
+  std::atomic<uint64_t> ended{0};
+  std::atomic<uint64_t> spawned{0};
+
+  // Sanitizer state of the worker's own (thread) stack.
+  void* tsan_fiber = nullptr;
+  void* asan_fake = nullptr;
+  void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
+
+  std::thread thread;
+
+  void main();  // the thread's body
+
+  /// Makes t runnable on this worker (owner thread only). `wake`: it was just woken,
+  /// so it goes in the LIFO slot; otherwise at the back of the run queue.
+  void push_local(TaskHeader* t, bool wake);
+  /// True if anything is queued here that this worker could run now.
+  bool has_local_work() const noexcept;
+
+  static void bump(std::atomic<uint64_t>& c) noexcept {
+    // Single writer: a plain load+store is enough, and avoids a locked instruction.
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+ private:
+  TaskHeader* next_task();
+  TaskHeader* search();
+  TaskHeader* steal();
+  TaskHeader* from_global();
+  void park();
+  void run_task(TaskHeader* t);
+  void start_fibre(TaskHeader* t);
+  void push_ring(TaskHeader* t);
+  static constexpr unsigned kLifoStreak = 3;
+  moodycamel::ProducerToken gptok_;
+  moodycamel::ConsumerToken gctok_;
+};
+
+/// The calling thread's worker, or null on a thread outside every runtime. Never
+/// inlined: a fibre may move to another thread across any suspension.
+Worker* current_worker() noexcept;
+void set_current_worker(Worker* w) noexcept;
+
+}  // namespace spindle::detail

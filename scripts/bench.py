@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Runs spindle's benchmark suite (the workloads of benchmarks.md) and prints one table:
+spindle beside its peer (Boost.Fiber) and the floor, with the spindle/peer ratio.
+
+Every workload runs alone in its own process, because peak RSS (VmHWM) is process-wide
+and Boost.Fiber's work_stealing can be set up only once per process. Each process runs
+R repetitions (default 3; QUICK=1 in the environment means 1 — sizes never shrink) and
+the median of each figure is reported. Raw figures go to bench-results/latest.json.
+
+Usage: scripts/bench.py [--build DIR]   (default DIR: build/release)
+Exit status: 0 when every workload ran and passed its own result check, 1 otherwise.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME, PEER = "bench_runtime", "bench_peer_fiber"
+TIMEOUT_S = 1800  # per process; spawn_join on Boost.Fiber alone takes ~10-30 s per run
+
+# The processes to run: (binary, benchmark name as registered).
+RUNS = [(RUNTIME, n) for n in
+        ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2")]
+RUNS += [(PEER, n) for n in
+         ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2",
+          "yield_pingpong_floor", "cross_thread_pingpong_floor")]
+
+# The table: (workload, figure, counter, spindle/peer benchmark, floor, better).
+# floor is None, a constant, or (binary, benchmark, counter).
+ROWS = [
+    ("yield_pingpong (1 thread)", "ns per yield", "ns_per_yield", "yield_pingpong_w1",
+     (PEER, "yield_pingpong_floor", "ns_per_switch"), "lower"),
+    ("spawn_join (1 thread)", "ns per task", "ns_per_task", "spawn_join_w1", None, "lower"),
+    ("spawn_join (1 thread)", "peak RSS MiB", "peak_rss_mb", "spawn_join_w1", None, "lower"),
+    ("spawn_join (2 threads)", "ns per task", "ns_per_task", "spawn_join_w2", None, "lower"),
+    ("spawn_join (2 threads)", "peak RSS MiB", "peak_rss_mb", "spawn_join_w2", None, "lower"),
+    ("skynet (2 threads)", "total ms", "total_ms", "skynet_w2", None, "lower"),
+    ("skynet (2 threads)", "peak RSS MiB", "peak_rss_mb", "skynet_w2", None, "lower"),
+    ("cross_thread_pingpong (2 threads)", "us per round trip", "us_per_round_trip", "cross_thread_pingpong_w2",
+     (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
+]
+
+
+# Fields of a Google Benchmark JSON entry that are not our user counters.
+NOT_COUNTERS = {"family_index", "per_family_instance_index", "repetitions", "repetition_index",
+                "threads", "iterations", "real_time", "cpu_time"}
+
+
+def run_one(binary_path, name, reps):
+    """Runs one workload in its own process; returns (counters: {name: [values]}, error or None)."""
+    if not binary_path.exists():
+        return {}, f"{binary_path} not found (build it first)"
+    cmd = [str(binary_path), f"--benchmark_filter=^{name}(/|$)", "--benchmark_format=json",
+           f"--benchmark_repetitions={reps}"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {}, f"timed out after {TIMEOUT_S} s"
+    tail = " | ".join(p.stderr.strip().splitlines()[-3:])
+    if p.returncode != 0:
+        return {}, f"exit status {p.returncode}: {tail}"
+    if not p.stdout.strip():
+        return {}, f"no output: {tail}"
+    try:
+        entries = json.loads(p.stdout)["benchmarks"]
+    except (ValueError, KeyError) as e:
+        return {}, f"unreadable output ({e})"
+    counters, errors = {}, []
+    for e in entries:
+        if e.get("run_type", "iteration") != "iteration":
+            continue  # Google Benchmark's own aggregates: we take our own medians
+        if e.get("error_occurred"):
+            errors.append(e.get("error_message", "error"))
+            continue
+        for key, value in e.items():
+            if key not in NOT_COUNTERS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                counters.setdefault(key, []).append(value)
+    if errors:
+        return counters, "; ".join(sorted(set(errors)))
+    if not counters:
+        return {}, "no benchmark matched"
+    return counters, None
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
+    args = ap.parse_args()
+    build = Path(args.build).resolve()
+    quick = os.environ.get("QUICK", "") not in ("", "0")
+    reps = 1 if quick else 3
+
+    results = {}
+    for binary, name in RUNS:
+        key = f"{binary}/{name}"
+        print(f"bench: {key} x{reps} ...", end="", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        counters, error = run_one(build / "benchmarks" / binary, name, reps)
+        print(f" {time.monotonic() - t0:.1f} s" + (f"  FAILED: {error}" if error else ""), file=sys.stderr)
+        results[key] = {"values": counters, "error": error,
+                        "median": {k: statistics.median(v) for k, v in counters.items()}}
+
+    def figure(binary, name, counter):
+        r = results.get(f"{binary}/{name}")
+        if r is None:
+            return None  # not run
+        return "FAIL" if r["error"] else r["median"].get(counter)
+
+    table = []
+    for workload, label, counter, name, floor, better in ROWS:
+        s, p = figure(RUNTIME, name, counter), figure(PEER, name, counter)
+        f = figure(*floor) if isinstance(floor, tuple) else floor
+        ratio = s / p if isinstance(s, (int, float)) and isinstance(p, (int, float)) and p else None
+        table.append({"workload": workload, "figure": label, "spindle": s, "peer": p, "floor": f,
+                      "ratio": ratio, "better": better})
+
+    header = ["workload", "figure", "spindle", "peer (Boost.Fiber)", "floor", "spindle/peer", "better"]
+    lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
+              "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
+    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]
+    print(f"medians of {reps} run(s) each; spindle/peer below 1 is better where lower is better")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for l in lines:
+        print(" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
+
+    failed = {k: r["error"] for k, r in results.items() if r["error"]}
+    out = ROOT / "bench-results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build": str(build), "repetitions": reps, "runs": results, "table": table, "failed": failed,
+    }, indent=2) + "\n")
+    print(f"raw figures: {out.relative_to(ROOT)}")
+    for k, e in failed.items():
+        print(f"FAILED {k}: {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages spindle needs, and only those that are missing.
+# Does nothing (and needs no root) when everything is already installed.
+# Usage: scripts/install-deps.sh [test|bench|all]   (default: all)
+set -euo pipefail
+
+base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
+      libconcurrentqueue-dev libmimalloc-dev catch2 libbenchmark-dev)
+# clang + its runtime are used for the TSan build (gcc's TSan cannot see through
+# fcontext switches as reliably) and later for libFuzzer.
+test_extra=(clang libclang-rt-14-dev)
+bench_extra=(libboost-fiber-dev wrk)
+
+case "${1:-all}" in
+  test)  want=("${base[@]}" "${test_extra[@]}") ;;
+  bench) want=("${base[@]}" "${bench_extra[@]}") ;;
+  all)   want=("${base[@]}" "${test_extra[@]}" "${bench_extra[@]}") ;;
+  *) echo "install-deps.sh: unknown set '$1' (test, bench or all)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null; then sudo=(sudo); else
+  echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Try without refreshing the package lists first; refresh only when apt cannot find one.
+if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,110 @@
+// Futures across fibres, loops and foreign threads, and the suspend-then-publish race.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace spindle;
+
+TEST_CASE("a fibre awaits a future completed by a foreign thread", "[futures]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  Future<int> f;
+  auto t = rt.spawn([f]() mutable { return f.get() * 2; });
+  std::thread th([f]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    f.set_result(21);
+  });
+  CHECK(t.get() == 42);  // and this foreign thread blocks on the task
+  th.join();
+}
+
+TEST_CASE("a foreign thread blocks on a future a fibre completes", "[futures]") {
+  Runtime rt(test::opts(2));
+  Future<std::string> f;
+  rt.spawn([f]() mutable {
+    yield();
+    f.set_result("from a fibre");
+  });
+  CHECK(f.get() == "from a fibre");
+}
+
+TEST_CASE("a future set twice, or set after cancel, throws InvalidStateError", "[futures]") {
+  Future<int> f;
+  f.set_result(1);
+  CHECK_THROWS_AS(f.set_result(2), InvalidStateError);
+  CHECK_THROWS_AS(f.set_exception(std::make_exception_ptr(std::runtime_error("x"))), InvalidStateError);
+  CHECK(f.result() == 1);
+  Future<int> c;
+  CHECK(c.cancel("bye"));
+  CHECK_FALSE(c.cancel());
+  CHECK(c.cancelled());
+  CHECK_THROWS_AS(c.set_result(1), InvalidStateError);
+  try {
+    c.get();
+    FAIL("get() on a cancelled future must throw");
+  } catch (const CancelledError& e) {
+    CHECK(e.message() == "bye");
+  }
+  Future<> e;
+  CHECK_THROWS_AS(e.set_exception(nullptr), std::invalid_argument);
+  CHECK_THROWS_AS(e.result(), InvalidStateError);
+}
+
+TEST_CASE("set_exception reaches every waiter", "[futures]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    Future<int> f;
+    std::vector<Task<int>> waiters;
+    for (int i = 0; i < 20; ++i) waiters.push_back(spawn([f]() mutable { return f.get(); }));
+    yield();
+    f.set_exception(std::make_exception_ptr(std::out_of_range("nope")));
+    for (auto& w : waiters) CHECK_THROWS_AS(w.get(), std::out_of_range);
+  });
+}
+
+TEST_CASE("suspend-then-publish: threads complete futures while fibres suspend on them", "[futures][stress]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  constexpr int kRounds = 2000, kFibres = 8;
+  // (Not futs(kFibres, inner): copies of a Future share one state.)
+  std::vector<std::vector<Future<int>>> futs(kFibres);
+  for (auto& v : futs) v.resize(kRounds);
+  std::vector<Task<long>> tasks;
+  for (int f = 0; f < kFibres; ++f)
+    tasks.push_back(rt.spawn([&futs, f] {
+      long s = 0;
+      for (int r = 0; r < kRounds; ++r) s += futs[f][r].get();
+      return s;
+    }));
+  // Completers race the fibres: some futures are set before the fibre waits, some while
+  // it is switching out, some after it suspended.
+  std::vector<std::thread> setters;
+  for (int f = 0; f < kFibres; ++f)
+    setters.emplace_back([&futs, f] {
+      for (int r = 0; r < kRounds; ++r) futs[f][r].set_result(r);
+    });
+  for (auto& s : setters) s.join();
+  for (auto& t : tasks) CHECK(t.get() == long(kRounds) * (kRounds - 1) / 2);
+}
+
+TEST_CASE("cross-loop ping-pong through futures between pinned tasks", "[futures]") {
+  Runtime rt(test::opts(2));
+  constexpr int kTrips = 2000;
+  std::vector<Future<int>> ping(kTrips), pong(kTrips);
+  auto a = rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&] {
+    int v = 0;
+    for (int i = 0; i < kTrips; ++i) {
+      ping[i].set_result(v);
+      v = pong[i].get();
+    }
+    return v;
+  });
+  auto b = rt.spawn(TaskOptions{.pinned = true, .loop = 1}, [&] {
+    for (int i = 0; i < kTrips; ++i) pong[i].set_result(ping[i].get() + 1);
+  });
+  CHECK(a.get() == kTrips);
+  b.get();
+}

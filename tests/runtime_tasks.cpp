@@ -1,0 +1,218 @@
+// Tasks: spawn, get, results of every kind, exceptions, names, callbacks, reports.
+#include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace spindle;
+
+TEST_CASE("spawn and get return values of every kind", "[tasks]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    CHECK(spawn([] { return 42; }).get() == 42);
+    CHECK(spawn([](int a, int b) { return a + b; }, 40, 2).get() == 42);
+    int calls = 0;
+    spawn([&] { ++calls; }).get();
+    CHECK(calls == 1);
+    CHECK(spawn([] { return std::string(1000, 'x'); }).get().size() == 1000);
+    // move-only: moved out once; a second get() is an error, not a silent empty value
+    auto mo = spawn([] { return std::make_unique<int>(7); });
+    CHECK(*mo.get() == 7);
+    CHECK_THROWS_AS(mo.get(), InvalidStateError);
+    // references: the referent outlives the task
+    static int target = 5;
+    auto ref = spawn([]() -> int& { return target; });
+    CHECK(&ref.get() == &target);
+  });
+}
+
+TEST_CASE("exceptions cross get() and result(); exception() returns them", "[tasks]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    auto t = spawn([]() -> int { throw std::runtime_error("boom"); });
+    CHECK_THROWS_WITH(t.get(), "boom");
+    CHECK_THROWS_WITH(t.result(), "boom");
+    auto e = t.exception();
+    REQUIRE(e);
+    CHECK_THROWS_AS(std::rethrow_exception(e), std::runtime_error);
+    CHECK(!t.cancelled());
+    auto ok = spawn([] { return 1; });
+    ok.get();
+    CHECK(ok.exception() == nullptr);
+  });
+}
+
+TEST_CASE("result() and exception() on a pending task throw InvalidStateError", "[tasks]") {
+  Runtime rt(test::opts(2));
+  rt.block_on([] {
+    Future<> gate;
+    auto t = spawn([gate]() mutable { gate.get(); return 1; });
+    CHECK_FALSE(t.done());
+    CHECK_THROWS_AS(t.result(), InvalidStateError);
+    CHECK_THROWS_AS(t.exception(), InvalidStateError);
+    gate.set_result();
+    CHECK(t.get() == 1);
+    CHECK(t.done());
+    CHECK(t.result() == 1);
+  });
+}
+
+TEST_CASE("100k tasks each yield and return; every result arrives", "[tasks]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  const long sum = rt.block_on([] {
+    std::vector<Task<long>> ts;
+    ts.reserve(100000);
+    for (long i = 0; i < 100000; ++i) ts.push_back(spawn([i] { yield(); return i; }));
+    long s = 0;
+    for (auto& t : ts) s += t.get();
+    return s;
+  });
+  CHECK(sum == 100000L * 99999 / 2);
+}
+
+TEST_CASE("spawn from a foreign thread, and get() blocks that thread", "[tasks]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  std::vector<std::thread> threads;
+  std::atomic<long> total{0};
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      for (int i = 0; i < 200; ++i) {
+        auto t = rt.spawn([k, i] { yield(); return k * 1000 + i; });
+        total += t.get();
+      }
+    });
+  for (auto& t : threads) t.join();
+  long expect = 0;
+  for (int k = 0; k < 4; ++k)
+    for (int i = 0; i < 200; ++i) expect += k * 1000 + i;
+  CHECK(total == expect);
+}
+
+TEST_CASE("names, where() and current_task()", "[tasks]") {
+  Runtime rt(test::opts(2));
+  rt.block_on([] {
+    auto named = spawn(TaskOptions{.name = "worker-7"}, [] { return current_task().name(); });
+    CHECK(named.get() == "worker-7");
+    CHECK(named.name() == "worker-7");
+    auto anon = spawn([] {});
+    anon.get();
+    CHECK(anon.name().rfind("Task-", 0) == 0);
+    anon.set_name("renamed");
+    CHECK(anon.name() == "renamed");
+    CHECK(anon.where() == "done");
+
+    Future<> gate;
+    auto waiting = spawn([gate]() mutable { gate.get(); });
+    while (waiting.where() == "not started" || waiting.where() == "running") yield();
+    CHECK(waiting.where().find("runtime_tasks.cpp") != std::string::npos);
+    gate.set_result();
+    waiting.get();
+    CHECK(current_task().name() == "main");
+  });
+  CHECK_FALSE(current_task());
+  CHECK_FALSE(in_runtime());
+}
+
+TEST_CASE("all_tasks lists suspended tasks and the caller", "[tasks]") {
+  Runtime rt(test::opts(2));
+  rt.block_on([] {
+    Future<> gate;
+    std::vector<Task<>> ts;
+    for (int i = 0; i < 10; ++i)
+      ts.push_back(spawn(TaskOptions{.name = "sleeper-" + std::to_string(i)}, [gate]() mutable { gate.get(); }));
+    for (auto& t : ts)
+      while (t.where() == "not started" || t.where() == "running") yield();
+    auto all = all_tasks();
+    int sleepers = 0;
+    bool me = false;
+    for (auto& t : all) {
+      sleepers += t.name().rfind("sleeper-", 0) == 0;
+      me = me || t == current_task();
+    }
+    CHECK(sleepers == 10);
+    CHECK(me);
+    gate.set_result();
+    for (auto& t : ts) t.get();
+  });
+}
+
+TEST_CASE("done callbacks are scheduled, never run inline in the completer", "[tasks]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    Future<int> f;
+    Future<std::string> seen;
+    Task<> completer = current_task();
+    std::atomic<bool> same_task{false};
+    f.add_done_callback([&, seen](Future<int>& done) mutable {
+      same_task = current_task() == completer;  // must run in a task of its own
+      seen.set_result("got " + std::to_string(done.result()));
+    });
+    f.set_result(5);
+    CHECK(seen.get() == "got 5");
+    CHECK_FALSE(same_task.load());
+
+    // A callback added after completion is scheduled too.
+    Future<int> after;
+    f.add_done_callback([after](Future<int>& d) mutable { after.set_result(d.result() + 1); });
+    CHECK(after.get() == 6);
+
+    auto t = spawn([] { return 3; });
+    Future<int> tcb;
+    t.add_done_callback([tcb](Task<int>& d) mutable { tcb.set_result(d.result()); });
+    CHECK(tcb.get() == 3);
+  });
+}
+
+TEST_CASE("an exception nobody retrieved is reported when its task goes away", "[tasks]") {
+  test::Reports reports;
+  {
+    Runtime rt(test::opts(2, &reports));
+    rt.block_on([] {
+      {
+        auto t = spawn(TaskOptions{.name = "careless"}, [] { throw std::runtime_error("lost?"); });
+        while (!t.done()) yield();
+      }  // last handle dropped here, after the task ended
+      auto seen = spawn([] { throw std::logic_error("seen"); });
+      CHECK_THROWS(seen.get());  // retrieved: no report
+      // A callback that throws is reported too.
+      Future<> f;
+      f.add_done_callback([](Future<>&) { throw std::runtime_error("callback failed"); });
+      f.set_result();
+    });
+  }
+  const auto all = reports.all();
+  int careless = 0, cb = 0, seen = 0;
+  for (auto& r : all) {
+    if (r.kind != Report::Kind::unretrieved_exception) continue;
+    careless += r.task_name == "careless";
+    try {
+      std::rethrow_exception(r.error);
+    } catch (const std::exception& e) {
+      cb += std::string(e.what()) == "callback failed";
+      seen += std::string(e.what()) == "seen";
+    }
+  }
+  CHECK(careless == 1);
+  CHECK(cb == 1);
+  CHECK(seen == 0);
+}
+
+TEST_CASE("bad input gets a clear error", "[tasks]") {
+  CHECK_THROWS_AS(spawn([] {}), RuntimeError);  // outside a runtime
+  Runtime rt(test::opts(2));
+  CHECK_THROWS_AS(rt.spawn(TaskOptions{.pinned = true, .loop = 5}, [] {}), std::invalid_argument);
+  Task<> empty;
+  CHECK_THROWS_AS(empty.done(), InvalidStateError);
+  rt.shutdown();
+  CHECK(rt.closed());
+  CHECK_THROWS_AS(rt.spawn([] {}), RuntimeError);
+}

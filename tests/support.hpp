@@ -1,0 +1,46 @@
+// Shared test helpers: the worker counts every runtime test runs over, and a runtime
+// whose reports (unretrieved exceptions, tasks that would not end) are captured.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <spindle/spindle.hpp>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace test {
+
+// 1, 2, 4 and 8 workers: more workers than this machine's 2 cores shakes out races.
+#define SPINDLE_WORKERS() GENERATE(1u, 2u, 4u, 8u)
+
+struct Reports {
+  std::mutex mu;
+  std::vector<spindle::Report> items;
+  std::function<void(const spindle::Report&)> sink() {
+    return [this](const spindle::Report& r) {
+      std::lock_guard lk(mu);
+      items.push_back(r);
+    };
+  }
+  std::size_t count(spindle::Report::Kind k) {
+    std::lock_guard lk(mu);
+    std::size_t n = 0;
+    for (auto& r : items) n += r.kind == k;
+    return n;
+  }
+  std::vector<spindle::Report> all() {
+    std::lock_guard lk(mu);
+    return items;
+  }
+};
+
+inline spindle::Options opts(unsigned workers, Reports* r = nullptr) {
+  spindle::Options o;
+  o.workers = workers;
+  if (r) o.report = r->sink();
+  return o;
+}
+
+}  // namespace test
