@@ -46,6 +46,15 @@ inline double proc_status_mb(const char* field) {
 }
 inline double peak_rss_mb() { return proc_status_mb("VmHWM"); }
 
+/// Resets VmHWM to the current RSS (Linux 4.0+), so that each repetition in one process
+/// reports its own peak rather than the highest so far. Best effort.
+inline void reset_peak_rss() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
 /// What one timed run of a workload produced.
 struct Outcome {
   double seconds = 0;   // from just before the first spawn to just after the last join
@@ -60,10 +69,12 @@ inline std::string expect(const char* what, uint64_t got, uint64_t want) {
 
 /// Runs `workload` (returning an Outcome) once per benchmark iteration, hands its time to
 /// the manual timer and returns the last outcome; a failed check skips the benchmark.
+/// Peak RSS is reset before each run: read peak_rss_mb() after this returns.
 /// Exceptions become errors too, so one broken workload never aborts the whole binary.
 template <class Workload>
 bool timed(benchmark::State& state, Outcome& out, Workload&& workload) {
   for (auto _ : state) {
+    reset_peak_rss();
     try {
       out = workload();
     } catch (const std::exception& e) {

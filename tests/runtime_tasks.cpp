@@ -185,8 +185,13 @@ TEST_CASE("an exception nobody retrieved is reported when its task goes away", "
       CHECK_THROWS(seen.get());  // retrieved: no report
       // A callback that throws is reported too.
       Future<> f;
-      f.add_done_callback([](Future<>&) { throw std::runtime_error("callback failed"); });
+      static std::atomic<bool> ran{false};
+      f.add_done_callback([](Future<>&) {
+        ran = true;
+        throw std::runtime_error("callback failed");
+      });
       f.set_result();
+      while (!ran) yield();  // it must start before shutdown would cancel it unstarted
     });
   }
   const auto all = reports.all();

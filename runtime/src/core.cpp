@@ -14,10 +14,13 @@
 #include <spindle/task.hpp>
 
 #include "frame.hpp"
+#include "timer_heap.hpp"
 #include "runtime_impl.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
+
+TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns);
 
 namespace {
 inline void cpu_relax() noexcept {
@@ -35,11 +38,7 @@ void futex_wake(std::atomic<uint32_t>* word) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
-int64_t now_ns() noexcept {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+int64_t now_ns() noexcept { return monotonic_ns(); }
 
 bool unlink_waiter(Waiter*& head, Waiter* w) noexcept {
   for (Waiter** p = &head; *p; p = &(*p)->next) {
@@ -211,12 +210,31 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
     }
     return Outcome::notified;
   }
+  if (deadline_ns == 0) {
+    for (;;) {
+      if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
+      if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
+      suspend_current(where);
+    }
+  }
+  // A timed wait: a timer on this loop wakes the task at the deadline.
+  if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
+  if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
+  if (deadline_ns <= monotonic_ns()) return Outcome::timed_out;
+  TimerEntry* timer = arm_wake(task_, deadline_ns);
+  Outcome o;
   for (;;) {
-    if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
-    if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
+    if (signalled_.load(std::memory_order_acquire)) { o = Outcome::notified; break; }
+    if (cancellable && cancel_pending(task_)) { o = Outcome::cancelled; break; }
+    if (timer->has_fired()) { o = Outcome::timed_out; break; }
     suspend_current(where);
   }
+  timer->cancel();  // lazy: the heap drops it; harmless if it fired
+  timer->unref();
+  return o;
 }
+
+void Waiter::raise_cancelled() { throw take_cancel(task_); }
 
 void CallbackWaiter::fire() noexcept {
   std::unique_ptr<CallbackWaiter> self(this);

@@ -34,9 +34,17 @@ Reactor::~Reactor() {
   ::close(epfd_);
 }
 
-int Reactor::poll(int timeout_ms) noexcept {
+int Reactor::poll(int64_t timeout_ns) noexcept {
   epoll_event evs[64];
-  int n = ::epoll_wait(epfd_, evs, 64, timeout_ms);
+  int n;
+  if (timeout_ns == 0) {
+    n = ::epoll_wait(epfd_, evs, 64, 0);
+  } else {
+    // epoll_pwait2 takes a timespec: a parked loop wakes at its earliest deadline to the
+    // nanosecond, not rounded to epoll_wait's milliseconds.
+    timespec ts{time_t(timeout_ns / 1'000'000'000), long(timeout_ns % 1'000'000'000)};
+    n = ::epoll_pwait2(epfd_, evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
+  }
   if (n < 0) return 0;  // EINTR: the caller loops anyway
   for (int i = 0; i < n; ++i) {
     if (evs[i].data.ptr == nullptr) {

@@ -24,9 +24,9 @@ class Reactor {
   Reactor(const Reactor&) = delete;
   Reactor& operator=(const Reactor&) = delete;
 
-  /// Waits up to timeout_ms (0: just look, -1: forever) and dispatches what is ready.
-  /// Returns the number of events handled (the wake-up eventfd included).
-  int poll(int timeout_ms) noexcept;
+  /// Waits up to timeout_ns (0: just look, negative: forever) and dispatches what is
+  /// ready. Returns the number of events handled (the wake-up eventfd included).
+  int poll(int64_t timeout_ns) noexcept;
   /// Wakes the loop out of epoll_wait (or makes its next poll return at once). Any thread.
   void unpark() noexcept;
 

@@ -11,6 +11,9 @@
 #include "overflow_guard.hpp"
 #include "runtime_impl.hpp"
 #include "sanitizer.hpp"
+#include "timer_heap.hpp"
+
+#include <spindle/task.hpp>
 
 namespace spindle::detail {
 
@@ -30,7 +33,8 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
 Worker::~Worker() = default;
 
 bool Worker::has_local_work() const noexcept {
-  return lifo != nullptr || !pinned.empty() || inbox.size_approx() != 0 || !ring.empty();
+  return lifo != nullptr || !pinned.empty() || inbox.size_approx() != 0 || !ring.empty() ||
+         timer_inbox.size_approx() != 0;
 }
 
 void Worker::push_ring(TaskHeader* t) {
@@ -80,11 +84,32 @@ TaskHeader* Worker::steal() {
   return nullptr;
 }
 
+int64_t Worker::run_timers() {
+  TimerEntry* e;
+  while (timer_inbox.size_approx() != 0 && timer_inbox.try_dequeue(e)) timers.push(e);
+  if (timers.empty()) return INT64_MAX;
+  timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
+    if (t->task) {
+      wake_task(t->task);
+    } else {
+      try {
+        TaskOptions o{.name = "call_later"};
+        (void)spawn_on(rt, &o, std::move(t->callback));
+      } catch (...) {
+        rt->sink->report({Report::Kind::callback_failed, "", "timer callback could not be scheduled",
+                          std::current_exception()});
+      }
+    }
+  });
+  return timers.next_deadline();
+}
+
 TaskHeader* Worker::next_task() {
   ++tick;
   if (tick % 61 == 0) {
     if (TaskHeader* t = from_global()) return t;
   }
+  if ((tick & 15) == 0) run_timers();
   if (lifo) {
     if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
       ++lifo_streak;
@@ -122,7 +147,10 @@ TaskHeader* Worker::search() {
     if (!t && multi) t = steal();
     if (t) return t;
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
-    if ((i & 63) == 0 && std::chrono::steady_clock::now() > deadline) return nullptr;
+    if ((i & 63) == 0) {
+      run_timers();  // a due timer may have made a task ready here
+      if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
+    }
     cpu_relax();
   }
 }
@@ -135,7 +163,15 @@ void Worker::park() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   bool work = has_local_work() || rt->global.size_approx() != 0 || rt->stopping.load(std::memory_order_relaxed);
   for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
-  if (!work) reactor.poll(-1);
+  if (!work) {
+    const int64_t next = run_timers();
+    if (has_local_work()) {
+      work = true;
+    } else {
+      const int64_t now = next == INT64_MAX ? 0 : monotonic_ns();
+      reactor.poll(next == INT64_MAX ? -1 : (next > now ? next - now : 0));
+    }
+  }
   if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
 }
 

@@ -25,6 +25,7 @@
 #include "registry.hpp"
 #include "run_queue.hpp"
 #include "stack_pool.hpp"
+#include "timer_heap.hpp"
 
 namespace spindle::detail {
 
@@ -45,6 +46,8 @@ struct Worker {
   Reactor reactor;
   StackCache stacks;
   RegistryShard registry;
+  TimerHeap timers;                                  // owner only
+  moodycamel::ConcurrentQueue<TimerEntry*> timer_inbox;  // timers armed by other threads
 
   TaskHeader* current = nullptr;  // owner only: the task whose fibre is running
   uint64_t tick = 0;
@@ -82,6 +85,9 @@ struct Worker {
   TaskHeader* steal();
   TaskHeader* from_global();
   void park();
+  /// Moves timers from the inbox to the heap and fires those that are due. Returns the
+  /// earliest remaining deadline (INT64_MAX if none).
+  int64_t run_timers();
   void run_task(TaskHeader* t);
   void start_fibre(TaskHeader* t);
   void push_ring(TaskHeader* t);

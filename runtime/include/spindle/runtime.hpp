@@ -11,6 +11,7 @@
 
 #include <spindle/options.hpp>
 #include <spindle/task.hpp>
+#include <spindle/timers.hpp>
 
 namespace spindle {
 
@@ -40,6 +41,19 @@ class Runtime {
   template <class F, class... Args>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return detail::spawn_on(impl_.get(), &opts, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// loop.call_soon_threadsafe(cb): runs cb() in a new task of this runtime. Any thread.
+  template <class F>
+  Task<> call_soon(F&& cb) {
+    return spawn(TaskOptions{.name = "call_soon"}, [cb = std::forward<F>(cb)]() mutable { cb(); });
+  }
+  /// Runs cb() in a new task once d has passed. Any thread; from a foreign thread the
+  /// timer lives on loop 0, which is woken if it is parked.
+  template <class F>
+  TimerHandle call_later(std::chrono::nanoseconds d, F&& cb) {
+    const auto tp = std::chrono::steady_clock::now() + (d.count() < 0 ? std::chrono::nanoseconds(0) : d);
+    return TimerHandle(detail::arm_callback(impl_.get(), detail::to_ns(tp), std::function<void()>(std::forward<F>(cb))));
   }
 
   /// Runs fn as a task and waits for it (loop.run_until_complete): blocks the calling

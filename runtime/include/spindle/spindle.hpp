@@ -6,3 +6,4 @@
 #include <spindle/options.hpp>
 #include <spindle/runtime.hpp>
 #include <spindle/task.hpp>
+#include <spindle/timers.hpp>

@@ -151,6 +151,11 @@ class Waiter {
 
   void notify() noexcept;
   bool notified() const noexcept { return signalled_.load(std::memory_order_acquire) != 0; }
+  /// After wait() returned `cancelled`: consumes the task's cancellation request and
+  /// throws its CancelledError. Call only once the waiter is off every list.
+  [[noreturn]] void raise_cancelled();
+  /// True when the waiter is a fibre (false: a foreign thread, which cannot be cancelled).
+  bool is_fibre() const noexcept { return kind_ == Kind::fibre; }
   /// deadline_ns: CLOCK_MONOTONIC nanoseconds, or 0 for none.
   [[nodiscard]] Outcome wait(bool cancellable, std::source_location where, int64_t deadline_ns = 0);
   TaskHeader* task() const noexcept { return task_; }

@@ -1,0 +1,73 @@
+// One loop's timers: a binary min-heap of deadlines with O(1) lazy cancellation.
+//
+// A TimerEntry is shared (reference-counted) between the heap and whoever may cancel it:
+// cancel() only flips its state from armed to cancelled, from any thread, and the heap
+// drops it when it reaches the top (or in a sweep, once cancelled entries could make up
+// half the heap). Firing flips armed to fired; exactly one of fire and cancel wins.
+//
+// Threads: the heap belongs to its worker. Other threads hand new entries to the worker
+// through its timer inbox (Worker::timer_inbox), never touching the heap.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include <spindle/detail/task_header.hpp>
+
+namespace spindle::detail {
+
+class RuntimeImpl;
+
+struct TimerEntry {
+  enum : uint8_t { armed, fired, cancelled };
+  int64_t deadline;  // CLOCK_MONOTONIC ns
+  std::atomic<uint32_t> refs{1};
+  std::atomic<uint8_t> state{armed};
+  TaskHeader* task = nullptr;        // woken when it fires (holds a reference), or
+  std::function<void()> callback;    // run in a task of its own when it fires
+
+  /// armed -> cancelled. False if it already fired (or was cancelled). Any thread.
+  bool cancel() noexcept {
+    uint8_t s = armed;
+    // acq_rel: the winner of fire/cancel is decided here; pairs with fire's CAS.
+    return state.compare_exchange_strong(s, cancelled, std::memory_order_acq_rel);
+  }
+  bool has_fired() const noexcept { return state.load(std::memory_order_acquire) == fired; }
+  void ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }  // needs an existing ref
+  void unref() noexcept;  // acq_rel; the last one frees (and drops the task reference)
+};
+
+class TimerHeap {
+ public:
+  ~TimerHeap();
+  bool empty() const noexcept { return heap_.empty(); }
+  std::size_t size() const noexcept { return heap_.size(); }
+  void push(TimerEntry* e);  // takes over one reference
+  /// Earliest armed deadline, or INT64_MAX. Drops cancelled entries from the top.
+  int64_t next_deadline() noexcept;
+  /// Fires every armed entry due at `now` (in deadline order): calls on_fire(e) for each
+  /// one it won the armed->fired transition for, then drops its reference.
+  template <class F>
+  void fire_due(int64_t now, F&& on_fire) {
+    while (!heap_.empty() && heap_.front()->deadline <= now) {
+      TimerEntry* e = pop_top();
+      uint8_t s = TimerEntry::armed;
+      if (e->state.compare_exchange_strong(s, TimerEntry::fired, std::memory_order_acq_rel)) on_fire(e);
+      e->unref();
+    }
+  }
+
+ private:
+  TimerEntry* pop_top() noexcept;
+  void sift_up(std::size_t i) noexcept;
+  void sift_down(std::size_t i) noexcept;
+  void sweep() noexcept;  // drops every cancelled entry and rebuilds the heap
+  std::vector<TimerEntry*> heap_;
+  std::size_t pushes_since_sweep_ = 0;
+};
+
+int64_t monotonic_ns() noexcept;
+
+}  // namespace spindle::detail

@@ -1,0 +1,127 @@
+// Timers: sleep, sleep_until, call_soon, call_later, cancellation of each, foreign threads.
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace spindle;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+TEST_CASE("sleep suspends for at least its duration; others run meanwhile", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    std::atomic<int> ticks{0};
+    auto busy = spawn([&] {
+      for (int i = 0; i < 100; ++i) {
+        ++ticks;
+        yield();
+      }
+    });
+    const auto t0 = Clock::now();
+    sleep(20ms);
+    CHECK(Clock::now() - t0 >= 20ms);
+    busy.get();
+    CHECK(ticks == 100);
+  });
+}
+
+TEST_CASE("sleepers wake in deadline order", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    std::mutex mu;
+    std::vector<int> order;
+    std::vector<Task<>> ts;
+    for (int d : {40, 10, 30, 20})
+      ts.push_back(spawn([&, d] {
+        sleep(std::chrono::milliseconds(d));
+        std::lock_guard lk(mu);
+        order.push_back(d);
+      }));
+    for (auto& t : ts) t.get();
+    CHECK(order == std::vector<int>{10, 20, 30, 40});
+  });
+}
+
+TEST_CASE("zero and negative sleeps yield instead of hanging", "[timers]") {
+  Runtime rt(test::opts(2));
+  rt.block_on([] {
+    sleep(0ms);
+    sleep(-5s);
+    sleep_until(Clock::now() - 1h);
+    SUCCEED("returned");
+  });
+}
+
+TEST_CASE("a sleeping task is cancellable, and its timer does not fire later", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    std::atomic<bool> after{false};
+    auto t = spawn([&] {
+      sleep(10s);
+      after = true;
+    });
+    while (t.where() == "not started" || t.where() == "running") yield();
+    const auto t0 = Clock::now();
+    t.cancel("wake up");
+    CHECK_THROWS_AS(t.get(), CancelledError);
+    CHECK(Clock::now() - t0 < 5s);
+    CHECK_FALSE(after.load());
+  });
+}
+
+TEST_CASE("call_soon and call_later run callbacks in tasks; cancel stops them", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    Future<int> soon, later;
+    call_soon([soon]() mutable { soon.set_result(1); });
+    CHECK(soon.get() == 1);
+    const auto t0 = Clock::now();
+    auto h = call_later(15ms, [later]() mutable { later.set_result(2); });
+    CHECK(later.get() == 2);
+    CHECK(Clock::now() - t0 >= 15ms);
+    CHECK_FALSE(h.cancel());  // already fired
+
+    std::atomic<bool> fired{false};
+    auto c = call_later(10ms, [&] { fired = true; });
+    CHECK(c.cancel());
+    CHECK(c.cancelled());
+    sleep(30ms);
+    CHECK_FALSE(fired.load());
+  });
+}
+
+TEST_CASE("a timer set from a foreign thread wakes a parked loop", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  std::this_thread::sleep_for(5ms);  // let every worker park
+  Future<Clock::time_point> f;
+  const auto t0 = Clock::now();
+  auto h = rt.call_later(20ms, [f]() mutable { f.set_result(Clock::now()); });
+  CHECK(f.get() - t0 >= 20ms);
+  auto s = rt.call_soon([] { return; });
+  s.get();
+}
+
+TEST_CASE("100 sleepers per worker all finish", "[timers]") {
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  const int done = rt.block_on([] {
+    std::vector<Task<int>> ts;
+    for (int i = 0; i < 100 * 8; ++i)
+      ts.push_back(spawn([i] {
+        sleep(std::chrono::milliseconds(1 + i % 17));
+        return 1;
+      }));
+    int s = 0;
+    for (auto& t : ts) s += t.get();
+    return s;
+  });
+  CHECK(done == 800);
+}
