@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TEST_OPTS = -Dbenchmarks=false
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-          TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
+          TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$(CURDIR)/tests/tsan.supp
 
 .PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan bench clean
 

@@ -24,7 +24,8 @@ TEST_CASE("a task cancelled before it starts never runs its body", "[cancel]") {
   Runtime rt(test::opts(n));
   rt.block_on([] {
     std::atomic<bool> ran{false};
-    auto t = spawn([&] { ran = true; });
+    // Pinned to this loop, which is busy running us: it cannot start before we suspend.
+    auto t = spawn(TaskOptions{.pinned = true}, [&] { ran = true; });
     CHECK(t.cancel("early"));
     CHECK(t.cancel());  // twice is harmless: still pending, so still true
     try {

@@ -15,6 +15,15 @@ namespace test {
 // 1, 2, 4 and 8 workers: more workers than this machine's 2 cores shakes out races.
 #define SPINDLE_WORKERS() GENERATE(1u, 2u, 4u, 8u)
 
+// TSan gives every fibre a shadow thread state of its own; 100k live fibres would need
+// tens of GB there. Bulk tests divide their counts by this under TSan (the plain and
+// ASan builds run them in full).
+#if defined(SPINDLE_TSAN)
+inline constexpr int kScaleDown = 20;
+#else
+inline constexpr int kScaleDown = 1;
+#endif
+
 struct Reports {
   std::mutex mu;
   std::vector<spindle::Report> items;

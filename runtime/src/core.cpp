@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <climits>
 #include <exception>
+#include <memory>
+#include <stdexcept>
 
 #include <spindle/task.hpp>
 
@@ -166,6 +168,79 @@ void FutureCore::wait_done(std::source_location where) {
     unlock();
   }
   throw take_cancel(self);
+}
+
+bool FutureCore::wait_done_until(int64_t deadline_ns, std::source_location where) {
+  FutureCore* self = this;
+  const auto o = wait_any(&self, 1, deadline_ns, true, where);
+  if (o == Waiter::Outcome::cancelled) throw take_cancel(current_task_header());
+  return done();
+}
+
+namespace {
+// One node per future in wait_any: when its future completes, it wakes the shared waiter
+// (once). Nodes live on the waiting stack; `landed` tells the owner that a completer
+// that detached the node has finished touching it.
+struct RelayNode final : Waiter {
+  RelayNode() noexcept : Waiter(CallbackTag{}) {}
+  Waiter* target = nullptr;
+  std::atomic<uint32_t>* first = nullptr;
+  std::atomic<bool> landed{false};
+  void fire() noexcept override {
+    // acq_rel: exactly one relay notifies the target; pairs with the other relays.
+    if (first->exchange(1, std::memory_order_acq_rel) == 0) target->notify();
+    // release: the owner may destroy this node once it sees `landed`.
+    landed.store(true, std::memory_order_release);
+  }
+};
+}  // namespace
+
+Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadline_ns, bool cancellable,
+                         std::source_location where) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (futs[i]->done()) return Waiter::Outcome::notified;
+  if (n == 0 && deadline_ns == 0) throw std::invalid_argument("wait_any: nothing to wait for");
+  Waiter w;
+  std::atomic<uint32_t> first{0};
+  std::unique_ptr<RelayNode[]> nodes(new RelayNode[n]);
+  std::size_t linked = 0;
+  bool already = false;
+  for (; linked < n; ++linked) {
+    FutureCore* f = futs[linked];
+    RelayNode& r = nodes[linked];
+    r.target = &w;
+    r.first = &first;
+    f->lock();
+    if (f->done()) {
+      f->unlock();
+      already = true;
+      break;
+    }
+    r.next = f->waiters;
+    f->waiters = &r;
+    f->unlock();
+  }
+  Waiter::Outcome o = Waiter::Outcome::notified;
+  if (!already) o = w.wait(cancellable, where, deadline_ns);
+  // Take every node back; a node a completer already detached must land before it dies.
+  bool any_fired = false;
+  for (std::size_t i = 0; i < linked; ++i) {
+    FutureCore* f = futs[i];
+    f->lock();
+    const bool was_linked = unlink_waiter(f->waiters, &nodes[i]);
+    f->unlock();
+    if (!was_linked) {
+      any_fired = true;
+      while (!nodes[i].landed.load(std::memory_order_acquire)) cpu_relax();
+    }
+  }
+  // If a relay claimed `first`, it notified w: let that notify land before w dies.
+  if (any_fired && o != Waiter::Outcome::notified && first.load(std::memory_order_acquire)) (void)w.wait(false, where);
+  if (o != Waiter::Outcome::notified) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (futs[i]->done()) return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;
+  }
+  return o;
 }
 
 // ---- Waiter -----------------------------------------------------------------------

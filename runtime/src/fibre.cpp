@@ -25,7 +25,11 @@ struct EhGlobals {
   void* caught_exceptions;
   unsigned int uncaught_exceptions;
 };
-inline EhGlobals* eh_globals() noexcept {
+// cxxabi.h declares __cxa_get_globals __attribute__((const)), so the compiler may reuse
+// its result across a switch — and write the old thread's globals from the new thread.
+// This out-of-line wrapper, with its compiler barrier, is called afresh every time.
+__attribute__((noinline)) EhGlobals* eh_globals() noexcept {
+  asm volatile("" ::: "memory");
   return reinterpret_cast<EhGlobals*>(__cxxabiv1::__cxa_get_globals());
 }
 

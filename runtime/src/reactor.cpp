@@ -70,6 +70,7 @@ void Reactor::add(int fd, uint32_t events, IoSource* source) {
   ev.data.ptr = source;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     throw std::system_error(errno, std::generic_category(), "epoll_ctl(ADD)");
+  ++sources_;
 }
 
 void Reactor::modify(int fd, uint32_t events, IoSource* source) {
@@ -80,6 +81,8 @@ void Reactor::modify(int fd, uint32_t events, IoSource* source) {
     throw std::system_error(errno, std::generic_category(), "epoll_ctl(MOD)");
 }
 
-void Reactor::remove(int fd) noexcept { ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+void Reactor::remove(int fd) noexcept {
+  if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) == 0 && sources_ > 0) --sources_;
+}
 
 }  // namespace spindle::detail

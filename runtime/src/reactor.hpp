@@ -5,6 +5,7 @@
 // thread. Registered sources are called back on the owning worker.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace spindle::detail {
@@ -35,9 +36,12 @@ class Reactor {
   void modify(int fd, uint32_t events, IoSource* source);
   void remove(int fd) noexcept;
   int epoll_fd() const noexcept { return epfd_; }
+  /// Registered fds (the wake-up eventfd not counted). Owner thread only.
+  std::size_t sources() const noexcept { return sources_; }
 
  private:
   int epfd_ = -1;
+  std::size_t sources_ = 0;
   int wakefd_ = -1;
 };
 

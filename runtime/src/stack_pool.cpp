@@ -7,6 +7,10 @@
 #include <new>
 #include <system_error>
 
+#if defined(SPINDLE_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
 #endif
@@ -116,14 +120,32 @@ StackCache::~StackCache() {
   if (!cache_.empty()) pool_.give_shared(cache_.data(), cache_.size());
 }
 
+namespace {
+// A stack that ran a fibre to its end still carries that fibre's ASan shadow (its
+// frames' scopes were never closed by returns); clear it before the stack is reused.
+void unpoison(const Stack& s) noexcept {
+#if defined(SPINDLE_ASAN)
+  __asan_unpoison_memory_region(s.guard_end(), s.size - StackPool::page_size());
+#else
+  (void)s;
+#endif
+}
+}  // namespace
+
 Stack StackCache::take(std::size_t size) {
-  if (size != 0 && size != pool_.default_size()) return pool_.take_custom(size);
+  if (size != 0 && size != pool_.default_size()) {
+    // A fresh mapping may sit where an old one left stale shadow: clear it as well.
+    Stack c = pool_.take_custom(size);
+    unpoison(c);
+    return c;
+  }
   if (cache_.empty()) {
     // Refill a batch at once so the shared lock is taken once per kBatch fibres.
     for (std::size_t i = 0; i < kBatch; ++i) cache_.push_back(pool_.take_shared());
   }
   Stack s = cache_.back();
   cache_.pop_back();
+  unpoison(s);
   return s;
 }
 

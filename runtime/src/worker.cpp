@@ -107,6 +107,9 @@ int64_t Worker::run_timers() {
 TaskHeader* Worker::next_task() {
   ++tick;
   if (tick % 61 == 0) {
+    // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
+    // without blocking every 61 turns, and take from the global queue.
+    if (reactor.sources() != 0) reactor.poll(0);
     if (TaskHeader* t = from_global()) return t;
   }
   if ((tick & 15) == 0) run_timers();
@@ -149,6 +152,7 @@ TaskHeader* Worker::search() {
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
     if ((i & 63) == 0) {
       run_timers();  // a due timer may have made a task ready here
+      if (reactor.sources() != 0) reactor.poll(0);  // so may I/O
       if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
     }
     cpu_relax();

@@ -126,6 +126,12 @@ struct FutureCore {
   /// CancelledError is thrown.
   void wait_done(std::source_location where);
 
+  /// Waits until done or until deadline_ns (CLOCK_MONOTONIC; 0 = none). Returns true if
+  /// done. Unlike wait_done, a cancellation of the calling task is NOT propagated: it is
+  /// raised (CancelledError) and this future is left alone; the caller decides (wait_for
+  /// cancels what it waits for, shield does not).
+  bool wait_done_until(int64_t deadline_ns, std::source_location where);
+
   /// Throws the stored exception / CancelledError; marks the outcome retrieved.
   /// Returns normally when the status is `result`. Throws InvalidStateError if pending.
   void check_outcome(const char* what);
@@ -192,6 +198,17 @@ class CallbackWaiter : public Waiter {
   RuntimeImpl* rt_;
   std::shared_ptr<ReportSink> sink_;
 };
+
+/// Waits until at least one of `futs[0..n)` is done (returns `notified` at once if one
+/// already is), or until the deadline (CLOCK_MONOTONIC ns; 0 = none: `timed_out`), or a
+/// cancellation of the calling task when `cancellable` (`cancelled`; nothing is
+/// cancelled on its behalf: the caller decides). Suspends a fibre, blocks a thread.
+/// The caller then looks at which ones are done.
+Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadline_ns, bool cancellable,
+                         std::source_location where);
+
+/// CLOCK_MONOTONIC now, in ns (the clock of every deadline).
+int64_t monotonic_ns() noexcept;
 
 /// Registers a done callback; schedules it at once if `core` is already done.
 void add_callback(FutureCore* core, CallbackWaiter* cb);
