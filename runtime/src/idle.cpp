@@ -20,6 +20,7 @@ void Idle::notify_work(const std::vector<Worker*>& /*all*/) noexcept {
     w = parked_.back();
     parked_.pop_back();
     w->in_parked_list = false;
+    w->parked.store(false, std::memory_order_relaxed);
     parked_n_.fetch_sub(1, std::memory_order_seq_cst);
     searching_.fetch_add(1, std::memory_order_seq_cst);  // it wakes up as a searcher
   }
@@ -28,12 +29,16 @@ void Idle::notify_work(const std::vector<Worker*>& /*all*/) noexcept {
 
 void Idle::notify_worker(Worker* w) noexcept {
   std::atomic_thread_fence(std::memory_order_seq_cst);  // as in notify_work
+  // Fast path: a worker that is not parked looks at its inbox anyway. relaxed is enough
+  // after the fence: `parked` is set under mu_ before the parker's own fence.
+  if (!w->parked.load(std::memory_order_relaxed)) return;
   bool wake = false;
   {
     std::lock_guard lk(mu_);
     if (w->in_parked_list) {
       parked_.erase(std::find(parked_.begin(), parked_.end(), w));
       w->in_parked_list = false;
+      w->parked.store(false, std::memory_order_relaxed);
       parked_n_.fetch_sub(1, std::memory_order_seq_cst);
       searching_.fetch_add(1, std::memory_order_seq_cst);
       wake = true;
@@ -63,6 +68,7 @@ void Idle::park(Worker* w, bool was_searching) noexcept {
   std::lock_guard lk(mu_);
   parked_.push_back(w);
   w->in_parked_list = true;
+  w->parked.store(true, std::memory_order_relaxed);  // ordered by the fence after park()
   parked_n_.fetch_add(1, std::memory_order_seq_cst);
   if (was_searching) searching_.fetch_sub(1, std::memory_order_seq_cst);
 }
@@ -72,6 +78,7 @@ bool Idle::unpark_self(Worker* w) noexcept {
   if (!w->in_parked_list) return false;
   parked_.erase(std::find(parked_.begin(), parked_.end(), w));
   w->in_parked_list = false;
+  w->parked.store(false, std::memory_order_relaxed);
   parked_n_.fetch_sub(1, std::memory_order_seq_cst);
   return true;
 }
@@ -79,7 +86,10 @@ bool Idle::unpark_self(Worker* w) noexcept {
 void Idle::wake_all(const std::vector<Worker*>& all) noexcept {
   {
     std::lock_guard lk(mu_);
-    for (Worker* w : parked_) w->in_parked_list = false;
+    for (Worker* w : parked_) {
+      w->in_parked_list = false;
+      w->parked.store(false, std::memory_order_relaxed);
+    }
     parked_n_.fetch_sub(static_cast<unsigned>(parked_.size()), std::memory_order_seq_cst);
     searching_.fetch_add(static_cast<unsigned>(parked_.size()), std::memory_order_seq_cst);
     parked_.clear();

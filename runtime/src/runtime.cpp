@@ -97,7 +97,14 @@ void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
     if (cur == home) {
       home->push_local(t, wake);
     } else {
-      while (!home->inbox.enqueue(t)) std::this_thread::yield();  // allocation failed: retry
+      for (;;) {
+        try {
+          home->inbox.push(t);
+          break;
+        } catch (...) {
+          std::this_thread::yield();  // no memory for the inbox: retry, never drop the task
+        }
+      }
       idle.notify_worker(home);
     }
     return;
@@ -106,9 +113,15 @@ void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
     cur->push_local(t, wake);
     if (workers.size() > 1) notify_work();
   } else {
-    while (!global.enqueue(t)) std::this_thread::yield();  // allocation failed: retry
+    push_global(&t, 1);
     notify_work();
   }
+}
+
+void RuntimeImpl::push_global(TaskHeader* const* ts, std::size_t n) noexcept {
+  while (!global.enqueue_bulk(ts, n)) std::this_thread::yield();  // allocation failed: retry
+  // seq_cst: part of the publish-then-fence protocol in idle.hpp.
+  global_len.fetch_add(int64_t(n), std::memory_order_seq_cst);
 }
 
 void RuntimeImpl::notify_work() noexcept { idle.notify_work(workers); }
@@ -183,13 +196,18 @@ void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
     // A started task left in a queue would not end; it was reported in step 4.
   };
   TaskHeader* t;
-  while (global.try_dequeue(t)) drop(t);
+  while (global.try_dequeue(t)) {
+    global_len.fetch_sub(1, std::memory_order_relaxed);
+    drop(t);
+  }
   for (Worker* w : workers) {
     if (w->lifo) drop(std::exchange(w->lifo, nullptr));
     while ((t = w->ring.pop())) drop(t);
     for (TaskHeader* p : w->pinned) drop(p);
     w->pinned.clear();
-    while (w->inbox.try_dequeue(t)) drop(t);
+    w->inbox.drain_into(w->pinned);
+    for (TaskHeader* p : w->pinned) drop(p);
+    w->pinned.clear();
   }
 }
 

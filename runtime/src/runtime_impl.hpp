@@ -40,6 +40,11 @@ class RuntimeImpl {
   Idle idle;
   std::vector<Worker*> workers;  // fixed after construction
   moodycamel::ConcurrentQueue<TaskHeader*> global;
+  // An exact upper bound of the global queue's length: moodycamel's size_approx() is
+  // only a hint, and a parking worker must not miss work. Incremented (seq_cst) after
+  // each enqueue, decremented after each dequeue.
+  std::atomic<int64_t> global_len{0};
+  void push_global(TaskHeader* const* ts, std::size_t n) noexcept;
   std::chrono::nanoseconds spin;
 
   std::atomic<bool> closing{false};   // shutdown began

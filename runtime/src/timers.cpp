@@ -25,7 +25,7 @@ void add_timer(RuntimeImpl* rt, TimerEntry* e) {
     return;
   }
   Worker* home = rt->workers[0];
-  while (!home->timer_inbox.enqueue(e)) std::this_thread::yield();  // allocation failed: retry
+  home->timer_inbox.push(e);  // throws bad_alloc to the caller, who still owns the timer
   rt->idle.notify_worker(home);
 }
 
@@ -38,7 +38,12 @@ TimerEntry* arm_callback(RuntimeImpl* rt, int64_t deadline_ns, std::function<voi
   e->deadline = deadline_ns;
   e->callback = std::move(cb);
   e->refs.store(2, std::memory_order_relaxed);  // the heap's and the caller's
-  add_timer(rt, e);
+  try {
+    add_timer(rt, e);
+  } catch (...) {
+    delete e;
+    throw;
+  }
   return e;
 }
 

@@ -33,8 +33,8 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
 Worker::~Worker() = default;
 
 bool Worker::has_local_work() const noexcept {
-  return lifo != nullptr || !pinned.empty() || inbox.size_approx() != 0 || !ring.empty() ||
-         timer_inbox.size_approx() != 0;
+  return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() ||
+         !timer_inbox.empty();
 }
 
 void Worker::push_ring(TaskHeader* t) {
@@ -42,7 +42,7 @@ void Worker::push_ring(TaskHeader* t) {
     // Full: move the older half to the global queue, where any worker can take it.
     TaskHeader* buf[RunQueue::kCap / 2];
     const uint32_t n = ring.take_half(buf);
-    while (n && !rt->global.enqueue_bulk(gptok_, buf, n)) std::this_thread::yield();  // allocation failed: retry
+    if (n) rt->push_global(buf, n);
   }
 }
 
@@ -60,13 +60,15 @@ void Worker::push_local(TaskHeader* t, bool wake) {
 }
 
 TaskHeader* Worker::from_global() {
-  if (rt->global.size_approx() == 0) return nullptr;
+  // relaxed: a hint; the parking protocol re-reads it after its fence.
+  if (rt->global_len.load(std::memory_order_relaxed) <= 0) return nullptr;
   // Take a batch: one to run now, the rest into our queue (stealable by others).
   TaskHeader* buf[32];
   const uint32_t room = (RunQueue::kCap - ring.size()) / 2;
   const std::size_t want = room < 32 ? (room ? room : 1) : 32;
   const std::size_t n = rt->global.try_dequeue_bulk(gctok_, buf, want);
   if (n == 0) return nullptr;
+  rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);  // only ever high, never low
   for (std::size_t i = 1; i < n; ++i) push_ring(buf[i]);
   return buf[0];
 }
@@ -85,8 +87,11 @@ TaskHeader* Worker::steal() {
 }
 
 int64_t Worker::run_timers() {
-  TimerEntry* e;
-  while (timer_inbox.size_approx() != 0 && timer_inbox.try_dequeue(e)) timers.push(e);
+  struct ToHeap {
+    TimerHeap& h;
+    void push_back(TimerEntry* e) { h.push(e); }
+  } to_heap{timers};
+  timer_inbox.drain_into(to_heap);
   if (timers.empty()) return INT64_MAX;
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
     if (t->task) {
@@ -129,7 +134,11 @@ TaskHeader* Worker::next_task() {
     pinned.pop_front();
     return t;
   }
-  if (inbox.size_approx() != 0 && inbox.try_dequeue(t)) return t;
+  if (inbox.drain_into(pinned)) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
   if ((t = ring.pop())) return t;
   if (!pinned.empty()) {
     t = pinned.front();
@@ -145,7 +154,10 @@ TaskHeader* Worker::search() {
   const auto deadline = std::chrono::steady_clock::now() + rt->spin;
   for (unsigned i = 1;; ++i) {
     TaskHeader* t = nullptr;
-    if (inbox.size_approx() != 0) inbox.try_dequeue(t);
+    if (inbox.drain_into(pinned)) {
+      t = pinned.front();
+      pinned.pop_front();
+    }
     if (!t) t = from_global();
     if (!t && multi) t = steal();
     if (t) return t;
@@ -165,7 +177,8 @@ void Worker::park() {
   // seq_cst fence: our registration as parked comes before the re-check below (pairs
   // with the fence in Idle::notify_*; see idle.hpp).
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  bool work = has_local_work() || rt->global.size_approx() != 0 || rt->stopping.load(std::memory_order_relaxed);
+  bool work = has_local_work() || rt->global_len.load(std::memory_order_relaxed) > 0 ||
+              rt->stopping.load(std::memory_order_relaxed);
   for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
   if (!work) {
     const int64_t next = run_timers();

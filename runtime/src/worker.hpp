@@ -21,6 +21,7 @@
 
 #include <spindle/detail/task_header.hpp>
 
+#include "inbox.hpp"
 #include "reactor.hpp"
 #include "registry.hpp"
 #include "run_queue.hpp"
@@ -42,17 +43,20 @@ struct Worker {
   TaskHeader* lifo = nullptr;           // owner only
   unsigned lifo_streak = 0;             // owner only
   std::deque<TaskHeader*> pinned;       // owner only: ready pinned tasks
-  moodycamel::ConcurrentQueue<TaskHeader*> inbox;  // pinned tasks readied by other threads
+  Inbox inbox;                          // pinned tasks readied by other threads
   Reactor reactor;
   StackCache stacks;
   RegistryShard registry;
   TimerHeap timers;                                  // owner only
-  moodycamel::ConcurrentQueue<TimerEntry*> timer_inbox;  // timers armed by other threads
+  BasicInbox<TimerEntry*> timer_inbox;  // timers armed by other threads
 
   TaskHeader* current = nullptr;  // owner only: the task whose fibre is running
   uint64_t tick = 0;
   bool searching = false;
   bool in_parked_list = false;    // guarded by Idle's mutex
+  // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
+  // without it after a seq_cst fence: see Idle::notify_worker).
+  std::atomic<bool> parked{false};
   uint32_t rng;
 
   // Counters: written only by this worker (single writer, relaxed), read by anyone.

@@ -1,0 +1,64 @@
+// A loop's inbox: pinned tasks (or timers) that other threads hand to it. Multi-producer, single
+// consumer (the owning worker), low volume, latency-sensitive: a short spinlock over a
+// vector, plus an atomic count so that the owner's "anything there?" is one load.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include <spindle/detail/task_header.hpp>
+
+namespace spindle::detail {
+
+template <class T>
+class BasicInbox {
+ public:
+  /// Any thread.
+  void push(T t) {
+    lock();
+    try {
+      items_.push_back(t);
+    } catch (...) {
+      unlock();
+      throw;
+    }
+    // release: pairs with the owner's acquire in empty(), so a non-zero count means the
+    // item is there once the owner takes the lock.
+    count_.fetch_add(1, std::memory_order_release);
+    unlock();
+  }
+  /// Owner: moves everything into `out` (FIFO). Returns false if there was nothing.
+  template <class Out>
+  bool drain_into(Out& out) {
+    if (empty()) return false;
+    lock();
+    for (T t : items_) out.push_back(t);
+    const auto n = static_cast<uint32_t>(items_.size());
+    items_.clear();
+    count_.fetch_sub(n, std::memory_order_relaxed);  // under the lock: exact
+    unlock();
+    return n != 0;
+  }
+  bool empty() const noexcept { return count_.load(std::memory_order_acquire) == 0; }
+
+ private:
+  void lock() noexcept {
+    // acquire/release: a plain test-and-test-and-set lock over items_.
+    while (locked_.exchange(true, std::memory_order_acquire))
+      while (locked_.load(std::memory_order_relaxed)) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+  std::atomic<bool> locked_{false};
+  std::atomic<uint32_t> count_{0};
+  std::vector<T> items_;
+};
+
+using Inbox = BasicInbox<TaskHeader*>;
+
+}  // namespace spindle::detail
