@@ -8,7 +8,10 @@
 namespace spindle::detail {
 
 namespace {
-thread_local Worker* tls_worker = nullptr;
+// initial-exec: libspindle.a is linked into executables, so the variable sits in the
+// static TLS block and is one %fs-relative load, not a __tls_get_addr call (the PIC
+// default would make it one).
+__attribute__((tls_model("initial-exec"))) thread_local Worker* tls_worker = nullptr;
 }
 
 __attribute__((noinline)) Worker* current_worker() noexcept {

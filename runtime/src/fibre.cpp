@@ -106,6 +106,8 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
 
 }  // namespace
 
+void* thread_eh_globals() noexcept { return eh_globals(); }
+
 boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber) {
   return boost::context::fiber(std::allocator_arg, PoolStack{s, pool},
                                [t, s, tsan_fiber](boost::context::fiber&& back) {
@@ -133,13 +135,15 @@ void suspend_current(std::source_location where) noexcept {
   f->where_file.store(where.file_name(), std::memory_order_relaxed);
   f->where_function.store(where.function_name(), std::memory_order_relaxed);
   f->where_line.store(where.line(), std::memory_order_relaxed);
-  EhGlobals* g = eh_globals();
+  // The thread's globals live at a fixed address per thread: each worker looked it up
+  // once (a __tls_get_addr call into libstdc++ otherwise, twice per switch).
+  auto* g = static_cast<EhGlobals*>(w->eh_globals);
   const EhGlobals saved = *g;
   *g = EhGlobals{nullptr, 0};
   san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
   san::tsan_switch_to(w->tsan_fiber);
   f->back = std::move(f->back).resume();
-  *eh_globals() = saved;  // this thread's, which may not be the one we left
+  *static_cast<EhGlobals*>(current_worker()->eh_globals) = saved;  // this thread's, maybe not the one we left
   // We may be on another thread now: `w` is stale, and the worker stack we came back
   // from is whichever resumed us.
   san::finish_switch(f->asan_fake, &f->back_bottom, &f->back_size);

@@ -14,4 +14,7 @@ namespace spindle::detail {
 /// current worker's cache) the moment the fibre ends.
 boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber);
 
+/// The calling thread's C++ exception globals (see fibre.cpp).
+void* thread_eh_globals() noexcept;
+
 }  // namespace spindle::detail

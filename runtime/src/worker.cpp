@@ -111,7 +111,8 @@ int64_t Worker::run_timers() {
 
 TaskHeader* Worker::next_task() {
   ++tick;
-  if (tick % 61 == 0) {
+  if (--global_countdown == 0) {
+    global_countdown = 61;
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
     if (reactor.sources() != 0) reactor.poll(0);
@@ -213,7 +214,9 @@ void Worker::start_fibre(TaskHeader* t) {
   // wakers that read the word.
   t->word.fetch_xor(kQueued | kRunning | kStarted, std::memory_order_acq_rel);
   current = t;
+#if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
+#endif
   san::tsan_switch_to(tf);
   f = std::move(f).resume();
   san::finish_switch(asan_fake, nullptr, nullptr);
@@ -241,7 +244,9 @@ void Worker::run_task(TaskHeader* t) {
     boost::context::fiber f = std::move(fr->ctx);
     t->word.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING
     current = t;
+#if defined(SPINDLE_ASAN)
     san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
+#endif
     san::tsan_switch_to(fr->tsan_fiber);
     f = std::move(f).resume();
     san::finish_switch(asan_fake, nullptr, nullptr);
@@ -269,12 +274,22 @@ void Worker::run_task(TaskHeader* t) {
   do {
     next = (cur & kNotified) ? ((cur & ~(kRunning | kNotified)) | kQueued) : (cur & ~kRunning);
   } while (!t->word.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
-  if (next & kQueued) rt->make_ready(t, false);
+  if (next & kQueued) {
+    // Yielded, or woken while it ran: back of this worker's queue (the common case is
+    // handled here without the general make_ready).
+    if (!(next & kPinned)) {
+      push_ring(t);
+      if (rt->workers.size() > 1) rt->notify_work();
+    } else {
+      rt->make_ready(t, false);
+    }
+  }
 }
 
 void Worker::main() {
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
+  eh_globals = thread_eh_globals();
   AltStack alt;  // so a fibre's stack overflow can be reported
   for (;;) {
     TaskHeader* t = next_task();

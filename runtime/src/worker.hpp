@@ -66,7 +66,9 @@ struct Worker {
   // Sanitizer state of the worker's own (thread) stack.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
-  void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
+  void* tsan_to_destroy = nullptr;
+  void* eh_globals = nullptr;  // this thread's C++ exception globals (fibre.cpp)
+  unsigned global_countdown = 61;  // the fibre that just ended, destroyed after the switch
 
   std::thread thread;
 

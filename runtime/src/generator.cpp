@@ -1,0 +1,250 @@
+// Generator's hand-off between its consumer and its body (a task of its own).
+//
+// GenCore owns:  the phase, the two parked Waiters (consumer, producer) and the body's
+//                task. The value slots live in GenState<T, In> (generator.hpp); they are
+//                written by one side and read by the other, always with a lock_
+//                hand-over in between, which orders them.
+// Phases:        unstarted -> running (body's turn) <-> suspended (consumer's turn)
+//                -> finished (the body's task ended: EndNode fired).
+//                Only the consumer moves running -> ... -> running; only the body moves
+//                running -> suspended; only EndNode moves to finished (or close() on an
+//                unstarted generator).
+// References:    the Generator holds one; EndNode holds one from the start of the body
+//                until it fires, so the body (which uses a raw pointer) never outlives
+//                the state.
+#include <spindle/generator.hpp>
+
+#include <spindle/runtime.hpp>
+
+#include "runtime_impl.hpp"
+
+namespace spindle::detail {
+
+RuntimeImpl* generator_runtime(Runtime* rt) {
+  if (rt) return rt->impl();
+  RuntimeImpl* r = current_runtime();
+  if (!r) throw RuntimeError("Generator: no running runtime on this thread (pass a Runtime)");
+  return r;
+}
+
+GenCore::GenCore(RuntimeImpl* rt) : rt_(rt) { end_.owner = this; }
+
+GenCore::~GenCore() = default;
+
+void GenCore::ref() noexcept {
+  // relaxed: a new reference is made from an existing one, which orders it.
+  refs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void GenCore::unref() noexcept {
+  // acq_rel: the release publishes this owner's writes; the acquire on the last drop
+  // makes every owner's writes visible before the state is destroyed.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+bool GenCore::started() noexcept {
+  lock_.lock();
+  const bool s = phase_ != Phase::unstarted;
+  lock_.unlock();
+  return s;
+}
+
+bool GenCore::finished() noexcept {
+  lock_.lock();
+  const bool f = phase_ == Phase::finished;
+  lock_.unlock();
+  return f;
+}
+
+void GenCore::EndNode::fire() noexcept { owner->on_end(); }
+
+void GenCore::on_end() noexcept {
+  lock_.lock();
+  phase_ = Phase::finished;
+  Waiter* wake = std::exchange(consumer_, nullptr);
+  lock_.unlock();
+  if (wake) wake->notify();
+  unref();  // EndNode's reference; the consumer's keeps the state alive if it waits
+}
+
+void GenCore::start() {
+  TaskHeader* t = make_body_task();
+  task_ = Task<>(t);  // adopts the handle's reference
+  ref();              // EndNode's
+  (void)link_done_node(t, &end_);  // not submitted yet, so it cannot be done
+  try {
+    TaskOptions o{.name = "generator"};
+    submit(rt_, t, &o);
+  } catch (...) {
+    // submit dropped the scheduler's reference: the body never runs.
+    (void)unlink_done_node(t, &end_);
+    unref();  // not the last: the Generator holds one
+    task_ = Task<>();
+    throw;
+  }
+}
+
+void GenCore::consumer_wait_locked(bool cancellable, std::source_location where) {
+  while (phase_ == Phase::running) {
+    Waiter w;
+    consumer_ = &w;
+    lock_.unlock();
+    const Waiter::Outcome o = w.wait(cancellable, where);
+    lock_.lock();
+    if (consumer_ == &w) {
+      consumer_ = nullptr;
+    } else {
+      // The body took w and notifies it: let that land before w dies.
+      lock_.unlock();
+      while (w.wait(false, where) != Waiter::Outcome::notified) {
+      }
+      lock_.lock();
+    }
+    if (o == Waiter::Outcome::cancelled && phase_ == Phase::running) {
+      // The consumer is cancelled while the body runs for it: as a task awaiting
+      // __anext__ would be, the body is cancelled too; we wait for it to end.
+      outcome_taken_ = true;
+      lock_.unlock();
+      FutureCore* c = task_.core_ptr();
+      cancel_task(c, own_cancel_message());
+      join_uncancellable(c, where);
+      lock_.lock();
+      consumer_inside_ = false;
+      lock_.unlock();
+      raise_own_cancel();
+    }
+  }
+}
+
+bool GenCore::resume(std::source_location where) {
+  lock_.lock();
+  if (consumer_inside_) {
+    lock_.unlock();
+    throw InvalidStateError("Generator: resumed from two places at once");
+  }
+  switch (phase_) {
+    case Phase::finished:
+      break;
+    case Phase::unstarted:
+      phase_ = Phase::running;
+      consumer_inside_ = true;
+      lock_.unlock();
+      try {
+        start();
+      } catch (...) {
+        lock_.lock();
+        phase_ = Phase::finished;
+        consumer_inside_ = false;
+        lock_.unlock();
+        throw;
+      }
+      lock_.lock();
+      consumer_wait_locked(true, where);
+      break;
+    case Phase::suspended: {
+      phase_ = Phase::running;
+      consumer_inside_ = true;
+      Waiter* wake = std::exchange(producer_, nullptr);
+      lock_.unlock();
+      if (wake) wake->notify();
+      lock_.lock();
+      consumer_wait_locked(true, where);
+      break;
+    }
+    case Phase::running:  // the body unwinds after a cancellation: wait for its end
+      consumer_inside_ = true;
+      consumer_wait_locked(true, where);
+      break;
+  }
+  consumer_inside_ = false;
+  if (phase_ == Phase::suspended) {
+    lock_.unlock();
+    return true;
+  }
+  // Finished: hand out the body's exception (or cancellation) once.
+  const bool first = !std::exchange(outcome_taken_, true);
+  lock_.unlock();
+  if (first && task_) {
+    join_uncancellable(task_.core_ptr(), where);  // EndNode fired: it is done already
+    task_.core_ptr()->check_outcome("Generator");
+  }
+  return false;
+}
+
+void GenCore::close(bool rethrow, std::source_location where) {
+  lock_.lock();
+  if (consumer_inside_) {
+    lock_.unlock();
+    if (rethrow) throw InvalidStateError("Generator: closed while another caller resumes it");
+    return;
+  }
+  switch (phase_) {
+    case Phase::unstarted:
+      phase_ = Phase::finished;
+      lock_.unlock();
+      return;
+    case Phase::finished:
+      lock_.unlock();
+      return;
+    case Phase::suspended: {
+      closing_ = true;
+      phase_ = Phase::running;
+      consumer_inside_ = true;
+      Waiter* wake = std::exchange(producer_, nullptr);
+      lock_.unlock();
+      if (wake) wake->notify();
+      lock_.lock();
+      break;
+    }
+    case Phase::running:
+      closing_ = true;
+      consumer_inside_ = true;
+      break;
+  }
+  consumer_wait_locked(false, where);
+  consumer_inside_ = false;
+  const bool first = !std::exchange(outcome_taken_, true);
+  lock_.unlock();
+  FutureCore* c = task_.core_ptr();
+  join_uncancellable(c, where);
+  // Python's aclose() propagates what the body raised while closing. A cancellation of
+  // the body is not an error of close().
+  if (rethrow && first && c->status() == Status::exception) c->check_outcome("Generator::close");
+}
+
+void GenCore::yield_point(std::source_location where) {
+  lock_.lock();
+  if (closing_) {
+    lock_.unlock();
+    throw GeneratorExit();
+  }
+  phase_ = Phase::suspended;
+  Waiter* wake = std::exchange(consumer_, nullptr);
+  Waiter w;
+  producer_ = &w;
+  lock_.unlock();
+  if (wake) wake->notify();
+  const Waiter::Outcome o = w.wait(true, where);
+  lock_.lock();
+  if (producer_ == &w) {
+    producer_ = nullptr;
+  } else {
+    // The consumer took w and notifies it: let that land before w dies.
+    lock_.unlock();
+    while (w.wait(false, where) != Waiter::Outcome::notified) {
+    }
+    lock_.lock();
+  }
+  if (o == Waiter::Outcome::cancelled && phase_ == Phase::suspended) {
+    // Cancelled while the consumer holds the turn (e.g. the runtime shuts down): the
+    // body unwinds; a consumer resuming meanwhile waits for its end.
+    phase_ = Phase::running;
+    lock_.unlock();
+    raise_own_cancel();
+  }
+  const bool closing = closing_;
+  lock_.unlock();
+  if (closing) throw GeneratorExit();
+}
+
+}  // namespace spindle::detail
