@@ -108,3 +108,34 @@ TEST_CASE("cross-loop ping-pong through futures between pinned tasks", "[futures
   CHECK(a.get() == kTrips);
   b.get();
 }
+
+TEST_CASE("ping-pong across loops that park between messages: no lost wake-up", "[futures][stress]") {
+  const unsigned n = GENERATE(2u, 4u);
+  Runtime rt(test::opts(n));
+  constexpr int kTrips = 200;
+  std::vector<Future<int>> ping(kTrips), pong(kTrips);
+  // Each side sometimes pauses long enough (well past the 50 µs spin) for the other
+  // worker to park, so every kind of hand-over happens: to a spinning, a parking and a
+  // parked loop.
+  auto pause = [](int i) {
+    if (i % 3 == 0) sleep(std::chrono::microseconds(100 + (i * 37) % 400));
+  };
+  auto a = rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&] {
+    int v = 0;
+    for (int i = 0; i < kTrips; ++i) {
+      pause(i);
+      ping[i].set_result(v);
+      v = pong[i].get();
+    }
+    return v;
+  });
+  auto b = rt.spawn(TaskOptions{.pinned = true, .loop = int(n) - 1}, [&] {
+    for (int i = 0; i < kTrips; ++i) {
+      const int v = ping[i].get();
+      pause(i + 1);
+      pong[i].set_result(v + 1);
+    }
+  });
+  CHECK(a.get() == kTrips);
+  b.get();
+}

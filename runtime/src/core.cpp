@@ -343,14 +343,14 @@ void add_callback(FutureCore* core, CallbackWaiter* cb) {
 // ---- Scheduling-state transitions -------------------------------------------------
 
 void wake_task(TaskHeader* t) noexcept {
-  uint32_t cur = t->word.load(std::memory_order_relaxed);
+  uint16_t cur = t->sched.load(std::memory_order_relaxed);
   for (;;) {
-    if (cur & (kQueued | kNotified | kEnded)) return;  // already on its way, or over
-    if (!(cur & kStarted)) return;                      // unstarted tasks are always queued
-    const uint32_t next = (cur & kRunning) ? (cur | kNotified) : (cur | kQueued);
+    // Already on its way, or over. (A task that has not started is always QUEUED.)
+    if (cur & (kQueued | kNotified | kEnded)) return;
+    const uint16_t next = (cur & kRunning) ? uint16_t(cur | kNotified) : uint16_t(cur | kQueued);
     // acq_rel: acquire pairs with the worker's release when the fibre switched out
     // (its context is saved); release hands our view to whoever runs it.
-    if (t->word.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    if (t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       if (next & kQueued) t->frame->rt->make_ready(t, true);
       return;
     }
@@ -367,7 +367,7 @@ CancelledError take_cancel(TaskHeader* t) {
   std::string msg = t->extra ? t->extra->cancel_message : std::string();
   // Sticky (shutdown gave up on the task): every later wait is cancelled again.
   if (!(t->word.load(std::memory_order_relaxed) & kStickyCancel))
-    t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+    t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
   t->unlock();
   return CancelledError(std::move(msg));
 }

@@ -56,9 +56,26 @@ struct PoolStack {
   }
 };
 
+// Runs on the stack of the fibre we switched to directly, before it continues: the
+// previous fibre is fully saved in `from` now, so it may be published.
+boost::context::fiber publish_previous(boost::context::fiber&& from) {
+  Worker* w = current_worker();
+  TaskHeader* prev = std::exchange(w->switch_prev, nullptr);
+  prev->frame->ctx = std::move(from);
+  w->after_suspend(prev);
+  return std::move(w->handoff_back);  // becomes the resumed fibre's `back`
+}
+
 boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost::context::fiber&& back) {
   TaskFrame frame;
+  // A fibre is always started by its worker's loop: the stack we come from is the
+  // worker thread's own, which ASan needs for every later switch back.
   san::finish_switch(nullptr, &frame.back_bottom, &frame.back_size);
+  {
+    Worker* w = current_worker();
+    w->stack_bottom = frame.back_bottom;
+    w->stack_size = frame.back_size;
+  }
   frame.back = std::move(back);
   frame.task = t;
   frame.rt = current_runtime();
@@ -94,7 +111,7 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
     t->extra_locked().cancel_message = std::move(cancel_msg);
   }
   // Clear a cancellation that arrived too late to be raised; it no longer applies.
-  t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+  t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
   t->publish_and_unlock(st);
 
   Worker* w = current_worker();
@@ -140,13 +157,35 @@ void suspend_current(std::source_location where) noexcept {
   auto* g = static_cast<EhGlobals*>(w->eh_globals);
   const EhGlobals saved = *g;
   *g = EhGlobals{nullptr, 0};
-  san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
-  san::tsan_switch_to(w->tsan_fiber);
-  f->back = std::move(f->back).resume();
-  *static_cast<EhGlobals*>(current_worker()->eh_globals) = saved;  // this thread's, maybe not the one we left
-  // We may be on another thread now: `w` is stale, and the worker stack we came back
-  // from is whichever resumed us.
-  san::finish_switch(f->asan_fake, &f->back_bottom, &f->back_size);
+  if (TaskHeader* next = w->next_for_direct_switch()) {
+    // Direct switch: run the next ready fibre without a round trip through the worker's
+    // own context. We are still on our stack, so we must not be published yet: the
+    // on-top function below runs on `next`'s stack once we are fully saved, stores our
+    // context and publishes us (invariant 1: suspend, then publish). The worker's own
+    // context travels with the running fibre, in `handoff_back`.
+    TaskFrame* nf = next->frame;
+    next->sched.store(kRunning | kStarted, std::memory_order_relaxed);  // we own it: it was QUEUED
+    w->switch_prev = t;
+    w->current = next;
+    w->handoff_back = std::move(f->back);
+    boost::context::fiber target = std::move(nf->ctx);
+#if defined(SPINDLE_ASAN)
+    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.size - StackPool::page_size());
+#endif
+    san::tsan_switch_to(nf->tsan_fiber);
+    f->back = std::move(target).resume_with(&publish_previous);
+  } else {
+    san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
+    san::tsan_switch_to(w->tsan_fiber);
+    f->back = std::move(f->back).resume();
+  }
+  // We may be on another thread now: `w` is stale. Whoever resumed us (the worker, or
+  // another fibre in a direct switch) handed us the worker's context as `back`.
+  Worker* now = current_worker();
+  *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+  san::finish_switch(f->asan_fake, nullptr, nullptr);
+  f->back_bottom = now->stack_bottom;  // switching back means switching to the worker's stack
+  f->back_size = now->stack_size;
 }
 
 }  // namespace spindle::detail

@@ -83,7 +83,8 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
     }
   }
   // relaxed: the task is not shared yet; the queue push below publishes it.
-  t->word.fetch_or(bits | kQueued, std::memory_order_relaxed);
+  t->word.fetch_or(uint16_t(bits), std::memory_order_relaxed);
+  t->sched.store(kQueued, std::memory_order_relaxed);
   if (Worker* w = inside ? current_worker() : nullptr) Worker::bump(w->spawned);
   else foreign_spawned.fetch_add(1, std::memory_order_relaxed);
   make_ready(t, false);
@@ -189,7 +190,7 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
 
 void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
   auto drop = [&](TaskHeader* t) {
-    if (!(t->word.load(std::memory_order_acquire) & kStarted)) {
+    if (!(t->sched.load(std::memory_order_acquire) & kStarted)) {
       finish_unstarted(t, Status::cancelled, nullptr);
       foreign_ended.fetch_add(1, std::memory_order_relaxed);
     }

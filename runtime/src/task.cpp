@@ -12,6 +12,8 @@
 
 namespace spindle::detail {
 
+void mark_yielding() noexcept { current_worker()->yielding = true; }
+
 namespace {
 std::atomic<uint64_t> g_next_task_id{1};
 
@@ -86,12 +88,12 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
     x.error = std::move(e);
     if (RuntimeImpl* rt = current_runtime()) x.sink = rt->sink;
   }
-  t->word.fetch_and(~kCancelReq, std::memory_order_relaxed);
+  t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
   t->publish_and_unlock(s);
   // QUEUED -> ENDED. acq_rel: as for a fibre that ended.
-  uint32_t cur = t->word.load(std::memory_order_relaxed);
-  while (!t->word.compare_exchange_weak(cur, (cur & ~kQueued) | kEnded, std::memory_order_acq_rel)) {
-  }
+  // QUEUED -> ENDED. release: as for a fibre that ended. (Wakers never write a QUEUED
+  // task's state, so a store is enough.)
+  t->sched.store(kEnded, std::memory_order_release);
   t->unref();
 }
 
@@ -144,7 +146,7 @@ void set_task_name(FutureCore* c, std::string name) {
 std::string task_where(FutureCore* c) {
   auto* t = static_cast<TaskHeader*>(c);
   t->lock();
-  const uint32_t w = t->word.load(std::memory_order_relaxed);
+  const uint16_t w = t->sched.load(std::memory_order_relaxed);
   std::string s;
   if (t->done()) s = "done";
   else if (!(w & kStarted)) s = "not started";
@@ -220,8 +222,8 @@ void yield(std::source_location where) {
     return;
   }
   if (detail::cancel_pending(t)) throw detail::take_cancel(t);
-  // Mark ourselves notified: the worker requeues us at the back when we switch out.
-  t->word.fetch_or(detail::kNotified, std::memory_order_acq_rel);
+  // The worker requeues us at the back of its queue once we have switched out.
+  detail::mark_yielding();
   detail::suspend_current(where);
   if (detail::cancel_pending(t)) throw detail::take_cancel(t);
 }

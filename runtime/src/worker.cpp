@@ -210,23 +210,21 @@ void Worker::start_fibre(TaskHeader* t) {
     stacks.give(s);
     throw;
   }
-  // QUEUED -> RUNNING|STARTED. acq_rel: our ownership (from the queue) is published to
-  // wakers that read the word.
-  t->word.fetch_xor(kQueued | kRunning | kStarted, std::memory_order_acq_rel);
+  // QUEUED -> RUNNING|STARTED. A store: nobody else writes a QUEUED task's state, and we
+  // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
+  // they act on with their own CAS; the context hand-over is ordered by the queues.
+  t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
   current = t;
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
 #endif
   san::tsan_switch_to(tf);
-  f = std::move(f).resume();
-  san::finish_switch(asan_fake, nullptr, nullptr);
-  current = nullptr;
-  if (f) t->frame->ctx = std::move(f);
+  switched_back(std::move(f).resume());
 }
 
 void Worker::run_task(TaskHeader* t) {
-  const uint32_t w0 = t->word.load(std::memory_order_acquire);
-  if (!(w0 & kStarted)) {
+  if (!(t->sched.load(std::memory_order_relaxed) & kStarted)) {
+    const uint32_t w0 = t->word.load(std::memory_order_acquire);
     if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
       finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
       bump(ended);
@@ -237,47 +235,56 @@ void Worker::run_task(TaskHeader* t) {
     } catch (...) {
       finish_unstarted(t, Status::exception, std::current_exception());  // e.g. no memory for a stack
       bump(ended);
-      return;
     }
-  } else {
-    TaskFrame* fr = t->frame;
-    boost::context::fiber f = std::move(fr->ctx);
-    t->word.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING
-    current = t;
-#if defined(SPINDLE_ASAN)
-    san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
-#endif
-    san::tsan_switch_to(fr->tsan_fiber);
-    f = std::move(f).resume();
-    san::finish_switch(asan_fake, nullptr, nullptr);
-    current = nullptr;
-    if (f) t->frame->ctx = std::move(f);
+    return;
   }
+  TaskFrame* fr = t->frame;
+  boost::context::fiber f = std::move(fr->ctx);
+  t->sched.store(kRunning | kStarted, std::memory_order_relaxed);  // QUEUED -> RUNNING: as above
+  current = t;
+#if defined(SPINDLE_ASAN)
+  san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
+#endif
+  san::tsan_switch_to(fr->tsan_fiber);
+  switched_back(std::move(f).resume());
+}
 
+void Worker::switched_back(boost::context::fiber&& f) {
+  san::finish_switch(asan_fake, nullptr, nullptr);
+  // Fibres may have switched among themselves (suspend_current's direct switch): the
+  // one that came back is `current`, not necessarily the one we resumed.
+  TaskHeader* t = std::exchange(current, nullptr);
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).
     san::tsan_destroy(std::exchange(tsan_to_destroy, nullptr));
   }
-  uint32_t cur = t->word.load(std::memory_order_relaxed);
-  if (t->frame == nullptr) {
-    // Ended: RUNNING -> ENDED; a late wake-up (NOTIFIED) no longer matters.
-    // acq_rel: ends our ownership; pairs with wakers' CAS.
-    while (!t->word.compare_exchange_weak(cur, (cur & ~(kRunning | kNotified)) | kEnded, std::memory_order_acq_rel)) {
-    }
+  if (!f) {
+    // Ended: RUNNING -> ENDED; a late wake-up (NOTIFIED) no longer matters. A waker's CAS
+    // that lands first is simply overwritten; one that comes later sees ENDED.
+    yielding = false;
+    t->sched.store(kEnded | kStarted, std::memory_order_release);
     bump(ended);
     t->unref();  // the scheduler's reference
     return;
   }
-  // Suspended: RUNNING -> IDLE, or -> QUEUED if it was woken (or yielded) meanwhile.
-  // acq_rel: the release publishes frame->ctx to whoever schedules it next.
-  uint32_t next;
+  t->frame->ctx = std::move(f);
+  after_suspend(t);
+}
+
+void Worker::after_suspend(TaskHeader* t) noexcept {
+  // Suspended: RUNNING -> IDLE, or -> QUEUED if it yielded or was woken meanwhile.
+  // acq_rel: the release publishes frame->ctx to whoever schedules it next (a waker
+  // that acquires IDLE); the acquire pairs with a waker's NOTIFIED.
+  const bool requeue = std::exchange(yielding, false);
+  uint16_t cur = t->sched.load(std::memory_order_relaxed);
+  uint16_t next;
   do {
-    next = (cur & kNotified) ? ((cur & ~(kRunning | kNotified)) | kQueued) : (cur & ~kRunning);
-  } while (!t->word.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+    next = (requeue || (cur & kNotified)) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
+  } while (!t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
   if (next & kQueued) {
     // Yielded, or woken while it ran: back of this worker's queue (the common case is
     // handled here without the general make_ready).
-    if (!(next & kPinned)) {
+    if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
       push_ring(t);
       if (rt->workers.size() > 1) rt->notify_work();
     } else {
@@ -286,13 +293,24 @@ void Worker::run_task(TaskHeader* t) {
   }
 }
 
+TaskHeader* Worker::next_for_direct_switch() noexcept {
+  if (pending || rt->stopping.load(std::memory_order_relaxed)) return nullptr;
+  TaskHeader* n = next_task();
+  if (!n) return nullptr;
+  if (!(n->sched.load(std::memory_order_relaxed) & kStarted)) {
+    pending = n;  // it needs a new fibre: the worker's loop starts it next
+    return nullptr;
+  }
+  return n;
+}
+
 void Worker::main() {
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();
   AltStack alt;  // so a fibre's stack overflow can be reported
   for (;;) {
-    TaskHeader* t = next_task();
+    TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
     if (!t) t = search();
     if (t) {
       if (searching) {

@@ -12,6 +12,7 @@
 // in epoll_wait, because unparking a thread on another CPU costs 60-80 µs here.
 #pragma once
 
+#include <boost/context/fiber.hpp>
 #include <concurrentqueue/concurrentqueue.h>
 
 #include <atomic>
@@ -51,6 +52,13 @@ struct Worker {
   BasicInbox<TimerEntry*> timer_inbox;  // timers armed by other threads
 
   TaskHeader* current = nullptr;  // owner only: the task whose fibre is running
+  bool yielding = false;          // owner only: `current` asked to be requeued (yield)
+  TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
+  // Direct fibre-to-fibre switch state (see suspend_current): owner only.
+  TaskHeader* switch_prev = nullptr;
+  boost::context::fiber handoff_back;  // the worker's own context, passed between fibres
+  const void* stack_bottom = nullptr;  // the worker thread's stack bounds (ASan)
+  std::size_t stack_size = 0;
   uint64_t tick = 0;
   bool searching = false;
   bool in_parked_list = false;    // guarded by Idle's mutex
@@ -95,6 +103,17 @@ struct Worker {
   /// earliest remaining deadline (INT64_MAX if none).
   int64_t run_timers();
   void run_task(TaskHeader* t);
+  void switched_back(boost::context::fiber&& f);
+
+ public:
+  /// Publishes a fibre that has switched out: IDLE, or requeued if it yielded or was
+  /// woken meanwhile. Called on this worker's thread after the switch.
+  void after_suspend(TaskHeader* t) noexcept;
+  /// For a fibre about to suspend: the next ready task, if it has a fibre already (the
+  /// caller then switches to it directly), else null (a new task is kept in `pending`).
+  TaskHeader* next_for_direct_switch() noexcept;
+
+ private:
   void start_fibre(TaskHeader* t);
   void push_ring(TaskHeader* t);
   static constexpr unsigned kLifoStreak = 3;
@@ -105,6 +124,8 @@ struct Worker {
 /// The calling thread's worker, or null on a thread outside every runtime. Never
 /// inlined: a fibre may move to another thread across any suspension.
 Worker* current_worker() noexcept;
+/// The running fibre asks its worker to requeue it at the back once it has switched out.
+void mark_yielding() noexcept;
 void set_current_worker(Worker* w) noexcept;
 
 }  // namespace spindle::detail

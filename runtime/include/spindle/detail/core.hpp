@@ -34,19 +34,25 @@ struct Worker;
 class RuntimeImpl;
 struct ReportSink;
 
+// Bits of FutureCore::sched: a task's scheduling state. Kept apart from `word` so that
+// the worker that owns a QUEUED task can mark it RUNNING with a plain store (nobody else
+// writes `sched` while it is QUEUED: wakers only look).
+enum : uint16_t {
+  kQueued = 1u << 0,    // in a run queue (or being pushed to one)
+  kRunning = 1u << 1,   // a worker is running its fibre
+  kNotified = 1u << 2,  // woken while running; requeue it when it switches out
+  kEnded = 1u << 3,     // its fibre has finished; never scheduled again
+  kStarted = 1u << 4,   // its fibre exists (or existed)
+};
+
 // Bits of FutureCore::word.
 enum : uint32_t {
-  kQueued = 1u << 0,    // task: in a run queue (or being pushed to one)
-  kRunning = 1u << 1,   // task: a worker is running its fibre
-  kNotified = 1u << 2,  // task: woken while running; requeue it when it switches out
-  kEnded = 1u << 3,     // task: its fibre has finished; never scheduled again
   kLock = 1u << 4,      // spinlock over waiters / extra / status
   kStatusShift = 5,
   kStatusMask = 3u << kStatusShift,
   kCancelReq = 1u << 7,   // cancel() asked; delivered at the next suspension point
   kRetrieved = 1u << 8,   // the outcome was looked at: no "never retrieved" report
   kMovedOut = 1u << 9,    // a move-only result was moved out
-  kStarted = 1u << 10,    // task: its fibre exists
   kPinned = 1u << 11,     // task: never migrates off extra->home
   kIsTask = 1u << 12,
   kLateSpawn = 1u << 13,     // task: spawned after shutdown began (not auto-cancelled)
@@ -78,11 +84,12 @@ class Waiter;
 struct FutureCore {
   const CoreOps* ops;
   std::atomic<uint32_t> refs{1};
-  std::atomic<uint32_t> word{0};
+  std::atomic<uint16_t> word{0};   // the future's state: status, lock, flags
+  std::atomic<uint16_t> sched{0};  // tasks only: scheduling state (kQueued, ...)
   Waiter* waiters = nullptr;  // guarded by kLock; singly linked, all woken together
   Extra* extra = nullptr;     // guarded by kLock while pending
 
-  explicit FutureCore(const CoreOps* o, uint32_t initial_word = 0) noexcept : ops(o), word(initial_word) {}
+  explicit FutureCore(const CoreOps* o, uint16_t initial_word = 0) noexcept : ops(o), word(initial_word) {}
   FutureCore(const FutureCore&) = delete;
   FutureCore& operator=(const FutureCore&) = delete;
 
@@ -99,7 +106,7 @@ struct FutureCore {
   void lock() noexcept;
   void unlock() noexcept {
     // release: publishes what we changed under the lock to the next locker.
-    word.fetch_and(~kLock, std::memory_order_release);
+    word.fetch_and(uint16_t(~kLock), std::memory_order_release);
   }
 
   Status status() const noexcept {
@@ -244,7 +251,7 @@ T take_result(FutureCore* c, ResultSlot<T>& slot) {
     return slot.get();
   } else {
     // acq_rel: only one retriever may win the move.
-    if (c->word.fetch_or(kMovedOut, std::memory_order_acq_rel) & kMovedOut)
+    if (c->word.fetch_or(uint16_t(kMovedOut), std::memory_order_acq_rel) & kMovedOut)
       throw InvalidStateError("result of a move-only future was already moved out");
     return std::move(slot.get());
   }

@@ -50,7 +50,7 @@ struct TaskImpl final : TaskWithResult<T> {
   static void destroy(FutureCore* c) noexcept {
     auto* self = static_cast<TaskImpl*>(c);
     const uint32_t w = c->word.load(std::memory_order_acquire);
-    if (!(w & kStarted)) self->fn.destroy();
+    if (!(c->sched.load(std::memory_order_acquire) & kStarted)) self->fn.destroy();
     if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::result) && !(w & kMovedOut))
       self->slot.destroy();
     destroy_task_common(self);
