@@ -1,0 +1,40 @@
+// Errors raised by spindle's streams (asyncio.IncompleteReadError, asyncio.LimitOverrunError).
+// OS errors are std::system_error with errno (generic_category) and the operation.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace spindle {
+
+/// The stream ended (EOF) before read_exact / read_until had what it needed.
+/// `partial()` holds the bytes that were read (they are consumed from the stream).
+class IncompleteReadError : public std::runtime_error {
+ public:
+  IncompleteReadError(std::string partial, std::size_t expected)
+      : std::runtime_error(std::to_string(partial.size()) + " bytes read before EOF, " +
+                           (expected ? std::to_string(expected) + " expected" : std::string("delimiter not found"))),
+        partial_(std::move(partial)), expected_(expected) {}
+  /// What was read before EOF.
+  const std::string& partial() const noexcept { return partial_; }
+  /// How many bytes were expected (0 when a delimiter was awaited).
+  std::size_t expected() const noexcept { return expected_; }
+
+ private:
+  std::string partial_;
+  std::size_t expected_;
+};
+
+/// read_until / read_line found no delimiter within its limit. The data stays buffered in
+/// the stream (read() returns it); `consumed()` is how much of it the limit covered.
+class LimitOverrunError : public std::runtime_error {
+ public:
+  LimitOverrunError(const std::string& msg, std::size_t consumed) : std::runtime_error(msg), consumed_(consumed) {}
+  std::size_t consumed() const noexcept { return consumed_; }
+
+ private:
+  std::size_t consumed_;
+};
+
+}  // namespace spindle

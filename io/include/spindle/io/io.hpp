@@ -1,0 +1,9 @@
+// Everything in spindle's I/O module: #include <spindle/io/io.hpp>.
+#pragma once
+
+#include <spindle/io/address.hpp>
+#include <spindle/io/errors.hpp>
+#include <spindle/io/stream.hpp>
+#include <spindle/io/tcp.hpp>
+#include <spindle/io/udp.hpp>
+#include <spindle/io/unix.hpp>

@@ -1,0 +1,99 @@
+// SocketStream: a connected, non-blocking stream socket read and written by fibres
+// (asyncio's StreamReader and StreamWriter in one object). TcpStream and UnixStream
+// derive from it.
+//
+// Thread rules: a stream may be used from any fibre on any worker, and from threads
+// outside the runtime (which then block). At most one fibre may read and one may write
+// at a time (full duplex is fine); a second concurrent reader gets RuntimeError.
+// close() may be called while another fibre is blocked in an operation on the stream:
+// that operation fails with std::system_error(EBADF). Starting an operation
+// concurrently with close() (or with destroying the object) is a data race.
+//
+// Cancellation: a fibre cancelled in a read gets CancelledError and no byte is lost —
+// what read_exact / read_until had gathered stays buffered for the next read. A
+// fibre cancelled in write_all gets CancelledError with an unknown prefix sent; the
+// stream should then be closed.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include <spindle/io/errors.hpp>
+
+namespace spindle {
+
+namespace detail {
+class FdSource;
+}
+
+class SocketStream {
+ public:
+  SocketStream() noexcept = default;
+  /// Adopts a connected socket (made non-blocking here). Throws std::system_error.
+  explicit SocketStream(int fd);
+  SocketStream(SocketStream&& o) noexcept;
+  SocketStream& operator=(SocketStream&& o) noexcept;
+  SocketStream(const SocketStream&) = delete;
+  SocketStream& operator=(const SocketStream&) = delete;
+  /// Closes the stream (see close()).
+  ~SocketStream();
+
+  /// Reads up to n bytes into buf: what is buffered, else waits for data. Returns 0 at
+  /// EOF. Throws std::invalid_argument if n == 0, std::system_error (ECONNRESET on a
+  /// peer reset, EBADF when closed), CancelledError.
+  std::size_t read(void* buf, std::size_t n);
+  /// Reads up to max bytes (asyncio read(n)); "" means EOF.
+  std::string read(std::size_t max);
+  /// Reads exactly n bytes. Throws IncompleteReadError (with the bytes read) at EOF, and
+  /// the errors of read().
+  void read_exact(void* buf, std::size_t n);
+  std::string read_exact(std::size_t n);
+  /// Reads up to and including `delim` (asyncio readuntil). Throws LimitOverrunError if
+  /// more than `limit` bytes arrive without it (the data stays buffered),
+  /// IncompleteReadError at EOF, std::invalid_argument for an empty delimiter.
+  std::string read_until(std::string_view delim, std::size_t limit = 64 * 1024);
+  /// Reads a line, "\n" included (asyncio readline): at EOF returns what is left (""
+  /// when nothing). Throws LimitOverrunError like read_until.
+  std::string read_line(std::size_t limit = 64 * 1024);
+
+  /// Writes all n bytes, waiting while the socket buffer is full. Throws std::system_error
+  /// (EPIPE / ECONNRESET when the peer is gone; never SIGPIPE), CancelledError.
+  void write_all(const void* buf, std::size_t n);
+  void write_all(std::string_view s) { write_all(s.data(), s.size()); }
+  /// Writes what fits without waiting, waiting only if nothing fits; returns the count.
+  std::size_t write_some(const void* buf, std::size_t n);
+
+  /// Sends EOF to the peer (shutdown(SHUT_WR)); reading goes on. Throws std::system_error.
+  void shutdown_write();
+  /// Closes the socket: fibres blocked on it fail with EBADF. Idempotent; never throws;
+  /// may suspend briefly (not cancellably) until those fibres have left.
+  void close() noexcept;
+  bool is_open() const noexcept { return src_ != nullptr; }
+  /// The socket's fd (-1 when closed), for setsockopt and the like. Still owned here.
+  int native_handle() const noexcept;
+  /// Bytes received and buffered, not yet read.
+  std::size_t buffered() const noexcept { return rend_ - rbeg_; }
+
+  /// Per-operation deadline for every later read and write (0: none, the default). An
+  /// operation that waits past it throws TimeoutError.
+  void set_timeout(std::chrono::nanoseconds t) noexcept { timeout_ns_ = t.count() > 0 ? t.count() : 0; }
+
+ protected:
+  detail::FdSource* source(const char* what) const;
+  int64_t deadline() const noexcept;
+  detail::FdSource* src_ = nullptr;
+
+ private:
+  std::size_t recv_some(void* buf, std::size_t n, const char* what);
+  std::size_t fill(std::size_t want, const char* what);  // appends to the buffer; 0 = EOF
+  void unread(const char* p, std::size_t n);
+  void consume(std::size_t n) noexcept;
+  // Read buffer: bytes [rbeg_, rend_) of rbuf_ are received and not yet read.
+  std::string rbuf_;
+  std::size_t rbeg_ = 0, rend_ = 0;
+  int64_t timeout_ns_ = 0;
+};
+
+}  // namespace spindle

@@ -1,0 +1,61 @@
+// UdpSocket: datagrams over IPv4 / IPv6 (asyncio's datagram endpoints, as plain calls).
+//
+// Thread rules as for SocketStream: one fibre may receive and one send at a time;
+// close() wakes a blocked fibre with EBADF. Cancelling a fibre blocked in a receive
+// loses no datagram.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include <spindle/io/address.hpp>
+
+namespace spindle {
+
+namespace detail {
+class FdSource;
+}
+
+class UdpSocket {
+ public:
+  UdpSocket() noexcept = default;
+  /// A socket bound to host:port (port 0: any). Throws std::system_error,
+  /// std::invalid_argument.
+  static UdpSocket bind(std::string_view host, uint16_t port, bool reuse_port = false);
+  /// A socket connected to host:port (send/recv then talk to it only).
+  static UdpSocket connect(std::string_view host, uint16_t port);
+  UdpSocket(UdpSocket&& o) noexcept;
+  UdpSocket& operator=(UdpSocket&& o) noexcept;
+  UdpSocket(const UdpSocket&) = delete;
+  UdpSocket& operator=(const UdpSocket&) = delete;
+  ~UdpSocket();
+
+  /// Sends one datagram; returns its size. Throws std::system_error (EMSGSIZE...),
+  /// CancelledError.
+  std::size_t send_to(const void* buf, std::size_t n, const SocketAddress& to);
+  std::size_t send_to(std::string_view s, const SocketAddress& to) { return send_to(s.data(), s.size(), to); }
+  /// Receives one datagram (truncated to n bytes); returns its size; `from` gets the
+  /// sender. Throws std::invalid_argument if n == 0, std::system_error, CancelledError,
+  /// TimeoutError after timeout (0: none).
+  std::size_t recv_from(void* buf, std::size_t n, SocketAddress* from = nullptr,
+                        std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// On a connected socket.
+  std::size_t send(const void* buf, std::size_t n);
+  std::size_t send(std::string_view s) { return send(s.data(), s.size()); }
+  std::size_t recv(void* buf, std::size_t n, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
+    return recv_from(buf, n, nullptr, timeout);
+  }
+
+  SocketAddress local_address() const;
+  /// Closes the socket. Idempotent, never throws.
+  void close() noexcept;
+  bool is_open() const noexcept { return src_ != nullptr; }
+  int native_handle() const noexcept;
+
+ private:
+  detail::FdSource* src_ = nullptr;
+};
+
+}  // namespace spindle

@@ -1,0 +1,59 @@
+// Unix domain stream sockets: UnixListener and UnixStream (asyncio start_unix_server /
+// open_unix_connection). Paths starting with '@' are in Linux's abstract namespace.
+// Thread rules, cancellation and errors are those of SocketStream and TcpListener.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <spindle/io/address.hpp>
+#include <spindle/io/stream.hpp>
+
+namespace spindle {
+
+class UnixStream : public SocketStream {
+ public:
+  UnixStream() noexcept = default;
+  /// Adopts a connected AF_UNIX stream socket. Throws std::system_error.
+  explicit UnixStream(int fd) : SocketStream(fd) {}
+  /// Connects to the socket at path. Throws std::system_error (ENOENT, ECONNREFUSED...),
+  /// TimeoutError after timeout (0: none), std::invalid_argument for a bad path,
+  /// CancelledError. Any fibre or thread.
+  static UnixStream connect(std::string_view path, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// Two connected streams (socketpair). Throws std::system_error.
+  static std::pair<UnixStream, UnixStream> pair();
+  SocketAddress local_address() const;
+  SocketAddress peer_address() const;
+
+ private:
+  friend class UnixListener;
+};
+
+class UnixListener {
+ public:
+  UnixListener() noexcept = default;
+  /// Binds path and listens. A stale socket file at path is removed first (only if it
+  /// is a socket); the file is removed again by close(). Throws std::system_error,
+  /// std::invalid_argument for a bad path.
+  explicit UnixListener(std::string_view path, int backlog = 1024);
+  UnixListener(UnixListener&& o) noexcept;
+  UnixListener& operator=(UnixListener&& o) noexcept;
+  UnixListener(const UnixListener&) = delete;
+  UnixListener& operator=(const UnixListener&) = delete;
+  ~UnixListener();
+
+  /// Waits for a connection. Throws as TcpListener::accept.
+  UnixStream accept(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// Stops listening and removes the socket file. Idempotent, never throws.
+  void close() noexcept;
+  bool is_open() const noexcept { return src_ != nullptr; }
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  detail::FdSource* src_ = nullptr;
+  std::string path_;
+};
+
+}  // namespace spindle

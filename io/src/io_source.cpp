@@ -1,0 +1,307 @@
+// FdSource: see io_source.hpp for the design, the invariants and the close sequence.
+#include "io_source.hpp"
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+#include <system_error>
+#include <utility>
+
+#include <spindle/errors.hpp>
+#include <spindle/task.hpp>
+
+#include "../../runtime/src/runtime_impl.hpp"
+#include "../../runtime/src/worker.hpp"
+
+namespace spindle::detail {
+
+namespace {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+[[noreturn]] void throw_closed(const char* what) { throw std::system_error(EBADF, std::generic_category(), what); }
+
+[[noreturn]] void throw_timeout(const char* what) { throw TimeoutError(std::string(what) + ": timed out"); }
+}  // namespace
+
+void FdSource::lock() noexcept {
+  for (;;) {
+    // acquire: pairs with the release in unlock(); everything the previous holder did
+    // under the lock is visible to us.
+    if (!lock_.exchange(true, std::memory_order_acquire)) return;
+    // relaxed: spin on a read so the cache line is not bounced while it is held.
+    while (lock_.load(std::memory_order_relaxed)) cpu_relax();
+  }
+}
+
+void FdSource::unlock() noexcept {
+  // release: publishes our changes under the lock to the next holder.
+  lock_.store(false, std::memory_order_release);
+}
+
+void FdSource::register_locked(Worker* w) {
+  // Edge-triggered; adding reports the current state as a first edge, so readiness that
+  // arrived between the caller's EAGAIN and now is not missed.
+  w->reactor.add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  owner_ = w;
+  sink_ = w->rt->sink;
+}
+
+FdSource::Op::Op(FdSource* s, const char* what) : s_(s) {
+  // relaxed: the count itself orders nothing; the closer synchronises with our
+  // release decrement in ~Op (an RMW chain on ops_).
+  if (s->ops_.fetch_add(1, std::memory_order_relaxed) & kClosing) {
+    // close() has already decided when to retire: entering now is the data race the
+    // public documentation forbids. Leave as ~Op would and report the stream closed.
+    leave(s);
+    throw_closed(what);
+  }
+}
+
+FdSource::Op::~Op() { leave(s_); }
+
+void FdSource::Op::leave(FdSource* s) noexcept {
+  // acq_rel: the release orders everything this operation did to the source before the
+  // closer retires it; the acquire pairs with the closer's release of closer_.
+  if (s->ops_.fetch_sub(1, std::memory_order_acq_rel) == (kClosing | 1u)) {
+    // The last operation out while close() waits: wake it. closer_ is read before the
+    // notify, and nothing of the source is touched after it (it may be freed at once).
+    Waiter* c = s->closer_;
+    c->notify();
+  }
+}
+
+void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where) {
+  Worker* w = current_worker();
+  if (w == nullptr || current_task_header() == nullptr) {
+    wait_foreign(d, deadline_ns, what);
+    return;
+  }
+  Waiter me;
+  bool& flag = d == Dir::read ? ready_read_ : ready_write_;
+  Waiter*& slot = d == Dir::read ? reader_ : writer_;
+  lock();
+  if (closed_.load(std::memory_order_relaxed)) {  // relaxed: under the lock
+    unlock();
+    throw_closed(what);
+  }
+  if (owner_ == nullptr) {
+    try {
+      register_locked(w);
+    } catch (...) {
+      unlock();
+      throw;
+    }
+  }
+  if (flag) {  // an edge arrived since the caller's syscall failed: retry it
+    flag = false;
+    unlock();
+    return;
+  }
+  if (slot != nullptr) {
+    unlock();
+    throw RuntimeError(std::string(what) + ": another fibre is already waiting on this " +
+                       (d == Dir::read ? "read" : "write") + " side");
+  }
+  slot = &me;
+  unlock();
+
+  const Waiter::Outcome o = me.wait(true, where, deadline_ns);
+  if (o == Waiter::Outcome::notified) {
+    // tag was written under the lock before the notify; notify/wait order it for us.
+    if (me.tag == kTagClosed) throw_closed(what);
+    return;
+  }
+  lock();
+  if (slot == &me) {
+    slot = nullptr;
+    unlock();
+  } else {
+    // on_ready or close() took us and is notifying: that must land before `me` dies.
+    unlock();
+    (void)me.wait(false, where);
+    if (me.tag == kTagReady) {
+      lock();
+      flag = true;  // give the edge back for the next waiter (invariant 1)
+      unlock();
+    }
+  }
+  if (o == Waiter::Outcome::cancelled) me.raise_cancelled();
+  throw_timeout(what);
+}
+
+void FdSource::wait_foreign(Dir d, int64_t deadline_ns, const char* what) {
+  // A thread outside the runtime blocks in poll(2), in slices so that a close() from
+  // elsewhere is noticed.
+  pollfd p{fd_, short(d == Dir::read ? (POLLIN | POLLRDHUP) : POLLOUT), 0};
+  for (;;) {
+    if (closed()) throw_closed(what);
+    int slice = 50;
+    if (deadline_ns) {
+      const int64_t left = deadline_ns - monotonic_ns();
+      if (left <= 0) throw_timeout(what);
+      if (left / 1'000'000 < slice) slice = int(left / 1'000'000) + 1;
+    }
+    const int r = ::poll(&p, 1, slice);
+    if (r > 0) return;
+    if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), what);
+  }
+}
+
+void FdSource::on_ready(uint32_t ev) noexcept {
+  Waiter* r = nullptr;
+  Waiter* w = nullptr;
+  lock();
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if (reader_) {
+      r = std::exchange(reader_, nullptr);
+      r->tag = kTagReady;
+    } else {
+      ready_read_ = true;
+    }
+  }
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
+    if (writer_) {
+      w = std::exchange(writer_, nullptr);
+      w->tag = kTagReady;
+    } else {
+      ready_write_ = true;
+    }
+  }
+  unlock();
+  if (r) r->notify();
+  if (w) w->notify();
+}
+
+void FdSource::close() noexcept {
+  // 1. Mark closed and wake whoever waits; they fail with EBADF.
+  lock();
+  closed_.store(true, std::memory_order_relaxed);  // relaxed: under the lock; readers outside it only take a hint
+  Waiter* r = std::exchange(reader_, nullptr);
+  Waiter* w = std::exchange(writer_, nullptr);
+  if (r) r->tag = kTagClosed;
+  if (w) w->tag = kTagClosed;
+  unlock();
+  if (r) r->notify();
+  if (w) w->notify();
+
+  // 2. Wait for the operations still inside to leave.
+  Waiter me;
+  closer_ = &me;
+  // acq_rel: the release publishes closer_ to the last ~Op; the acquire makes every
+  // finished operation's accesses happen before the retirement below.
+  if (ops_.fetch_add(kClosing, std::memory_order_acq_rel) != 0) {
+    (void)me.wait(false, std::source_location::current());
+  }
+  // 3. Retire (we may be on another worker than before the wait).
+  retire();
+}
+
+void FdSource::destroy_here() noexcept {
+  if (owner_) owner_->reactor.remove(fd_);
+  ::close(fd_);
+  delete this;
+}
+
+namespace {
+// The body of the pinned task that retires a source on its owner's loop; `done` is
+// notified once the fd is closed. If the task is dropped unrun (the runtime stopped
+// first), the source is destroyed only when that happens on the owner's thread;
+// otherwise it is leaked (a few dozen bytes and the fd, only when shutdown gave up
+// waiting for tasks). Either way `done` is notified.
+struct Retirer {
+  FdSource* s;
+  void (*destroy)(FdSource*) noexcept;
+  Worker* owner;
+  Waiter* done;
+  Retirer(FdSource* src, void (*d)(FdSource*) noexcept, Worker* o, Waiter* w) noexcept
+      : s(src), destroy(d), owner(o), done(w) {}
+  Retirer(Retirer&& o) noexcept
+      : s(std::exchange(o.s, nullptr)), destroy(o.destroy), owner(o.owner), done(std::exchange(o.done, nullptr)) {}
+  Retirer(const Retirer&) = delete;
+  ~Retirer() {
+    if (s && current_worker() == owner) destroy(s);
+    if (done) done->notify();
+  }
+  void operator()() {
+    destroy(std::exchange(s, nullptr));
+    std::exchange(done, nullptr)->notify();
+  }
+};
+}  // namespace
+
+bool FdSource::spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept {
+  auto destroy = [](FdSource* s) noexcept { s->destroy_here(); };
+  try {
+    const TaskOptions o{.name = "io-retire", .pinned = true, .loop = int(owner_->index)};
+    (void)spawn_on(rt, &o, Retirer(this, destroy, owner_, done));
+    return true;
+  } catch (...) {
+    // Closed to spawns from outside, or out of memory. The Retirer may have notified
+    // `done` as it was dropped: a spurious wake-up, which every waiter tolerates.
+    return false;
+  }
+}
+
+void FdSource::retire() noexcept {
+  if (owner_ == nullptr) {  // never registered: nobody else can hold a pointer to it
+    ::close(fd_);
+    delete this;
+    return;
+  }
+  Worker* cur = current_worker();
+  if (cur == owner_) {
+    destroy_here();
+    return;
+  }
+  // close() returns only once the fd is closed (a listener no longer listens, the
+  // address can be bound again), so we wait, not cancellably, for the owner to do it.
+  Waiter done;
+  if (cur && cur->rt->sink == sink_) {  // same runtime (compared without touching owner_)
+    // Another worker of the same runtime: the owner's loop is running (or finishing
+    // its late tasks), and spawns from inside are accepted even while closing.
+    if (spawn_retirer(owner_->rt, &done)) {
+      (void)done.wait(false, std::source_location::current());
+      return;
+    }
+  } else {
+    // A thread outside the owner's runtime. sink->mu keeps the runtime from being
+    // destroyed while we look at it (its destructor clears sink->rt under the lock).
+    // A copy of the pointer: `delete this` must not free the mutex we hold.
+    const std::shared_ptr<ReportSink> sink = sink_;
+    std::unique_lock lk(sink->mu);
+    RuntimeImpl* rt = sink->rt;
+    if (rt == nullptr) {
+      // The runtime is gone and its epoll fds with it: the registration no longer exists.
+      ::close(fd_);
+      delete this;
+      return;
+    }
+    // acquire: pairs with the release store of `closed` after the workers were joined;
+    // no worker polls any more, so the owner's reactor is ours to touch.
+    if (rt->closed.load(std::memory_order_acquire)) {
+      destroy_here();
+      return;
+    }
+    const bool spawned = spawn_retirer(rt, &done);
+    lk.unlock();  // not held while waiting: the runtime's destructor takes it
+    if (spawned) {
+      (void)done.wait(false, std::source_location::current());
+      return;
+    }
+  }
+  // Last resort: deregister and close now, and leak this object, which the owner may
+  // still be dispatching to (invariant 2). Only during shutdown or out of memory.
+  ::epoll_ctl(owner_->reactor.epoll_fd(), EPOLL_CTL_DEL, fd_, nullptr);
+  ::close(fd_);
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,124 @@
+// FdSource: the readiness state of one non-blocking fd, shared by the fibres that read
+// and write it and by the reactor of the loop that owns its epoll registration.
+//
+// Owns:        the fd (closed by retire()), the epoll registration, the latched
+//              readiness edges, at most one read waiter and one write waiter.
+// Registration: lazy. The first operation that meets EAGAIN registers the fd,
+//              edge-triggered for EPOLLIN|EPOLLOUT|EPOLLRDHUP, with the reactor of the
+//              worker it runs on; that worker is the `owner` from then on. Operations
+//              that never block never touch epoll.
+// Threads:     on_ready() runs on the owner's thread (inside Reactor::poll). Fibres that
+//              wait may run on any worker and migrate across waits. `ready_*`,
+//              `reader`, `writer`, `closer_waiting` and `owner` are guarded by `mu_`
+//              (a spinlock: every critical section is a few loads and stores, plus one
+//              epoll_ctl at registration). `closed_` may be read without the lock as a
+//              hint; it is authoritative only under the lock.
+// Invariants:  1. A ready flag set means "an edge arrived that no waiter consumed"; an
+//                 edge handed to a waiter is not latched (the waiter retries its
+//                 syscall). A waiter that gives up after its edge was handed to it
+//                 (cancelled, timed out) latches the edge back, so none is lost.
+//              2. The registration is removed, and the memory freed, only on the owner's
+//                 thread outside Reactor::poll (a pointer to this source may sit in the
+//                 owner's epoll_event array until poll returns). The fd is closed only
+//                 after it left epoll.
+//              3. An operation counts itself in `ops_` for as long as it may touch the
+//                 source; close() waits for that count to drain before retiring it.
+//
+// Close sequence (close(), any thread, once):
+//   1. under the lock: mark closed, take both waiters; notify them (they fail EBADF);
+//   2. announce closing in `ops_`; if operations are still inside, wait (not
+//      cancellably) until the last one leaves and notifies us;
+//   3. retire: on the owner's thread, remove from epoll, close the fd, delete; from
+//      another worker, or a thread outside the runtime, hand that to a pinned task on
+//      the owner's loop and wait (not cancellably) until it is done, so that close()
+//      returns with the fd closed; if the owner's runtime has stopped, do it directly.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <source_location>
+
+#include <spindle/detail/core.hpp>
+
+#include "../../runtime/src/reactor.hpp"
+
+namespace spindle::detail {
+
+struct Worker;
+struct ReportSink;
+class RuntimeImpl;
+
+enum class Dir : uint8_t { read, write };
+
+class FdSource final : public IoSource {
+ public:
+  /// Adopts `fd`, which must be non-blocking.
+  explicit FdSource(int fd) noexcept : fd_(fd) {}
+  FdSource(const FdSource&) = delete;
+  FdSource& operator=(const FdSource&) = delete;
+
+  int fd() const noexcept { return fd_; }
+  /// True once close() began. A hint without the lock (see the header comment).
+  bool closed() const noexcept {
+    // relaxed: a hint that saves a syscall on a closed stream; every decision that
+    // matters re-reads it under mu_.
+    return closed_.load(std::memory_order_relaxed);
+  }
+
+  /// Suspends the calling fibre until `d` may be ready again (an edge arrived since the
+  /// caller's syscall failed with EAGAIN), or until deadline_ns (CLOCK_MONOTONIC; 0 =
+  /// none). From a thread outside the runtime it blocks in poll(2). Throws
+  /// CancelledError if the calling task is cancelled, TimeoutError at the deadline,
+  /// std::system_error(EBADF, what) if the source is (or gets) closed.
+  void wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where);
+
+  /// Runs the close sequence above. Called once, by the object that owns the source;
+  /// `this` must not be used afterwards. Never throws; may suspend (not cancellably)
+  /// while other fibres leave their operations on this source.
+  void close() noexcept;
+
+  void on_ready(uint32_t epoll_events) noexcept override;
+
+  /// RAII for the ops_ count (invariant 3). Throws system_error(EBADF, what) if close()
+  /// already began.
+  class Op {
+   public:
+    Op(FdSource* s, const char* what);
+    ~Op();
+    Op(const Op&) = delete;
+    Op& operator=(const Op&) = delete;
+
+   private:
+    static void leave(FdSource* s) noexcept;
+    FdSource* s_;
+  };
+
+ private:
+  ~FdSource() = default;
+  void lock() noexcept;
+  void unlock() noexcept;
+  void register_locked(Worker* w);  // throws system_error from epoll_ctl
+  void wait_foreign(Dir d, int64_t deadline_ns, const char* what);
+  void retire() noexcept;       // step 3 of the close sequence
+  bool spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept;
+  void destroy_here() noexcept;  // on the owner (or with its runtime stopped)
+
+  static constexpr uintptr_t kTagReady = 1;   // Waiter::tag: woken by an edge
+  static constexpr uintptr_t kTagClosed = 2;  // Waiter::tag: woken by close()
+  static constexpr uint32_t kClosing = 1u << 31;  // in ops_: close() is waiting to retire
+
+  const int fd_;
+  std::atomic<bool> lock_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<uint32_t> ops_{0};  // operations inside, plus kClosing
+  bool ready_read_ = false;
+  bool ready_write_ = false;
+  Waiter* reader_ = nullptr;
+  Waiter* writer_ = nullptr;
+  Waiter* closer_ = nullptr;  // written before kClosing is published; read by the last Op
+  Worker* owner_ = nullptr;   // set once, under mu_, at registration
+  std::shared_ptr<ReportSink> sink_;  // the owner's runtime (liveness check from outside)
+};
+
+}  // namespace spindle::detail

@@ -1,0 +1,207 @@
+// SocketStream: buffered reads, writes, half-close and close over an FdSource.
+#include <spindle/io/stream.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include <spindle/errors.hpp>
+
+#include "syscall.hpp"
+
+namespace spindle {
+
+namespace detail {
+void set_nonblocking(int fd) {
+  const int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw_errno(errno, "fcntl(O_NONBLOCK)");
+  const int fd_fl = ::fcntl(fd, F_GETFD);
+  if (fd_fl < 0 || ::fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) < 0) throw_errno(errno, "fcntl(FD_CLOEXEC)");
+}
+}  // namespace detail
+
+namespace {
+constexpr std::size_t kChunk = 16 * 1024;  // what one fill() asks the kernel for
+}
+
+SocketStream::SocketStream(int fd) {
+  if (fd < 0) throw std::invalid_argument("SocketStream: negative fd");
+  detail::set_nonblocking(fd);
+  src_ = new detail::FdSource(fd);
+}
+
+SocketStream::SocketStream(SocketStream&& o) noexcept
+    : src_(std::exchange(o.src_, nullptr)),
+      rbuf_(std::move(o.rbuf_)),
+      rbeg_(std::exchange(o.rbeg_, 0)),
+      rend_(std::exchange(o.rend_, 0)),
+      timeout_ns_(o.timeout_ns_) {}
+
+SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
+  if (this != &o) {
+    close();
+    src_ = std::exchange(o.src_, nullptr);
+    rbuf_ = std::move(o.rbuf_);
+    rbeg_ = std::exchange(o.rbeg_, 0);
+    rend_ = std::exchange(o.rend_, 0);
+    timeout_ns_ = o.timeout_ns_;
+  }
+  return *this;
+}
+
+SocketStream::~SocketStream() { close(); }
+
+void SocketStream::close() noexcept {
+  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+  rbeg_ = rend_ = 0;
+}
+
+int SocketStream::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
+
+detail::FdSource* SocketStream::source(const char* what) const {
+  if (!src_) detail::throw_errno(EBADF, what);
+  return src_;
+}
+
+int64_t SocketStream::deadline() const noexcept {
+  return timeout_ns_ ? detail::monotonic_ns() + timeout_ns_ : 0;
+}
+
+std::size_t SocketStream::recv_some(void* buf, std::size_t n, const char* what) {
+  return std::size_t(detail::io_call(source(what), detail::Dir::read, deadline(), what,
+                                     std::source_location::current(),
+                                     [&](int fd) { return ::recv(fd, buf, n, 0); }));
+}
+
+void SocketStream::consume(std::size_t n) noexcept {
+  rbeg_ += n;
+  if (rbeg_ == rend_) rbeg_ = rend_ = 0;
+}
+
+std::size_t SocketStream::fill(std::size_t want, const char* what) {
+  if (rbeg_ > 0 && rbuf_.size() - rend_ < want) {  // compact first
+    std::memmove(rbuf_.data(), rbuf_.data() + rbeg_, rend_ - rbeg_);
+    rend_ -= rbeg_;
+    rbeg_ = 0;
+  }
+  if (rbuf_.size() - rend_ < want) rbuf_.resize(rend_ + want);
+  const std::size_t n = recv_some(rbuf_.data() + rend_, rbuf_.size() - rend_, what);
+  rend_ += n;
+  return n;
+}
+
+void SocketStream::unread(const char* p, std::size_t n) {
+  if (n == 0) return;
+  std::string rest(rbuf_.data() + rbeg_, rend_ - rbeg_);
+  rbuf_.assign(p, n);
+  rbuf_ += rest;
+  rbeg_ = 0;
+  rend_ = rbuf_.size();
+}
+
+std::size_t SocketStream::read(void* buf, std::size_t n) {
+  if (n == 0) throw std::invalid_argument("SocketStream::read: buffer of size 0");
+  if (rend_ > rbeg_) {
+    const std::size_t k = std::min(n, rend_ - rbeg_);
+    std::memcpy(buf, rbuf_.data() + rbeg_, k);
+    consume(k);
+    return k;
+  }
+  return recv_some(buf, n, "recv");
+}
+
+std::string SocketStream::read(std::size_t max) {
+  std::string s(max, '\0');
+  s.resize(read(s.data(), max));
+  return s;
+}
+
+void SocketStream::read_exact(void* buf, std::size_t n) {
+  auto* p = static_cast<char*>(buf);
+  std::size_t got = 0;
+  if (rend_ > rbeg_) {
+    got = std::min(n, rend_ - rbeg_);
+    std::memcpy(p, rbuf_.data() + rbeg_, got);
+    consume(got);
+  }
+  try {
+    while (got < n) {
+      const std::size_t k = recv_some(p + got, n - got, "recv");
+      if (k == 0) throw IncompleteReadError(std::string(p, got), n);
+      got += k;
+    }
+  } catch (const IncompleteReadError&) {
+    throw;
+  } catch (...) {
+    unread(p, got);  // cancelled, timed out or failed: nothing gathered is lost
+    throw;
+  }
+}
+
+std::string SocketStream::read_exact(std::size_t n) {
+  std::string s(n, '\0');
+  read_exact(s.data(), n);
+  return s;
+}
+
+std::string SocketStream::read_until(std::string_view delim, std::size_t limit) {
+  if (delim.empty()) throw std::invalid_argument("SocketStream::read_until: empty delimiter");
+  std::size_t scanned = 0;  // bytes of the buffer known not to start a match
+  for (;;) {
+    const std::string_view have(rbuf_.data() + rbeg_, rend_ - rbeg_);
+    const std::size_t pos = have.find(delim, scanned);
+    if (pos != std::string_view::npos) {
+      const std::size_t len = pos + delim.size();
+      if (len > limit)
+        throw LimitOverrunError("read_until: delimiter found beyond the limit of " + std::to_string(limit), len);
+      std::string out(have.substr(0, len));
+      consume(len);
+      return out;
+    }
+    if (have.size() > limit)
+      throw LimitOverrunError("read_until: no delimiter within the limit of " + std::to_string(limit), have.size());
+    scanned = have.size() >= delim.size() ? have.size() - delim.size() + 1 : 0;
+    if (fill(kChunk, "recv") == 0) {
+      std::string partial(rbuf_.data() + rbeg_, rend_ - rbeg_);
+      consume(partial.size());
+      throw IncompleteReadError(std::move(partial), 0);
+    }
+  }
+}
+
+std::string SocketStream::read_line(std::size_t limit) {
+  try {
+    return read_until("\n", limit);
+  } catch (IncompleteReadError& e) {
+    return e.partial();
+  }
+}
+
+std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
+  return std::size_t(detail::io_call(source("send"), detail::Dir::write, deadline(), "send",
+                                     std::source_location::current(),
+                                     [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
+}
+
+void SocketStream::write_all(const void* buf, std::size_t n) {
+  const auto* p = static_cast<const char*>(buf);
+  detail::FdSource* s = source("send");
+  const int64_t dl = deadline();
+  while (n > 0) {
+    const auto k = std::size_t(detail::io_call(s, detail::Dir::write, dl, "send", std::source_location::current(),
+                                               [&](int fd) { return ::send(fd, p, n, MSG_NOSIGNAL); }));
+    p += k;
+    n -= k;
+  }
+}
+
+void SocketStream::shutdown_write() {
+  if (::shutdown(source("shutdown")->fd(), SHUT_WR) != 0) detail::throw_errno(errno, "shutdown");
+}
+
+}  // namespace spindle

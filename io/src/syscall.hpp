@@ -1,0 +1,57 @@
+// The one pattern every spindle socket operation follows: try the syscall first, and
+// wait on the fd's readiness only when it says EAGAIN.
+#pragma once
+
+#include <cerrno>
+#include <source_location>
+#include <system_error>
+
+#include <spindle/io/address.hpp>
+
+#include "io_source.hpp"
+
+namespace spindle::detail {
+
+[[noreturn]] inline void throw_errno(int e, const char* what) {
+  throw std::system_error(e, std::generic_category(), what);
+}
+
+/// Runs call(fd) until it returns >= 0 (returned) or fails with an error other than
+/// EINTR / EAGAIN (thrown as system_error(errno, what)), waiting for `d` readiness on
+/// EAGAIN. `transient(errno)` may ask for a retry of other errors (accept's ECONNABORTED).
+template <class Call, class Transient>
+auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
+             Transient&& transient) {
+  FdSource::Op op(s, what);
+  for (;;) {
+    if (s->closed()) throw_errno(EBADF, what);
+    const auto r = call(s->fd());
+    if (r >= 0) return r;
+    const int e = errno;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      s->wait(d, deadline_ns, what, where);
+    } else if (e != EINTR && !transient(e)) {
+      throw_errno(e, what);
+    }
+  }
+}
+
+template <class Call>
+auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call) {
+  return io_call(s, d, deadline_ns, what, where, std::forward<Call>(call), [](int) { return false; });
+}
+
+/// Makes fd non-blocking and close-on-exec. Throws system_error.
+void set_nonblocking(int fd);
+
+/// Makes a socket of `type` for a's family and connects it before deadline_ns (0: none);
+/// returns its source. Throws system_error, TimeoutError, CancelledError (the socket is
+/// closed on every failure).
+FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns);
+/// Accepts one connection on a listening socket (non-blocking, close-on-exec), retrying
+/// transient errors. Throws system_error (EMFILE...), TimeoutError, CancelledError.
+int accept_fd(FdSource* s, sockaddr_storage* ss, socklen_t* len, int64_t deadline_ns);
+/// getsockname / getpeername.
+SocketAddress sock_name(int fd, bool peer, const char* what);
+
+}  // namespace spindle::detail

@@ -1,0 +1,210 @@
+// TcpStream (connect, options, addresses) and TcpListener (bind, listen, accept).
+#include <spindle/io/tcp.hpp>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <utility>
+
+#include <spindle/errors.hpp>
+
+#include "syscall.hpp"
+
+namespace spindle {
+
+namespace detail {
+
+FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns) {
+  const int fd = ::socket(a.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  struct Guard {  // closes the half-made socket on every failure, cancellation included
+    FdSource* s;
+    ~Guard() {
+      if (s) s->close();
+    }
+  } g{new FdSource(fd)};
+  int r;
+  do {
+    r = ::connect(fd, a.data(), a.size());
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    if (errno != EINPROGRESS && errno != EAGAIN) throw_errno(errno, "connect");
+    for (;;) {
+      // Writable means connected or failed; SO_ERROR tells which.
+      {
+        FdSource::Op op(g.s, "connect");
+        g.s->wait(Dir::write, deadline_ns, "connect", std::source_location::current());
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) throw_errno(errno, "getsockopt(SO_ERROR)");
+      if (err != 0) throw_errno(err, "connect");
+      sockaddr_storage ss;
+      len = sizeof ss;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) break;
+      if (errno != ENOTCONN) throw_errno(errno, "connect");
+      // An early edge (the socket is not connected yet): wait for the next one.
+    }
+  }
+  return std::exchange(g.s, nullptr);
+}
+
+int accept_fd(FdSource* s, sockaddr_storage* ss, socklen_t* len, int64_t deadline_ns) {
+  return io_call(
+      s, Dir::read, deadline_ns, "accept", std::source_location::current(),
+      [&](int lfd) {
+        *len = sizeof *ss;
+        return ::accept4(lfd, reinterpret_cast<sockaddr*>(ss), len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      },
+      [](int e) {
+        // The connection died before we took it, or a network error accept(2) says
+        // to treat like EAGAIN: take the next one.
+        return e == ECONNABORTED || e == EPROTO || e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN ||
+               e == ENONET || e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH;
+      });
+}
+
+SocketAddress sock_name(int fd, bool peer, const char* what) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int r = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                     : ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (r != 0) throw_errno(errno, what);
+  return SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+}  // namespace detail
+
+namespace {
+using detail::sock_name;
+using detail::throw_errno;
+
+int64_t deadline_after(std::chrono::nanoseconds t) noexcept {
+  return t.count() > 0 ? detail::monotonic_ns() + t.count() : 0;
+}
+
+
+}  // namespace
+
+// ---- TcpStream --------------------------------------------------------------------
+
+TcpStream TcpStream::connect(const SocketAddress& addr, std::chrono::nanoseconds timeout) {
+  TcpStream s;
+  s.src_ = detail::connect_source(addr, SOCK_STREAM, deadline_after(timeout));
+  return s;
+}
+
+TcpStream TcpStream::connect(std::string_view host, uint16_t port, std::chrono::nanoseconds timeout) {
+  const int64_t dl = deadline_after(timeout);
+  const std::vector<SocketAddress> addrs = resolve(host, port);
+  std::exception_ptr last;
+  for (const SocketAddress& a : addrs) {
+    try {
+      TcpStream s;
+      s.src_ = detail::connect_source(a, SOCK_STREAM, dl);
+      return s;
+    } catch (const std::system_error&) {
+      last = std::current_exception();  // try the next address
+    }
+  }
+  if (last) std::rethrow_exception(last);
+  throw std::system_error(EHOSTUNREACH, std::generic_category(), "connect: no address for " + std::string(host));
+}
+
+void TcpStream::set_nodelay(bool on) {
+  const int v = on ? 1 : 0;
+  if (::setsockopt(source("setsockopt(TCP_NODELAY)")->fd(), IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0)
+    throw_errno(errno, "setsockopt(TCP_NODELAY)");
+}
+
+SocketAddress TcpStream::local_address() const {
+  return sock_name(source("getsockname")->fd(), false, "getsockname");
+}
+
+SocketAddress TcpStream::peer_address() const { return sock_name(source("getpeername")->fd(), true, "getpeername"); }
+
+// ---- TcpListener ------------------------------------------------------------------
+
+TcpListener::TcpListener(std::string_view host, uint16_t port, ListenOptions opts) {
+  const std::vector<SocketAddress> addrs =
+      host.empty() ? std::vector<SocketAddress>{SocketAddress::parse("0.0.0.0", port)} : resolve(host, port);
+  std::exception_ptr last;
+  for (const SocketAddress& a : addrs) {
+    try {
+      open(a, opts);
+      return;
+    } catch (const std::system_error&) {
+      last = std::current_exception();
+    }
+  }
+  if (last) std::rethrow_exception(last);
+  throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "bind: no address for " + std::string(host));
+}
+
+TcpListener::TcpListener(const SocketAddress& addr, ListenOptions opts) { open(addr, opts); }
+
+void TcpListener::open(const SocketAddress& a, const ListenOptions& opts) {
+  const int fd = ::socket(a.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  auto fail = [fd](const char* what) {
+    const int e = errno;
+    ::close(fd);
+    throw_errno(e, what);
+  };
+  const int one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) fail("setsockopt(SO_REUSEADDR)");
+  if (opts.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    fail("setsockopt(SO_REUSEPORT)");
+  if (a.family() == AF_INET6) {
+    const int v6 = opts.v6_only ? 1 : 0;
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) != 0) fail("setsockopt(IPV6_V6ONLY)");
+  }
+  if (::bind(fd, a.data(), a.size()) != 0) fail("bind");
+  if (::listen(fd, opts.backlog) != 0) fail("listen");
+  close();
+  src_ = new detail::FdSource(fd);
+}
+
+TcpListener::TcpListener(TcpListener&& o) noexcept : src_(std::exchange(o.src_, nullptr)) {}
+
+TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
+  if (this != &o) {
+    close();
+    src_ = std::exchange(o.src_, nullptr);
+  }
+  return *this;
+}
+
+TcpListener::~TcpListener() { close(); }
+
+void TcpListener::close() noexcept {
+  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+}
+
+int TcpListener::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
+
+SocketAddress TcpListener::local_address() const {
+  if (!src_) throw_errno(EBADF, "getsockname");
+  return sock_name(src_->fd(), false, "getsockname");
+}
+
+TcpStream TcpListener::accept(SocketAddress* peer, std::chrono::nanoseconds timeout) {
+  if (!src_) throw_errno(EBADF, "accept");
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int fd = detail::accept_fd(src_, &ss, &len, deadline_after(timeout));
+  if (peer) *peer = SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
+  TcpStream s;
+  try {
+    s.src_ = new detail::FdSource(fd);  // accept4 made it non-blocking and close-on-exec
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return s;
+}
+
+}  // namespace spindle

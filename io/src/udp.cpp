@@ -1,0 +1,119 @@
+// UdpSocket.
+#include <spindle/io/udp.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <utility>
+
+#include "syscall.hpp"
+
+namespace spindle {
+
+using detail::throw_errno;
+
+namespace {
+// Makes a datagram socket for `a`, applies `setup(fd)` (bind or connect) on it.
+template <class F>
+detail::FdSource* make_udp(const SocketAddress& a, F&& setup) {
+  const int fd = ::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  try {
+    setup(fd);
+    return new detail::FdSource(fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+template <class F>
+detail::FdSource* first_that_works(std::string_view host, uint16_t port, F&& make) {
+  std::exception_ptr last;
+  for (const SocketAddress& a : resolve(host, port)) {
+    try {
+      return make(a);
+    } catch (const std::system_error&) {
+      last = std::current_exception();
+    }
+  }
+  if (last) std::rethrow_exception(last);
+  throw std::system_error(EADDRNOTAVAIL, std::generic_category(), "no address for " + std::string(host));
+}
+}  // namespace
+
+UdpSocket UdpSocket::bind(std::string_view host, uint16_t port, bool reuse_port) {
+  UdpSocket u;
+  u.src_ = first_that_works(host.empty() ? "0.0.0.0" : host, port, [&](const SocketAddress& a) {
+    return make_udp(a, [&](int fd) {
+      const int one = 1;
+      if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) throw_errno(errno, "setsockopt");
+      if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        throw_errno(errno, "setsockopt(SO_REUSEPORT)");
+      if (::bind(fd, a.data(), a.size()) != 0) throw_errno(errno, "bind");
+    });
+  });
+  return u;
+}
+
+UdpSocket UdpSocket::connect(std::string_view host, uint16_t port) {
+  UdpSocket u;
+  u.src_ = first_that_works(host, port, [&](const SocketAddress& a) {
+    return make_udp(a, [&](int fd) {
+      if (::connect(fd, a.data(), a.size()) != 0) throw_errno(errno, "connect");
+    });
+  });
+  return u;
+}
+
+UdpSocket::UdpSocket(UdpSocket&& o) noexcept : src_(std::exchange(o.src_, nullptr)) {}
+
+UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
+  if (this != &o) {
+    close();
+    src_ = std::exchange(o.src_, nullptr);
+  }
+  return *this;
+}
+
+UdpSocket::~UdpSocket() { close(); }
+
+void UdpSocket::close() noexcept {
+  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+}
+
+int UdpSocket::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
+
+SocketAddress UdpSocket::local_address() const {
+  if (!src_) throw_errno(EBADF, "getsockname");
+  return detail::sock_name(src_->fd(), false, "getsockname");
+}
+
+std::size_t UdpSocket::send_to(const void* buf, std::size_t n, const SocketAddress& to) {
+  if (!src_) throw_errno(EBADF, "sendto");
+  return std::size_t(detail::io_call(src_, detail::Dir::write, 0, "sendto", std::source_location::current(),
+                                     [&](int fd) { return ::sendto(fd, buf, n, MSG_NOSIGNAL, to.data(), to.size()); }));
+}
+
+std::size_t UdpSocket::send(const void* buf, std::size_t n) {
+  if (!src_) throw_errno(EBADF, "send");
+  return std::size_t(detail::io_call(src_, detail::Dir::write, 0, "send", std::source_location::current(),
+                                     [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
+}
+
+std::size_t UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, std::chrono::nanoseconds timeout) {
+  if (n == 0) throw std::invalid_argument("UdpSocket::recv_from: buffer of size 0");
+  if (!src_) throw_errno(EBADF, "recvfrom");
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int64_t dl = timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0;
+  const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
+    len = sizeof ss;
+    return ::recvfrom(fd, buf, n, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &len);
+  });
+  if (from) *from = SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
+  return std::min(std::size_t(r), n);
+}
+
+}  // namespace spindle

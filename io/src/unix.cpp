@@ -1,0 +1,100 @@
+// UnixStream and UnixListener.
+#include <spindle/io/unix.hpp>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "syscall.hpp"
+
+namespace spindle {
+
+using detail::throw_errno;
+
+UnixStream UnixStream::connect(std::string_view path, std::chrono::nanoseconds timeout) {
+  const SocketAddress a = SocketAddress::from_path(path);
+  UnixStream s;
+  s.src_ = detail::connect_source(a, SOCK_STREAM, timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0);
+  return s;
+}
+
+std::pair<UnixStream, UnixStream> UnixStream::pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) throw_errno(errno, "socketpair");
+  std::pair<UnixStream, UnixStream> p;
+  p.first.src_ = new detail::FdSource(fds[0]);
+  p.second.src_ = new detail::FdSource(fds[1]);
+  return p;
+}
+
+SocketAddress UnixStream::local_address() const {
+  return detail::sock_name(source("getsockname")->fd(), false, "getsockname");
+}
+SocketAddress UnixStream::peer_address() const {
+  return detail::sock_name(source("getpeername")->fd(), true, "getpeername");
+}
+
+UnixListener::UnixListener(std::string_view path, int backlog) {
+  const SocketAddress a = SocketAddress::from_path(path);
+  const bool abstract = path[0] == '@';
+  const std::string p(path);
+  if (!abstract) {
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(p.c_str());  // a stale socket
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno(errno, "socket");
+  if (::bind(fd, a.data(), a.size()) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw_errno(e, "bind");
+  }
+  if (::listen(fd, backlog) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (!abstract) ::unlink(p.c_str());
+    throw_errno(e, "listen");
+  }
+  src_ = new detail::FdSource(fd);
+  path_ = p;
+}
+
+UnixListener::UnixListener(UnixListener&& o) noexcept
+    : src_(std::exchange(o.src_, nullptr)), path_(std::move(o.path_)) {}
+
+UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
+  if (this != &o) {
+    close();
+    src_ = std::exchange(o.src_, nullptr);
+    path_ = std::move(o.path_);
+  }
+  return *this;
+}
+
+UnixListener::~UnixListener() { close(); }
+
+void UnixListener::close() noexcept {
+  if (detail::FdSource* s = std::exchange(src_, nullptr)) {
+    s->close();
+    if (!path_.empty() && path_[0] != '@') ::unlink(path_.c_str());
+  }
+}
+
+UnixStream UnixListener::accept(std::chrono::nanoseconds timeout) {
+  if (!src_) throw_errno(EBADF, "accept");
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int fd = detail::accept_fd(src_, &ss, &len, timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0);
+  UnixStream s;
+  try {
+    s.src_ = new detail::FdSource(fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return s;
+}
+
+}  // namespace spindle
