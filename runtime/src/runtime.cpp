@@ -111,8 +111,8 @@ void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
     return;
   }
   if (cur) {
-    cur->push_local(t, wake);
-    if (workers.size() > 1) notify_work();
+    // Only work that others can steal is worth waking a parked worker for.
+    if (cur->push_local(t, wake) && workers.size() > 1) notify_work();
   } else {
     push_global(&t, 1);
     notify_work();

@@ -46,17 +46,23 @@ void Worker::push_ring(TaskHeader* t) {
   }
 }
 
-void Worker::push_local(TaskHeader* t, bool wake) {
+bool Worker::push_local(TaskHeader* t, bool wake) {
   if (t->word.load(std::memory_order_relaxed) & kPinned) {
     if (wake && lifo == nullptr) lifo = t; else pinned.push_back(t);
-    return;
+    return false;
   }
   if (wake) {
-    if (lifo) push_ring(lifo);
-    lifo = t;
-  } else {
-    push_ring(t);
+    TaskHeader* old = std::exchange(lifo, t);
+    if (!old) return false;  // the LIFO slot is not stealable: nothing for others
+    if (old->word.load(std::memory_order_relaxed) & kPinned) {
+      pinned.push_back(old);
+      return false;
+    }
+    push_ring(old);
+    return true;
   }
+  push_ring(t);
+  return true;
 }
 
 TaskHeader* Worker::from_global() {

@@ -84,7 +84,8 @@ struct Worker {
 
   /// Makes t runnable on this worker (owner thread only). `wake`: it was just woken,
   /// so it goes in the LIFO slot; otherwise at the back of the run queue.
-  void push_local(TaskHeader* t, bool wake);
+  /// Returns true if it put a task where other workers can steal it (worth a notify).
+  bool push_local(TaskHeader* t, bool wake);
   /// True if anything is queued here that this worker could run now.
   bool has_local_work() const noexcept;
 
