@@ -3,7 +3,7 @@
 #               ASan+UBSan build and a TSan build of the whole suite.
 #   make bench  installs what is missing, builds a release build, runs the benchmark
 #               suite beside its peers and prints the table (QUICK=1: one repetition).
-# Other targets: make deps, make build, make clean.
+# Other targets: make deps, make build, make serve (the HTTP example), make clean.
 
 MESON ?= meson
 BUILD ?= build
@@ -14,7 +14,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$(CURDIR)/tests/tsan.supp
 
-.PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan bench clean
+.PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan bench serve clean
 
 all: build
 
@@ -60,6 +60,14 @@ bench: deps-bench
 	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)
 	$(MESON) compile -C $(BUILD)/release -j $(JOBS)
 	python3 scripts/bench.py --build $(BUILD)/release
+
+# The HTTP/1.1 plaintext example on 127.0.0.1:$(PORT) with $(WORKERS) worker(s).
+PORT ?= 8080
+WORKERS ?= 1
+serve: deps-test
+	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)
+	$(MESON) compile -C $(BUILD)/release -j $(JOBS) examples/http_server
+	$(BUILD)/release/examples/http_server $(PORT) $(WORKERS) 127.0.0.1
 
 clean:
 	rm -rf $(BUILD)

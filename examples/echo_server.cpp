@@ -1,6 +1,6 @@
 // An echo server: every byte a client sends comes back to it.
 //
-//   echo_server [PORT=7777] [WORKERS=0 (one per CPU)] [HOST=0.0.0.0]
+//   echo_server [PORT=7777] [WORKERS=0 (one per CPU)] [HOST=127.0.0.1]
 //
 // Try it with `nc 127.0.0.1 7777`.
 #include <cstdio>
@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   try {
     const uint16_t port = argc > 1 ? spindle::parse_port(argv[1]) : 7777;
     const unsigned workers = argc > 2 ? unsigned(std::atoi(argv[2])) : 0;
-    const char* host = argc > 3 ? argv[3] : "0.0.0.0";
+    const char* host = argc > 3 ? argv[3] : "127.0.0.1";
     spindle::run(
         [&] {
           spindle::Server srv = spindle::start_server(echo, host, port, {.nodelay = true});

@@ -5,7 +5,7 @@
 // TCP_NODELAY is set on every connection. A request head longer than 64 KiB gets a
 // 431 and the connection is closed; the server goes on serving the others.
 //
-//   http_server [PORT=8080] [WORKERS=1] [HOST=0.0.0.0] [reuse_port]
+//   http_server [PORT=8080] [WORKERS=1] [HOST=127.0.0.1] [reuse_port]
 //
 // `reuse_port` gives each worker its own listener (SO_REUSEPORT) and accept task.
 // Load it with: wrk -t1 -c64 -d5s http://127.0.0.1:8080/plaintext
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   try {
     const uint16_t port = argc > 1 ? spindle::parse_port(argv[1]) : 8080;
     const unsigned workers = argc > 2 ? unsigned(std::atoi(argv[2])) : 1;
-    const char* host = argc > 3 ? argv[3] : "0.0.0.0";
+    const char* host = argc > 3 ? argv[3] : "127.0.0.1";
     const bool reuse_port = argc > 4 && std::strcmp(argv[4], "reuse_port") == 0;
     spindle::run(
         [&] {
