@@ -30,10 +30,12 @@ namespace fibers = boost::fibers;
 // never migrates — that is how a Boost.Fiber task is pinned to a thread.
 class FiberPool {
  public:
-  explicit FiberPool(unsigned n) : n_(n) {
+  // suspend: Boost's work_stealing(n, suspend) — idle threads sleep on a condition
+  // variable instead of spinning (false, the default, spins).
+  explicit FiberPool(unsigned n, bool suspend = false) : n_(n), suspend_(suspend) {
     for (unsigned k = 1; k < n; ++k) slots_.push_back(std::make_unique<Slot>());
     for (unsigned k = 1; k < n; ++k) helpers_.emplace_back([this, k] { helper(*slots_[k - 1]); });
-    fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(n);  // waits for all n
+    fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(n, suspend);  // waits for all n
   }
   ~FiberPool() {
     for (auto& s : slots_) {
@@ -64,7 +66,7 @@ class FiberPool {
     bool stop = false;
   };
   void helper(Slot& s) {
-    fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(n_);
+    fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(n_, suspend_);
     std::unique_lock lk(s.m);
     for (;;) {
       // A fibre wait: meanwhile this thread's scheduler runs (and steals) other fibres.
@@ -81,14 +83,15 @@ class FiberPool {
   }
 
   unsigned n_;
+  bool suspend_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::thread> helpers_;
 };
 
 std::unique_ptr<FiberPool> g_pool;
 
-FiberPool* pool_for(benchmark::State& st, unsigned threads) {
-  if (!g_pool) g_pool = std::make_unique<FiberPool>(threads);
+FiberPool* pool_for(benchmark::State& st, unsigned threads, bool suspend = false) {
+  if (!g_pool) g_pool = std::make_unique<FiberPool>(threads, suspend);
   if (g_pool->threads() == threads) return g_pool.get();
   st.SkipWithError("Boost.Fiber work_stealing is already set up with another thread count "
                    "in this process: run each workload alone (--benchmark_filter)");
@@ -269,6 +272,13 @@ void cross_thread_pingpong_w2(benchmark::State& st) {
   if (bench::timed(st, out, [pool] { return fiber_cross_thread(*pool); }))
     st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
 }
+void cross_thread_pingpong_suspend_w2(benchmark::State& st) {
+  FiberPool* pool = pool_for(st, 2, /*suspend=*/true);
+  if (!pool) return;
+  Outcome out;
+  if (bench::timed(st, out, [pool] { return fiber_cross_thread(*pool); }))
+    st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
+}
 void cross_thread_pingpong_floor(benchmark::State& st) {
   Outcome out;
   if (bench::timed(st, out, thread_cv_pingpong)) st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
@@ -282,6 +292,7 @@ WORKLOAD(spawn_join_w1);
 WORKLOAD(spawn_join_w2);
 WORKLOAD(skynet_w2);
 WORKLOAD(cross_thread_pingpong_w2);
+WORKLOAD(cross_thread_pingpong_suspend_w2);
 
 }  // namespace
 

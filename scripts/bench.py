@@ -29,7 +29,7 @@ RUNS = [(RUNTIME, n) for n in
         ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2")]
 RUNS += [(PEER, n) for n in
          ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2",
-          "yield_pingpong_floor", "cross_thread_pingpong_floor")]
+          "yield_pingpong_floor", "cross_thread_pingpong_floor", "cross_thread_pingpong_suspend_w2")]
 
 # The table: (workload, figure, counter, spindle/peer benchmark, floor, better).
 # floor is None, a constant, or (binary, benchmark, counter).
@@ -43,6 +43,11 @@ ROWS = [
     ("skynet (2 threads)", "total ms", "total_ms", "skynet_w2", None, "lower"),
     ("skynet (2 threads)", "peak RSS MiB", "peak_rss_mb", "skynet_w2", None, "lower"),
     ("cross_thread_pingpong (2 threads)", "us per round trip", "us_per_round_trip", "cross_thread_pingpong_w2",
+     (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
+    # The same spindle figure against Boost.Fiber with work_stealing(2, suspend=true),
+    # whose idle threads sleep instead of spinning.
+    ("cross_thread_pingpong, peer suspending", "us per round trip", "us_per_round_trip",
+     ("cross_thread_pingpong_w2", "cross_thread_pingpong_suspend_w2"),
      (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
 ]
 
@@ -122,7 +127,8 @@ def main():
 
     table = []
     for workload, label, counter, name, floor, better in ROWS:
-        s, p = figure(RUNTIME, name, counter), figure(PEER, name, counter)
+        s_name, p_name = name if isinstance(name, tuple) else (name, name)
+        s, p = figure(RUNTIME, s_name, counter), figure(PEER, p_name, counter)
         f = figure(*floor) if isinstance(floor, tuple) else floor
         ratio = s / p if isinstance(s, (int, float)) and isinstance(p, (int, float)) and p else None
         table.append({"workload": workload, "figure": label, "spindle": s, "peer": p, "floor": f,
