@@ -39,7 +39,13 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   bool closing = false;      // guarded by mu
   std::size_t active = 0;    // guarded by mu
   uint64_t next_id = 0;      // guarded by mu
-  std::unordered_map<uint64_t, Task<>> conns;  // guarded by mu
+  // A connection's task, and whether close_clients() ran before the handle was stored
+  // (spawn_connection then cancels it itself, so no connection escapes the close).
+  struct Conn {
+    Task<> task;
+    bool cancel = false;
+  };
+  std::unordered_map<uint64_t, Conn> conns;  // guarded by mu
   bool idle_set = false;     // guarded by mu
 
   void set_idle_locked() {
@@ -62,7 +68,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       Task<> mine;
       std::lock_guard lk(st->mu);
       if (auto it = st->conns.find(id); it != st->conns.end()) {
-        mine = std::move(it->second);
+        mine = std::move(it->second.task);
         st->conns.erase(it);
       }
       --st->active;
@@ -77,13 +83,20 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       if (closing) return;  // closed meanwhile: drop (close) the connection
       id = next_id++;
       ++active;
-      conns.emplace(id, Task<>());
+      conns.emplace(id, Conn{});
     }
     Task<> t = spawn([g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable {
       g.st->handler(std::move(s));
     });
-    std::lock_guard lk(mu);
-    if (auto it = conns.find(id); it != conns.end()) it->second = std::move(t);
+    bool cancel = false;
+    {
+      std::lock_guard lk(mu);
+      if (auto it = conns.find(id); it != conns.end()) {
+        it->second.task = t;
+        cancel = it->second.cancel;
+      }
+    }
+    if (cancel) t.cancel("server closed its clients");
   }
 
   void accept_loop(std::size_t i) {
@@ -188,8 +201,10 @@ void Server::close_clients() {
   std::vector<Task<>> ts;
   {
     std::lock_guard lk(st.mu);
-    for (auto& [id, t] : st.conns)
-      if (t) ts.push_back(t);
+    for (auto& [id, c] : st.conns) {
+      if (c.task) ts.push_back(c.task);
+      else c.cancel = true;  // spawned but not stored yet: spawn_connection cancels it
+    }
   }
   for (auto& t : ts) t.cancel("server closed its clients");
 }

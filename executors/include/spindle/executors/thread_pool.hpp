@@ -1,0 +1,111 @@
+// spindle::ThreadPool (concurrent.futures.ThreadPoolExecutor) and spindle::to_thread
+// (asyncio.to_thread): run blocking code on plain threads while the event loops go on.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include <spindle/executors/executor.hpp>
+
+namespace spindle {
+
+namespace detail {
+struct PoolState;
+}
+
+/// Options of a ThreadPool.
+struct ThreadPoolOptions {
+  /// The most threads the pool runs at once; must be at least 1.
+  unsigned max_workers = 1;
+  /// An idle thread exits after waiting this long for work.
+  std::chrono::milliseconds keep_alive{10'000};
+};
+
+/// A blocking thread pool: threads start on demand (one per submitted job that no idle
+/// thread can take) up to max_workers; when all are busy, jobs wait in a FIFO queue
+/// (started in submission order); a thread that has been idle for keep_alive exits.
+///
+/// Jobs are plain std::function<void()>; one that throws is a bug of the job (it would
+/// escape a thread): the pool catches it and calls std::terminate, as std::thread does.
+/// run_in_executor and to_thread wrap their callables so nothing escapes.
+///
+/// Thread rules: every member may be called from any thread (pool threads, runtime
+/// workers, foreign threads), except that the destructor and shutdown(true) block the
+/// calling thread until the threads are joined: do not call them from a fibre whose loop
+/// must keep running (use shutdown(false) there, or a to_thread call).
+class ThreadPool {
+ public:
+  /// Throws std::invalid_argument if max_workers is 0.
+  explicit ThreadPool(unsigned max_workers,
+                      std::chrono::milliseconds keep_alive = ThreadPoolOptions{}.keep_alive);
+  explicit ThreadPool(ThreadPoolOptions opts);
+  /// shutdown(true).
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  /// Queues job; it runs on a pool thread, in FIFO order with the other queued jobs.
+  /// Starts a new thread if no idle thread is free and fewer than max_workers run.
+  /// Throws BrokenExecutor after shutdown(), std::system_error if no thread could be
+  /// started and none is running (the job is then not queued).
+  void submit(std::function<void()> job);
+
+  /// Stops taking work: later submit() calls throw BrokenExecutor. Jobs already queued
+  /// still run. With wait, blocks until every queued job has run and every thread has
+  /// exited (joined); without, the threads finish on their own (detached). Idempotent.
+  /// Called from one of the pool's own threads, that thread is detached, not joined.
+  void shutdown(bool wait = true);
+
+  /// Threads alive now (running a job or idle); never more than max_workers().
+  std::size_t threads() const;
+  /// Threads running a job now.
+  std::size_t busy() const;
+  /// Jobs queued and not started.
+  std::size_t queued() const;
+  unsigned max_workers() const noexcept;
+
+ private:
+  std::shared_ptr<detail::PoolState> s_;
+};
+
+namespace detail {
+/// The blocking pool of the calling fibre's runtime (see to_thread); nullptr outside a
+/// runtime. Any thread.
+std::shared_ptr<ThreadPool> blocking_pool();
+}  // namespace detail
+
+/// asyncio.to_thread(fn, *args): runs fn(args...) on the runtime's blocking pool and
+/// returns its value or rethrows its exception. Only the calling fibre suspends; its loop
+/// keeps running other tasks meanwhile.
+///
+/// The blocking pool: one ThreadPool per runtime, made on the first to_thread call,
+/// bounded by Options::blocking_threads, with a 10 s keep-alive. (Until the runtime can
+/// own it, it lives in a process-wide table keyed by the runtime; a runtime's pool is
+/// shut down without waiting when a later runtime makes its own pool and finds it stale,
+/// and its idle threads exit after the keep-alive anyway.)
+///
+/// Cancelling the calling task abandons the wait (CancelledError at once); fn still runs
+/// to completion on its pool thread and its outcome is dropped.
+///
+/// Called from a thread outside any runtime, fn runs inline on the calling thread (which
+/// blocks, as it would waiting on a pool thread), with the same result and exceptions.
+///
+/// Throws what fn throws, CancelledError, std::system_error if no pool thread could be
+/// started.
+template <class F, class... Args>
+  requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+auto to_thread(F&& fn, Args&&... args) -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
+  const std::shared_ptr<ThreadPool> pool = detail::blocking_pool();
+  if (!pool) {
+    // Outside a runtime: run inline, on decayed copies, as a pool thread would.
+    auto f = std::decay_t<F>(std::forward<F>(fn));
+    return std::invoke(std::move(f), std::decay_t<Args>(std::forward<Args>(args))...);
+  }
+  return run_in_executor(*pool, std::forward<F>(fn), std::forward<Args>(args)...);
+}
+
+}  // namespace spindle

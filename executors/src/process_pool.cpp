@@ -1,0 +1,311 @@
+// ProcessPool: worker processes that run registered functions.
+//
+// Owns:      the worker processes (pid + the parent's end of a socketpair each) and a
+//            ThreadPool with one thread per worker: a call runs on one of those threads,
+//            which checks a worker out, does blocking I/O with it, and checks it back in.
+//            So at most `workers` processes are ever checked out, and the event loops
+//            never block (the calling fibre waits on run_in_executor's future).
+// Threads:   ProcessPoolState's fields are guarded by `mu`. A checked-out ProcWorker is
+//            touched only by the thread that holds it.
+// Protocol:  request  = u32 name length, u64 payload length, name, payload;
+//            response = u8 status (0 ok, 1 the function threw, 2 unknown name),
+//                       u64 length, bytes (the result, or the message).
+//            All over a SOCK_STREAM socketpair; the parent sends with MSG_NOSIGNAL, so a
+//            dead worker is an EPIPE, never a SIGPIPE.
+// Failures:  EOF or an error on the socket, or a response that is not well formed:
+//            the worker is killed (SIGKILL) and reaped, the call fails with
+//            BrokenProcessPool, and the next call starts a new worker. A timeout does
+//            the same with TimeoutError.
+//
+// Shutdown (shutdown(wait)):
+//   1. set `shut` (later calls throw BrokenExecutor), shut the call threads down;
+//   2. with wait, the call threads are joined: no worker is checked out any more;
+//   3. close every idle worker's socket (it sees EOF and exits) and reap it; a worker
+//      checked out by a call still running (wait=false) is ended by that call's thread
+//      when it checks it back in.
+#include <spindle/executors/process_pool.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+
+#include <spindle/errors.hpp>
+
+extern char** environ;
+
+namespace spindle {
+
+namespace detail {
+
+namespace {
+
+std::unordered_map<std::string, ProcessInvoker>& registry() {
+  static std::unordered_map<std::string, ProcessInvoker> r;
+  return r;
+}
+
+constexpr const char* kMarker = "SPINDLE_PROCESS_WORKER";
+constexpr int kWorkerFd = 3;
+
+enum class Io { ok, eof, error, timeout };
+
+// Sends all of [p, p+n). Blocking socket.
+[[nodiscard]] Io send_all(int fd, const void* p, std::size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    const ssize_t r = ::send(fd, c, n, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Io::error;
+    }
+    c += r;
+    n -= std::size_t(r);
+  }
+  return Io::ok;
+}
+
+// Receives exactly n bytes, before deadline_ns (0: none).
+[[nodiscard]] Io recv_all(int fd, void* p, std::size_t n, int64_t deadline_ns) {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    if (deadline_ns) {
+      const int64_t left = deadline_ns - monotonic_ns();
+      if (left <= 0) return Io::timeout;
+      pollfd pf{fd, POLLIN, 0};
+      const int pr = ::poll(&pf, 1, int((left + 999'999) / 1'000'000));
+      if (pr < 0 && errno != EINTR) return Io::error;
+      if (pr <= 0) continue;
+    }
+    const ssize_t r = ::recv(fd, c, n, 0);
+    if (r == 0) return Io::eof;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Io::error;
+    }
+    c += r;
+    n -= std::size_t(r);
+  }
+  return Io::ok;
+}
+
+struct ProcWorker {
+  pid_t pid = -1;
+  int fd = -1;
+};
+
+// Kills (if asked), closes and reaps a worker; returns a description of how it ended.
+std::string end_worker(ProcWorker& w, bool kill) {
+  if (kill) ::kill(w.pid, SIGKILL);
+  ::close(w.fd);
+  int status = 0;
+  while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  w = ProcWorker{};
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+}  // namespace
+
+void register_process_invoker(std::string name, ProcessInvoker inv) {
+  if (name.empty()) throw std::invalid_argument("register_process_function: empty name");
+  if (!registry().emplace(name, std::move(inv)).second)
+    throw std::invalid_argument("register_process_function: '" + name + "' is already registered");
+}
+
+struct ProcessPoolState {
+  ProcessPoolOptions opts;
+  std::mutex mu;
+  std::vector<ProcWorker> idle;  // guarded by mu
+  std::size_t alive = 0;     // guarded by mu: idle + checked out
+  bool shut = false;         // guarded by mu
+
+  ProcWorker checkout() {
+    {
+      std::lock_guard lk(mu);
+      if (!idle.empty()) {
+        ProcWorker w = idle.back();
+        idle.pop_back();
+        return w;
+      }
+    }
+    ProcWorker w = spawn();
+    std::lock_guard lk(mu);
+    ++alive;
+    return w;
+  }
+  void checkin(ProcWorker w) {
+    {
+      std::lock_guard lk(mu);
+      if (!shut) {
+        idle.push_back(w);
+        return;
+      }
+      --alive;
+    }
+    (void)end_worker(w, false);
+  }
+  void lost(ProcWorker& w, bool kill, std::string& how) {
+    how = end_worker(w, kill);
+    std::lock_guard lk(mu);
+    --alive;
+  }
+
+  ProcWorker spawn() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      throw std::system_error(errno, std::generic_category(), "socketpair");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    // dup2 clears FD_CLOEXEC on the copy: only fd 3 crosses the exec.
+    posix_spawn_file_actions_adddup2(&fa, sv[1], kWorkerFd);
+    std::vector<std::string> env_store;
+    std::vector<char*> env;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, kMarker, std::strlen(kMarker)) != 0) env.push_back(*e);
+    env_store.push_back(std::string(kMarker) + "=" + std::to_string(kWorkerFd));
+    env.push_back(env_store.back().data());
+    env.push_back(nullptr);
+    std::string exe = opts.executable;
+    char arg1[] = "--spindle-process-worker";
+    char* argv[] = {exe.data(), arg1, nullptr};
+    pid_t pid;
+    const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, env.data());
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(sv[1]);
+    if (rc != 0) {
+      ::close(sv[0]);
+      throw std::system_error(rc, std::generic_category(), "posix_spawn(" + exe + ")");
+    }
+    return ProcWorker{pid, sv[0]};
+  }
+};
+
+std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
+                                   std::string request) {
+  ProcWorker w = st->checkout();
+  const int64_t deadline = st->opts.timeout.count() > 0 ? monotonic_ns() + st->opts.timeout.count() * 1'000'000 : 0;
+  const uint32_t nlen = uint32_t(name.size());
+  const uint64_t plen = request.size();
+  char head[12];
+  std::memcpy(head, &nlen, 4);
+  std::memcpy(head + 4, &plen, 8);
+  Io io = send_all(w.fd, head, sizeof head);
+  if (io == Io::ok) io = send_all(w.fd, name.data(), name.size());
+  if (io == Io::ok) io = send_all(w.fd, request.data(), request.size());
+  request = std::string();  // 64 MiB payloads: free it while we wait
+  uint8_t status = 0;
+  uint64_t len = 0;
+  if (io == Io::ok) io = recv_all(w.fd, &status, 1, deadline);
+  if (io == Io::ok) io = recv_all(w.fd, &len, 8, deadline);
+  std::string body;
+  if (io == Io::ok) {
+    if (status > 2) {
+      io = Io::error;
+    } else {
+      body.resize(len);
+      io = recv_all(w.fd, body.data(), len, deadline);
+    }
+  }
+  if (io != Io::ok) {
+    std::string how;
+    st->lost(w, true, how);
+    if (io == Io::timeout) throw TimeoutError("ProcessPool: call '" + name + "' timed out (its worker was killed)");
+    throw BrokenProcessPool("ProcessPool: the worker running '" + name + "' died (" + how + ")");
+  }
+  st->checkin(w);
+  if (status == 1) throw ProcessError(name + ": " + body);
+  if (status == 2) throw std::invalid_argument("ProcessPool: no function is registered as '" + name + "'");
+  return body;
+}
+
+}  // namespace detail
+
+void serve_process_worker() {
+  const char* m = std::getenv(detail::kMarker);
+  if (!m) return;
+  const int fd = std::atoi(m);
+  using detail::Io;
+  for (;;) {
+    char head[12];
+    if (detail::recv_all(fd, head, sizeof head, 0) != Io::ok) std::_Exit(0);  // the pool closed us
+    uint32_t nlen;
+    uint64_t plen;
+    std::memcpy(&nlen, head, 4);
+    std::memcpy(&plen, head + 4, 8);
+    std::string name(nlen, '\0'), payload(plen, '\0');
+    if (detail::recv_all(fd, name.data(), nlen, 0) != Io::ok || detail::recv_all(fd, payload.data(), plen, 0) != Io::ok)
+      std::_Exit(1);
+    uint8_t status = 0;
+    std::string body;
+    const auto it = detail::registry().find(name);
+    if (it == detail::registry().end()) {
+      status = 2;
+    } else {
+      try {
+        ByteReader in(payload.data(), payload.size());
+        ByteWriter out;
+        it->second(in, out);
+        body = std::move(out.bytes());
+      } catch (const std::exception& e) {
+        status = 1;
+        body = e.what();
+      } catch (...) {
+        status = 1;
+        body = "unknown exception";
+      }
+    }
+    payload = std::string();
+    const uint64_t len = body.size();
+    if (detail::send_all(fd, &status, 1) != Io::ok || detail::send_all(fd, &len, 8) != Io::ok ||
+        detail::send_all(fd, body.data(), body.size()) != Io::ok)
+      std::_Exit(1);
+  }
+}
+
+ProcessPool::ProcessPool(ProcessPoolOptions opts) {
+  if (opts.executable.empty()) throw std::invalid_argument("ProcessPool: empty executable path");
+  if (opts.workers == 0) opts.workers = std::max(1u, std::thread::hardware_concurrency());
+  st_ = std::make_shared<detail::ProcessPoolState>();
+  st_->opts = std::move(opts);
+  // Call threads never idle out while the pool lives: each would take its socket's
+  // worker with it only through checkin, which keeps workers anyway.
+  calls_ = std::make_unique<ThreadPool>(st_->opts.workers, std::chrono::milliseconds(60'000));
+}
+
+ProcessPool::~ProcessPool() { shutdown(true); }
+
+void ProcessPool::shutdown(bool wait) {
+  {
+    std::lock_guard lk(st_->mu);
+    st_->shut = true;
+  }
+  calls_->shutdown(wait);
+  std::vector<detail::ProcWorker> idle;
+  {
+    std::lock_guard lk(st_->mu);
+    idle.swap(st_->idle);
+    st_->alive -= idle.size();
+  }
+  for (auto& w : idle) (void)detail::end_worker(w, false);
+}
+
+std::size_t ProcessPool::processes() const {
+  std::lock_guard lk(st_->mu);
+  return st_->alive;
+}
+
+unsigned ProcessPool::workers() const noexcept { return st_->opts.workers; }
+
+}  // namespace spindle
