@@ -7,3 +7,7 @@
 #include <spindle/runtime.hpp>
 #include <spindle/task.hpp>
 #include <spindle/timers.hpp>
+
+// The other modules (same library).
+#include <spindle/executors/executors.hpp>
+#include <spindle/io/io.hpp>

@@ -6,4 +6,5 @@
 #include <spindle/io/stream.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/io/udp.hpp>
+#include <spindle/io/signals.hpp>
 #include <spindle/io/unix.hpp>
