@@ -31,7 +31,14 @@ RUNS += [(PEER, n) for n in
          ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2",
           "yield_pingpong_floor", "cross_thread_pingpong_floor", "cross_thread_pingpong_suspend_w2")]
 
+# Other areas: (spindle binary, peer binary, workloads registered in both).
+AREAS = [("bench_timers", "peer_fiber_timers", ("timers_w2", "timer_cancel_w2", "wait_for_w2"))]
+for s_bin, p_bin, names in AREAS:
+    RUNS += [(s_bin, n) for n in names] + [(p_bin, n) for n in names]
+
 # The table: (workload, figure, counter, spindle/peer benchmark, floor, better).
+# The benchmark is a name registered in both bench_runtime and bench_peer_fiber, or a
+# pair of names, or a pair of (binary, name).
 # floor is None, a constant, or (binary, benchmark, counter).
 ROWS = [
     ("yield_pingpong (1 thread)", "ns per yield", "ns_per_yield", "yield_pingpong_w1",
@@ -49,6 +56,14 @@ ROWS = [
     ("cross_thread_pingpong, peer suspending", "us per round trip", "us_per_round_trip",
      ("cross_thread_pingpong_w2", "cross_thread_pingpong_suspend_w2"),
      (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
+    ("timers: 100k sleepers (2 threads)", "total ms", "total_ms",
+     (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_w2")), 100, "lower"),
+    ("timers: 100k sleepers (2 threads)", "peak RSS MiB", "peak_rss_mb",
+     (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_w2")), None, "lower"),
+    ("timers: insert + cancel", "ns per timer", "ns_per_timer",
+     (("bench_timers", "timer_cancel_w2"), ("peer_fiber_timers", "timer_cancel_w2")), None, "lower"),
+    ("wait_for on a finished task", "ns per wait_for", "ns_per_wait_for",
+     (("bench_timers", "wait_for_w2"), ("peer_fiber_timers", "wait_for_w2")), None, "lower"),
 ]
 
 
@@ -128,7 +143,9 @@ def main():
     table = []
     for workload, label, counter, name, floor, better in ROWS:
         s_name, p_name = name if isinstance(name, tuple) else (name, name)
-        s, p = figure(RUNTIME, s_name, counter), figure(PEER, p_name, counter)
+        s_ref = s_name if isinstance(s_name, tuple) else (RUNTIME, s_name)
+        p_ref = p_name if isinstance(p_name, tuple) else (PEER, p_name)
+        s, p = figure(*s_ref, counter), figure(*p_ref, counter)
         f = figure(*floor) if isinstance(floor, tuple) else floor
         ratio = s / p if isinstance(s, (int, float)) and isinstance(p, (int, float)) and p else None
         table.append({"workload": workload, "figure": label, "spindle": s, "peer": p, "floor": f,

@@ -38,7 +38,7 @@ void await_landing(const std::atomic<bool>& landed) noexcept {
 void mark_retrieved(FutureCore* c) noexcept {
   // relaxed: the bit only silences the "never retrieved" report made when the object is
   // destroyed; destruction follows the last unref (acq_rel), which orders this store.
-  c->word.fetch_or(kRetrieved, std::memory_order_relaxed);
+  c->word.fetch_or(uint16_t(kRetrieved), std::memory_order_relaxed);
 }
 
 // Marks a future retrieved when it completes, then frees itself.
@@ -230,10 +230,10 @@ struct Watch::Node final : DoneNode {
 };
 
 Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mode_(mode) {
+  if (n > UINT32_MAX) throw std::length_error("spindle: too many futures to wait on");
   std::unique_ptr<FutureCore*[]> f(new FutureCore*[n]);
   std::unique_ptr<uint32_t[]> order(new uint32_t[n]);
   std::unique_ptr<Node[]> nodes(new Node[n]);
-  if (n > UINT32_MAX) throw std::length_error("spindle: too many futures to wait on");
   for (std::size_t i = 0; i < n; ++i) f[i] = futs[i];
   futs_ = f.release();
   order_ = order.release();

@@ -3,10 +3,15 @@
 
 #include <spindle/errors.hpp>
 #include <spindle/future.hpp>
+#include <spindle/generator.hpp>
+#include <spindle/job_scheduler.hpp>
 #include <spindle/options.hpp>
+#include <spindle/result.hpp>
 #include <spindle/runtime.hpp>
 #include <spindle/task.hpp>
+#include <spindle/task_group.hpp>
 #include <spindle/timers.hpp>
+#include <spindle/waiting.hpp>
 
 // The other modules (same library).
 #include <spindle/executors/executors.hpp>
