@@ -345,8 +345,11 @@ void add_callback(FutureCore* core, CallbackWaiter* cb) {
 void wake_task(TaskHeader* t) noexcept {
   uint16_t cur = t->sched.load(std::memory_order_relaxed);
   for (;;) {
-    // Already on its way, or over. (A task that has not started is always QUEUED.)
+    // Already on its way, or over.
     if (cur & (kQueued | kNotified | kEnded)) return;
+    // Not started: either queued (above) or made but not submitted yet (a TaskGroup or
+    // JobScheduler may cancel it then): submitting it queues it; nothing to do here.
+    if (!(cur & kStarted)) return;
     const uint16_t next = (cur & kRunning) ? uint16_t(cur | kNotified) : uint16_t(cur | kQueued);
     // acq_rel: acquire pairs with the worker's release when the fibre switched out
     // (its context is saved); release hands our view to whoever runs it.

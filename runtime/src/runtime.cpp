@@ -62,27 +62,32 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
     }
     const bool custom = o->stack_size != 0 && o->stack_size != stacks.default_size();
     if (!o->name.empty() || o->pinned || custom) {
-      Extra* x;
+      // The task may be shared already (a TaskGroup hands out its handle before it
+      // submits), and cancel(msg) or set_name may have made `extra`: merge, under the lock.
+      t->lock();
       try {
-        x = new Extra();
-        x->name = o->name;
+        Extra& x = t->extra_locked();
+        if (!o->name.empty()) x.name = o->name;
+        if (custom) {
+          x.stack_size = o->stack_size;
+          bits |= kCustomStack;
+        }
+        if (o->pinned) {
+          Worker* cur = current_worker();
+          x.home = o->loop >= 0 ? workers[o->loop] : (inside ? cur : workers[0]);
+          bits |= kPinned;
+        }
       } catch (...) {
+        t->unlock();
         t->unref();
         throw;
       }
-      if (custom) {
-        x->stack_size = o->stack_size;
-        bits |= kCustomStack;
-      }
-      if (o->pinned) {
-        Worker* cur = current_worker();
-        x->home = o->loop >= 0 ? workers[o->loop] : (inside ? cur : workers[0]);
-        bits |= kPinned;
-      }
-      t->extra = x;  // not shared yet: no lock needed
+      t->unlock();
     }
   }
-  // relaxed: the task is not shared yet; the queue push below publishes it.
+  // relaxed: the queue push below publishes the task to the worker that runs it. A
+  // handle holder may call cancel() concurrently: its wake_task sees either "not
+  // started" (0) or QUEUED, and does nothing either way.
   t->word.fetch_or(uint16_t(bits), std::memory_order_relaxed);
   t->sched.store(kQueued, std::memory_order_relaxed);
   if (Worker* w = inside ? current_worker() : nullptr) Worker::bump(w->spawned);
