@@ -26,12 +26,32 @@ struct TaskWithResult : TaskHeader {
   using TaskHeader::TaskHeader;
 };
 
+// Where a task keeps its callable until the body has run.
+template <class F, bool Empty = std::is_empty_v<F> && std::is_trivially_destructible_v<F>>
+struct FnSlot {
+  ResultSlot<F> s;
+  template <class G>
+  explicit FnSlot(G&& g) { s.emplace(std::forward<G>(g)); }
+  F& get() noexcept { return s.get(); }
+  void destroy() noexcept { s.destroy(); }
+};
+// A stateless callable (a lambda without captures) takes no room at all: the task of
+// `spawn([] { ... })` is then just its 40-byte header.
+template <class F>
+struct FnSlot<F, true> {
+  [[no_unique_address]] F f;
+  template <class G>
+  explicit FnSlot(G&& g) : f(std::forward<G>(g)) {}
+  F& get() noexcept { return f; }
+  void destroy() noexcept {}
+};
+
 template <class T, class F>
 struct TaskImpl final : TaskWithResult<T> {
-  ResultSlot<F> fn;  // alive until the body has run (or forever, if it never starts)
+  [[no_unique_address]] FnSlot<F> fn;  // alive until the body has run (or forever, if it never starts)
 
   template <class G>
-  explicit TaskImpl(G&& g) : TaskWithResult<T>(&ops_table) { fn.emplace(std::forward<G>(g)); }
+  explicit TaskImpl(G&& g) : TaskWithResult<T>(&ops_table), fn(std::forward<G>(g)) {}
 
   static void run(TaskHeader* h) {
     auto* self = static_cast<TaskImpl*>(h);
