@@ -7,17 +7,8 @@
 #include "support.hpp"
 
 using namespace spindle;
+using test::until_suspended;
 
-namespace {
-// Waits until t has suspended (so a cancel hits a task that is really waiting).
-void until_suspended(const Task<>& t) {
-  for (;;) {
-    const std::string w = t.where();
-    if (w != "not started" && w != "running") return;
-    yield();
-  }
-}
-}  // namespace
 
 TEST_CASE("a task cancelled before it starts never runs its body", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();

@@ -13,23 +13,11 @@
 #include "support.hpp"
 
 using namespace spindle;
+using test::until_suspended;
+using test::forever;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-// Waits until t has suspended somewhere (so a cancel hits a task that really waits).
-void until_suspended(const Task<>& t) {
-  for (;;) {
-    const std::string w = t.where();
-    if (w != "not started" && w != "running") return;
-    yield();
-  }
-}
-// A task body that waits forever (until cancelled).
-void forever() {
-  for (;;) sleep(1h);
-}
-}  // namespace
 
 // ---- wait_for -------------------------------------------------------------------------------
 

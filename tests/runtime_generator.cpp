@@ -14,17 +14,9 @@
 #include "support.hpp"
 
 using namespace spindle;
+using test::until_suspended;
 using namespace std::chrono_literals;
 
-namespace {
-void until_suspended(const Task<>& t) {
-  for (;;) {
-    const std::string w = t.where();
-    if (w != "not started" && w != "running") return;
-    yield();
-  }
-}
-}  // namespace
 
 TEST_CASE("a generator yields its values to a range-for", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();

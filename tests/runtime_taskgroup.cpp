@@ -16,20 +16,10 @@
 #include "support.hpp"
 
 using namespace spindle;
+using test::until_suspended;
+using test::forever;
 using namespace std::chrono_literals;
 
-namespace {
-void until_suspended(const Task<>& t) {
-  for (;;) {
-    const std::string w = t.where();
-    if (w != "not started" && w != "running") return;
-    yield();
-  }
-}
-void forever() {
-  for (;;) sleep(1h);
-}
-}  // namespace
 
 // ---- TaskGroup -----------------------------------------------------------------------------
 

@@ -45,6 +45,20 @@ struct Reports {
   }
 };
 
+// Waits until t has suspended somewhere (so a cancel hits a task that really waits).
+inline void until_suspended(const spindle::Task<>& t) {
+  for (;;) {
+    const std::string w = t.where();
+    if (w != "not started" && w != "running") return;
+    spindle::yield();
+  }
+}
+
+// A task body that waits until it is cancelled.
+inline void forever() {
+  for (;;) spindle::sleep(std::chrono::hours(1));
+}
+
 inline spindle::Options opts(unsigned workers, Reports* r = nullptr) {
   spindle::Options o;
   o.workers = workers;
