@@ -6,6 +6,7 @@
 # Other targets: make deps, make build, make serve (the HTTP example), make clean.
 
 MESON ?= meson
+comma := ,
 BUILD ?= build
 JOBS ?= $(shell nproc)
 # Test builds do not need the benchmark peers or the examples' extra tools.
@@ -41,7 +42,7 @@ test-debug: deps-test
 	$(MESON) test -C $(BUILD)/debug --print-errorlogs --num-processes 2 || true
 
 test-asan: deps-test
-	$(call configure,$(BUILD)/asan,--buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false $(TEST_OPTS))
+	$(call configure,$(BUILD)/asan,--buildtype=debugoptimized -Db_sanitize=address$(comma)undefined -Db_lundef=false $(TEST_OPTS))
 	$(MESON) compile -C $(BUILD)/asan -j $(JOBS)
 	rm -f $(BUILD)/asan/meson-logs/testlog.json
 	$(SAN_ENV) $(MESON) test -C $(BUILD)/asan --print-errorlogs --num-processes 2 --suite spindle || true
