@@ -345,16 +345,20 @@ void add_callback(FutureCore* core, CallbackWaiter* cb) {
 void wake_task(TaskHeader* t) noexcept {
   uint16_t cur = t->sched.load(std::memory_order_relaxed);
   for (;;) {
-    // Already on its way, or over.
-    if (cur & (kQueued | kNotified | kEnded)) return;
+    // Already marked, or over.
+    if (cur & (kNotified | kEnded)) return;
     // Not started: either queued (above) or made but not submitted yet (a TaskGroup or
     // JobScheduler may cancel it then): submitting it queues it; nothing to do here.
     if (!(cur & kStarted)) return;
-    const uint16_t next = (cur & kRunning) ? uint16_t(cur | kNotified) : uint16_t(cur | kQueued);
+    // RUNNING or QUEUED: mark NOTIFIED. For a QUEUED task this matters: the worker that
+    // dequeues it turns QUEUED into RUNNING with an RMW that keeps NOTIFIED, so either
+    // that RMW reads our mark (and with it our signal) or we see RUNNING and mark that;
+    // a plain load here could miss the fibre re-checking its signal (a lost wake-up).
+    const uint16_t next = (cur & (kRunning | kQueued)) ? uint16_t(cur | kNotified) : uint16_t(cur | kQueued);
     // acq_rel: acquire pairs with the worker's release when the fibre switched out
     // (its context is saved); release hands our view to whoever runs it.
     if (t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      if (next & kQueued) t->frame->rt->make_ready(t, true);
+      if (!(cur & (kQueued | kRunning))) t->frame->rt->make_ready(t, true);  // we made it QUEUED
       return;
     }
   }

@@ -164,7 +164,7 @@ void suspend_current(std::source_location where) noexcept {
     // context and publishes us (invariant 1: suspend, then publish). The worker's own
     // context travels with the running fibre, in `handoff_back`.
     TaskFrame* nf = next->frame;
-    next->sched.store(kRunning | kStarted, std::memory_order_relaxed);  // we own it: it was QUEUED
+    next->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING: as in run_task
     w->switch_prev = t;
     w->current = next;
     w->handoff_back = std::move(f->back);

@@ -246,7 +246,9 @@ void Worker::run_task(TaskHeader* t) {
   }
   TaskFrame* fr = t->frame;
   boost::context::fiber f = std::move(fr->ctx);
-  t->sched.store(kRunning | kStarted, std::memory_order_relaxed);  // QUEUED -> RUNNING: as above
+  // QUEUED -> RUNNING, keeping NOTIFIED. An RMW, not a store: acq_rel pairs with a
+  // waker's CAS on a QUEUED task (see wake_task), so the fibre sees its signal.
+  t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
   current = t;
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
