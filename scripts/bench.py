@@ -33,6 +33,8 @@ RUNS += [(PEER, n) for n in
 
 # Other areas: (spindle binary, peer binary, workloads registered in both).
 AREAS = [("bench_timers", "peer_fiber_timers", ("timers_w2", "timer_cancel_w2", "wait_for_w2"))]
+AREAS += [("bench_sync", "peer_fiber_sync",
+           ("mpsc_w2", "lock_uncontended_w2", "lock_contended_w2", "event_latency_w2", "idle_memory_w2"))]
 for s_bin, p_bin, names in AREAS:
     RUNS += [(s_bin, n) for n in names] + [(p_bin, n) for n in names]
 
@@ -64,6 +66,16 @@ ROWS = [
      (("bench_timers", "timer_cancel_w2"), ("peer_fiber_timers", "timer_cancel_w2")), None, "lower"),
     ("wait_for on a finished task", "ns per wait_for", "ns_per_wait_for",
      (("bench_timers", "wait_for_w2"), ("peer_fiber_timers", "wait_for_w2")), None, "lower"),
+    ("mpsc: 4 producers, 1 consumer (2 threads)", "M msgs per s", "M_msgs_per_s",
+     (("bench_sync", "mpsc_w2"), ("peer_fiber_sync", "mpsc_w2")), None, "higher"),
+    ("Lock, uncontended", "ns per lock+unlock", "ns_per_lock_unlock",
+     (("bench_sync", "lock_uncontended_w2"), ("peer_fiber_sync", "lock_uncontended_w2")), None, "lower"),
+    ("Lock, 4 tasks contending (2 threads)", "ns per lock+unlock", "ns_per_lock_unlock",
+     (("bench_sync", "lock_contended_w2"), ("peer_fiber_sync", "lock_contended_w2")), None, "lower"),
+    ("Event wake-up across threads", "us per wake-up", "us_per_wakeup",
+     (("bench_sync", "event_latency_w2"), ("peer_fiber_sync", "event_latency_w2")), None, "lower"),
+    ("idle_memory: 100k tasks waiting (2 threads)", "bytes per task", "bytes_per_task",
+     (("bench_sync", "idle_memory_w2"), ("peer_fiber_sync", "idle_memory_w2")), None, "lower"),
 ]
 
 

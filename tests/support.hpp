@@ -66,4 +66,16 @@ inline spindle::Options opts(unsigned workers, Reports* r = nullptr) {
   return o;
 }
 
+// A runtime whose reports are captured and which, when the test ends, shuts down and
+// checks that nothing was reported (no unretrieved exception, no task left behind).
+struct QuietRuntime {
+  explicit QuietRuntime(unsigned workers) : rt(opts(workers, &reports)) {}
+  ~QuietRuntime() {
+    rt.shutdown();
+    CHECK(reports.all().empty());
+  }
+  Reports reports;
+  spindle::Runtime rt;
+};
+
 }  // namespace test

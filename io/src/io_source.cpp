@@ -10,6 +10,7 @@
 #include <system_error>
 #include <utility>
 
+#include <spindle/detail/spin.hpp>
 #include <spindle/errors.hpp>
 #include <spindle/task.hpp>
 
@@ -19,13 +20,6 @@
 namespace spindle::detail {
 
 namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 [[noreturn]] void throw_closed(const char* what) { throw std::system_error(EBADF, std::generic_category(), what); }
 

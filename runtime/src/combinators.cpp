@@ -16,23 +16,13 @@
 namespace spindle::detail {
 
 namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // Waits for `landed` to become true: a completer detached a node and is about to fire
 // it (a window of a few instructions, unless its thread is preempted).
 void await_landing(const std::atomic<bool>& landed) noexcept {
   // acquire: pairs with the release store at the end of fire(); after it, the completer
   // no longer touches the node.
-  for (unsigned i = 0; !landed.load(std::memory_order_acquire); ++i) {
-    if (i < 64) cpu_relax();
-    else std::this_thread::yield();
-  }
+  Backoff b;
+  while (!landed.load(std::memory_order_acquire)) b.pause();
 }
 
 void mark_retrieved(FutureCore* c) noexcept {
@@ -53,18 +43,6 @@ struct SilenceNode final : DoneNode {
 }  // namespace
 
 // ---- small pieces -------------------------------------------------------------------------
-
-void SpinLock::lock() noexcept {
-  for (;;) {
-    // acquire: pairs with the release store in unlock(); we see the last holder's writes.
-    if (!held_.exchange(true, std::memory_order_acquire)) return;
-    // relaxed: only a hint that the lock looks free; the exchange above decides.
-    for (unsigned i = 0; held_.load(std::memory_order_relaxed); ++i) {
-      if (i < 128) cpu_relax();
-      else std::this_thread::yield();  // the holder's thread may have been preempted
-    }
-  }
-}
 
 bool link_done_node(FutureCore* c, Waiter* node) noexcept {
   c->lock();

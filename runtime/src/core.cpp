@@ -12,7 +12,9 @@
 #include <exception>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 
+#include <spindle/detail/spin.hpp>
 #include <spindle/task.hpp>
 
 #include "frame.hpp"
@@ -25,11 +27,6 @@ namespace spindle::detail {
 TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns);
 
 namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
 
 void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, const timespec* rel) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, rel, nullptr, 0);
@@ -55,6 +52,8 @@ bool unlink_waiter(Waiter*& head, Waiter* w) noexcept {
 }  // namespace
 
 // ---- FutureCore -------------------------------------------------------------------
+
+void Backoff::yield_thread() noexcept { std::this_thread::yield(); }
 
 void FutureCore::lock() noexcept {
   // acquire: pairs with the release in unlock(). Test first so waiting spinners only read.

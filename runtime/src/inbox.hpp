@@ -8,6 +8,7 @@
 #include <deque>
 #include <vector>
 
+#include <spindle/detail/spin.hpp>
 #include <spindle/detail/task_header.hpp>
 
 namespace spindle::detail {
@@ -44,17 +45,9 @@ class BasicInbox {
   bool empty() const noexcept { return count_.load(std::memory_order_acquire) == 0; }
 
  private:
-  void lock() noexcept {
-    // acquire/release: a plain test-and-test-and-set lock over items_.
-    while (locked_.exchange(true, std::memory_order_acquire))
-      while (locked_.load(std::memory_order_relaxed)) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-      }
-  }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-  std::atomic<bool> locked_{false};
+  void lock() noexcept { lock_.lock(); }
+  void unlock() noexcept { lock_.unlock(); }
+  SpinLock lock_;  // guards items_
   std::atomic<uint32_t> count_{0};
   std::vector<T> items_;
 };

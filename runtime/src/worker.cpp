@@ -13,19 +13,10 @@
 #include "sanitizer.hpp"
 #include "timer_heap.hpp"
 
+#include <spindle/detail/spin.hpp>
 #include <spindle/task.hpp>
 
 namespace spindle::detail {
-
-namespace {
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-}  // namespace
 
 Worker::Worker(RuntimeImpl* r, unsigned i)
     : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), gptok_(r->global), gctok_(r->global) {}

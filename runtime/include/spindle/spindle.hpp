@@ -16,3 +16,4 @@
 // The other modules (same library).
 #include <spindle/executors/executors.hpp>
 #include <spindle/io/io.hpp>
+#include <spindle/sync.hpp>

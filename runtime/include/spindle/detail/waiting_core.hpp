@@ -23,24 +23,9 @@
 #include <string>
 
 #include <spindle/detail/core.hpp>
+#include <spindle/detail/spin.hpp>
 
 namespace spindle::detail {
-
-/// A test-and-test-and-set lock for short critical sections that never suspend: held
-/// only across a few loads and stores (and, for TaskGroup, a cancel per child).
-class SpinLock {
- public:
-  void lock() noexcept;
-  void unlock() noexcept {
-    // release: publishes everything written under the lock to the next locker (pairs
-    // with the acquire exchange in lock()). Nothing touches the lock after this store,
-    // so the object may be destroyed by the next holder right away.
-    held_.store(false, std::memory_order_release);
-  }
-
- private:
-  std::atomic<bool> held_{false};
-};
 
 /// A callback-kind Waiter: fire() runs (on the completer's thread, never under the
 /// future's lock) when the future it is linked to completes.
