@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <set>
@@ -83,6 +84,32 @@ TEST_CASE("busy workers' queues are stolen by idle ones", "[scheduler]") {
   CHECK(threads.size() >= 2);
 }
 
+// On one worker, the order in which 8 just-spawned tasks run, over 40 rounds.
+std::set<std::vector<int>> run_orders(bool shuffle) {
+  Options o = test::opts(1);
+  o.shuffle = shuffle;
+  Runtime rt(o);
+  std::set<std::vector<int>> orders;
+  rt.block_on([&] {
+    for (int round = 0; round < 40; ++round) {
+      std::vector<int> order;  // one worker: the tasks never run at once
+      std::vector<Task<>> ts;
+      for (int i = 0; i < 8; ++i) ts.push_back(spawn([&order, i] { order.push_back(i); }));
+      for (auto& t : ts) t.get();
+      std::vector<int> sorted = order;
+      std::sort(sorted.begin(), sorted.end());
+      CHECK(sorted == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7});  // each ran exactly once
+      orders.insert(order);
+    }
+  });
+  return orders;
+}
+
+TEST_CASE("Options::shuffle varies the order ready tasks run in; every task still runs once", "[scheduler]") {
+  CHECK(run_orders(false).size() == 1);  // without it, one loop runs them in a fixed order
+  CHECK(run_orders(true).size() > 1);
+}
+
 TEST_CASE("two runtimes side by side, and one after another", "[scheduler]") {
   {
     Runtime a(test::opts(2)), b(test::opts(2));
@@ -130,8 +157,12 @@ TEST_CASE("shutdown cancels what is left, awaits it, and reports tasks that woul
         }
       }
     });
+    // Every task must be waiting before shutdown begins (a task that has not started is
+    // cancelled without running: the stubborn one would then never get to refuse).
+    auto suspended = [](const Task<>& t) { return t.where() != "not started" && t.where() != "running"; };
     for (auto& t : waiting)
-      while (t.where() == "not started" || t.where() == "running") std::this_thread::yield();
+      while (!suspended(t)) std::this_thread::yield();
+    while (!suspended(stubborn)) std::this_thread::yield();
     rt.shutdown(std::chrono::milliseconds(100));
     CHECK(rt.closed());
   }

@@ -6,6 +6,7 @@
 
 #include <spindle/spindle.hpp>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -59,9 +60,17 @@ inline void forever() {
   for (;;) spindle::sleep(std::chrono::hours(1));
 }
 
+// SPINDLE_SHUFFLE=1 in the environment runs every test with Options::shuffle (the
+// ASan+UBSan build of `make test` does), so no test relies on an order it was not promised.
+inline bool shuffle_from_env() {
+  const char* s = std::getenv("SPINDLE_SHUFFLE");
+  return s && *s && *s != '0';
+}
+
 inline spindle::Options opts(unsigned workers, Reports* r = nullptr) {
   spindle::Options o;
   o.workers = workers;
+  o.shuffle = shuffle_from_env();
   if (r) o.report = r->sink();
   return o;
 }

@@ -50,15 +50,14 @@ bool link_done_node(FutureCore* c, Waiter* node) noexcept {
     c->unlock();
     return false;
   }
-  node->next = c->waiters;
-  c->waiters = node;
+  c->link_waiter(node);
   c->unlock();
   return true;
 }
 
 bool unlink_done_node(FutureCore* c, Waiter* node) noexcept {
   c->lock();
-  for (Waiter** p = &c->waiters; *p; p = &(*p)->next) {
+  for (Waiter** p = &c->waiters(); *p; p = &(*p)->next) {
     if (*p == node) {
       *p = node->next;
       node->next = nullptr;
@@ -134,7 +133,7 @@ std::string own_cancel_message() {
   t->lock();
   std::string m;
   try {
-    if (t->extra) m = t->extra->cancel_message;
+    if (Extra* x = t->extra()) m = x->cancel_message;
   } catch (...) {
     t->unlock();
     throw;
@@ -159,7 +158,7 @@ std::exception_ptr outcome_error(FutureCore* c) {
       return std::make_exception_ptr(CancelledError(c->cancel_message()));
     case Status::exception:
       mark_retrieved(c);
-      return c->extra->error;  // immutable once done; the status load above acquired it
+      return c->extra()->error;  // immutable once done; the status load above acquired it
   }
   return nullptr;
 }

@@ -12,6 +12,7 @@
 #include <exception>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 #include <thread>
 
 #include <spindle/detail/spin.hpp>
@@ -64,13 +65,21 @@ void FutureCore::lock() noexcept {
 }
 
 Extra& FutureCore::extra_locked() {
-  if (!extra) extra = new Extra();
-  return *extra;
+  if (Extra* x = extra()) return *x;
+  auto* x = new Extra();  // alignof(Extra) >= 8: bit 0 of its address is free for the tag
+  x->waiters = aux_;      // the list moves into the Extra
+  aux_ = reinterpret_cast<Waiter*>(reinterpret_cast<uintptr_t>(x) | 1u);
+  return *x;
+}
+
+void FutureCore::link_waiter(Waiter* w) noexcept {
+  Waiter*& head = waiters();
+  w->next = head;
+  head = w;
 }
 
 void FutureCore::publish_and_unlock(Status s) noexcept {
-  Waiter* list = waiters;
-  waiters = nullptr;
+  Waiter* list = std::exchange(waiters(), nullptr);
   // release (with the unlock): the value / extra->error stored before are visible to
   // anyone who acquire-loads the status.
   word.fetch_or(uint32_t(s) << kStatusShift, std::memory_order_release);
@@ -101,7 +110,8 @@ bool FutureCore::cancel_future(const std::string& msg) noexcept {
 std::string FutureCore::cancel_message() const {
   auto* self = const_cast<FutureCore*>(this);
   self->lock();
-  std::string m = extra ? extra->cancel_message : std::string();
+  Extra* x = extra();
+  std::string m = x ? x->cancel_message : std::string();
   self->unlock();
   return m;
 }
@@ -117,7 +127,7 @@ void FutureCore::check_outcome(const char* what) {
     case Status::exception: {
       // relaxed: only silences the "never retrieved" report.
       word.fetch_or(kRetrieved, std::memory_order_relaxed);
-      std::rethrow_exception(extra->error);  // extra is immutable once done
+      std::rethrow_exception(extra()->error);  // extra is immutable once done
     }
   }
 }
@@ -130,14 +140,13 @@ void FutureCore::wait_done(std::source_location where) {
     unlock();
     return;
   }
-  w.next = waiters;
-  waiters = &w;
+  link_waiter(&w);
   unlock();
   if (w.wait(true, where) == Waiter::Outcome::notified) return;
 
   // The waiting task was cancelled. Take our node back unless a completer already has.
   lock();
-  const bool linked = unlink_waiter(waiters, &w);
+  const bool linked = unlink_waiter(waiters(), &w);
   unlock();
   if (!linked) {
     // Completed at the same moment: the result is not lost; the cancellation stays
@@ -149,7 +158,7 @@ void FutureCore::wait_done(std::source_location where) {
   TaskHeader* self = w.task();
   std::string msg;
   self->lock();
-  if (self->extra) msg = self->extra->cancel_message;
+  if (Extra* x = self->extra()) msg = x->cancel_message;
   self->unlock();
   if (is_task()) {
     cancel_task(this, msg);
@@ -159,8 +168,7 @@ void FutureCore::wait_done(std::source_location where) {
   Waiter w2;
   lock();
   if (!done()) {
-    w2.next = waiters;
-    waiters = &w2;
+    link_waiter(&w2);
     unlock();
     (void)w2.wait(false, where);
   } else {
@@ -215,8 +223,7 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
       already = true;
       break;
     }
-    r.next = f->waiters;
-    f->waiters = &r;
+    f->link_waiter(&r);
     f->unlock();
   }
   Waiter::Outcome o = Waiter::Outcome::notified;
@@ -226,7 +233,7 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
   for (std::size_t i = 0; i < linked; ++i) {
     FutureCore* f = futs[i];
     f->lock();
-    const bool was_linked = unlink_waiter(f->waiters, &nodes[i]);
+    const bool was_linked = unlink_waiter(f->waiters(), &nodes[i]);
     f->unlock();
     if (!was_linked) {
       any_fired = true;
@@ -330,8 +337,7 @@ void CallbackWaiter::fire() noexcept {
 void add_callback(FutureCore* core, CallbackWaiter* cb) {
   core->lock();
   if (!core->done()) {
-    cb->next = core->waiters;
-    core->waiters = cb;
+    core->link_waiter(cb);
     core->unlock();
     return;
   }
@@ -370,7 +376,8 @@ bool cancel_pending(TaskHeader* t) noexcept {
 
 CancelledError take_cancel(TaskHeader* t) {
   t->lock();
-  std::string msg = t->extra ? t->extra->cancel_message : std::string();
+  Extra* x = t->extra();
+  std::string msg = x ? x->cancel_message : std::string();
   // Sticky (shutdown gave up on the task): every later wait is cancelled again.
   if (!(t->word.load(std::memory_order_relaxed) & kStickyCancel))
     t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);

@@ -43,7 +43,8 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
     if (addr < hi && addr + kBelowGuard >= lo) {
       say("spindle: stack overflow in task '");
       // The name is read without the task's lock: the process is about to end.
-      if (t->extra && !t->extra->name.empty()) say(t->extra->name.c_str()); else say("<unnamed>");
+      Extra* x = t->extra();
+      if (x && !x->name.empty()) say(x->name.c_str()); else say("<unnamed>");
       say("' (task ");
       say_hex(reinterpret_cast<uintptr_t>(t));
       say(", fault at ");

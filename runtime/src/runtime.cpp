@@ -99,7 +99,7 @@ void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
   Worker* cur = current_worker();
   if (cur && cur->rt != this) cur = nullptr;
   if (t->word.load(std::memory_order_relaxed) & kPinned) {
-    Worker* home = t->extra->home;  // set before the task was first queued; never changes
+    Worker* home = t->extra()->home;  // set before the task was first queued; never changes
     if (cur == home) {
       home->push_local(t, wake);
     } else {

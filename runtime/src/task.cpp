@@ -56,7 +56,7 @@ void ReportSink::report(Report r) noexcept {
 }
 
 void report_unretrieved(FutureCore* c) noexcept {
-  Extra* x = c->extra;  // the object is being destroyed: nobody else holds it
+  Extra* x = c->extra();  // the object is being destroyed: nobody else holds it
   std::string name;
   if (c->is_task()) {
     try {
@@ -78,7 +78,7 @@ void destroy_task_common(TaskHeader* t) noexcept {
   const uint32_t w = t->word.load(std::memory_order_acquire);
   if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::exception) && !(w & kRetrieved))
     report_unretrieved(t);
-  delete t->extra;
+  delete t->extra();
 }
 
 void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
@@ -188,7 +188,7 @@ std::exception_ptr exception_of(FutureCore& c) {
       return nullptr;
     case Status::exception:
       c.word.fetch_or(kRetrieved, std::memory_order_relaxed);
-      return c.extra->error;
+      return c.extra()->error;
   }
   return nullptr;
 }

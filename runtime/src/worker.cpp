@@ -19,7 +19,7 @@
 namespace spindle::detail {
 
 Worker::Worker(RuntimeImpl* r, unsigned i)
-    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), gptok_(r->global), gctok_(r->global) {}
+    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle), gptok_(r->global), gctok_(r->global) {}
 
 Worker::~Worker() = default;
 
@@ -73,8 +73,7 @@ TaskHeader* Worker::from_global() {
 TaskHeader* Worker::steal() {
   const auto& all = rt->workers;
   const unsigned n = static_cast<unsigned>(all.size());
-  rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;  // xorshift32
-  const unsigned start = rng % n;
+  const unsigned start = next_random() % n;
   for (unsigned k = 0; k < n; ++k) {
     Worker* v = all[(start + k) % n];
     if (v == this) continue;
@@ -116,6 +115,7 @@ TaskHeader* Worker::next_task() {
     if (TaskHeader* t = from_global()) return t;
   }
   if ((tick & 15) == 0) run_timers();
+  if (shuffle) shuffle_ready();
   if (lifo) {
     if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
       ++lifo_streak;
@@ -144,6 +144,24 @@ TaskHeader* Worker::next_task() {
     return t;
   }
   return from_global();
+}
+
+void Worker::shuffle_ready() {
+  // Only ever moves tasks between this worker's own structures with owner operations
+  // (pop/push), so thieves see an ordinary queue. Every task stays ready exactly once.
+  const uint32_t r = next_random();
+  if (lifo && (r & 1)) {  // half the time the just-woken task loses its head start
+    TaskHeader* t = std::exchange(lifo, nullptr);
+    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+  }
+  // Rotate the run queue by a random amount (at most 15 places per turn), so the task
+  // at its head is not always the oldest.
+  for (uint32_t k = (r >> 1) % 16, n = ring.size(); k && n > 1; --k) {
+    TaskHeader* t = ring.pop();
+    if (!t) break;
+    ring.push(t);  // we just freed a slot: it fits
+  }
+  if (pinned.size() > 1 && (r & 2)) std::swap(pinned.front(), pinned[(r >> 5) % pinned.size()]);
 }
 
 TaskHeader* Worker::search() {
@@ -193,9 +211,7 @@ void Worker::park() {
 void Worker::start_fibre(TaskHeader* t) {
   std::size_t size = 0;
   if (t->word.load(std::memory_order_relaxed) & kCustomStack) {
-    t->lock();
-    size = t->extra ? t->extra->stack_size : 0;
-    t->unlock();
+    size = t->extra()->stack_size;  // kCustomStack: made at spawn, fixed since
   }
   Stack s = stacks.take(size);
   void* tf = san::tsan_create();

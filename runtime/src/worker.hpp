@@ -66,6 +66,7 @@ struct Worker {
   // without it after a seq_cst fence: see Idle::notify_worker).
   std::atomic<bool> parked{false};
   uint32_t rng;
+  const bool shuffle;             // Options::shuffle (debug): see shuffle_ready()
 
   // Counters: written only by this worker (single writer, relaxed), read by anyone.
   std::atomic<uint64_t> ended{0};
@@ -96,6 +97,12 @@ struct Worker {
 
  private:
   TaskHeader* next_task();
+  /// Debug (Options::shuffle): perturbs the order of this loop's ready tasks.
+  void shuffle_ready();
+  uint32_t next_random() noexcept {
+    rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;  // xorshift32
+    return rng;
+  }
   TaskHeader* search();
   TaskHeader* steal();
   TaskHeader* from_global();

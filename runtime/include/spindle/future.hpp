@@ -26,7 +26,7 @@ void FutureState<T>::destroy(FutureCore* c) noexcept {
   const auto st = static_cast<Status>((w & kStatusMask) >> kStatusShift);
   if (st == Status::exception && !(w & kRetrieved)) report_unretrieved(c);
   if (st == Status::result && !(w & kMovedOut)) self->slot.destroy();
-  delete c->extra;
+  delete c->extra();
   delete self;
 }
 }  // namespace detail

@@ -18,6 +18,9 @@ struct TaskHeader : FutureCore {
   explicit TaskHeader(const CoreOps* o) noexcept : FutureCore(o, kIsTask) {}
 };
 
+// A million spawned tasks must fit in 64 MB: 32 bytes is mimalloc's size class below 48.
+static_assert(sizeof(TaskHeader) == 32, "TaskHeader grew past 32 bytes");
+
 void destroy_task_common(TaskHeader* t) noexcept;  // reports, frees extra
 
 template <class T>
@@ -36,7 +39,7 @@ struct FnSlot {
   void destroy() noexcept { s.destroy(); }
 };
 // A stateless callable (a lambda without captures) takes no room at all: the task of
-// `spawn([] { ... })` is then just its 40-byte header.
+// `spawn([] { ... })` is then just its 32-byte header.
 template <class F>
 struct FnSlot<F, true> {
   [[no_unique_address]] F f;
