@@ -77,7 +77,10 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept;
 void suspend_current(std::source_location where) noexcept;
 
 /// IDLE -> QUEUED (and scheduled), or RUNNING -> RUNNING|NOTIFIED. Any thread.
-void wake_task(TaskHeader* t) noexcept;
+/// Makes a suspended task runnable. `lifo`: it runs next on this worker (a task woken by
+/// the one running now, which is likely to want its data); timers pass false, so that
+/// tasks whose timers fire in one batch run in deadline order.
+void wake_task(TaskHeader* t, bool lifo = true) noexcept;
 
 /// True if the calling fibre's task has a cancellation it should raise now.
 bool cancel_pending(TaskHeader* t) noexcept;

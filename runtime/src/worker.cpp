@@ -91,7 +91,7 @@ int64_t Worker::run_timers() {
   if (timers.empty()) return INT64_MAX;
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
     if (t->task) {
-      wake_task(t->task);
+      wake_task(t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
       try {
         TaskOptions o{.name = "call_later"};
