@@ -163,6 +163,13 @@ def main():
         table.append({"workload": workload, "figure": label, "spindle": s, "peer": p, "floor": f,
                       "ratio": ratio, "better": better})
 
+    # The network workloads (scripts/bench_net.py): spindle's servers beside the same
+    # servers on Boost.Asio, loaded by wrk and a spindle echo client; the peer is Asio.
+    import bench_net
+    net_results, net_rows = bench_net.run(build, reps)
+    results.update(net_results)
+    table += net_rows
+
     header = ["workload", "figure", "spindle", "peer (Boost.Fiber)", "floor", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
