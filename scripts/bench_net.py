@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""The network workloads (benchmarks.md http_plaintext; issue 5's echo): spindle's example
+servers beside the same servers written with Boost.Asio, with the same thread counts,
+in the same run.
+
+  http_plaintext: examples/http_server and benchmarks/peer_asio_http with 1 and 2
+      threads, each loaded by `wrk -t1 -c64 -d5s --latency http://127.0.0.1:PORT/plaintext`.
+  echo: examples/echo_server and benchmarks/peer_asio_echo with 1 and 2 threads, each
+      loaded by benchmarks/echo_client (spindle, 1 worker): 64 connections ping-ponging
+      64-byte messages for 5 s.
+
+Each server runs in its own process on a free loopback port; the load starts once it
+accepts and has answered a correctness check (two pipelined requests, split across two
+writes, must get exactly two responses; an echo must come back unchanged). The server's
+user+sys CPU time is read from /proc/PID/stat just before and just after the load:
+on a 2-core machine the load generator shares the CPUs with the server, so requests per
+second of server CPU time is the fair figure. Spindle and Asio alternate within each
+repetition. Every figure is the median of R repetitions (QUICK=1 in the environment:
+R=1, otherwise 3).
+
+Usage: scripts/bench_net.py [--build DIR]   (default DIR: build/release)
+Writes the raw figures to bench-results/net.json and prints the rows; scripts/bench.py
+imports run() and adds the same rows to its table. Exit status 1 if anything failed.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD_SECONDS = 5
+CONNECTIONS = 64
+HOST = "127.0.0.1"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!"
+REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+# (workload key, label, spindle server, peer server); servers are paths under the build
+# directory, run as `SERVER PORT THREADS 127.0.0.1`.
+HTTP = ("http", "examples/http_server", "benchmarks/peer_asio_http")
+ECHO = ("echo", "examples/echo_server", "benchmarks/peer_asio_echo")
+CLIENT = "benchmarks/echo_client"
+THREADS = (1, 2)
+
+# The rows: (workload kind, figure label, counter, better).
+FIGURES = {
+    "http": [("requests/s", "requests_per_s", "higher"),
+             ("requests per server CPU-s", "requests_per_cpu_s", "higher"),
+             ("p99 latency ms", "p99_ms", "lower"),
+             ("server CPU %", "cpu_percent", "-")],
+    "echo": [("messages/s", "messages_per_s", "higher"),
+             ("messages per server CPU-s", "messages_per_cpu_s", "higher"),
+             ("server CPU %", "cpu_percent", "-")],
+}
+TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)"}
+
+
+class Failed(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process pid (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)": field 3 is fields[0]
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
+
+
+def wait_accepting(proc, port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Failed(f"server exited with status {proc.returncode} before accepting")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise Failed(f"server did not accept on port {port} within {timeout:.0f} s")
+
+
+def recv_exactly(s, n):
+    got = b""
+    while len(got) < n:
+        chunk = s.recv(n - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def check_http(port):
+    """Two pipelined requests, the second split across writes: exactly two responses."""
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(REQUEST + REQUEST[:10])
+        time.sleep(0.02)
+        s.sendall(REQUEST[10:])
+        got = recv_exactly(s, 2 * len(RESPONSE))
+        s.settimeout(0.2)
+        try:
+            extra = s.recv(1)
+        except socket.timeout:
+            extra = b""
+    if got + extra != 2 * RESPONSE:
+        raise Failed(f"wrong response bytes: {(got + extra)[:200]!r}")
+
+
+def check_echo(port):
+    msg = bytes(range(64))
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(msg)
+        if recv_exactly(s, len(msg)) != msg:
+            raise Failed("the echo differs from the message")
+
+
+def parse_duration_ms(v):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
+    if not m:
+        raise Failed(f"unreadable wrk latency '{v}'")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
+
+
+def load_http(port):
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{LOAD_SECONDS}s", "--latency", f"http://{HOST}:{port}/plaintext"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LOAD_SECONDS + 60)
+    out = p.stdout
+    if p.returncode != 0:
+        raise Failed(f"wrk exit status {p.returncode}: {p.stderr.strip()[-200:]}")
+    if "Non-2xx or 3xx responses" in out:
+        raise Failed("wrk saw non-2xx responses")
+    m_total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    m_rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    m_p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    if not (m_total and m_rps and m_p99):
+        raise Failed(f"unreadable wrk output: {out[-300:]!r}")
+    m_err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m_err and int(m_err.group(1)):
+        raise Failed(f"wrk could not connect: {m_err.group(0)}")
+    return {"requests": int(m_total.group(1)), "requests_per_s": float(m_rps.group(1)),
+            "p99_ms": parse_duration_ms(m_p99.group(1))}
+
+
+def load_echo(build, port):
+    cmd = [str(build / CLIENT), str(port), str(LOAD_SECONDS), str(CONNECTIONS), "1", HOST]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LOAD_SECONDS + 60)
+    if p.returncode != 0:
+        raise Failed(f"echo_client exit status {p.returncode}: {p.stderr.strip()[-200:]}")
+    try:
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise Failed(f"unreadable echo_client output: {p.stdout[-200:]!r}")
+    return {"messages": r["messages"], "messages_per_s": r["messages_per_s"]}
+
+
+def run_one(build, kind, server, threads):
+    """One server, one load run. Returns {counter: value}; raises Failed."""
+    path = build / server
+    if not path.exists():
+        raise Failed(f"{path} not found (build it first)")
+    if kind == "http" and subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True).returncode:
+        raise Failed("wrk not found (scripts/install-deps.sh bench installs it)")
+    port = free_port()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([str(path), str(port), str(threads), HOST], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            wait_accepting(proc, port)
+            (check_http if kind == "http" else check_echo)(port)
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            r = load_http(port) if kind == "http" else load_echo(build, port)
+            c1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            if proc.poll() is not None:
+                raise Failed(f"server exited with status {proc.returncode} during the load")
+        except Failed as e:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-2:]
+            raise Failed(str(e) + (f" (server: {' | '.join(tail)})" if tail else ""))
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    cpu = max(c1 - c0, 1.0 / TICKS)
+    r["server_cpu_s"] = c1 - c0
+    r["cpu_percent"] = 100.0 * (c1 - c0) / (t1 - t0)
+    if kind == "http":
+        r["requests_per_cpu_s"] = r["requests"] / cpu
+    else:
+        r["messages_per_cpu_s"] = r["messages"] / cpu
+    return r
+
+
+def run(build, reps, log=sys.stderr):
+    """Runs every network workload reps times. Returns (results, rows): results maps
+    "net/<workload>_w<threads>/<spindle|asio>" to {"values", "error", "median"} as
+    bench.py's runs do; rows are bench.py table rows (spindle beside Asio)."""
+    build = Path(build)
+    configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in (HTTP, ECHO) for t in THREADS]
+    results = {}
+
+    def key(kind, t, who):
+        return f"net/{kind}_w{t}/{who}"
+
+    for rep in range(reps):
+        for kind, spindle_srv, peer_srv, t in configs:
+            order = [("spindle", spindle_srv), ("asio", peer_srv)]
+            if rep % 2:
+                order.reverse()  # alternate who goes first
+            for who, srv in order:
+                k = key(kind, t, who)
+                r = results.setdefault(k, {"values": {}, "error": None, "median": {}})
+                if r["error"]:
+                    continue
+                print(f"bench: {k} rep {rep + 1}/{reps} ...", end="", file=log, flush=True)
+                try:
+                    figures = run_one(build, kind, srv, t)
+                except (Failed, subprocess.TimeoutExpired, OSError) as e:
+                    r["error"] = str(e)
+                    print(f" FAILED: {e}", file=log)
+                    continue
+                for name, v in figures.items():
+                    r["values"].setdefault(name, []).append(v)
+                main = figures.get("requests_per_s", figures.get("messages_per_s"))
+                print(f" {main:.0f}/s, {figures['cpu_percent']:.0f}% CPU", file=log)
+    for r in results.values():
+        r["median"] = {n: statistics.median(v) for n, v in r["values"].items()}
+
+    def figure(k, counter):
+        r = results.get(k)
+        if r is None:
+            return None
+        return "FAIL" if r["error"] else r["median"].get(counter)
+
+    rows = []
+    for kind, _, _, t in configs:
+        for label, counter, better in FIGURES[kind]:
+            s, p = figure(key(kind, t, "spindle"), counter), figure(key(kind, t, "asio"), counter)
+            ratio = s / p if isinstance(s, (int, float)) and isinstance(p, (int, float)) and p else None
+            rows.append({"workload": f"{TITLES[kind]} ({t} thread{'s' if t > 1 else ''}) vs Asio",
+                         "figure": label, "spindle": s, "peer": p, "floor": None, "ratio": ratio,
+                         "better": better})
+    return results, rows
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
+    ap.add_argument("--out", default=str(ROOT / "bench-results" / "net.json"), help="where the raw figures go")
+    args = ap.parse_args()
+    build = Path(args.build).resolve()
+    reps = 1 if os.environ.get("QUICK", "") not in ("", "0") else 3
+    results, rows = run(build, reps)
+
+    header = ["workload", "figure", "spindle", "peer (Boost.Asio)", "spindle/peer", "better"]
+    lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]),
+              "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in rows]
+    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]
+    print(f"medians of {reps} run(s) each; load and servers share this machine's CPUs")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for l in lines:
+        print(" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
+
+    failed = {k: r["error"] for k, r in results.items() if r["error"]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build": str(build), "repetitions": reps, "runs": results, "table": rows, "failed": failed,
+    }, indent=2) + "\n")
+    print(f"raw figures: {out}")
+    for k, e in failed.items():
+        print(f"FAILED {k}: {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
