@@ -37,6 +37,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <initializer_list>
+#include <iterator>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -69,6 +70,7 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
 // per field. Blocking socket.
 [[nodiscard]] Io send_all(int fd, std::initializer_list<iovec> bufs) {
   iovec iov[4];
+  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 3
   std::size_t cnt = 0;
   for (const iovec& b : bufs)
     if (b.iov_len > 0) iov[cnt++] = b;

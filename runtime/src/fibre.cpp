@@ -79,7 +79,7 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   frame.rt = starter->rt;
   frame.stack = s;
   frame.tsan_fiber = tsan_fiber;
-  frame.started_tsc = cycle_count();
+  frame.started_ns = starter->clock_ns;
   t->lock();
   t->frame = &frame;
   t->unlock();

@@ -16,27 +16,9 @@
 
 #include "stack_pool.hpp"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#endif
-
 namespace spindle::detail {
 
 class RegistryShard;
-
-/// A cheap monotonic tick (the TSC, or the virtual counter on AArch64; elsewhere the
-/// monotonic clock), converted to time only when a dump asks (see task_dump.cpp).
-inline uint64_t cycle_count() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  return __rdtsc();
-#elif defined(__aarch64__)
-  uint64_t v;
-  asm volatile("mrs %0, cntvct_el0" : "=r"(v));
-  return v;
-#else
-  return uint64_t(monotonic_ns());
-#endif
-}
 
 struct TaskFrame {
   boost::context::fiber ctx;   // the suspended fibre (empty while it runs)
@@ -50,7 +32,7 @@ struct TaskFrame {
   std::atomic<const char*> where_file{nullptr};
   std::atomic<const char*> where_function{nullptr};
   std::atomic<uint32_t> where_line{0};
-  uint64_t started_tsc = 0;  // cycle_count() when the fibre started (a task's age)
+  int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
   // Registry links (all_tasks, shutdown): guarded by shard's lock.
   RegistryShard* shard = nullptr;
   TaskFrame* prev = nullptr;

@@ -26,7 +26,7 @@ namespace spindle::detail {
 /// One registered task as a snapshot saw it; holds a reference on `task`.
 struct RegistryEntry {
   TaskHeader* task;
-  uint64_t started_tsc;  // cycle_count() when its fibre started
+  int64_t started_ns;    // when its fibre started (TaskFrame::started_ns)
   uint16_t sched;        // its scheduling state when seen
   // Its last suspension point (null file: none yet), read while the frame was linked.
   const char* file;

@@ -20,8 +20,7 @@ RuntimeImpl::RuntimeImpl(Options o)
       stacks(opts.stack_size),
       idle(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
       spin(std::chrono::microseconds(50)),
-      start_ns(monotonic_ns()),
-      start_tsc(cycle_count()) {
+      start_ns(monotonic_ns()) {
   sink->fn = opts.report;
   sink->rt = this;
 }

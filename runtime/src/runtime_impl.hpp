@@ -56,10 +56,7 @@ class RuntimeImpl {
   std::atomic<uint64_t> foreign_ended{0};
   std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
   std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
-  // When the runtime started, on both clocks (metrics' uptime; a task's age converts
-  // cycle_count() ticks to time with them).
-  const int64_t start_ns;
-  const uint64_t start_tsc;
+  const int64_t start_ns;  // when the runtime started (metrics' uptime)
   std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any
 
   void start();

@@ -57,7 +57,7 @@ struct Seen {
   TaskState state;
   bool started;
   int loop;
-  uint64_t started_tsc;
+  int64_t started_ns;
   const char* file;
   const char* function;
   uint32_t line;
@@ -87,7 +87,7 @@ class SeenSet {
       // by its loop has its start time and last wait in the registry). A task first
       // seen not started stays so, without what it did since.
       if (old.loop < 0) old.loop = s.loop;
-      if (old.started && !old.started_tsc) old.started_tsc = s.started_tsc;
+      if (old.started && !old.started_ns) old.started_ns = s.started_ns;
       if (old.started && !old.file && s.file) {
         old.file = s.file, old.function = s.function, old.line = s.line;
       }
@@ -129,7 +129,7 @@ void look_at_registry(RuntimeImpl* rt, SeenSet& seen) {
   for (RegistryEntry& e : reg) {
     const TaskState st = state_of(e.sched);
     ++release.done;  // add() adopts the reference, whatever happens
-    seen.add(Seen{e.task, st, true, st == TaskState::running ? running_on(rt, e.task) : -1, e.started_tsc, e.file,
+    seen.add(Seen{e.task, st, true, st == TaskState::running ? running_on(rt, e.task) : -1, e.started_ns, e.file,
                   e.function, e.line});
   }
 }
@@ -236,11 +236,7 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o) {
   res.global_left = g > 0 ? std::size_t(g) : 0;
   std::sort(res.silent_loops.begin(), res.silent_loops.end());
 
-  // Ticks to time, from the runtime's start to now.
   const int64_t now_ns = monotonic_ns();
-  const uint64_t now_tsc = cycle_count();
-  const double ns_per_tick =
-      now_tsc > rt->start_tsc ? double(now_ns - rt->start_ns) / double(now_tsc - rt->start_tsc) : 0.0;
 
   auto& items = seen.items();
   res.tasks.reserve(items.size());
@@ -255,8 +251,7 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o) {
     info.state = t->done() ? TaskState::done : s.state;
     info.started = s.started || info.state == TaskState::running || info.state == TaskState::suspended;
     info.loop = info.state == TaskState::suspended || info.state == TaskState::done ? -1 : s.loop;
-    if (s.started_tsc && now_tsc > s.started_tsc)
-      info.age = std::chrono::nanoseconds(int64_t(double(now_tsc - s.started_tsc) * ns_per_tick));
+    if (s.started_ns && now_ns > s.started_ns) info.age = std::chrono::nanoseconds(now_ns - s.started_ns);
     if (s.file && info.state != TaskState::running) {  // a running task waits nowhere
       info.file = s.file;
       info.function = s.function ? s.function : "";

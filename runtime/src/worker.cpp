@@ -284,9 +284,12 @@ void Worker::start_fibre(TaskHeader* t) {
   // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
   // they act on with their own CAS; the context hand-over is ordered by the queues.
   t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
-  const uint64_t n = started.load(std::memory_order_relaxed) + 1;
-  started.store(n, std::memory_order_relaxed);  // single writer (see bump)
-  if ((n & 1023) == 0) sample_stacks();  // the fibre count's peak, sampled while busy too
+  bump(started);
+  if (const uint64_t turn = tick.load(std::memory_order_relaxed); turn - clock_turn >= kClockTurns) {
+    clock_ns = monotonic_ns();  // for the stamp of this fibre's start (fibre_main)
+    clock_turn = turn;
+    sample_stacks();  // the fibre count's peak, sampled while busy too
+  }
   current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
@@ -392,6 +395,7 @@ void Worker::main() {
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();
   AltStack alt;  // so a fibre's stack overflow can be reported
+  clock_ns = monotonic_ns();
   int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
   for (;;) {
     TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
@@ -408,7 +412,9 @@ void Worker::main() {
       if (idle_start != 0) {
         // relaxed: single writer; a metrics reader may see the two stores apart, which
         // only makes one snapshot's busy time off by this spell.
-        idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (monotonic_ns() - idle_start), std::memory_order_relaxed);
+        clock_ns = monotonic_ns();
+        clock_turn = tick.load(std::memory_order_relaxed);
+        idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (clock_ns - idle_start), std::memory_order_relaxed);
         idle_since.store(0, std::memory_order_relaxed);
         idle_start = 0;
       }

@@ -94,6 +94,14 @@ struct Worker {
   std::atomic<uint64_t> stacks_peak{0};       // highest fibre count this worker sampled
   void sample_stacks() noexcept;              // updates stacks_peak (reads every worker)
 
+  // A coarse clock for task ages (owner only): a fibre's start is stamped with it, since
+  // reading the clock at every start would cost more than the start's other bookkeeping
+  // together. Refreshed when a loop ends an idle spell and at a start at least
+  // kClockTurns turns after the last refresh, so a stamp is at most that many turns old.
+  static constexpr uint64_t kClockTurns = 256;
+  int64_t clock_ns = 0;
+  uint64_t clock_turn = 0;  // tick at the last refresh
+
   // Sanitizer state of the worker's own (thread) stack.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;

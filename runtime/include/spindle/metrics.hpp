@@ -48,9 +48,9 @@ struct Metrics {
   std::size_t blocking_threads = 0, blocking_busy = 0, blocking_queue = 0;
   /// Fibre stacks in use now (one per started, unfinished task).
   std::size_t stacks_in_use = 0;
-  /// The highest stacks_in_use seen: sampled every 1024 fibre starts per loop, whenever
-  /// a loop goes idle and at every snapshot, so a short peak between samples may be
-  /// missed. stacks_made bounds the true peak from above.
+  /// The highest stacks_in_use seen: sampled by a loop that starts fibres at most every
+  /// 256 of its turns, whenever a loop goes idle and at every snapshot, so a short peak
+  /// between samples may be missed. stacks_made bounds the true peak from above.
   std::size_t stacks_high_water = 0;
   /// Default-size stacks carved from slabs so far (in use, cached or free).
   std::size_t stacks_made = 0;

@@ -58,7 +58,9 @@ struct TaskInfo {
   TaskState state = TaskState::ready;
   bool started = false;   ///< false: queued and not started yet (its body has not run)
   int loop = -1;          ///< the loop running it or holding it in a queue; -1 otherwise
-  std::chrono::nanoseconds age{0};  ///< since its fibre started (0 if not started)
+  /// Since its fibre started (0 if not started), from its loop's coarse clock: it may
+  /// read high by the time its loop took for 256 turns before the start.
+  std::chrono::nanoseconds age{0};
   /// The suspension point it waits at (suspended), or waited at last (ready); "" if it
   /// has not suspended yet, and for a running task.
   std::string function, file;
