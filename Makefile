@@ -17,7 +17,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
           TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:suppressions=$(CURDIR)/tests/tsan.supp
 
-.PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan bench serve clean
+.PHONY: all deps deps-test deps-bench build test test-debug test-asan test-tsan test-consumer bench serve clean
 
 all: build
 
@@ -56,8 +56,29 @@ test-tsan: deps-test
 	$(SAN_ENV) $(MESON) test -C $(BUILD)/tsan --print-errorlogs --num-processes 2 --suite spindle || true
 
 # Every build's results are summed up, and the run fails if any test failed or none ran.
-test: test-debug test-asan test-tsan
-	@python3 scripts/test_summary.py $(BUILD)/debug $(BUILD)/asan $(BUILD)/tsan
+test: test-debug test-asan test-tsan test-consumer
+	@python3 scripts/test_summary.py $(BUILD)/debug $(BUILD)/asan $(BUILD)/tsan $(CONSUMER)/installed $(CONSUMER)/subproject
+
+# tests/consumer/, a program outside the tree, built against spindle two ways: against a
+# staged `meson install` of the debug build (found with pkg-config through
+# PKG_CONFIG_PATH; PKG_CONFIG_SYSROOT_DIR maps the .pc's /usr/local paths into the
+# stage), and with spindle as a wrap-less meson subproject (a source dir under
+# $(CONSUMER) holding subprojects/spindle -> this tree). Each is a meson test.
+CONSUMER = $(BUILD)/consumer
+test-consumer: deps-test
+	$(call configure,$(BUILD)/debug,--buildtype=debug $(TEST_OPTS))
+	rm -rf $(CONSUMER)/stage $(CONSUMER)/installed
+	$(MESON) install -C $(BUILD)/debug --destdir $(CURDIR)/$(CONSUMER)/stage --quiet
+	PKG_CONFIG_PATH=$$(dirname $$(find $(CURDIR)/$(CONSUMER)/stage -name spindle.pc)) \
+	  PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/$(CONSUMER)/stage \
+	  $(MESON) setup $(CONSUMER)/installed tests/consumer --wrap-mode=nofallback >/dev/null
+	$(MESON) test -C $(CONSUMER)/installed --print-errorlogs || true
+	mkdir -p $(CONSUMER)/src/subprojects
+	ln -sfn $(CURDIR)/tests/consumer/meson.build $(CURDIR)/tests/consumer/consumer.cpp $(CONSUMER)/src/
+	ln -sfn $(CURDIR) $(CONSUMER)/src/subprojects/spindle
+	$(call configure,$(CONSUMER)/subproject,$(CONSUMER)/src --force-fallback-for=spindle)
+	rm -f $(CONSUMER)/subproject/meson-logs/testlog.json
+	$(MESON) test -C $(CONSUMER)/subproject --print-errorlogs || true
 
 bench: deps-bench
 	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)
@@ -71,6 +92,25 @@ serve: deps-test
 	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)
 	$(MESON) compile -C $(BUILD)/release -j $(JOBS) examples/http_server
 	$(BUILD)/release/examples/http_server $(PORT) $(WORKERS) 127.0.0.1
+
+# make fuzz SECONDS=N: builds the libFuzzer targets of tests/fuzz/ with clang and runs
+# each for N seconds (default 30); an input that breaks one is kept in
+# tests/fuzz/regressions/, which `make test` replays.
+fuzz: SECONDS ?= 30
+fuzz:
+	@scripts/install-deps.sh fuzz
+	tests/fuzz/run.sh $(BUILD)/fuzz $(SECONDS)
+.PHONY: fuzz
+
+# make soak SECONDS=N: the randomised soak test (tests/stress/soak.cpp) for N seconds
+# (default 60, split over 1, 2, 4 and 8 workers) in the debug build; it prints its seed
+# first, and SEED=S replays a run's choices.
+soak: SECONDS ?= 60
+soak: deps-test
+	$(call configure,$(BUILD)/debug,--buildtype=debug $(TEST_OPTS))
+	$(MESON) compile -C $(BUILD)/debug -j $(JOBS) tests/soak
+	SOAK_SECONDS=$(SECONDS) $(if $(SEED),SOAK_SEED=$(SEED)) $(BUILD)/debug/tests/soak
+.PHONY: soak
 
 clean:
 	rm -rf $(BUILD)

@@ -35,6 +35,11 @@ RUNS += [(PEER, n) for n in
 AREAS = [("bench_timers", "peer_fiber_timers", ("timers_w2", "timer_cancel_w2", "wait_for_w2"))]
 AREAS += [("bench_sync", "peer_fiber_sync",
            ("mpsc_w2", "lock_uncontended_w2", "lock_contended_w2", "event_latency_w2", "idle_memory_w2"))]
+# Executors: the peer binary's same-named workloads are std::async (to_thread_*) and a
+# raw socketpair round trip to a child (process_call_*, the floor); Asio runs below.
+AREAS += [("bench_executors", "peer_executors",
+           ("to_thread_latency", "to_thread_throughput", "process_call_empty", "process_call_1mib"))]
+RUNS += [("peer_executors", n) for n in ("to_thread_latency_asio", "to_thread_throughput_asio")]
 for s_bin, p_bin, names in AREAS:
     RUNS += [(s_bin, n) for n in names] + [(p_bin, n) for n in names]
 
@@ -76,6 +81,21 @@ ROWS = [
      (("bench_sync", "event_latency_w2"), ("peer_fiber_sync", "event_latency_w2")), None, "lower"),
     ("idle_memory: 100k tasks waiting (2 threads)", "bytes per task", "bytes_per_task",
      (("bench_sync", "idle_memory_w2"), ("peer_fiber_sync", "idle_memory_w2")), None, "lower"),
+    ("to_thread round trip, peer std::async", "ns per call", "ns_per_call",
+     (("bench_executors", "to_thread_latency"), ("peer_executors", "to_thread_latency")), None, "lower"),
+    ("to_thread round trip, peer asio::thread_pool", "ns per call", "ns_per_call",
+     (("bench_executors", "to_thread_latency"), ("peer_executors", "to_thread_latency_asio")), None, "lower"),
+    ("to_thread, 16 callers, peer std::async", "calls per s", "calls_per_s",
+     (("bench_executors", "to_thread_throughput"), ("peer_executors", "to_thread_throughput")), None, "higher"),
+    ("to_thread, 16 callers, peer asio::thread_pool", "calls per s", "calls_per_s",
+     (("bench_executors", "to_thread_throughput"), ("peer_executors", "to_thread_throughput_asio")), None, "higher"),
+    # No peer: the floor is a raw socketpair round trip to a forked child.
+    ("ProcessPool call, empty function", "us per call", "us_per_call",
+     (("bench_executors", "process_call_empty"), ("peer_executors", "none")),
+     ("peer_executors", "process_call_empty", "us_per_call"), "lower"),
+    ("ProcessPool call, 1 MiB argument", "us per call", "us_per_call",
+     (("bench_executors", "process_call_1mib"), ("peer_executors", "none")),
+     ("peer_executors", "process_call_1mib", "us_per_call"), "lower"),
 ]
 
 
@@ -188,9 +208,14 @@ def main():
         "build": str(build), "repetitions": reps, "runs": results, "table": table, "failed": failed,
     }, indent=2) + "\n")
     print(f"raw figures: {out.relative_to(ROOT)}")
+    # The report (scripts/bench_report.py): a timestamped copy of the figures and the
+    # chart, bench-results/latest.png. `scripts/bench_report.py --readme` puts the table
+    # in README.md.
+    import bench_report
+    report_status = bench_report.publish(out)
     for k, e in failed.items():
         print(f"FAILED {k}: {e}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or report_status else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages spindle needs, and only those that are missing.
 # Does nothing (and needs no root) when everything is already installed.
-# Usage: scripts/install-deps.sh [test|bench|all]   (default: all)
+# Usage: scripts/install-deps.sh [test|bench|fuzz|all]   (default: all)
 set -euo pipefail
 
 base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
@@ -9,13 +9,19 @@ base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
 # clang + its runtime are used for the TSan build (gcc's TSan cannot see through
 # fcontext switches as reliably) and later for libFuzzer.
 test_extra=(clang libclang-rt-14-dev)
-bench_extra=(libboost-fiber-dev wrk)
+# gnuplot-nox draws the benchmark chart (scripts/bench_report.py): one small package
+# with a PNG terminal, where matplotlib would bring numpy, pillow and fonts.
+bench_extra=(libboost-fiber-dev wrk gnuplot-nox)
+# make fuzz: libFuzzer. clang 16, not 14: clang 14 cannot compile libstdc++ 12's
+# std::source_location (no __builtin_source_location), which spindle uses.
+fuzz_extra=(clang-16 libclang-rt-16-dev)
 
 case "${1:-all}" in
   test)  want=("${base[@]}" "${test_extra[@]}") ;;
   bench) want=("${base[@]}" "${bench_extra[@]}") ;;
+  fuzz)  want=("${base[@]}" "${fuzz_extra[@]}") ;;
   all)   want=("${base[@]}" "${test_extra[@]}" "${bench_extra[@]}") ;;
-  *) echo "install-deps.sh: unknown set '$1' (test, bench or all)" >&2; exit 2 ;;
+  *) echo "install-deps.sh: unknown set '$1' (test, bench, fuzz or all)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -142,6 +143,44 @@ TEST_CASE("ProcessPool errors: exceptions, unknown names, undecodable results, t
   CHECK(pool.processes() == 0);
   CHECK_THROWS_AS(pool.call<int>("add", 1, 2), BrokenExecutor);
   CHECK_THROWS_AS(ProcessPool({.executable = ""}), std::invalid_argument);
+}
+
+TEST_CASE("ProcessPool refuses 0 workers and a negative timeout; the default is one per CPU",
+          "[executors][process]") {
+  CHECK_THROWS_AS(ProcessPool({.workers = 0}), std::invalid_argument);
+  CHECK_THROWS_AS(ProcessPool({.workers = 1, .timeout = -1ms}), std::invalid_argument);
+  ProcessPool pool;
+  CHECK(pool.workers() == std::max(1u, std::thread::hardware_concurrency()));
+  CHECK(pool.processes() == 0);  // started on demand
+}
+
+TEST_CASE("a result that cannot be decoded fails that call, naming the function, and no other",
+          "[executors][process]") {
+  ProcessPool pool({.workers = 1});
+  Runtime rt(test::opts(2));
+  // Each bad decode (too few bytes, too many, a length prefix past the end) is followed
+  // by a good call on the same worker: the bad reply was consumed whole.
+  auto outcome = [&](auto call) -> std::string {
+    return rt.block_on([&] {
+      try {
+        call();
+        return std::string("no exception");
+      } catch (const std::runtime_error& e) {
+        return std::string(e.what());
+      }
+    });
+  };
+  const std::string too_short = outcome([&] { (void)pool.call<std::pair<int64_t, int64_t>>("add", 1, 2); });
+  CHECK(too_short.find("'add'") != std::string::npos);
+  CHECK(rt.block_on([&] { return pool.call<int>("add", 2, 3); }) == 5);
+  const std::string too_long = outcome([&] { (void)pool.call<char>("add", 1, 2); });
+  CHECK(too_long.find("'add'") != std::string::npos);
+  CHECK(rt.block_on([&] { return pool.call<int>("add", 3, 4); }) == 7);
+  // "abc" as a vector<int64_t>: its u64 length (3) promises 24 bytes, 3 follow.
+  const std::string bad_length = outcome([&] { (void)pool.call<std::vector<int64_t>>("not_an_int"); });
+  CHECK(bad_length.find("'not_an_int'") != std::string::npos);
+  CHECK(rt.block_on([&] { return pool.call<std::string>("not_an_int"); }) == "abc");
+  CHECK(pool.processes() == 1);  // no worker was lost over it
 }
 
 TEST_CASE("ProcessPool round-trips a 64 MiB payload", "[executors][process]") {

@@ -12,9 +12,12 @@
 //     cache cannot go stale; it is read only inside blocking_pool(), which never
 //     suspends, so no fibre carries the cached address to another thread).
 //   * So the pool lives while its runtime's worker threads live (plus any to_thread call
-//     in flight). When the last reference goes, the pool is shut down WITHOUT waiting:
-//     idle threads exit at once, busy ones after their job (a job cannot be
-//     interrupted), so a runtime's shutdown never waits on blocking code.
+//     in flight). The last reference normally goes in the thread_local destructor of the
+//     last worker thread to exit, while Runtime::shutdown joins the workers (step 5):
+//     the pool is then shut down and its threads joined, so the runtime's shutdown
+//     returns with no pool thread left. The wait is bounded (kJoinWithin): a job that
+//     is still blocked then is left to finish on its detached thread (a job cannot be
+//     interrupted) and reported through the runtime's report sink.
 //
 // The pool is bounded by Options::blocking_threads (at least 1) and keeps idle threads
 // for 10 s.
@@ -22,10 +25,12 @@
 
 #include <algorithm>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <spindle/detail/core.hpp>
 
+#include "../../runtime/src/metrics.hpp"
 #include "../../runtime/src/runtime_impl.hpp"
 
 namespace spindle::detail {
@@ -33,6 +38,8 @@ namespace spindle::detail {
 namespace {
 
 constexpr std::chrono::milliseconds kKeepAlive{10'000};
+// How long a runtime's shutdown waits for its blocking pool (Runtime's default grace).
+constexpr std::chrono::milliseconds kJoinWithin{5'000};
 
 struct Entry {
   RuntimeImpl* rt;
@@ -57,10 +64,15 @@ bool runtime_alive(const Entry& e) {
 
 std::shared_ptr<ThreadPool> make_pool(RuntimeImpl* rt) {
   const unsigned max = std::max(1u, rt->opts.blocking_threads);
-  // The deleter shuts the pool down without waiting (see the header comment).
-  return std::shared_ptr<ThreadPool>(new ThreadPool(max, kKeepAlive), [](ThreadPool* p) {
-    p->shutdown(false);
-    delete p;
+  // The deleter shuts the pool down and joins its threads (see the header comment).
+  // It keeps the sink, not the runtime: it may run as the runtime goes away.
+  return std::shared_ptr<ThreadPool>(new ThreadPool(max, kKeepAlive), [sink = rt->sink](ThreadPool* p) {
+    if (!p->shutdown_for(kJoinWithin))
+      sink->report({Report::Kind::task_would_not_end, "to_thread",
+                    "a blocking-pool job was still running " + std::to_string(kJoinWithin.count()) +
+                        " ms after its runtime shut down; its thread was detached",
+                    nullptr});
+    delete p;  // no thread left to join: shutdown_for took them all
   });
 }
 
@@ -71,6 +83,18 @@ struct Cache {
 thread_local Cache cache;
 
 }  // namespace
+
+BlockingPoolStats blocking_pool_stats(RuntimeImpl* rt) noexcept {
+  // Read only, for Runtime::metrics(): never makes a pool.
+  std::shared_ptr<ThreadPool> pool;
+  {
+    std::lock_guard lk(table_mu);
+    for (auto& e : table())
+      if (e.rt == rt && runtime_alive(e) && (pool = e.pool.lock())) break;
+  }
+  if (!pool) return {};
+  return {pool->threads(), pool->busy(), pool->queued()};
+}
 
 std::shared_ptr<ThreadPool> blocking_pool() {
   RuntimeImpl* rt = current_runtime();

@@ -29,17 +29,23 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <initializer_list>
+#include <iterator>
 #include <mutex>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
 
 #include <spindle/errors.hpp>
+
+#include "process_wire.hpp"
 
 extern char** environ;
 
@@ -57,19 +63,34 @@ std::unordered_map<std::string, ProcessInvoker>& registry() {
 constexpr const char* kMarker = "SPINDLE_PROCESS_WORKER";
 constexpr int kWorkerFd = 3;
 
-enum class Io { ok, eof, error, timeout };
+iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*>(p), n}; }
 
-// Sends all of [p, p+n). Blocking socket.
-[[nodiscard]] Io send_all(int fd, const void* p, std::size_t n) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t r = ::send(fd, c, n, MSG_NOSIGNAL);
+// Sends every byte of the buffers, in order, gathered into as few sendmsg calls as the
+// socket takes: one for a small message, so the peer wakes once per message, not once
+// per field. Blocking socket.
+[[nodiscard]] Io send_all(int fd, std::initializer_list<iovec> bufs) {
+  iovec iov[4];
+  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 3
+  std::size_t cnt = 0;
+  for (const iovec& b : bufs)
+    if (b.iov_len > 0) iov[cnt++] = b;
+  std::size_t i = 0;
+  while (i < cnt) {
+    msghdr m{};
+    m.msg_iov = iov + i;
+    m.msg_iovlen = cnt - i;
+    const ssize_t r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
     if (r < 0) {
       if (errno == EINTR) continue;
       return Io::error;
     }
-    c += r;
-    n -= std::size_t(r);
+    // Skip what went out: whole buffers, then part of the next one.
+    std::size_t n = std::size_t(r);
+    while (i < cnt && n >= iov[i].iov_len) n -= iov[i++].iov_len;
+    if (i < cnt) {
+      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + n;
+      iov[i].iov_len -= n;
+    }
   }
   return Io::ok;
 }
@@ -201,23 +222,12 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
   char head[12];
   std::memcpy(head, &nlen, 4);
   std::memcpy(head + 4, &plen, 8);
-  Io io = send_all(w.fd, head, sizeof head);
-  if (io == Io::ok) io = send_all(w.fd, name.data(), name.size());
-  if (io == Io::ok) io = send_all(w.fd, request.data(), request.size());
+  Io io = send_all(w.fd, {buf(head, sizeof head), buf(name.data(), name.size()), buf(request.data(), request.size())});
   request = std::string();  // 64 MiB payloads: free it while we wait
   uint8_t status = 0;
-  uint64_t len = 0;
-  if (io == Io::ok) io = recv_all(w.fd, &status, 1, deadline);
-  if (io == Io::ok) io = recv_all(w.fd, &len, 8, deadline);
   std::string body;
-  if (io == Io::ok) {
-    if (status > 2) {
-      io = Io::error;
-    } else {
-      body.resize(len);
-      io = recv_all(w.fd, body.data(), len, deadline);
-    }
-  }
+  auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, p, n, deadline); };
+  if (io == Io::ok) io = read_response(recv, status, body);
   if (io != Io::ok) {
     std::string how;
     st->lost(w, true, how);
@@ -238,15 +248,11 @@ void serve_process_worker() {
   const int fd = std::atoi(m);
   using detail::Io;
   for (;;) {
-    char head[12];
-    if (detail::recv_all(fd, head, sizeof head, 0) != Io::ok) std::_Exit(0);  // the pool closed us
-    uint32_t nlen;
-    uint64_t plen;
-    std::memcpy(&nlen, head, 4);
-    std::memcpy(&plen, head + 4, 8);
-    std::string name(nlen, '\0'), payload(plen, '\0');
-    if (detail::recv_all(fd, name.data(), nlen, 0) != Io::ok || detail::recv_all(fd, payload.data(), plen, 0) != Io::ok)
-      std::_Exit(1);
+    std::string name, payload;
+    auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, p, n, 0); };
+    const Io io = detail::read_request(recv, name, payload);
+    if (io == Io::eof && name.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
+    if (io != Io::ok) std::_Exit(1);
     uint8_t status = 0;
     std::string body;
     const auto it = detail::registry().find(name);
@@ -268,15 +274,17 @@ void serve_process_worker() {
     }
     payload = std::string();
     const uint64_t len = body.size();
-    if (detail::send_all(fd, &status, 1) != Io::ok || detail::send_all(fd, &len, 8) != Io::ok ||
-        detail::send_all(fd, body.data(), body.size()) != Io::ok)
-      std::_Exit(1);
+    using detail::buf;
+    if (detail::send_all(fd, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
   }
 }
 
+unsigned ProcessPoolOptions::default_workers() noexcept { return std::max(1u, std::thread::hardware_concurrency()); }
+
 ProcessPool::ProcessPool(ProcessPoolOptions opts) {
+  if (opts.workers == 0) throw std::invalid_argument("ProcessPool: workers must be at least 1");
+  if (opts.timeout.count() < 0) throw std::invalid_argument("ProcessPool: negative timeout");
   if (opts.executable.empty()) throw std::invalid_argument("ProcessPool: empty executable path");
-  if (opts.workers == 0) opts.workers = std::max(1u, std::thread::hardware_concurrency());
   st_ = std::make_shared<detail::ProcessPoolState>();
   st_->opts = std::move(opts);
   // Call threads never idle out while the pool lives: each would take its socket's

@@ -108,26 +108,37 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   slot = &me;
   unlock();
 
-  const Waiter::Outcome o = me.wait(true, where, deadline_ns);
+  // Takes `me` back from the slot (a waiter that gives up), or lets the notify of
+  // whoever took it land first, since `me` dies with this frame.
+  auto take_back = [&]() noexcept {
+    lock();
+    if (slot == &me) {
+      slot = nullptr;
+      unlock();
+    } else {
+      // on_ready or close() took us and is notifying: that must land before `me` dies.
+      unlock();
+      (void)me.wait(false, where);
+      if (me.tag == kTagReady) {
+        lock();
+        flag = true;  // give the edge back for the next waiter (invariant 1)
+        unlock();
+      }
+    }
+  };
+  Waiter::Outcome o;
+  try {
+    o = me.wait(true, where, deadline_ns);
+  } catch (...) {
+    take_back();  // no memory for the deadline's timer: nothing waited, nothing stays linked
+    throw;
+  }
   if (o == Waiter::Outcome::notified) {
     // tag was written under the lock before the notify; notify/wait order it for us.
     if (me.tag == kTagClosed) throw_closed(what);
     return;
   }
-  lock();
-  if (slot == &me) {
-    slot = nullptr;
-    unlock();
-  } else {
-    // on_ready or close() took us and is notifying: that must land before `me` dies.
-    unlock();
-    (void)me.wait(false, where);
-    if (me.tag == kTagReady) {
-      lock();
-      flag = true;  // give the edge back for the next waiter (invariant 1)
-      unlock();
-    }
-  }
+  take_back();
   if (o == Waiter::Outcome::cancelled) me.raise_cancelled();
   throw_timeout(what);
 }
@@ -154,6 +165,11 @@ void FdSource::on_ready(uint32_t ev) noexcept {
   Waiter* r = nullptr;
   Waiter* w = nullptr;
   lock();
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    // relaxed: stored before the notify or the latch below, which the reader
+    // synchronises with (see read_drained).
+    read_closed_.store(true, std::memory_order_relaxed);
+  }
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if (reader_) {
       r = std::exchange(reader_, nullptr);

@@ -80,6 +80,24 @@ class FdSource final : public IoSource {
 
   void on_ready(uint32_t epoll_events) noexcept override;
 
+  /// Stream reads (epoll(7), Q9): a read that returned fewer bytes than it asked for
+  /// emptied the receive queue, and every byte that arrives later brings a new edge, so
+  /// the next read may wait for that edge instead of spending a syscall on EAGAIN. Not
+  /// once a hang-up, a peer's shutdown or an error was reported (EPOLLRDHUP, EPOLLHUP,
+  /// EPOLLERR): the end of the stream may have come with the last bytes and brings no
+  /// further edge, so reads then go on until the syscall reports it. Reader only.
+  bool read_drained() const noexcept {
+    // relaxed: drained_ is written only by the reading fibre itself; read_closed_ is
+    // set by on_ready before it notifies the reader, or before it latches the edge
+    // under the lock that the reader's wait() takes. A stale `false` costs one
+    // syscall; `true` is only set after a short read (note_read).
+    return drained_.load(std::memory_order_relaxed) && !read_closed_.load(std::memory_order_relaxed);
+  }
+  /// After a stream read of `got` bytes into room for `asked`.
+  void note_read(std::size_t got, std::size_t asked) noexcept {
+    drained_.store(got > 0 && got < asked, std::memory_order_relaxed);  // relaxed: see read_drained
+  }
+
   /// RAII for the ops_ count (invariant 3). Throws system_error(EBADF, what) if close()
   /// already began.
   class Op {
@@ -113,6 +131,8 @@ class FdSource final : public IoSource {
   std::atomic<bool> closed_{false};
   std::atomic<uint32_t> ops_{0};  // operations inside, plus kClosing
   bool ready_read_ = false;
+  std::atomic<bool> drained_{false};      // the last stream read was short (reader only)
+  std::atomic<bool> read_closed_{false};  // sticky: RDHUP, HUP or ERR seen (on_ready)
   bool ready_write_ = false;
   Waiter* reader_ = nullptr;
   Waiter* writer_ = nullptr;

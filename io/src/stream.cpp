@@ -37,6 +37,7 @@ SocketStream::SocketStream(int fd) {
 
 SocketStream::SocketStream(SocketStream&& o) noexcept
     : src_(std::exchange(o.src_, nullptr)),
+      pipe_(o.pipe_),
       rbuf_(std::move(o.rbuf_)),
       rbeg_(std::exchange(o.rbeg_, 0)),
       rend_(std::exchange(o.rend_, 0)),
@@ -50,6 +51,7 @@ SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
     rbeg_ = std::exchange(o.rbeg_, 0);
     rend_ = std::exchange(o.rend_, 0);
     timeout_ns_ = o.timeout_ns_;
+    pipe_ = o.pipe_;
   }
   return *this;
 }
@@ -73,9 +75,14 @@ int64_t SocketStream::deadline() const noexcept {
 }
 
 std::size_t SocketStream::recv_some(void* buf, std::size_t n, const char* what) {
-  return std::size_t(detail::io_call(source(what), detail::Dir::read, deadline(), what,
-                                     std::source_location::current(),
-                                     [&](int fd) { return ::recv(fd, buf, n, 0); }));
+  detail::FdSource* s = source(what);
+  // After a short read the next one waits for an edge first (FdSource::read_drained).
+  const auto got = std::size_t(detail::io_call(
+      s, detail::Dir::read, deadline(), what, std::source_location::current(),
+      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, [](int) { return false; },
+      s->read_drained()));
+  s->note_read(got, n);
+  return got;
 }
 
 void SocketStream::consume(std::size_t n) noexcept {
@@ -185,7 +192,9 @@ std::string SocketStream::read_line(std::size_t limit) {
 std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
   return std::size_t(detail::io_call(source("send"), detail::Dir::write, deadline(), "send",
                                      std::source_location::current(),
-                                     [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
+                                     [&](int fd) {
+                                       return pipe_ ? detail::write_nosigpipe(fd, buf, n) : ::send(fd, buf, n, MSG_NOSIGNAL);
+                                     }));
 }
 
 void SocketStream::write_all(const void* buf, std::size_t n) {
@@ -194,13 +203,20 @@ void SocketStream::write_all(const void* buf, std::size_t n) {
   const int64_t dl = deadline();
   while (n > 0) {
     const auto k = std::size_t(detail::io_call(s, detail::Dir::write, dl, "send", std::source_location::current(),
-                                               [&](int fd) { return ::send(fd, p, n, MSG_NOSIGNAL); }));
+                                               [&](int fd) {
+                                                 return pipe_ ? detail::write_nosigpipe(fd, p, n)
+                                                              : ::send(fd, p, n, MSG_NOSIGNAL);
+                                               }));
     p += k;
     n -= k;
   }
 }
 
 void SocketStream::shutdown_write() {
+  if (pipe_) {  // a pipe has no half-close: closing the write end is the EOF
+    close();
+    return;
+  }
   if (::shutdown(source("shutdown")->fd(), SHUT_WR) != 0) detail::throw_errno(errno, "shutdown");
 }
 

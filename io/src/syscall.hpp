@@ -19,10 +19,13 @@ namespace spindle::detail {
 /// Runs call(fd) until it returns >= 0 (returned) or fails with an error other than
 /// EINTR / EAGAIN (thrown as system_error(errno, what)), waiting for `d` readiness on
 /// EAGAIN. `transient(errno)` may ask for a retry of other errors (accept's ECONNABORTED).
+/// `wait_first`: the fd is known not to be ready yet (FdSource::read_drained), so wait
+/// for its next edge before the first try.
 template <class Call, class Transient>
 auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
-             Transient&& transient) {
+             Transient&& transient, bool wait_first = false) {
   FdSource::Op op(s, what);
+  if (wait_first) s->wait(d, deadline_ns, what, where);
   for (;;) {
     if (s->closed()) throw_errno(EBADF, what);
     const auto r = call(s->fd());
@@ -43,6 +46,10 @@ auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::sou
 
 /// Makes fd non-blocking and close-on-exec. Throws system_error.
 void set_nonblocking(int fd);
+
+/// write(2) to a pipe with SIGPIPE held back in the calling thread: a reader that is gone
+/// is EPIPE, and the SIGPIPE that write raised is consumed (process.cpp).
+ssize_t write_nosigpipe(int fd, const void* buf, std::size_t n);
 
 /// Makes a socket of `type` for a's family and connects it before deadline_ns (0: none);
 /// returns its source. Throws system_error, TimeoutError, CancelledError (the socket is

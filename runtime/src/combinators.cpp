@@ -73,7 +73,16 @@ Waiter::Outcome wait_one(FutureCore* c, int64_t deadline_ns, bool cancellable, s
   if (c->done()) return Waiter::Outcome::notified;
   Waiter w;
   if (!link_done_node(c, &w)) return Waiter::Outcome::notified;
-  const Waiter::Outcome o = w.wait(cancellable, where, deadline_ns);
+  Waiter::Outcome o;
+  try {
+    o = w.wait(cancellable, where, deadline_ns);
+  } catch (...) {
+    // No memory for the deadline's timer: take w back (or let its notify land) first.
+    if (!unlink_done_node(c, &w))
+      while (w.wait(false, where) != Waiter::Outcome::notified) {
+      }
+    throw;
+  }
   if (o == Waiter::Outcome::notified) return o;
   if (!unlink_done_node(c, &w)) {
     // A completer detached w and will notify it: let that land before w dies.
@@ -284,7 +293,13 @@ Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_l
   Waiter w;
   parked_ = &w;
   lock_.unlock();
-  Waiter::Outcome o = w.wait(cancellable, where, deadline_ns);
+  Waiter::Outcome o = Waiter::Outcome::timed_out;
+  std::exception_ptr err;
+  try {
+    o = w.wait(cancellable, where, deadline_ns);
+  } catch (...) {
+    err = std::current_exception();  // no memory for the deadline's timer: unpark first
+  }
   lock_.lock();
   const bool taken = parked_ != &w;  // a completer took w and notifies it
   if (!taken) parked_ = nullptr;
@@ -294,6 +309,7 @@ Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_l
     while (w.wait(false, where) != Waiter::Outcome::notified) {
     }
   }
+  if (err) std::rethrow_exception(err);
   return ready ? Waiter::Outcome::notified : o;
 }
 

@@ -24,7 +24,7 @@ __attribute__((noinline)) void set_current_worker(Worker* w) noexcept { tls_work
 
 __attribute__((noinline)) TaskHeader* current_task_header() noexcept {
   Worker* w = current_worker();
-  return w ? w->current : nullptr;
+  return w ? w->current.load(std::memory_order_relaxed) : nullptr;
 }
 
 __attribute__((noinline)) RuntimeImpl* current_runtime() noexcept {

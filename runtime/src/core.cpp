@@ -227,7 +227,15 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
     f->unlock();
   }
   Waiter::Outcome o = Waiter::Outcome::notified;
-  if (!already) o = w.wait(cancellable, where, deadline_ns);
+  std::exception_ptr err;  // no memory for the deadline's timer: unlink, then rethrow
+  if (!already) {
+    try {
+      o = w.wait(cancellable, where, deadline_ns);
+    } catch (...) {
+      err = std::current_exception();
+      o = Waiter::Outcome::timed_out;
+    }
+  }
   // Take every node back; a node a completer already detached must land before it dies.
   bool any_fired = false;
   for (std::size_t i = 0; i < linked; ++i) {
@@ -242,6 +250,7 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
   }
   // If a relay claimed `first`, it notified w: let that notify land before w dies.
   if (any_fired && o != Waiter::Outcome::notified && first.load(std::memory_order_acquire)) (void)w.wait(false, where);
+  if (err) std::rethrow_exception(err);
   if (o != Waiter::Outcome::notified) {
     for (std::size_t i = 0; i < n; ++i)
       if (futs[i]->done()) return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;

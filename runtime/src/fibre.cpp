@@ -71,19 +71,25 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   // A fibre is always started by its worker's loop: the stack we come from is the
   // worker thread's own, which ASan needs for every later switch back.
   san::finish_switch(nullptr, &frame.back_bottom, &frame.back_size);
-  {
-    Worker* w = current_worker();
-    w->stack_bottom = frame.back_bottom;
-    w->stack_size = frame.back_size;
-  }
+  Worker* const starter = current_worker();  // valid until the body first suspends
+  starter->stack_bottom = frame.back_bottom;
+  starter->stack_size = frame.back_size;
   frame.back = std::move(back);
   frame.task = t;
-  frame.rt = current_runtime();
+  frame.rt = starter->rt;
   frame.stack = s;
   frame.tsan_fiber = tsan_fiber;
+  frame.started_ns = starter->clock_ns;
   t->lock();
   t->frame = &frame;
   t->unlock();
+  // Listed from its first step on (all_tasks, dumps, shutdown). A task registering after
+  // shutdown took its snapshot would be missed by its cancellation: it cancels itself
+  // instead, raised at its first suspension. seq_cst: pairs with shutdown's store of
+  // `closing` before its snapshot (and the shard's lock is a full barrier).
+  starter->registry.add(&frame);
+  if (starter->rt->closing.load(std::memory_order_seq_cst) && !(t->word.load(std::memory_order_relaxed) & kLateSpawn))
+    t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
 
   Status st = Status::result;
   std::exception_ptr error;
@@ -100,7 +106,7 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
     error = std::current_exception();
   }
 
-  if (frame.shard) frame.shard->remove(&frame);
+  frame.shard->remove(&frame);
   t->lock();
   t->frame = nullptr;
   if (st == Status::exception) {
@@ -115,6 +121,8 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   t->publish_and_unlock(st);
 
   Worker* w = current_worker();
+  if (st == Status::cancelled) Worker::bump(w->cancelled);
+  else if (st == Status::exception) Worker::bump(w->failed);
   w->tsan_to_destroy = frame.tsan_fiber;
   san::start_switch(nullptr, frame.back_bottom, frame.back_size);
   san::tsan_switch_to(w->tsan_fiber);
@@ -134,20 +142,8 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 
 void suspend_current(std::source_location where) noexcept {
   Worker* w = current_worker();
-  TaskHeader* t = w->current;
+  TaskHeader* t = w->current.load(std::memory_order_relaxed);
   TaskFrame* f = t->frame;
-  if (!f->shard) {
-    // Register on first suspension: a task that never suspends is never listed, and
-    // costs no registry lock. A task registering after shutdown began (so missed by
-    // its snapshot) cancels itself here instead of sleeping.
-    w->registry.add(f);
-    // seq_cst: pairs with shutdown's store of `closing` before it takes its snapshot.
-    if (w->rt->closing.load(std::memory_order_seq_cst) &&
-        !(t->word.load(std::memory_order_relaxed) & kLateSpawn)) {
-      t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
-      return;  // a spurious return: the caller's wait loop sees the cancellation
-    }
-  }
   // relaxed: a diagnostic only (see frame.hpp).
   f->where_file.store(where.file_name(), std::memory_order_relaxed);
   f->where_function.store(where.function_name(), std::memory_order_relaxed);
@@ -166,7 +162,7 @@ void suspend_current(std::source_location where) noexcept {
     TaskFrame* nf = next->frame;
     next->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING: as in run_task
     w->switch_prev = t;
-    w->current = next;
+    w->current.store(next, std::memory_order_relaxed);
     w->handoff_back = std::move(f->back);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)

@@ -32,6 +32,7 @@ struct TaskFrame {
   std::atomic<const char*> where_file{nullptr};
   std::atomic<const char*> where_function{nullptr};
   std::atomic<uint32_t> where_line{0};
+  int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
   // Registry links (all_tasks, shutdown): guarded by shard's lock.
   RegistryShard* shard = nullptr;
   TaskFrame* prev = nullptr;

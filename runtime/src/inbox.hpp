@@ -43,6 +43,8 @@ class BasicInbox {
     return n != 0;
   }
   bool empty() const noexcept { return count_.load(std::memory_order_acquire) == 0; }
+  /// Items waiting, for metrics (relaxed: a count that may be a moment old). Any thread.
+  std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
   void lock() noexcept { lock_.lock(); }

@@ -35,7 +35,7 @@ void say_hex(uintptr_t v) noexcept {
 void on_fault(int sig, siginfo_t* info, void* uctx) {
   const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   Worker* w = current_worker();
-  TaskHeader* t = w ? w->current : nullptr;
+  TaskHeader* t = w ? w->current.load(std::memory_order_relaxed) : nullptr;
   TaskFrame* f = t ? t->frame : nullptr;
   if (f) {
     const auto lo = reinterpret_cast<uintptr_t>(f->stack.base);

@@ -1,31 +1,36 @@
 #include "registry.hpp"
 
-#include "frame.hpp"
+#include <mutex>
 
 namespace spindle::detail {
 
-void RegistryShard::add(TaskFrame* f) noexcept {
-  std::lock_guard lk(mu_);
-  f->shard = this;
-  f->prev = nullptr;
-  f->next = head_;
-  if (head_) head_->prev = f;
-  head_ = f;
-}
+__attribute__((noinline)) void RegistryShard::lock_contended() noexcept { mu_.lock(); }
 
-void RegistryShard::remove(TaskFrame* f) noexcept {
+template <class F>
+void RegistryShard::for_each_locked(F&& fn) {
+  // The caller's vector grows under the lock: dumps are rare, and the owner's adds only
+  // wait for the copy.
   std::lock_guard lk(mu_);
-  if (f->prev) f->prev->next = f->next; else head_ = f->next;
-  if (f->next) f->next->prev = f->prev;
-  f->prev = f->next = nullptr;
+  for (TaskFrame* f = head_; f; f = f->next) fn(f);
 }
 
 void RegistryShard::snapshot(std::vector<TaskHeader*>& out) {
-  std::lock_guard lk(mu_);
-  for (TaskFrame* f = head_; f; f = f->next) {
+  for_each_locked([&](TaskFrame* f) {
+    out.push_back(f->task);  // may throw: take the reference only once it is stored
     f->task->ref();
-    out.push_back(f->task);
-  }
+  });
+}
+
+void RegistryShard::snapshot(std::vector<RegistryEntry>& out) {
+  for_each_locked([&](TaskFrame* f) {
+    // relaxed: the state and the suspension point are diagnostics (see frame.hpp); the
+    // frame is alive while it is linked, and we hold the shard's lock.
+    out.push_back(RegistryEntry{f->task, f->started_ns, f->task->sched.load(std::memory_order_relaxed),
+                                f->where_file.load(std::memory_order_relaxed),
+                                f->where_function.load(std::memory_order_relaxed),
+                                f->where_line.load(std::memory_order_relaxed)});
+    f->task->ref();
+  });
 }
 
 }  // namespace spindle::detail

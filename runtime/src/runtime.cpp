@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "frame.hpp"
+#include "monitor.hpp"
 #include "overflow_guard.hpp"
 
 namespace spindle::detail {
@@ -18,7 +19,8 @@ RuntimeImpl::RuntimeImpl(Options o)
       sink(std::make_shared<ReportSink>()),
       stacks(opts.stack_size),
       idle(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
-      spin(std::chrono::microseconds(50)) {
+      spin(std::chrono::microseconds(50)),
+      start_ns(monotonic_ns()) {
   sink->fn = opts.report;
   sink->rt = this;
 }
@@ -33,10 +35,14 @@ RuntimeImpl::~RuntimeImpl() {
 
 void RuntimeImpl::start() {
   install_overflow_handler();
+  // The console's socket first: a bad address or a failed bind throws before any thread
+  // runs. It is served once the workers run.
+  if (!opts.monitor.empty()) monitor = std::make_unique<MonitorServer>(this, opts.monitor);
   const unsigned n = opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
   workers.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers.push_back(new Worker(this, i));
   for (Worker* w : workers) w->thread = std::thread([w] { w->main(); });
+  if (monitor) monitor->start();
 }
 
 bool RuntimeImpl::owns_thread() const noexcept {
@@ -191,12 +197,15 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
   //    end cancelled, so that nobody waiting on them hangs.
   cancel_unstarted_leftovers();
   closed.store(true, std::memory_order_release);
+  // 7. The console closes last, so that a shutdown that hangs can still be looked at.
+  if (monitor) monitor->stop();
 }
 
 void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
   auto drop = [&](TaskHeader* t) {
     if (!(t->sched.load(std::memory_order_acquire) & kStarted)) {
       finish_unstarted(t, Status::cancelled, nullptr);
+      foreign_cancelled.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter
       foreign_ended.fetch_add(1, std::memory_order_relaxed);
     }
     // A started task left in a queue would not end; it was reported in step 4.

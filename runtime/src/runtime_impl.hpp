@@ -20,6 +20,8 @@
 
 namespace spindle::detail {
 
+class MonitorServer;
+
 /// Where reports go. Shared with tasks and callbacks that may outlive the runtime: `rt`
 /// is cleared (under mu) when the runtime is destroyed.
 struct ReportSink {
@@ -52,6 +54,10 @@ class RuntimeImpl {
   std::atomic<bool> closed{false};    // shutdown finished
   std::atomic<uint64_t> foreign_spawned{0};
   std::atomic<uint64_t> foreign_ended{0};
+  std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
+  std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
+  const int64_t start_ns;  // when the runtime started (metrics' uptime)
+  std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any
 
   void start();
   void shutdown(std::chrono::milliseconds grace);

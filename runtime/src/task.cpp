@@ -8,6 +8,7 @@
 
 #include "frame.hpp"
 #include "runtime_impl.hpp"
+#include "task_dump.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
@@ -30,14 +31,32 @@ std::string describe(const std::exception_ptr& e) {
   }
 }
 
+uint64_t id_locked(FutureCore* c) {
+  Extra& x = c->extra_locked();
+  // relaxed: only uniqueness matters.
+  if (x.id == 0) x.id = g_next_task_id.fetch_add(1, std::memory_order_relaxed);
+  return x.id;
+}
+
 std::string name_locked(FutureCore* c) {
   Extra& x = c->extra_locked();
   if (!x.name.empty()) return x.name;
-  // relaxed: only uniqueness matters.
-  if (x.id == 0) x.id = g_next_task_id.fetch_add(1, std::memory_order_relaxed);
-  return "Task-" + std::to_string(x.id);
+  return "Task-" + std::to_string(id_locked(c));
 }
 }  // namespace
+
+uint64_t task_id(FutureCore* c) {
+  c->lock();
+  uint64_t id;
+  try {
+    id = id_locked(c);
+  } catch (...) {
+    c->unlock();
+    throw;
+  }
+  c->unlock();
+  return id;
+}
 
 void ReportSink::report(Report r) noexcept {
   try {
@@ -238,10 +257,11 @@ Task<> current_task() {
 bool in_runtime() noexcept { return detail::current_task_header() != nullptr; }
 
 namespace {
-std::vector<Task<>> wrap(std::vector<detail::TaskHeader*> v) {
+std::vector<Task<>> handles(std::vector<TaskInfo> infos) {
   std::vector<Task<>> out;
-  out.reserve(v.size());
-  for (auto* t : v) out.emplace_back(t);  // adopts the snapshot's reference
+  out.reserve(infos.size());
+  for (auto& i : infos)
+    if (i.state != TaskState::done) out.push_back(std::move(i.task));
   return out;
 }
 }  // namespace
@@ -249,15 +269,9 @@ std::vector<Task<>> wrap(std::vector<detail::TaskHeader*> v) {
 std::vector<Task<>> all_tasks() {
   detail::RuntimeImpl* rt = detail::current_runtime();
   if (!rt) throw RuntimeError("all_tasks: no running runtime on this thread");
-  auto v = wrap(rt->snapshot_tasks());
-  // The caller is running, so it may not be registered yet; asyncio lists it.
-  Task<> me = current_task();
-  bool found = false;
-  for (auto& t : v) found = found || t == me;
-  if (!found && me) v.push_back(std::move(me));
-  return v;
+  return handles(detail::dump_runtime(rt, DumpOptions{}).tasks);
 }
 
-std::vector<Task<>> all_tasks(Runtime& rt) { return wrap(rt.impl()->snapshot_tasks()); }
+std::vector<Task<>> all_tasks(Runtime& rt) { return handles(detail::dump_runtime(rt.impl(), DumpOptions{}).tasks); }
 
 }  // namespace spindle

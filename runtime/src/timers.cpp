@@ -50,10 +50,16 @@ TimerEntry* arm_callback(RuntimeImpl* rt, int64_t deadline_ns, std::function<voi
 TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns) {
   auto* e = new TimerEntry();
   e->deadline = deadline_ns;
+  e->refs.store(2, std::memory_order_relaxed);
+  try {
+    current_worker()->timers.push(e);  // may grow the heap: bad_alloc leaves nothing armed
+  } catch (...) {
+    delete e;
+    throw;
+  }
+  // Only this worker's loop fires its heap, and it is running us: no race with firing.
   t->ref();
   e->task = t;
-  e->refs.store(2, std::memory_order_relaxed);
-  current_worker()->timers.push(e);
   return e;
 }
 

@@ -23,6 +23,50 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
 
 Worker::~Worker() = default;
 
+void Worker::sample_stacks() noexcept {
+  // Fibres alive now: started minus ended-with-a-fibre, summed over every worker. Every
+  // `started` is read before any `ended`, so a race can only make this low, never report
+  // a peak that did not happen (relaxed: each counter has a single writer).
+  uint64_t started_all = 0, ended_all = 0;
+  for (Worker* w : rt->workers) started_all += w->started.load(std::memory_order_relaxed);
+  for (Worker* w : rt->workers)
+    ended_all += w->ended.load(std::memory_order_relaxed) - w->ended_unstarted.load(std::memory_order_relaxed);
+  const uint64_t in_use = started_all > ended_all ? started_all - ended_all : 0;
+  if (in_use > stacks_peak.load(std::memory_order_relaxed)) stacks_peak.store(in_use, std::memory_order_relaxed);
+}
+
+void Worker::collect_queued(std::vector<TaskHeader*>& out) {
+  inbox.drain_into(pinned);  // as next_task would; the order is kept
+  // Tasks waiting in the global queue come into our ring first (as from_global takes
+  // them), as many as fit, so that they are listed too.
+  // relaxed: a hint, as in from_global.
+  while (rt->global_len.load(std::memory_order_relaxed) > 0 && ring.size() < RunQueue::kCap) {
+    TaskHeader* buf[32];
+    const uint32_t room = RunQueue::kCap - ring.size();
+    const std::size_t n = rt->global.try_dequeue_bulk(gctok_, buf, room < 32 ? room : 32);
+    if (n == 0) break;
+    rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);  // as in from_global
+    for (std::size_t i = 0; i < n; ++i) push_ring(buf[i]);  // fits: room was checked
+  }
+  // Reserve first: once the run queue is emptied below, nothing may throw.
+  out.reserve(out.size() + 2 + pinned.size() + ring.size());
+  auto take = [&out](TaskHeader* t) {
+    t->ref();
+    out.push_back(t);
+  };
+  if (lifo) take(lifo);
+  if (pending) take(pending);
+  for (TaskHeader* t : pinned) take(t);
+  // Thieves only ever shrink the ring, and only we push: what we pop fits back.
+  TaskHeader* buf[RunQueue::kCap];
+  uint32_t n = 0;
+  while (n < RunQueue::kCap && (buf[n] = ring.pop())) ++n;
+  for (uint32_t i = 0; i < n; ++i) {
+    take(buf[i]);
+    ring.push(buf[i]);
+  }
+}
+
 bool Worker::has_local_work() const noexcept {
   return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() ||
          !timer_inbox.empty();
@@ -77,7 +121,12 @@ TaskHeader* Worker::steal() {
   for (unsigned k = 0; k < n; ++k) {
     Worker* v = all[(start + k) % n];
     if (v == this) continue;
-    if (TaskHeader* t = v->ring.steal_into(ring)) return t;
+    bump(steal_attempts);
+    if (TaskHeader* t = v->ring.steal_into(ring)) {
+      bump(steals);
+      bump(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
+      return t;
+    }
   }
   return nullptr;
 }
@@ -90,6 +139,7 @@ int64_t Worker::run_timers() {
   timer_inbox.drain_into(to_heap);
   if (timers.empty()) return INT64_MAX;
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
+    bump(timers_fired);
     if (t->task) {
       wake_task(t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
@@ -106,15 +156,16 @@ int64_t Worker::run_timers() {
 }
 
 TaskHeader* Worker::next_task() {
-  ++tick;
+  const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
+  tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
   if (--global_countdown == 0) {
     global_countdown = 61;
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
-    if (reactor.sources() != 0) reactor.poll(0);
+    if (reactor.sources() != 0) bump(reactor_events, uint64_t(reactor.poll(0)));
     if (TaskHeader* t = from_global()) return t;
   }
-  if ((tick & 15) == 0) run_timers();
+  if ((turn & 15) == 0) run_timers();
   if (shuffle) shuffle_ready();
   if (lifo) {
     if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
@@ -127,7 +178,7 @@ TaskHeader* Worker::next_task() {
   }
   lifo_streak = 0;
   TaskHeader* t = nullptr;
-  if ((tick & 1) && !pinned.empty()) {
+  if ((turn & 1) && !pinned.empty()) {
     t = pinned.front();
     pinned.pop_front();
     return t;
@@ -167,7 +218,12 @@ void Worker::shuffle_ready() {
 TaskHeader* Worker::search() {
   const bool multi = rt->workers.size() > 1;
   if (multi && !searching) searching = rt->idle.try_start_searching();
-  const auto deadline = std::chrono::steady_clock::now() + rt->spin;
+  // A loop that owns fds is woken by the kernel through its own epoll: spinning would
+  // only take the CPU from the work it waits for (on a 2-core machine serving loopback
+  // clients, 50 us of spin cost 20% of the server's CPU), so it parks after one pass.
+  // Loops without I/O keep the spin that makes cross-thread wake-ups cheap.
+  const auto spin = reactor.sources() != 0 ? std::chrono::nanoseconds(0) : rt->spin;
+  const auto deadline = std::chrono::steady_clock::now() + spin;
   for (unsigned i = 1;; ++i) {
     TaskHeader* t = nullptr;
     if (inbox.drain_into(pinned)) {
@@ -180,7 +236,7 @@ TaskHeader* Worker::search() {
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
     if ((i & 63) == 0) {
       run_timers();  // a due timer may have made a task ready here
-      if (reactor.sources() != 0) reactor.poll(0);  // so may I/O
+      if (reactor.sources() != 0) bump(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
       if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
     }
     cpu_relax();
@@ -188,6 +244,7 @@ TaskHeader* Worker::search() {
 }
 
 void Worker::park() {
+  bump(parks);
   rt->idle.park(this, searching);
   searching = false;
   // seq_cst fence: our registration as parked comes before the re-check below (pairs
@@ -202,7 +259,7 @@ void Worker::park() {
       work = true;
     } else {
       const int64_t now = next == INT64_MAX ? 0 : monotonic_ns();
-      reactor.poll(next == INT64_MAX ? -1 : (next > now ? next - now : 0));
+      bump(reactor_events, uint64_t(reactor.poll(next == INT64_MAX ? -1 : (next > now ? next - now : 0))));
     }
   }
   if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
@@ -227,7 +284,13 @@ void Worker::start_fibre(TaskHeader* t) {
   // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
   // they act on with their own CAS; the context hand-over is ordered by the queues.
   t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
-  current = t;
+  bump(started);
+  if (const uint64_t turn = tick.load(std::memory_order_relaxed); turn - clock_turn >= kClockTurns) {
+    clock_ns = monotonic_ns();  // for the stamp of this fibre's start (fibre_main)
+    clock_turn = turn;
+    sample_stacks();  // the fibre count's peak, sampled while busy too
+  }
+  current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
 #endif
@@ -240,6 +303,8 @@ void Worker::run_task(TaskHeader* t) {
     const uint32_t w0 = t->word.load(std::memory_order_acquire);
     if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
       finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
+      bump(cancelled);
+      bump(ended_unstarted);
       bump(ended);
       return;
     }
@@ -247,6 +312,8 @@ void Worker::run_task(TaskHeader* t) {
       start_fibre(t);
     } catch (...) {
       finish_unstarted(t, Status::exception, std::current_exception());  // e.g. no memory for a stack
+      bump(failed);
+      bump(ended_unstarted);
       bump(ended);
     }
     return;
@@ -256,7 +323,7 @@ void Worker::run_task(TaskHeader* t) {
   // QUEUED -> RUNNING, keeping NOTIFIED. An RMW, not a store: acq_rel pairs with a
   // waker's CAS on a QUEUED task (see wake_task), so the fibre sees its signal.
   t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
-  current = t;
+  current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
 #endif
@@ -268,7 +335,8 @@ void Worker::switched_back(boost::context::fiber&& f) {
   san::finish_switch(asan_fake, nullptr, nullptr);
   // Fibres may have switched among themselves (suspend_current's direct switch): the
   // one that came back is `current`, not necessarily the one we resumed.
-  TaskHeader* t = std::exchange(current, nullptr);
+  TaskHeader* t = current.load(std::memory_order_relaxed);
+  current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).
     san::tsan_destroy(std::exchange(tsan_to_destroy, nullptr));
@@ -311,7 +379,10 @@ void Worker::after_suspend(TaskHeader* t) noexcept {
 TaskHeader* Worker::next_for_direct_switch() noexcept {
   if (pending || rt->stopping.load(std::memory_order_relaxed)) return nullptr;
   TaskHeader* n = next_task();
-  if (!n) return nullptr;
+  if (!n) {
+    bump(empty_turns);
+    return nullptr;
+  }
   if (!(n->sched.load(std::memory_order_relaxed) & kStarted)) {
     pending = n;  // it needs a new fibre: the worker's loop starts it next
     return nullptr;
@@ -324,10 +395,29 @@ void Worker::main() {
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();
   AltStack alt;  // so a fibre's stack overflow can be reported
+  clock_ns = monotonic_ns();
+  int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
   for (;;) {
     TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
-    if (!t) t = search();
+    if (!t) {
+      bump(empty_turns);
+      if (idle_start == 0) {
+        idle_start = monotonic_ns();
+        idle_since.store(idle_start, std::memory_order_relaxed);
+        sample_stacks();  // a loop going idle is a cheap moment to sample the peak
+      }
+      if ((t = search())) bump(search_found);
+    }
     if (t) {
+      if (idle_start != 0) {
+        // relaxed: single writer; a metrics reader may see the two stores apart, which
+        // only makes one snapshot's busy time off by this spell.
+        clock_ns = monotonic_ns();
+        clock_turn = tick.load(std::memory_order_relaxed);
+        idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (clock_ns - idle_start), std::memory_order_relaxed);
+        idle_since.store(0, std::memory_order_relaxed);
+        idle_start = 0;
+      }
       if (searching) {
         searching = false;
         // The last searcher to find work wakes another: there may be more.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <thread>
+#include <vector>
 
 #include <spindle/detail/task_header.hpp>
 
@@ -51,7 +52,10 @@ struct Worker {
   TimerHeap timers;                                  // owner only
   BasicInbox<TimerEntry*> timer_inbox;  // timers armed by other threads
 
-  TaskHeader* current = nullptr;  // owner only: the task whose fibre is running
+  // The task whose fibre is running. Written only by the owner; an atomic so that a task
+  // dump on another thread may read which task each loop runs (relaxed: a diagnostic; a
+  // relaxed store is a plain store on x86, so the switch path pays nothing).
+  std::atomic<TaskHeader*> current{nullptr};
   bool yielding = false;          // owner only: `current` asked to be requeued (yield)
   TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
   // Direct fibre-to-fibre switch state (see suspend_current): owner only.
@@ -59,7 +63,7 @@ struct Worker {
   boost::context::fiber handoff_back;  // the worker's own context, passed between fibres
   const void* stack_bottom = nullptr;  // the worker thread's stack bounds (ASan)
   std::size_t stack_size = 0;
-  uint64_t tick = 0;
+  std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
   bool searching = false;
   bool in_parked_list = false;    // guarded by Idle's mutex
   // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
@@ -71,6 +75,32 @@ struct Worker {
   // Counters: written only by this worker (single writer, relaxed), read by anyone.
   std::atomic<uint64_t> ended{0};
   std::atomic<uint64_t> spawned{0};
+  // Metrics (metrics.cpp): the same rule. Most are bumped off the hot paths (idle,
+  // stealing, timers, cancellation); `started` is one store per new fibre.
+  std::atomic<uint64_t> started{0};           // fibres started here
+  std::atomic<uint64_t> ended_unstarted{0};   // of `ended`: tasks that ended without a fibre
+  std::atomic<uint64_t> cancelled{0};         // tasks that ended cancelled here
+  std::atomic<uint64_t> failed{0};            // tasks that ended with an exception here
+  std::atomic<uint64_t> empty_turns{0};       // next_task calls that found nothing
+  std::atomic<uint64_t> search_found{0};      // tasks found by search() (not by next_task)
+  std::atomic<uint64_t> steal_attempts{0};    // other workers' queues probed
+  std::atomic<uint64_t> steals{0};            // probes that took tasks
+  std::atomic<uint64_t> tasks_stolen{0};      // tasks those probes took
+  std::atomic<uint64_t> parks{0};
+  std::atomic<uint64_t> reactor_events{0};    // epoll events handled (wake-ups included)
+  std::atomic<uint64_t> timers_fired{0};
+  std::atomic<int64_t> idle_ns{0};            // time spent searching or parked, finished spells
+  std::atomic<int64_t> idle_since{0};         // start of the current idle spell, 0 when busy
+  std::atomic<uint64_t> stacks_peak{0};       // highest fibre count this worker sampled
+  void sample_stacks() noexcept;              // updates stacks_peak (reads every worker)
+
+  // A coarse clock for task ages (owner only): a fibre's start is stamped with it, since
+  // reading the clock at every start would cost more than the start's other bookkeeping
+  // together. Refreshed when a loop ends an idle spell and at a start at least
+  // kClockTurns turns after the last refresh, so a stamp is at most that many turns old.
+  static constexpr uint64_t kClockTurns = 256;
+  int64_t clock_ns = 0;
+  uint64_t clock_turn = 0;  // tick at the last refresh
 
   // Sanitizer state of the worker's own (thread) stack.
   void* tsan_fiber = nullptr;
@@ -89,10 +119,15 @@ struct Worker {
   bool push_local(TaskHeader* t, bool wake);
   /// True if anything is queued here that this worker could run now.
   bool has_local_work() const noexcept;
+  /// Owner thread only (a fibre of this worker): takes a reference on every task queued
+  /// here (LIFO slot, pending, pinned queue, inbox, run queue) and appends it to `out`.
+  /// The run queue is emptied and refilled in the same order, so thieves cannot take a
+  /// task (and run it to its end) while we hold its pointer without a reference.
+  void collect_queued(std::vector<TaskHeader*>& out);
 
-  static void bump(std::atomic<uint64_t>& c) noexcept {
+  static void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
     // Single writer: a plain load+store is enough, and avoids a locked instruction.
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
   }
 
  private:

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <chrono>
+#include <iosfwd>
 #include <memory>
 #include <source_location>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include <spindle/metrics.hpp>
 #include <spindle/options.hpp>
 #include <spindle/task.hpp>
 #include <spindle/timers.hpp>
@@ -74,6 +76,13 @@ class Runtime {
   /// True once shutdown has begun.
   bool closed() const noexcept;
 
+  /// A snapshot of the scheduler's counters (metrics.hpp). Any thread; takes no lock
+  /// the loops use, and costs them nothing while nobody asks.
+  Metrics metrics() const;
+  /// Writes every live task (monitor.hpp: task_infos) as a table, with the call stack of
+  /// each suspended one. Any thread; blocks (or suspends) briefly while the loops answer.
+  void dump_tasks(std::ostream& os) const;
+
   detail::RuntimeImpl* impl() const noexcept { return impl_.get(); }
 
  private:
@@ -97,8 +106,10 @@ void yield(std::source_location where = std::source_location::current());
 /// through it), or an empty handle outside a task.
 Task<> current_task();
 
-/// Every task of the calling fibre's runtime (or of `rt`) that has started and not ended.
-/// Tasks that are queued but have not started yet are not listed.
+/// Every live task of the calling fibre's runtime (or of `rt`): running, suspended, and
+/// queued (started or not), the caller included (asyncio.all_tasks). The list is taken
+/// as monitor.hpp's task dumps are: from a fibre it may suspend briefly while the other
+/// loops list their queues, and a foreign thread blocks as long.
 std::vector<Task<>> all_tasks();
 std::vector<Task<>> all_tasks(Runtime& rt);
 

@@ -54,6 +54,10 @@ class Task : public detail::HandleBase {
   bool cancel(std::string msg = {});
   /// The task's name: the one given at spawn or set_name, else "Task-<n>".
   std::string name() const;
+  /// A number unique among this process's tasks, given the first time it is asked for
+  /// (by id(), name() of an unnamed task, or a task dump): the <n> of "Task-<n>" and the
+  /// ID of the monitor console.
+  uint64_t id() const;
   void set_name(std::string name);
   /// Where the task is suspended: "function at file:line", or "running" / "done" /
   /// "not started".
@@ -72,6 +76,7 @@ class Task : public detail::HandleBase {
 namespace detail {
 bool cancel_task(FutureCore* c, std::string msg);
 std::string task_name(FutureCore* c);
+uint64_t task_id(FutureCore* c);
 void set_task_name(FutureCore* c, std::string name);
 std::string task_where(FutureCore* c);
 RuntimeImpl* runtime_impl(Runtime& rt) noexcept;
@@ -111,6 +116,8 @@ template <class T>
 bool Task<T>::cancel(std::string msg) { return detail::cancel_task(&core(), std::move(msg)); }
 template <class T>
 std::string Task<T>::name() const { return detail::task_name(&core()); }
+template <class T>
+uint64_t Task<T>::id() const { return detail::task_id(&core()); }
 template <class T>
 void Task<T>::set_name(std::string n) { detail::set_task_name(&core(), std::move(n)); }
 template <class T>

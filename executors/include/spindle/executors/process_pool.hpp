@@ -67,6 +67,7 @@ class ByteReader {
  public:
   ByteReader(const char* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
   void get(void* out, std::size_t n) {
+    if (n == 0) return;  // out may be null then (an empty vector's data()): no memcpy
     if (std::size_t(end_ - p_) < n) throw std::runtime_error("truncated serialised data");
     std::memcpy(out, p_, n);
     p_ += n;
@@ -190,13 +191,16 @@ void register_process_function(std::string name, R (*fn)(A...)) {
 void serve_process_worker();
 
 struct ProcessPoolOptions {
-  /// Worker processes; 0 means std::thread::hardware_concurrency().
-  unsigned workers = 0;
+  /// Worker processes, at least 1 (0 is refused, as asyncio refuses max_workers=0).
+  /// By default one per CPU: std::thread::hardware_concurrency(), or 1 if unknown.
+  unsigned workers = default_workers();
   /// Per-call timeout (0: none): at the deadline the worker is killed (and replaced)
   /// and the call throws TimeoutError.
   std::chrono::milliseconds timeout{0};
   /// The program to start as a worker: it must call serve_process_worker().
   std::string executable = "/proc/self/exe";
+
+  static unsigned default_workers() noexcept;
 };
 
 /// A pool of worker processes, started on demand (at most `workers`), each running one
@@ -205,7 +209,8 @@ struct ProcessPoolOptions {
 /// calling thread until in-flight calls end.
 class ProcessPool {
  public:
-  /// Throws std::invalid_argument for an empty executable path.
+  /// Throws std::invalid_argument for 0 workers, a negative timeout or an empty
+  /// executable path.
   explicit ProcessPool(ProcessPoolOptions opts = {});
   /// shutdown(true).
   ~ProcessPool();

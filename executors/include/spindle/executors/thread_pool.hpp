@@ -23,6 +23,10 @@ struct ThreadPoolOptions {
   unsigned max_workers = 1;
   /// An idle thread exits after waiting this long for work.
   std::chrono::milliseconds keep_alive{10'000};
+  /// When the queue runs dry, one thread at a time polls this long for the next job
+  /// before it sleeps: jobs submitted one after another (a task calling to_thread in a
+  /// loop) then start without a thread wake-up. 0 turns it off; must not be negative.
+  std::chrono::microseconds spin{50};
 };
 
 /// A blocking thread pool: threads start on demand (one per submitted job that no idle
@@ -39,7 +43,7 @@ struct ThreadPoolOptions {
 /// must keep running (use shutdown(false) there, or a to_thread call).
 class ThreadPool {
  public:
-  /// Throws std::invalid_argument if max_workers is 0.
+  /// Throws std::invalid_argument if max_workers is 0 (or keep_alive or spin negative).
   explicit ThreadPool(unsigned max_workers,
                       std::chrono::milliseconds keep_alive = ThreadPoolOptions{}.keep_alive);
   explicit ThreadPool(ThreadPoolOptions opts);
@@ -59,6 +63,11 @@ class ThreadPool {
   /// exited (joined); without, the threads finish on their own (detached). Idempotent.
   /// Called from one of the pool's own threads, that thread is detached, not joined.
   void shutdown(bool wait = true);
+  /// shutdown(true), but waits at most `timeout` for the queued jobs to run and the
+  /// threads to exit (asyncio's shutdown_default_executor(timeout)). Returns true if
+  /// they all did (they are joined); false if some job was still running at the
+  /// timeout (every thread is then detached: each ends after its job).
+  bool shutdown_for(std::chrono::milliseconds timeout);
 
   /// Threads alive now (running a job or idle); never more than max_workers().
   std::size_t threads() const;
@@ -83,10 +92,11 @@ std::shared_ptr<ThreadPool> blocking_pool();
 /// keeps running other tasks meanwhile.
 ///
 /// The blocking pool: one ThreadPool per runtime, made on the first to_thread call,
-/// bounded by Options::blocking_threads, with a 10 s keep-alive. (Until the runtime can
-/// own it, it lives in a process-wide table keyed by the runtime; a runtime's pool is
-/// shut down without waiting when a later runtime makes its own pool and finds it stale,
-/// and its idle threads exit after the keep-alive anyway.)
+/// bounded by Options::blocking_threads, with a 10 s keep-alive. When the runtime shuts
+/// down (once its worker threads have exited), the pool is shut down too: jobs already
+/// queued still run, and the shutdown waits up to 5 s for them and joins the pool's
+/// threads; a job still running after that is left to finish on its detached thread and
+/// reported (Report::Kind::task_would_not_end, task name "to_thread").
 ///
 /// Cancelling the calling task abandons the wait (CancelledError at once); fn still runs
 /// to completion on its pool thread and its outcome is dropped.

@@ -3,6 +3,7 @@
 
 #include <spindle/io/address.hpp>
 #include <spindle/io/errors.hpp>
+#include <spindle/io/process.hpp>
 #include <spindle/io/stream.hpp>
 #include <spindle/io/tcp.hpp>
 #include <spindle/io/udp.hpp>

@@ -84,6 +84,10 @@ class SocketStream {
   detail::FdSource* source(const char* what) const;
   int64_t deadline() const noexcept;
   detail::FdSource* src_ = nullptr;
+  /// Set by PipeStream (process.hpp): the fd is one end of a pipe, read with read(2) and
+  /// written with write(2) (SIGPIPE held back: a gone reader is EPIPE); shutdown_write()
+  /// closes it.
+  bool pipe_ = false;
 
  private:
   std::size_t recv_some(void* buf, std::size_t n, const char* what);
