@@ -182,8 +182,9 @@ bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 
 
 // The frames every fibre has, which say nothing about where it waits: the switch itself
 // (Boost.Context) at the inner end; at the outer end the entry (fibre_main and what calls
-// it) and the call of the task's body (TaskImpl::run and std::invoke's layers). Named
-// from the debug information (short names) or the symbol table (qualified ones).
+// it) and, when the debug information shows inlined calls, the call of the task's body
+// (TaskImpl::run and std::invoke's layers). Named from the debug information (short
+// names) or the symbol table (qualified ones).
 void trim_plumbing(std::vector<StackFrame>& fs) {
   std::size_t first = 0;
   while (first < fs.size() && starts_with(fs[first].function, "boost::context::")) ++first;
@@ -198,9 +199,10 @@ void trim_plumbing(std::vector<StackFrame>& fs) {
     if (fs[i].function.find("make_fibre") != std::string::npos) last = i;  // fibre_main inlined there
   auto entry_layer = [](const StackFrame& f) {
     const std::string& fn = f.function;
+    // (Not TaskImpl<...>::run named from the symbol table: without debug information it
+    // stands for the task's own function, inlined into it.)
     return starts_with(fn, "__invoke") || starts_with(fn, "invoke<") || starts_with(fn, "std::__invoke") ||
-           starts_with(fn, "std::invoke") || fn.find("TaskImpl<") != std::string::npos ||
-           (fn == "run" && f.file.find("task_header.hpp") != std::string::npos);
+           starts_with(fn, "std::invoke") || (fn == "run" && f.file.find("task_header.hpp") != std::string::npos);
   };
   if (last < fs.size())
     while (last > first && entry_layer(fs[last - 1])) --last;
