@@ -259,15 +259,9 @@ def run(build, reps, log=sys.stderr):
     return results, rows
 
 
-def fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
-
-
 def main():
+    from bench import fmt  # the table format bench.py prints
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "net.json"), help="where the raw figures go")
