@@ -356,7 +356,9 @@ void add_callback(FutureCore* core, CallbackWaiter* cb) {
 
 // ---- Scheduling-state transitions -------------------------------------------------
 
-void wake_task(TaskHeader* t, bool lifo) noexcept {
+void wake_task(TaskHeader* t, bool lifo) noexcept { wake_task_in(nullptr, t, lifo); }
+
+void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   uint16_t cur = t->sched.load(std::memory_order_relaxed);
   for (;;) {
     // Already marked, or over.
@@ -372,7 +374,7 @@ void wake_task(TaskHeader* t, bool lifo) noexcept {
     // acq_rel: acquire pairs with the worker's release when the fibre switched out
     // (its context is saved); release hands our view to whoever runs it.
     if (t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      if (!(cur & (kQueued | kRunning))) t->frame->rt->make_ready(t, lifo);  // we made it QUEUED
+      if (!(cur & (kQueued | kRunning))) (rt ? rt : t->frame->rt)->make_ready(t, lifo);  // we made it QUEUED
       return;
     }
   }

@@ -83,18 +83,17 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   t->lock();
   t->frame = &frame;
   t->unlock();
-  // Listed from its first step on (all_tasks, dumps, shutdown). A task registering after
-  // shutdown took its snapshot would be missed by its cancellation: it cancels itself
-  // instead, raised at its first suspension. seq_cst: pairs with shutdown's store of
-  // `closing` before its snapshot (and the shard's lock is a full barrier).
-  starter->registry.add(&frame);
-  if (starter->rt->closing.load(std::memory_order_seq_cst) && !(t->word.load(std::memory_order_relaxed) & kLateSpawn))
-    t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
-
   Status st = Status::result;
   std::exception_ptr error;
   std::string cancel_msg;
   try {
+    // Listed from its first step on (all_tasks, dumps, shutdown). A task registering after
+    // shutdown took its snapshot would be missed by its cancellation: it cancels itself
+    // instead, raised at its first suspension. seq_cst: pairs with shutdown's store of
+    // `closing` before its snapshot (and the shard's lock is a full barrier).
+    starter->registry.add(&frame);  // std::bad_alloc: the task fails with it, unlisted
+    if (starter->rt->closing.load(std::memory_order_seq_cst) && !(t->word.load(std::memory_order_relaxed) & kLateSpawn))
+      t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
     t->ops->run(t);
   } catch (const boost::context::detail::forced_unwind&) {
     throw;  // Boost unwinding a fibre it destroys: must pass through
@@ -106,7 +105,7 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
     error = std::current_exception();
   }
 
-  frame.shard->remove(&frame);
+  if (frame.shard) frame.shard->remove(&frame);
   t->lock();
   t->frame = nullptr;
   if (st == Status::exception) {

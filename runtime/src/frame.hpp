@@ -33,10 +33,10 @@ struct TaskFrame {
   std::atomic<const char*> where_function{nullptr};
   std::atomic<uint32_t> where_line{0};
   int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
-  // Registry links (all_tasks, shutdown): guarded by shard's lock.
+  // Registry place (all_tasks, shutdown): guarded by shard's lock; shard is null until
+  // the task is listed.
   RegistryShard* shard = nullptr;
-  TaskFrame* prev = nullptr;
-  TaskFrame* next = nullptr;
+  uint32_t slot = 0;
   // Sanitizer state.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;

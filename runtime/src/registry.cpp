@@ -6,12 +6,23 @@ namespace spindle::detail {
 
 __attribute__((noinline)) void RegistryShard::lock_contended() noexcept { mu_.lock(); }
 
+__attribute__((noinline)) void RegistryShard::grow(TaskFrame* f) {
+  // Keep room in free_ for every slot first, so that remove() never allocates.
+  if (slots_.size() == slots_.capacity()) {
+    const std::size_t cap = slots_.empty() ? 256 : 2 * slots_.size();
+    free_.reserve(cap);
+    slots_.reserve(cap);
+  }
+  slots_.push_back(f);  // within capacity: cannot throw
+}
+
 template <class F>
 void RegistryShard::for_each_locked(F&& fn) {
   // The caller's vector grows under the lock: dumps are rare, and the owner's adds only
   // wait for the copy.
   std::lock_guard lk(mu_);
-  for (TaskFrame* f = head_; f; f = f->next) fn(f);
+  for (TaskFrame* f : slots_)
+    if (f) fn(f);
 }
 
 void RegistryShard::snapshot(std::vector<TaskHeader*>& out) {

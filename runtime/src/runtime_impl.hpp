@@ -87,6 +87,9 @@ void suspend_current(std::source_location where) noexcept;
 /// the one running now, which is likely to want its data); timers pass false, so that
 /// tasks whose timers fire in one batch run in deadline order.
 void wake_task(TaskHeader* t, bool lifo = true) noexcept;
+/// wake_task for a caller that knows t's runtime: does not read t's frame, which lives
+/// on t's (likely cold) stack. Timers use it: a timer fires on its task's runtime.
+void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 
 /// True if the calling fibre's task has a cancellation it should raise now.
 bool cancel_pending(TaskHeader* t) noexcept;

@@ -141,7 +141,7 @@ int64_t Worker::run_timers() {
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
     bump(timers_fired);
     if (t->task) {
-      wake_task(t->task, false);  // FIFO: a batch of due timers resumes in deadline order
+      wake_task_in(rt, t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
       try {
         TaskOptions o{.name = "call_later"};
