@@ -6,11 +6,14 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "frame.hpp"
 #include "monitor.hpp"
 #include "overflow_guard.hpp"
+#include "step_watch.hpp"
 
 namespace spindle::detail {
 
@@ -34,6 +37,9 @@ RuntimeImpl::~RuntimeImpl() {
 }
 
 void RuntimeImpl::start() {
+  if (opts.debug && opts.slow_step.count() <= 0)
+    throw std::invalid_argument("Options::slow_step must be positive (it is " + std::to_string(opts.slow_step.count()) +
+                                " ms) when Options::debug is on");
   install_overflow_handler();
   // The console's socket first: a bad address or a failed bind throws before any thread
   // runs. It is served once the workers run.
@@ -42,6 +48,10 @@ void RuntimeImpl::start() {
   workers.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers.push_back(new Worker(this, i));
   for (Worker* w : workers) w->thread = std::thread([w] { w->main(); });
+  if (opts.debug) {
+    step_watch = std::make_unique<StepWatch>(this, opts.slow_step);
+    step_watch->start();
+  }
   if (monitor) monitor->start();
 }
 
@@ -188,7 +198,8 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
                     std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
     }
   }
-  // 5. Stop and join the workers.
+  // 5. Stop and join the workers (the slow-step watchdog first: it reads them).
+  if (step_watch) step_watch->stop();
   stopping.store(true, std::memory_order_seq_cst);
   idle.wake_all(workers);
   for (Worker* w : workers)

@@ -21,6 +21,7 @@
 namespace spindle::detail {
 
 class MonitorServer;
+class StepWatch;
 
 /// Where reports go. Shared with tasks and callbacks that may outlive the runtime: `rt`
 /// is cleared (under mu) when the runtime is destroyed.
@@ -58,6 +59,7 @@ class RuntimeImpl {
   std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
   const int64_t start_ns;  // when the runtime started (metrics' uptime)
   std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any
+  std::unique_ptr<StepWatch> step_watch;   // slow-step reports (Options::debug), if on
 
   void start();
   void shutdown(std::chrono::milliseconds grace);

@@ -1,0 +1,48 @@
+// Debug mode's slow-step detection (Options::debug, Options::slow_step), as asyncio's
+// debug mode reports slow callbacks and Tokio flags long-running tasks: a task that runs
+// longer than slow_step without reaching a suspension point is reported (Report::Kind::
+// slow_step) with its name, its loop and the place it last resumed from, once per step.
+//
+// How: a watchdog thread samples each loop's (current task, tick) pair every quarter of
+// slow_step. Every step starts with a next_task() call that advances the loop's tick, so
+// the same task under the same tick means the same step; once it has been seen for
+// slow_step the step is reported. The step ran at least that long (it was seen that
+// long), so nothing is reported early; the hot path pays nothing for it. Meanwhile the
+// other loops steal the blocked loop's queued tasks as they always do.
+//
+// Threads: the watchdog reads the workers' atomics (relaxed: a sample that is a little
+// stale only delays a report by one period) and takes task references through the
+// registry before it looks at a task.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+namespace spindle::detail {
+
+class RuntimeImpl;
+
+class StepWatch {
+ public:
+  StepWatch(RuntimeImpl* rt, std::chrono::milliseconds slow_step) : rt_(rt), slow_step_(slow_step) {}
+  ~StepWatch() { stop(); }
+  StepWatch(const StepWatch&) = delete;
+  StepWatch& operator=(const StepWatch&) = delete;
+  void start();  // after the workers exist
+  void stop();   // idempotent; joins the thread
+
+ private:
+  void run();
+  void report(unsigned loop, const void* task, std::chrono::nanoseconds seen_for);
+  RuntimeImpl* const rt_;
+  const std::chrono::milliseconds slow_step_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace spindle::detail
