@@ -22,11 +22,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME, PEER = "bench_runtime", "bench_peer_fiber"
+# bench_runtime linked against the library built with its metrics compiled out
+# (benchmarks/meson.build): the cost of metrics, measured beside it in the same run.
+NOMETRICS = "bench_runtime_nometrics"
 TIMEOUT_S = 1800  # per process; spawn_join on Boost.Fiber alone takes ~10-30 s per run
 
 # The processes to run: (binary, benchmark name as registered).
 RUNS = [(RUNTIME, n) for n in
         ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2")]
+RUNS += [(NOMETRICS, "skynet_w2")]
 RUNS += [(PEER, n) for n in
          ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2",
           "yield_pingpong_floor", "cross_thread_pingpong_floor", "cross_thread_pingpong_suspend_w2")]
@@ -56,6 +60,9 @@ ROWS = [
     ("spawn_join (2 threads)", "peak RSS MiB", "peak_rss_mb", "spawn_join_w2", None, "lower"),
     ("skynet (2 threads)", "total ms", "total_ms", "skynet_w2", None, "lower"),
     ("skynet (2 threads)", "peak RSS MiB", "peak_rss_mb", "skynet_w2", None, "lower"),
+    # The peer here is spindle itself with metrics compiled out: the ratio is their cost.
+    ("skynet (2 threads) vs metrics off", "total ms", "total_ms",
+     ((RUNTIME, "skynet_w2"), (NOMETRICS, "skynet_w2")), None, "lower"),
     ("cross_thread_pingpong (2 threads)", "us per round trip", "us_per_round_trip", "cross_thread_pingpong_w2",
      (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
     # The same spindle figure against Boost.Fiber with work_stealing(2, suspend=true),

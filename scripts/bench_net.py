@@ -8,6 +8,9 @@ in the same run.
   echo: examples/echo_server and benchmarks/peer_asio_echo with 1 and 2 threads, each
       loaded by benchmarks/echo_client (spindle, 1 worker): 64 connections ping-ponging
       64-byte messages for 5 s.
+  http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
+      (the same program, its library built with metrics compiled out), loaded as above:
+      the cost of metrics.
 
 Each server runs in its own process on a free loopback port; the load starts once it
 accepts and has answered a correctness check (two pipelined requests, split across two
@@ -48,6 +51,11 @@ REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 # directory, run as `SERVER PORT THREADS 127.0.0.1`.
 HTTP = ("http", "examples/http_server", "benchmarks/peer_asio_http")
 ECHO = ("echo", "examples/echo_server", "benchmarks/peer_asio_echo")
+HTTP_METRICS = ("http_metrics", "examples/http_server", "benchmarks/http_server_nometrics")
+WORKLOADS = (HTTP, ECHO, HTTP_METRICS)
+# Each workload's load ("http" or "echo"), and its peer: (results key, table title).
+LOAD = {"http": "http", "echo": "echo", "http_metrics": "http"}
+PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off")}
 CLIENT = "benchmarks/echo_client"
 THREADS = (1, 2)
 
@@ -60,8 +68,9 @@ FIGURES = {
     "echo": [("messages/s", "messages_per_s", "higher"),
              ("messages per server CPU-s", "messages_per_cpu_s", "higher"),
              ("server CPU %", "cpu_percent", "-")],
+    "http_metrics": [("requests per server CPU-s", "requests_per_cpu_s", "higher")],
 }
-TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)"}
+TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)", "http_metrics": "http_plaintext"}
 
 
 class Failed(Exception):
@@ -169,6 +178,7 @@ def load_echo(build, port):
 
 def run_one(build, kind, server, threads):
     """One server, one load run. Returns {counter: value}; raises Failed."""
+    kind = LOAD[kind]
     path = build / server
     if not path.exists():
         raise Failed(f"{path} not found (build it first)")
@@ -209,10 +219,10 @@ def run_one(build, kind, server, threads):
 
 def run(build, reps, log=sys.stderr):
     """Runs every network workload reps times. Returns (results, rows): results maps
-    "net/<workload>_w<threads>/<spindle|asio>" to {"values", "error", "median"} as
-    bench.py's runs do; rows are bench.py table rows (spindle beside Asio)."""
+    "net/<workload>_w<threads>/<spindle|asio|metrics_off>" to {"values", "error", "median"}
+    as bench.py's runs do; rows are bench.py table rows (spindle beside its peer)."""
     build = Path(build)
-    configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in (HTTP, ECHO) for t in THREADS]
+    configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in WORKLOADS for t in THREADS]
     results = {}
 
     def key(kind, t, who):
@@ -220,7 +230,7 @@ def run(build, reps, log=sys.stderr):
 
     for rep in range(reps):
         for kind, spindle_srv, peer_srv, t in configs:
-            order = [("spindle", spindle_srv), ("asio", peer_srv)]
+            order = [("spindle", spindle_srv), (PEERS[kind][0], peer_srv)]
             if rep % 2:
                 order.reverse()  # alternate who goes first
             for who, srv in order:
@@ -251,9 +261,9 @@ def run(build, reps, log=sys.stderr):
     rows = []
     for kind, _, _, t in configs:
         for label, counter, better in FIGURES[kind]:
-            s, p = figure(key(kind, t, "spindle"), counter), figure(key(kind, t, "asio"), counter)
+            s, p = figure(key(kind, t, "spindle"), counter), figure(key(kind, t, PEERS[kind][0]), counter)
             ratio = s / p if isinstance(s, (int, float)) and isinstance(p, (int, float)) and p else None
-            rows.append({"workload": f"{TITLES[kind]} ({t} thread{'s' if t > 1 else ''}) vs Asio",
+            rows.append({"workload": f"{TITLES[kind]} ({t} thread{'s' if t > 1 else ''}) vs {PEERS[kind][1]}",
                          "figure": label, "spindle": s, "peer": p, "floor": None, "ratio": ratio,
                          "better": better})
     return results, rows
@@ -270,7 +280,7 @@ def main():
     reps = 1 if os.environ.get("QUICK", "") not in ("", "0") else 3
     results, rows = run(build, reps)
 
-    header = ["workload", "figure", "spindle", "peer (Boost.Asio)", "spindle/peer", "better"]
+    header = ["workload", "figure", "spindle", "peer (as named)", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in rows]
     widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]

@@ -120,8 +120,8 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   t->publish_and_unlock(st);
 
   Worker* w = current_worker();
-  if (st == Status::cancelled) Worker::bump(w->cancelled);
-  else if (st == Status::exception) Worker::bump(w->failed);
+  if (st == Status::cancelled) Worker::count(w->cancelled);
+  else if (st == Status::exception) Worker::count(w->failed);
   w->tsan_to_destroy = frame.tsan_fiber;
   san::start_switch(nullptr, frame.back_bottom, frame.back_size);
   san::tsan_switch_to(w->tsan_fiber);

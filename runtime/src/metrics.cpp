@@ -11,6 +11,21 @@
 
 namespace spindle::detail {
 
+namespace {
+// Built without metrics (worker.hpp, kMetrics): the figures derived from counters that
+// were never written, or from idle spells that were never timed, would be wrong rather
+// than zero (tasks_run from the loop turns alone, busy = uptime, completed counting the
+// cancelled): every field metrics.hpp lists as compiled out is zero.
+[[maybe_unused]] void clear_compiled_out(Metrics& m) {
+  for (WorkerMetrics& w : m.workers) {
+    const WorkerMetrics kept{.index = w.index, .local_queue = w.local_queue, .inbox = w.inbox};
+    w = kept;
+  }
+  m.completed = m.failed = m.cancelled = 0;
+  m.stacks_in_use = m.stacks_high_water = 0;
+}
+}  // namespace
+
 Metrics snapshot_metrics(RuntimeImpl* rt) {
   // relaxed everywhere: each counter has one writer and is only ever added to; a
   // snapshot needs no ordering between counters (metrics.hpp says so).
@@ -75,6 +90,7 @@ Metrics snapshot_metrics(RuntimeImpl* rt) {
   }
   m.stacks_high_water = std::max(seen, peak);
   m.stacks_made = rt->stacks.stacks_made();
+  if constexpr (!kMetrics) clear_compiled_out(m);
   return m;
 }
 

@@ -121,10 +121,10 @@ TaskHeader* Worker::steal() {
   for (unsigned k = 0; k < n; ++k) {
     Worker* v = all[(start + k) % n];
     if (v == this) continue;
-    bump(steal_attempts);
+    count(steal_attempts);
     if (TaskHeader* t = v->ring.steal_into(ring)) {
-      bump(steals);
-      bump(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
+      count(steals);
+      count(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
       return t;
     }
   }
@@ -139,7 +139,7 @@ int64_t Worker::run_timers() {
   timer_inbox.drain_into(to_heap);
   if (timers.empty()) return INT64_MAX;
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
-    bump(timers_fired);
+    count(timers_fired);
     if (t->task) {
       wake_task_in(rt, t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
@@ -162,7 +162,7 @@ TaskHeader* Worker::next_task() {
     global_countdown = 61;
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
-    if (reactor.sources() != 0) bump(reactor_events, uint64_t(reactor.poll(0)));
+    if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));
     if (TaskHeader* t = from_global()) return t;
   }
   if ((turn & 15) == 0) run_timers();
@@ -236,7 +236,7 @@ TaskHeader* Worker::search() {
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
     if ((i & 63) == 0) {
       run_timers();  // a due timer may have made a task ready here
-      if (reactor.sources() != 0) bump(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
+      if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
       if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
     }
     cpu_relax();
@@ -244,7 +244,7 @@ TaskHeader* Worker::search() {
 }
 
 void Worker::park() {
-  bump(parks);
+  count(parks);
   rt->idle.park(this, searching);
   searching = false;
   // seq_cst fence: our registration as parked comes before the re-check below (pairs
@@ -259,7 +259,7 @@ void Worker::park() {
       work = true;
     } else {
       const int64_t now = next == INT64_MAX ? 0 : monotonic_ns();
-      bump(reactor_events, uint64_t(reactor.poll(next == INT64_MAX ? -1 : (next > now ? next - now : 0))));
+      count(reactor_events, uint64_t(reactor.poll(next == INT64_MAX ? -1 : (next > now ? next - now : 0))));
     }
   }
   if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
@@ -284,11 +284,11 @@ void Worker::start_fibre(TaskHeader* t) {
   // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
   // they act on with their own CAS; the context hand-over is ordered by the queues.
   t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
-  bump(started);
+  count(started);
   if (const uint64_t turn = tick.load(std::memory_order_relaxed); turn - clock_turn >= kClockTurns) {
     clock_ns = monotonic_ns();  // for the stamp of this fibre's start (fibre_main)
     clock_turn = turn;
-    sample_stacks();  // the fibre count's peak, sampled while busy too
+    if constexpr (kMetrics) sample_stacks();  // the fibre count's peak, sampled while busy too
   }
   current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
@@ -303,8 +303,8 @@ void Worker::run_task(TaskHeader* t) {
     const uint32_t w0 = t->word.load(std::memory_order_acquire);
     if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
       finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
-      bump(cancelled);
-      bump(ended_unstarted);
+      count(cancelled);
+      count(ended_unstarted);
       bump(ended);
       return;
     }
@@ -312,8 +312,8 @@ void Worker::run_task(TaskHeader* t) {
       start_fibre(t);
     } catch (...) {
       finish_unstarted(t, Status::exception, std::current_exception());  // e.g. no memory for a stack
-      bump(failed);
-      bump(ended_unstarted);
+      count(failed);
+      count(ended_unstarted);
       bump(ended);
     }
     return;
@@ -380,7 +380,7 @@ TaskHeader* Worker::next_for_direct_switch() noexcept {
   if (pending || rt->stopping.load(std::memory_order_relaxed)) return nullptr;
   TaskHeader* n = next_task();
   if (!n) {
-    bump(empty_turns);
+    count(empty_turns);
     return nullptr;
   }
   if (!(n->sched.load(std::memory_order_relaxed) & kStarted)) {
@@ -400,13 +400,17 @@ void Worker::main() {
   for (;;) {
     TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
     if (!t) {
-      bump(empty_turns);
+      count(empty_turns);
       if (idle_start == 0) {
-        idle_start = monotonic_ns();
-        idle_since.store(idle_start, std::memory_order_relaxed);
-        sample_stacks();  // a loop going idle is a cheap moment to sample the peak
+        if constexpr (kMetrics) {
+          idle_start = monotonic_ns();
+          idle_since.store(idle_start, std::memory_order_relaxed);
+          sample_stacks();  // a loop going idle is a cheap moment to sample the peak
+        } else {
+          idle_start = 1;  // only marks the spell (the clock is refreshed at its end)
+        }
       }
-      if ((t = search())) bump(search_found);
+      if ((t = search())) count(search_found);
     }
     if (t) {
       if (idle_start != 0) {
@@ -414,8 +418,10 @@ void Worker::main() {
         // only makes one snapshot's busy time off by this spell.
         clock_ns = monotonic_ns();
         clock_turn = tick.load(std::memory_order_relaxed);
-        idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (clock_ns - idle_start), std::memory_order_relaxed);
-        idle_since.store(0, std::memory_order_relaxed);
+        if constexpr (kMetrics) {
+          idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (clock_ns - idle_start), std::memory_order_relaxed);
+          idle_since.store(0, std::memory_order_relaxed);
+        }
         idle_start = 0;
       }
       if (searching) {

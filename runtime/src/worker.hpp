@@ -30,7 +30,18 @@
 #include "stack_pool.hpp"
 #include "timer_heap.hpp"
 
+// Metrics can be compiled out of the library (meson -Dmetrics=false defines
+// SPINDLE_METRICS=0 for its own sources only): the metrics-only counters below are then
+// never written (Worker::count is a no-op) and idle spells are not timed, so
+// Runtime::metrics() reports zeros for them (metrics.hpp lists the fields). The struct
+// keeps every field either way.
+#ifndef SPINDLE_METRICS
+#define SPINDLE_METRICS 1
+#endif
+
 namespace spindle::detail {
+
+inline constexpr bool kMetrics = SPINDLE_METRICS != 0;
 
 class RuntimeImpl;
 
@@ -75,8 +86,9 @@ struct Worker {
   // Counters: written only by this worker (single writer, relaxed), read by anyone.
   std::atomic<uint64_t> ended{0};
   std::atomic<uint64_t> spawned{0};
-  // Metrics (metrics.cpp): the same rule. Most are bumped off the hot paths (idle,
-  // stealing, timers, cancellation); `started` is one store per new fibre.
+  // Metrics (metrics.cpp): the same rule, bumped through count() (compiled out when
+  // !kMetrics). Most are bumped off the hot paths (idle, stealing, timers,
+  // cancellation); `started` is one store per new fibre.
   std::atomic<uint64_t> started{0};           // fibres started here
   std::atomic<uint64_t> ended_unstarted{0};   // of `ended`: tasks that ended without a fibre
   std::atomic<uint64_t> cancelled{0};         // tasks that ended cancelled here
@@ -128,6 +140,11 @@ struct Worker {
   static void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
     // Single writer: a plain load+store is enough, and avoids a locked instruction.
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
+  /// bump() for a metrics-only counter: nothing at all when metrics are compiled out
+  /// (the argument is still evaluated, e.g. a reactor poll).
+  static void count(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
+    if constexpr (kMetrics) bump(c, by);
   }
 
  private:

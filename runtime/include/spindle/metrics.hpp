@@ -5,6 +5,10 @@
 // atomic read-modify-write or a lock on the hot path) and read without stopping anyone,
 // so a snapshot is not taken at one instant: counters read a moment apart may disagree
 // by the work done meanwhile (e.g. completed + live may differ from spawned briefly).
+//
+// A library built with metrics compiled out (meson -Dmetrics=false) keeps only uptime,
+// live_tasks, spawned, the queue lengths, blocking_* and stacks_made (and each worker's
+// index, local_queue and inbox): every other field reads 0.
 #pragma once
 
 #include <chrono>
