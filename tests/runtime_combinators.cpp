@@ -516,15 +516,21 @@ TEST_CASE("as_completed yields tasks in the order they finish (reverse of input)
         g.get();
         return i;
       }));
-    // Open the gates from the last to the first, each once the previous task ended.
+    // Open the gates from the last to the first, each once the previous task ended, but
+    // only once as_completed watches them all (tasks already done when it starts come
+    // in input order, as in asyncio).
+    Future<> go;
     auto driver = spawn([&] {
+      go.get();
       for (int i = k - 1; i >= 0; --i) {
         gates[i].set_result();
         (void)wait(std::vector<Task<int>>{ts[i]});
       }
     });
     std::vector<int> order;
-    for (auto t : as_completed(ts)) order.push_back(t.get());
+    auto ac = as_completed(ts);
+    go.set_result();
+    for (auto t : ac) order.push_back(t.get());
     driver.get();
     CHECK(order == std::vector<int>{5, 4, 3, 2, 1, 0});
   });
@@ -540,9 +546,9 @@ TEST_CASE("as_completed: finished ones first, then TimeoutError at the deadline"
       sleep(1h);
       return 2;
     });
+    const auto t0 = Clock::now();  // before the deadline is set
     auto ac = as_completed(std::vector<Task<int>>{never, done}, 20ms);
     CHECK(ac.size() == 2);
-    const auto t0 = Clock::now();
     auto it = ac.begin();
     CHECK((*it).get() == 1);
     CHECK_THROWS_AS(++it, TimeoutError);
