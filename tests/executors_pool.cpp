@@ -517,22 +517,23 @@ TEST_CASE("a runtime's shutdown runs the queued blocking jobs and joins the pool
   const unsigned n = SPINDLE_WORKERS();
   const std::size_t before = process_threads();
   std::atomic<int> finished{0};
-  std::atomic<bool> started{false};
+  std::atomic<int> started{0};
   {
     auto o = test::opts(n);
     o.blocking_threads = 2;
     Runtime rt(o);
     // Two callers whose jobs outlive them: shutdown cancels the callers (abandoning
-    // the waits), then must wait for the jobs before it returns.
+    // the waits), then must wait for the jobs before it returns. Both jobs must have
+    // started first: a caller that has not run yet is cancelled before it submits one.
     for (int i = 0; i < 2; ++i)
       rt.spawn([&] {
         to_thread([&] {
-          started.store(true);  // seq_cst: test flags
+          started.fetch_add(1);  // seq_cst: test counters
           std::this_thread::sleep_for(100ms);
           finished.fetch_add(1);
         });
       });
-    REQUIRE(eventually([&] { return started.load(); }));
+    REQUIRE(eventually([&] { return started.load() == 2; }));
   }
   CHECK(finished.load() == 2);
   CHECK(process_threads() == before);  // the workers and the pool threads are gone
