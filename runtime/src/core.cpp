@@ -84,6 +84,25 @@ void FutureCore::publish_and_unlock(Status s) noexcept {
   // anyone who acquire-loads the status.
   word.fetch_or(uint32_t(s) << kStatusShift, std::memory_order_release);
   unlock();
+  if (list && list->next) {
+    // Two or more: done callbacks (as_completed's and wait's recorders, add_done_callback)
+    // go before the fibres and threads, as asyncio runs a future's callbacks before any
+    // task they wake can run. Otherwise a task woken here could finish on another loop,
+    // and be recorded, before this completion is: as_completed would yield it first.
+    // Nobody is notified yet, so every node is still alive while we relink them.
+    Waiter *callbacks = nullptr, *others = nullptr;
+    Waiter **ct = &callbacks, **ot = &others;
+    for (Waiter* w = list; w;) {
+      Waiter* next = w->next;
+      Waiter**& tail = w->kind_ == Waiter::Kind::callback ? ct : ot;
+      *tail = w;
+      tail = &w->next;
+      w = next;
+    }
+    *ot = nullptr;
+    *ct = others;
+    list = callbacks;
+  }
   while (list) {
     Waiter* w = list;
     list = w->next;  // read before notify: the waiter may vanish once notified
