@@ -155,6 +155,15 @@ def fmt(v):
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
+def print_table(header, lines):
+    """Prints rows of strings in aligned columns: the first two left, the rest right."""
+    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for l in lines:
+        print(" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
@@ -200,12 +209,8 @@ def main():
     header = ["workload", "figure", "spindle", "peer (Boost.Fiber)", "floor", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
-    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]
     print(f"medians of {reps} run(s) each; spindle/peer below 1 is better where lower is better")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for l in lines:
-        print(" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
+    print_table(header, lines)
 
     failed = {k: r["error"] for k, r in results.items() if r["error"]}
     out = ROOT / "bench-results" / "latest.json"

@@ -270,7 +270,7 @@ def run(build, reps, log=sys.stderr):
 
 
 def main():
-    from bench import fmt  # the table format bench.py prints
+    from bench import fmt, print_table  # the table format bench.py prints
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
@@ -283,12 +283,8 @@ def main():
     header = ["workload", "figure", "spindle", "peer (as named)", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in rows]
-    widths = [max([len(h)] + [len(l[i]) for l in lines]) for i, h in enumerate(header)]
     print(f"medians of {reps} run(s) each; load and servers share this machine's CPUs")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for l in lines:
-        print(" | ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(l, widths))))
+    print_table(header, lines)
 
     failed = {k: r["error"] for k, r in results.items() if r["error"]}
     out = Path(args.out)
