@@ -536,31 +536,6 @@ TEST_CASE("as_completed yields tasks in the order they finish (reverse of input)
   });
 }
 
-TEST_CASE("as_completed keeps causal order: a task woken by another's completion comes after it",
-          "[as_completed]") {
-  // second waits for first, third for second: whatever loops they finish on, as_completed
-  // must yield first, second, third (it hears of a completion before anyone it wakes runs).
-  const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
-  rt.block_on([] {
-    for (int round = 0; round < 50; ++round) {
-      Future<> go;
-      auto first = spawn([go]() mutable {
-        go.get();
-        return 1;
-      });
-      auto second = spawn([first]() mutable { return first.get() + 1; });
-      auto third = spawn([second]() mutable { return second.get() + 1; });
-      auto ac = as_completed(std::vector<Task<int>>{third, first, second});
-      go.set_result();
-      std::vector<int> order;
-      for (auto t : ac) order.push_back(t.get());
-      INFO("round " << round);
-      REQUIRE(order == std::vector<int>{1, 2, 3});
-    }
-  });
-}
-
 TEST_CASE("as_completed: finished ones first, then TimeoutError at the deadline", "[as_completed]") {
   const unsigned n = SPINDLE_WORKERS();
   Runtime rt(test::opts(n));
