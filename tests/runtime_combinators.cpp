@@ -536,6 +536,61 @@ TEST_CASE("as_completed yields tasks in the order they finish (reverse of input)
   });
 }
 
+TEST_CASE("as_completed keeps causal order: a task woken by another's completion comes after it",
+          "[as_completed]") {
+  // second waits for first, third for second: whatever loops they finish on, as_completed
+  // must yield first, second, third (it hears of a completion before anyone it wakes runs).
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    for (int round = 0; round < 50; ++round) {
+      Future<> go;
+      auto first = spawn([go]() mutable {
+        go.get();
+        return 1;
+      });
+      auto second = spawn([first]() mutable { return first.get() + 1; });
+      auto third = spawn([second]() mutable { return second.get() + 1; });
+      auto ac = as_completed(std::vector<Task<int>>{third, first, second});
+      go.set_result();
+      std::vector<int> order;
+      for (auto t : ac) order.push_back(t.get());
+      INFO("round " << round);
+      REQUIRE(order == std::vector<int>{1, 2, 3});
+    }
+  });
+}
+
+TEST_CASE("gather raises the failure that came first even when a later one was caused by it",
+          "[gather]") {
+  // second fails because first did (it saw first done): gather must raise first's error,
+  // whichever loops the two finish on.
+  const unsigned n = SPINDLE_WORKERS();
+  Runtime rt(test::opts(n));
+  rt.block_on([] {
+    for (int round = 0; round < 50; ++round) {
+      Future<> go;
+      auto first = spawn([go]() mutable -> int {
+        go.get();
+        throw std::runtime_error("first");
+      });
+      auto second = spawn([first]() mutable -> int {
+        try {
+          (void)first.get();
+        } catch (const std::runtime_error&) {
+        }
+        throw std::runtime_error("second");
+      });
+      // Input order first, second: if both are done before gather looks, input order
+      // also gives "first"; only a completion recorded out of causal order gives "second".
+      auto g = spawn([first, second] { return gather(std::vector<Task<int>>{first, second}); });
+      go.set_result();
+      INFO("round " << round);
+      REQUIRE_THROWS_WITH(g.get(), "first");
+    }
+  });
+}
+
 TEST_CASE("as_completed: finished ones first, then TimeoutError at the deadline", "[as_completed]") {
   const unsigned n = SPINDLE_WORKERS();
   Runtime rt(test::opts(n));

@@ -208,12 +208,22 @@ struct Watch::Node final : DoneNode {
   std::size_t index = 0;
   bool linked = false;  // the owner's own bookkeeping
   std::atomic<bool> landed{false};
+  void on_complete(Status s) noexcept override { owner->on_done(index, s); }
   void fire() noexcept override {
-    owner->on_done(index);
+    owner->wake_if_ready();
     // release: the owner may free this node (and itself) once it sees `landed`.
     landed.store(true, std::memory_order_release);
   }
 };
+
+namespace {
+// A recorded future is published a few instructions after its recording (both under its
+// own lock); wait for that before handing it out, so that it reads as done.
+void await_published(FutureCore* c) noexcept {
+  Backoff b;
+  while (!c->done()) b.pause();
+}
+}  // namespace
 
 Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mode_(mode) {
   if (n > UINT32_MAX) throw std::length_error("spindle: too many futures to wait on");
@@ -231,7 +241,7 @@ Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mo
     node.linked = link_done_node(futs_[i], &node);
     if (!node.linked) {
       lock_.lock();
-      record_locked(i);
+      record_locked(i, futs_[i]->status());
       lock_.unlock();
     }
   }
@@ -247,13 +257,14 @@ Watch::~Watch() {
   delete[] futs_;
 }
 
-void Watch::record_locked(std::size_t i) noexcept {
+void Watch::record_locked(std::size_t i, Status s) noexcept {
   order_[count_++] = static_cast<uint32_t>(i);
-  switch (futs_[i]->status()) {
+  switch (s) {
     case Status::exception:
-      exception_ = failure_ = true;
-      break;
+      exception_ = true;
+      [[fallthrough]];
     case Status::cancelled:
+      if (!failure_) first_failure_ = i;
       failure_ = true;
       break;
     default:
@@ -275,19 +286,34 @@ bool Watch::ready_locked() const noexcept {
   return true;
 }
 
-void Watch::on_done(std::size_t i) noexcept {
+void Watch::on_done(std::size_t i, Status s) noexcept {
+  // Under futs_[i]'s lock: lock_ is a leaf taken inside it, never the other way round.
   lock_.lock();
-  record_locked(i);
+  record_locked(i, s);
+  lock_.unlock();
+}
+
+void Watch::wake_if_ready() noexcept {
+  lock_.lock();
   Waiter* wake = nullptr;
   if (parked_ && ready_locked()) wake = std::exchange(parked_, nullptr);
   lock_.unlock();
   if (wake) wake->notify();
 }
 
+void Watch::settle_recorded() noexcept {
+  lock_.lock();
+  const std::size_t upto = count_;
+  lock_.unlock();
+  // order_[0..upto) no longer changes: records only append.
+  for (; settled_ < upto; ++settled_) await_published(futs_[order_[settled_]]);
+}
+
 Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_location where) {
   lock_.lock();
   if (ready_locked()) {
     lock_.unlock();
+    settle_recorded();
     return Waiter::Outcome::notified;
   }
   Waiter w;
@@ -310,6 +336,7 @@ Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_l
     }
   }
   if (err) std::rethrow_exception(err);
+  settle_recorded();  // what the caller looks at next reads as done
   return ready ? Waiter::Outcome::notified : o;
 }
 
@@ -317,15 +344,15 @@ std::size_t Watch::next() noexcept {
   lock_.lock();
   const std::size_t i = consumed_ < count_ ? order_[consumed_++] : npos;
   lock_.unlock();
+  if (i != npos) await_published(futs_[i]);
   return i;
 }
 
 std::size_t Watch::first_failure() noexcept {
   lock_.lock();
-  std::size_t found = npos;
-  for (std::size_t k = 0; k < count_ && found == npos; ++k)
-    if (futs_[order_[k]]->status() != Status::result) found = order_[k];
+  const std::size_t found = first_failure_;
   lock_.unlock();
+  if (found != npos) await_published(futs_[found]);
   return found;
 }
 

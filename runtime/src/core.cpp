@@ -80,16 +80,21 @@ void FutureCore::link_waiter(Waiter* w) noexcept {
 
 void FutureCore::publish_and_unlock(Status s) noexcept {
   Waiter* list = std::exchange(waiters(), nullptr);
+  // Still under the lock and not yet done: recorders (as_completed, wait, gather) note
+  // the completion now, so that a task that sees this future done and then finishes
+  // itself is always recorded after it. Recording after the publish (in fire()) let a
+  // task woken by the status alone be recorded first, on another loop.
+  for (Waiter* w = list; w; w = w->next)
+    if (w->kind_ == Waiter::Kind::callback) w->on_complete(s);
   // release (with the unlock): the value / extra->error stored before are visible to
   // anyone who acquire-loads the status.
   word.fetch_or(uint32_t(s) << kStatusShift, std::memory_order_release);
   unlock();
   if (list && list->next) {
-    // Two or more: done callbacks (as_completed's and wait's recorders, add_done_callback)
-    // go before the fibres and threads, as asyncio runs a future's callbacks before any
-    // task they wake can run. Otherwise a task woken here could finish on another loop,
-    // and be recorded, before this completion is: as_completed would yield it first.
-    // Nobody is notified yet, so every node is still alive while we relink them.
+    // Two or more: done callbacks (add_done_callback, the recorders' wake-ups) go before
+    // the fibres and threads, as asyncio runs a future's callbacks before any task they
+    // wake can run. Nobody is notified yet, so every node is still alive while we
+    // relink them.
     Waiter *callbacks = nullptr, *others = nullptr;
     Waiter **ct = &callbacks, **ot = &others;
     for (Waiter* w = list; w;) {

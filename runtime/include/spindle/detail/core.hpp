@@ -206,6 +206,11 @@ class Waiter {
   TaskHeader* task_ = nullptr;
   friend struct FutureCore;
   virtual void fire() noexcept {}  // callback waiters: schedule the callback
+  /// Callback waiters: runs under the future's lock just before its outcome `s` is
+  /// published, so that whatever it records happens before anyone can see the future
+  /// done (as_completed's order must respect causality across threads). It may take
+  /// only leaf locks and must not touch the future beyond what it is given.
+  virtual void on_complete(Status) noexcept {}
  public:
   virtual ~Waiter() = default;
 };

@@ -4,10 +4,13 @@
 // Owns:        nothing global. A Watch belongs to the one call (wait, gather,
 //              as_completed) that made it; it lives on that caller's side.
 // Mechanism:   one DoneNode per watched future, linked into the future's waiter list.
-//              When the future completes, its completer detaches the node and calls
-//              fire() on it (on the completer's thread, after the future's lock is
-//              released). fire() records the completion under the Watch's SpinLock and,
-//              once the Watch's condition holds, notifies the one parked Waiter.
+//              When the future completes, its completer records the completion under
+//              the Watch's SpinLock (on_complete, still under the future's lock and
+//              before the outcome is published: so a completion caused by seeing this
+//              future done is always recorded after it), then, after the future's lock
+//              is released, calls fire(), which notifies the one parked Waiter once the
+//              Watch's condition holds. The consumer waits for each recorded future's
+//              publication (a few instructions) before it hands it out.
 // Invariants:  a node is either linked in its future's list, or detached and about to
 //              fire, or fired and `landed`. The Watch frees its nodes only after taking
 //              each one back from its list or seeing it landed, so no completer ever
@@ -113,8 +116,10 @@ class Watch {
  private:
   struct Node;
   bool ready_locked() const noexcept;
-  void record_locked(std::size_t i) noexcept;
-  void on_done(std::size_t i) noexcept;
+  void record_locked(std::size_t i, Status s) noexcept;
+  void on_done(std::size_t i, Status s) noexcept;  // under futs_[i]'s lock
+  void wake_if_ready() noexcept;
+  void settle_recorded() noexcept;  // consumer: every recorded future reads as done
 
   std::size_t n_;
   WatchMode mode_;
@@ -126,7 +131,9 @@ class Watch {
   std::size_t consumed_ = 0;  // guarded by lock_: completions handed out by next()
   bool failure_ = false;      // guarded by lock_
   bool exception_ = false;    // guarded by lock_
+  std::size_t first_failure_ = npos;  // guarded by lock_
   Waiter* parked_ = nullptr;  // guarded by lock_: the consumer's Waiter while it waits
+  std::size_t settled_ = 0;   // consumer only: order_[0..settled_) are known published
 };
 
 /// wait()'s engine: returns when the mode's condition holds or the deadline passes.
