@@ -1,11 +1,13 @@
 // UDP and Unix domain sockets over worker counts: round trips, abstract and path
-// addresses, socketpair, cancellation of a blocked receive, timeouts, and no fd leak.
+// addresses, socketpair, cancellation of a blocked receive, timeouts, no fd leak, and
+// the events of a stuck loop's fds taken by another loop.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spindle/io/io.hpp>
@@ -145,4 +147,40 @@ TEST_CASE("socketpair streams: full duplex, half-close and cancel", "[io][unix][
     CHECK(a.read_exact(3) == "bye");
     CHECK(a.read(3).empty());
   });
+}
+
+TEST_CASE("a loop whose thread is stuck does not hold back the events of its fds", "[io][steal]") {
+  // The reader's fd is registered with loop 0's epoll; then loop 0's thread is blocked
+  // (as if the OS had preempted it) until the reader has run. Loop 1 must take the
+  // event from loop 0's epoll and run the reader; otherwise the blocker gives up after
+  // 10 s and the test fails.
+  FdLeakCheck fdc;
+  Runtime rt(test::opts(2));
+  auto [a, b] = UnixStream::pair();
+  // Register a's fd with loop 0: a pinned task's read there times out.
+  rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&a] {
+      a.set_timeout(1ms);
+      char c;
+      CHECK_THROWS_AS(a.read(&c, 1), TimeoutError);
+      a.set_timeout(std::chrono::nanoseconds(0));
+    }).get();
+  std::atomic<bool> reader_done{false};
+  auto reader = rt.spawn([&] {
+    char buf[16];
+    const std::size_t n = a.read(buf, sizeof buf);
+    reader_done = true;
+    return std::string(buf, n);
+  });
+  std::atomic<bool> blocking{false};
+  auto blocker = rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&] {
+    blocking = true;
+    // Blocks the loop's thread, not just this fibre.
+    const auto cap = std::chrono::steady_clock::now() + 10s;
+    while (!reader_done && std::chrono::steady_clock::now() < cap) std::this_thread::sleep_for(1ms);
+    return reader_done.load();
+  });
+  while (!blocking) std::this_thread::sleep_for(1ms);
+  rt.spawn([&b] { b.write_all(std::string_view("ping")); }).get();
+  CHECK(blocker.get());  // the reader ran while loop 0 was stuck
+  CHECK(reader.get() == "ping");
 }

@@ -216,7 +216,10 @@ void FdSource::close() noexcept {
 }
 
 void FdSource::destroy_here() noexcept {
-  if (owner_) owner_->reactor.remove(fd_);
+  if (owner_) {
+    owner_->reactor.remove(fd_);
+    owner_->reactor.quiesce();  // another worker's poll may still be dispatching to us
+  }
   ::close(fd_);
   delete this;
 }

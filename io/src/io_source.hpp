@@ -7,7 +7,9 @@
 //              edge-triggered for EPOLLIN|EPOLLOUT|EPOLLRDHUP, with the reactor of the
 //              worker it runs on; that worker is the `owner` from then on. Operations
 //              that never block never touch epoll.
-// Threads:     on_ready() runs on the owner's thread (inside Reactor::poll). Fibres that
+// Threads:     on_ready() runs inside Reactor::poll on the owner's thread, or inside
+//              Reactor::poll_foreign on another worker that ran out of work (one edge,
+//              one caller; the lock orders them). Fibres that
 //              wait may run on any worker and migrate across waits. `ready_*`,
 //              `reader`, `writer`, `closer_waiting` and `owner` are guarded by `mu_`
 //              (a spinlock: every critical section is a few loads and stores, plus one
@@ -19,8 +21,9 @@
 //                 (cancelled, timed out) latches the edge back, so none is lost.
 //              2. The registration is removed, and the memory freed, only on the owner's
 //                 thread outside Reactor::poll (a pointer to this source may sit in the
-//                 owner's epoll_event array until poll returns). The fd is closed only
-//                 after it left epoll.
+//                 owner's epoll_event array until poll returns), and only after
+//                 Reactor::quiesce (nor in another worker's poll_foreign). The fd is
+//                 closed only after it left epoll.
 //              3. An operation counts itself in `ops_` for as long as it may touch the
 //                 source; close() waits for that count to drain before retiring it.
 //

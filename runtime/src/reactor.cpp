@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <system_error>
 
+#include <spindle/detail/spin.hpp>
+
 namespace spindle::detail {
 
 Reactor::Reactor() {
@@ -46,16 +48,45 @@ int Reactor::poll(int64_t timeout_ns) noexcept {
     n = ::epoll_pwait2(epfd_, evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
   }
   if (n < 0) return 0;  // EINTR: the caller loops anyway
+  dispatch(evs, n, true);
+  return n;
+}
+
+void Reactor::dispatch(const epoll_event* evs, int n, bool owner) noexcept {
   for (int i = 0; i < n; ++i) {
-    if (evs[i].data.ptr == nullptr) {
+    if (evs[i].data.ptr != nullptr) {
+      static_cast<IoSource*>(evs[i].data.ptr)->on_ready(evs[i].events);
+    } else if (owner) {
       uint64_t v;
       while (::read(wakefd_, &v, sizeof v) == sizeof v) {
       }
-    } else {
-      static_cast<IoSource*>(evs[i].data.ptr)->on_ready(evs[i].events);
     }
+    // A foreign poll leaves the wake-up eventfd alone: it is level-triggered, so the
+    // owner still sees it at its next poll.
   }
-  return n;
+}
+
+int Reactor::poll_foreign() noexcept {
+  // seq_cst, with the one in quiesce(): either the owner's quiesce sees us counted, or
+  // our epoll_wait comes after its EPOLL_CTL_DEL and cannot return the removed source.
+  foreign_.fetch_add(1, std::memory_order_seq_cst);
+  epoll_event evs[64];
+  const int n = ::epoll_wait(epfd_, evs, 64, 0);
+  int sources = 0;
+  if (n > 0) {
+    dispatch(evs, n, false);
+    for (int i = 0; i < n; ++i) sources += evs[i].data.ptr != nullptr;
+  }
+  // release: our last touch of any source comes before the owner's acquire in quiesce().
+  foreign_.fetch_sub(1, std::memory_order_release);
+  return sources;
+}
+
+void Reactor::quiesce() const noexcept {
+  // seq_cst: see poll_foreign(). A foreign poll holds a pointer only between its
+  // epoll_wait and its dispatch, a few microseconds.
+  Backoff b;
+  while (foreign_.load(std::memory_order_seq_cst) != 0) b.pause();
 }
 
 void Reactor::unpark() noexcept {
@@ -70,7 +101,7 @@ void Reactor::add(int fd, uint32_t events, IoSource* source) {
   ev.data.ptr = source;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0)
     throw std::system_error(errno, std::generic_category(), "epoll_ctl(ADD)");
-  ++sources_;
+  sources_.fetch_add(1, std::memory_order_relaxed);  // relaxed: see sources()
 }
 
 void Reactor::modify(int fd, uint32_t events, IoSource* source) {
@@ -82,7 +113,8 @@ void Reactor::modify(int fd, uint32_t events, IoSource* source) {
 }
 
 void Reactor::remove(int fd) noexcept {
-  if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) == 0 && sources_ > 0) --sources_;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) == 0 && sources() > 0)
+    sources_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: see sources()
 }
 
 }  // namespace spindle::detail

@@ -1,12 +1,19 @@
 // One loop's reactor: an epoll instance plus an eventfd that other threads write to wake
 // the loop when it is parked in epoll_wait.
 //
-// Threads: poll() is called only by the owning worker. unpark() may be called from any
-// thread. Registered sources are called back on the owning worker.
+// Threads: poll() is called only by the owning worker; poll_foreign() by another worker
+// of the same runtime that has run out of work, so that the events of a loop whose
+// thread the OS has preempted are not held until it runs again. Each edge is delivered
+// to one caller only, so a source's on_ready runs on one thread at a time, but not
+// always the owner's. unpark() may be called from any thread. A source may be freed only
+// after remove() and then quiesce() (no foreign poll still holds its pointer).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+struct epoll_event;
 
 namespace spindle::detail {
 
@@ -28,6 +35,12 @@ class Reactor {
   /// Waits up to timeout_ns (0: just look, negative: forever) and dispatches what is
   /// ready. Returns the number of events handled (the wake-up eventfd included).
   int poll(int64_t timeout_ns) noexcept;
+  /// Another worker looks without waiting and dispatches what is ready (the wake-up
+  /// eventfd is left to the owner). Returns the number of sources dispatched.
+  int poll_foreign() noexcept;
+  /// Waits until no poll_foreign() is in progress: after remove(fd), a source's pointer
+  /// can no longer be in anyone's hands.
+  void quiesce() const noexcept;
   /// Wakes the loop out of epoll_wait (or makes its next poll return at once). Any thread.
   void unpark() noexcept;
 
@@ -36,12 +49,18 @@ class Reactor {
   void modify(int fd, uint32_t events, IoSource* source);
   void remove(int fd) noexcept;
   int epoll_fd() const noexcept { return epfd_; }
-  /// Registered fds (the wake-up eventfd not counted). Owner thread only.
-  std::size_t sources() const noexcept { return sources_; }
+  /// Registered fds (the wake-up eventfd not counted). Exact on the owner's thread, a
+  /// hint on others.
+  std::size_t sources() const noexcept {
+    // relaxed: only the owner writes it; other threads use it to skip idle reactors.
+    return sources_.load(std::memory_order_relaxed);
+  }
 
  private:
+  void dispatch(const ::epoll_event* evs, int n, bool owner) noexcept;
   int epfd_ = -1;
-  std::size_t sources_ = 0;
+  std::atomic<std::size_t> sources_{0};
+  std::atomic<int> foreign_{0};  // poll_foreign() calls in progress
   int wakefd_ = -1;
 };
 

@@ -8,8 +8,11 @@
 // in a row), pinned queue, inbox, run queue, and the global queue first on every 61st
 // turn so that a busy run queue cannot starve it — and run its fibre until it suspends.
 // With nothing ready: search (steal half of another worker's queue, take from the global
-// queue, poll the reactor without blocking) for up to Options::spin, and only then park
-// in epoll_wait, because unparking a thread on another CPU costs 60-80 µs here.
+// queue, poll the reactor without blocking, take the ready events of a loop that is not
+// parked) for up to Options::spin, and only then park in epoll_wait, because unparking a
+// thread on another CPU costs 60-80 µs here. While another loop with I/O runs, a parked
+// loop wakes every kIoStealPark to take the events that loop has not looked at (its
+// thread may be preempted for a whole OS timeslice).
 #pragma once
 
 #include <boost/context/fiber.hpp>
@@ -97,6 +100,7 @@ struct Worker {
   std::atomic<uint64_t> search_found{0};      // tasks found by search() (not by next_task)
   std::atomic<uint64_t> steal_attempts{0};    // other workers' queues probed
   std::atomic<uint64_t> steals{0};            // probes that took tasks
+  std::atomic<uint64_t> io_steals{0};         // poll_foreign calls that found events
   std::atomic<uint64_t> tasks_stolen{0};      // tasks those probes took
   std::atomic<uint64_t> parks{0};
   std::atomic<uint64_t> reactor_events{0};    // epoll events handled (wake-ups included)
@@ -157,6 +161,13 @@ struct Worker {
   }
   TaskHeader* search();
   TaskHeader* steal();
+  /// Dispatches the ready events of another loop that is not parked (Reactor::
+  /// poll_foreign); returns a task they woke, now queued here.
+  TaskHeader* steal_io();
+  /// True if another loop with I/O sources is not parked (its events may wait for it).
+  bool others_may_hold_io() const noexcept;
+  /// How long a worker parks at most while others_may_hold_io().
+  static constexpr int64_t kIoStealPark = 1'000'000;  // ns
   TaskHeader* from_global();
   void park();
   /// Moves timers from the inbox to the heap and fires those that are due. Returns the

@@ -30,6 +30,7 @@ struct WorkerMetrics {
   uint64_t steal_attempts = 0;   ///< other loops' queues probed while searching
   uint64_t steals = 0;           ///< probes that took tasks
   uint64_t tasks_stolen = 0;     ///< tasks those probes took
+  uint64_t io_steals = 0;        ///< polls of another running loop's epoll that found events
   uint64_t parks = 0;            ///< times the loop went to sleep in epoll
   uint64_t reactor_events = 0;   ///< epoll events handled (wake-ups included)
   uint64_t timers_fired = 0;     ///< timers (sleeps, timeouts, call_later) fired here
