@@ -510,3 +510,48 @@ TEST_CASE("streams left open at shutdown are cleaned up", "[io][tcp]") {
   }
   outlives.close();  // after its runtime is gone
 }
+
+TEST_CASE("connections come and go while loops stall: other loops take their events", "[io][tcp][steal]") {
+  // Every loop's thread is blocked now and then (as if preempted), so the others take
+  // its ready events (Reactor::poll_foreign) while its streams are being closed and
+  // freed: the sanitizer runs check that a source is never dispatched after it is gone.
+  const unsigned workers = GENERATE(2u, 4u);
+  FdLeakCheck fdc;
+  Runtime rt(test::opts(workers));
+  rt.block_on([&] {
+    Server srv = start_server(echo_handler, "127.0.0.1", 0);
+    std::atomic<bool> stop{false};
+    std::vector<Task<>> stallers;
+    for (unsigned l = 0; l < workers; ++l) {
+      stallers.push_back(spawn(TaskOptions{.pinned = true, .loop = int(l)}, [&] {
+        while (!stop) {
+          std::this_thread::sleep_for(2ms);  // the loop's thread, not just this fibre
+          sleep(3ms);
+        }
+      }));
+    }
+    std::atomic<int> good{0};
+    std::vector<Task<>> clients;
+    for (int c = 0; c < 32; ++c) {
+      clients.push_back(spawn([&, c] {
+        bool ok = true;
+        for (int k = 0; k < 10; ++k) {  // a fresh connection each time
+          TcpStream s = open_connection("127.0.0.1", srv.port());
+          for (int i = 0; i < 5; ++i) {
+            const std::string msg = std::to_string(c) + "/" + std::to_string(k) + "/" + std::to_string(i) + "\n";
+            s.write_all(msg);
+            ok = ok && s.read_line() == msg;
+          }
+        }
+        if (ok) ++good;
+      }));
+    }
+    for (auto& t : clients) t.get();
+    stop = true;
+    for (auto& t : stallers) t.get();
+    CHECK(good == 32);
+    srv.close();
+    srv.wait_closed();
+    CHECK(srv.connections() == 0);
+  });
+}
