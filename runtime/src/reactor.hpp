@@ -4,8 +4,8 @@
 // Threads: poll() is called only by the owning worker; poll_foreign() by another worker
 // of the same runtime that has run out of work, so that the events of a loop whose
 // thread the OS has preempted are not held until it runs again. Each edge is delivered
-// to one caller only, so a source's on_ready runs on one thread at a time, but not
-// always the owner's. unpark() may be called from any thread. A source may be freed only
+// to one caller only, but two edges of one source (in, out) may be dispatched at once on
+// two threads: a source orders them with its own lock. unpark() may be called from any thread. A source may be freed only
 // after remove() and then quiesce() (no foreign poll still holds its pointer).
 #pragma once
 
@@ -17,8 +17,10 @@ struct epoll_event;
 
 namespace spindle::detail {
 
-/// Something registered with a reactor (an fd, a signalfd, ...). on_ready runs on the
-/// owning worker's scheduler stack: it must only make fibres runnable, never block.
+/// Something registered with a reactor (an fd, a signalfd, ...). on_ready runs on a
+/// worker's scheduler stack (the owner's, or another's in poll_foreign): it must only
+/// make fibres runnable, never block, and be safe against a concurrent call for another
+/// edge.
 struct IoSource {
   virtual void on_ready(uint32_t epoll_events) noexcept = 0;
  protected:
