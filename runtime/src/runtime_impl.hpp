@@ -52,6 +52,10 @@ class RuntimeImpl {
 
   std::atomic<bool> closing{false};   // shutdown began
   std::atomic<bool> stopping{false};  // workers must exit their loops
+  // A parked worker is the I/O watcher: it wakes every Worker::kIoStealPark to take the
+  // events of loops that are not parked. One at a time, so that idle workers of a big
+  // runtime do not all wake a thousand times a second.
+  std::atomic<bool> io_watcher{false};
   std::atomic<bool> closed{false};    // shutdown finished
   std::atomic<uint64_t> foreign_spawned{0};
   std::atomic<uint64_t> foreign_ended{0};

@@ -297,11 +297,18 @@ void Worker::park() {
         const int64_t now = monotonic_ns();
         timeout = next > now ? next - now : 0;
       }
-      // While another loop with I/O is running (or preempted), wake now and then to take
-      // the events it has not looked at (steal_io); a parked runtime sleeps for good.
-      if (rt->workers.size() > 1 && (timeout < 0 || timeout > kIoStealPark) && others_may_hold_io())
+      // While another loop with I/O is running (or preempted), one parked worker (the
+      // watcher) wakes now and then to take the events it has not looked at (steal_io);
+      // a parked runtime sleeps for good. relaxed: the flag only spreads the duty; two
+      // watchers for a moment, or none until the next park, cost nothing but a delay.
+      bool watcher = false;
+      if (rt->workers.size() > 1 && (timeout < 0 || timeout > kIoStealPark) && others_may_hold_io() &&
+          !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
+        watcher = true;
         timeout = kIoStealPark;
+      }
       count(reactor_events, uint64_t(reactor.poll(timeout)));
+      if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
     }
   }
   if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher

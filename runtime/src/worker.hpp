@@ -12,7 +12,7 @@
 // parked) for up to Options::spin, and only then park in epoll_wait, because unparking a
 // thread on another CPU costs 60-80 µs here. While another loop with I/O runs, a parked
 // loop wakes every kIoStealPark to take the events that loop has not looked at (its
-// thread may be preempted for a whole OS timeslice).
+// thread may be preempted for a whole OS timeslice); one parked loop at a time does this.
 #pragma once
 
 #include <boost/context/fiber.hpp>
