@@ -110,6 +110,39 @@ TEST_CASE("Options::shuffle varies the order ready tasks run in; every task stil
   CHECK(run_orders(true).size() > 1);
 }
 
+TEST_CASE("tasks woken in a burst do not wait behind a backlog of unstarted tasks", "[scheduler]") {
+  // One loop, 300 tasks suspended on a future, then 4,000 new tasks spawned (most of them
+  // go out to the global queue: the run queue holds 256), then the future completes and
+  // wakes the 300 at once. The run queue overflows again; the woken tasks moved out must
+  // be taken before the 4,000 new ones, not queued behind them.
+  Runtime rt(test::opts(1));
+  constexpr int kWoken = 300, kNew = 4000;
+  std::vector<int> order;  // one worker: the tasks never run at once
+  rt.block_on([&] {
+    Future<void> go;
+    int waiting = 0;
+    std::vector<Task<>> woken, fresh;
+    for (int i = 0; i < kWoken; ++i)
+      woken.push_back(spawn([&, i] {
+        ++waiting;
+        go.get();
+        order.push_back(i);
+      }));
+    while (waiting < kWoken) yield();
+    for (int i = 0; i < kNew; ++i) fresh.push_back(spawn([&, i] { order.push_back(kWoken + i); }));
+    go.set_result();
+    for (auto& t : woken) t.get();
+    for (auto& t : fresh) t.get();
+  });
+  REQUIRE(order.size() == std::size_t(kWoken + kNew));
+  std::size_t last_woken = 0;
+  for (std::size_t k = 0; k < order.size(); ++k)
+    if (order[k] < kWoken) last_woken = k;
+  // Queued behind the new tasks, the last woken one would run at position 4,299 (it did).
+  CHECK(last_woken < std::size_t(kNew / 2));
+  CHECK(rt.metrics().workers[0].tasks_spilled > 0);  // the burst did overflow the run queue
+}
+
 TEST_CASE("two runtimes side by side, and one after another", "[scheduler]") {
   {
     Runtime a(test::opts(2)), b(test::opts(2));

@@ -44,6 +44,7 @@ Metrics snapshot_metrics(RuntimeImpl* rt) {
     x.steals = w->steals.load(rlx);
     x.tasks_stolen = w->tasks_stolen.load(rlx);
     x.io_steals = w->io_steals.load(rlx);
+    x.tasks_spilled = w->tasks_spilled.load(rlx);
     x.parks = w->parks.load(rlx);
     x.reactor_events = w->reactor_events.load(rlx);
     x.timers_fired = w->timers_fired.load(rlx);
@@ -122,7 +123,7 @@ std::ostream& operator<<(std::ostream& os, const Metrics& m) {
   for (const WorkerMetrics& w : m.workers) {
     os << "loop " << w.index << ": tasks_run " << w.tasks_run << " tasks_started " << w.tasks_started
        << " steal_attempts " << w.steal_attempts << " steals " << w.steals << " tasks_stolen " << w.tasks_stolen
-       << " io_steals " << w.io_steals
+       << " io_steals " << w.io_steals << " tasks_spilled " << w.tasks_spilled
        << " parks " << w.parks << " reactor_events " << w.reactor_events << " timers_fired " << w.timers_fired
        << " local_queue " << w.local_queue << " inbox " << w.inbox << " busy_ms " << ms(w.busy)
        << (w.idle ? " idle" : " busy") << "\n";

@@ -146,6 +146,12 @@ void RuntimeImpl::push_global(TaskHeader* const* ts, std::size_t n) noexcept {
   global_len.fetch_add(int64_t(n), std::memory_order_seq_cst);
 }
 
+void RuntimeImpl::push_spill(TaskHeader* const* ts, std::size_t n) noexcept {
+  while (!spill.enqueue_bulk(ts, n)) std::this_thread::yield();  // allocation failed: retry
+  // seq_cst: as in push_global (one count covers both queues).
+  global_len.fetch_add(int64_t(n), std::memory_order_seq_cst);
+}
+
 void RuntimeImpl::notify_work() noexcept { idle.notify_work(workers); }
 
 int64_t RuntimeImpl::live_tasks() const noexcept {
@@ -222,9 +228,11 @@ void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
     // A started task left in a queue would not end; it was reported in step 4.
   };
   TaskHeader* t;
-  while (global.try_dequeue(t)) {
-    global_len.fetch_sub(1, std::memory_order_relaxed);
-    drop(t);
+  for (auto* q : {&global, &spill}) {
+    while (q->try_dequeue(t)) {
+      global_len.fetch_sub(1, std::memory_order_relaxed);
+      drop(t);
+    }
   }
   for (Worker* w : workers) {
     if (w->lifo) drop(std::exchange(w->lifo, nullptr));

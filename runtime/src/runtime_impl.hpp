@@ -43,11 +43,17 @@ class RuntimeImpl {
   Idle idle;
   std::vector<Worker*> workers;  // fixed after construction
   moodycamel::ConcurrentQueue<TaskHeader*> global;
-  // An exact upper bound of the global queue's length: moodycamel's size_approx() is
-  // only a hint, and a parking worker must not miss work. Incremented (seq_cst) after
+  // Tasks that had already run and were moved out of a full run queue (a burst of wake-
+  // ups, e.g. many timers due at once). Kept apart from `global` so that they do not wait
+  // behind a backlog of tasks that have not started yet (100k spawned at once): workers
+  // take from here first, and from `global` first one time in four so neither starves.
+  moodycamel::ConcurrentQueue<TaskHeader*> spill;
+  // An exact upper bound of the two queues' lengths together: moodycamel's size_approx()
+  // is only a hint, and a parking worker must not miss work. Incremented (seq_cst) after
   // each enqueue, decremented after each dequeue.
   std::atomic<int64_t> global_len{0};
   void push_global(TaskHeader* const* ts, std::size_t n) noexcept;
+  void push_spill(TaskHeader* const* ts, std::size_t n) noexcept;
   std::chrono::nanoseconds spin;
 
   std::atomic<bool> closing{false};   // shutdown began

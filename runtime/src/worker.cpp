@@ -19,7 +19,7 @@
 namespace spindle::detail {
 
 Worker::Worker(RuntimeImpl* r, unsigned i)
-    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle), gptok_(r->global), gctok_(r->global) {}
+    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle), gctok_(r->global), sctok_(r->spill) {}
 
 Worker::~Worker() = default;
 
@@ -37,15 +37,14 @@ void Worker::sample_stacks() noexcept {
 
 void Worker::collect_queued(std::vector<TaskHeader*>& out) {
   inbox.drain_into(pinned);  // as next_task would; the order is kept
-  // Tasks waiting in the global queue come into our ring first (as from_global takes
+  // Tasks waiting in the global queues come into our ring first (as from_global takes
   // them), as many as fit, so that they are listed too.
   // relaxed: a hint, as in from_global.
   while (rt->global_len.load(std::memory_order_relaxed) > 0 && ring.size() < RunQueue::kCap) {
     TaskHeader* buf[32];
     const uint32_t room = RunQueue::kCap - ring.size();
-    const std::size_t n = rt->global.try_dequeue_bulk(gctok_, buf, room < 32 ? room : 32);
+    const std::size_t n = take_global(buf, room < 32 ? room : 32);
     if (n == 0) break;
-    rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);  // as in from_global
     for (std::size_t i = 0; i < n; ++i) push_ring(buf[i]);  // fits: room was checked
   }
   // Reserve first: once the run queue is emptied below, nothing may throw.
@@ -74,10 +73,21 @@ bool Worker::has_local_work() const noexcept {
 
 void Worker::push_ring(TaskHeader* t) {
   while (!ring.push(t)) {
-    // Full: move the older half to the global queue, where any worker can take it.
+    // Full: move the older half out where any worker can take it. Tasks that had run
+    // before (woken ones) go to the spill queue, new ones to the back of the global queue.
     TaskHeader* buf[RunQueue::kCap / 2];
     const uint32_t n = ring.take_half(buf);
-    if (n) rt->push_global(buf, n);
+    TaskHeader* fresh[RunQueue::kCap / 2];
+    uint32_t resumed = 0, unstarted = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      // relaxed: kStarted was set by the run that came before this queueing, which the
+      // queue hand-off ordered before us; nobody clears it.
+      if (buf[i]->sched.load(std::memory_order_relaxed) & kStarted) buf[resumed++] = buf[i];
+      else fresh[unstarted++] = buf[i];
+    }
+    count(tasks_spilled, n);
+    if (resumed) rt->push_spill(buf, resumed);
+    if (unstarted) rt->push_global(fresh, unstarted);
   }
 }
 
@@ -100,16 +110,27 @@ bool Worker::push_local(TaskHeader* t, bool wake) {
   return true;
 }
 
+std::size_t Worker::take_global(TaskHeader** buf, std::size_t want) {
+  // Woken tasks before new ones, except one time in four (new tasks must not starve
+  // while wake-ups keep spilling).
+  const bool spill_first = (++global_takes & 3) != 0;
+  std::size_t n = spill_first ? rt->spill.try_dequeue_bulk(sctok_, buf, want)
+                              : rt->global.try_dequeue_bulk(gctok_, buf, want);
+  if (n == 0)
+    n = spill_first ? rt->global.try_dequeue_bulk(gctok_, buf, want) : rt->spill.try_dequeue_bulk(sctok_, buf, want);
+  // relaxed: the count is only ever high, never low (decremented after the dequeue).
+  if (n) rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);
+  return n;
+}
+
 TaskHeader* Worker::from_global() {
   // relaxed: a hint; the parking protocol re-reads it after its fence.
   if (rt->global_len.load(std::memory_order_relaxed) <= 0) return nullptr;
   // Take a batch: one to run now, the rest into our queue (stealable by others).
   TaskHeader* buf[32];
   const uint32_t room = (RunQueue::kCap - ring.size()) / 2;
-  const std::size_t want = room < 32 ? (room ? room : 1) : 32;
-  const std::size_t n = rt->global.try_dequeue_bulk(gctok_, buf, want);
+  const std::size_t n = take_global(buf, room < 32 ? (room ? room : 1) : 32);
   if (n == 0) return nullptr;
-  rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);  // only ever high, never low
   for (std::size_t i = 1; i < n; ++i) push_ring(buf[i]);
   return buf[0];
 }

@@ -101,6 +101,7 @@ struct Worker {
   std::atomic<uint64_t> steal_attempts{0};    // other workers' queues probed
   std::atomic<uint64_t> steals{0};            // probes that took tasks
   std::atomic<uint64_t> io_steals{0};         // poll_foreign calls that found events
+  std::atomic<uint64_t> tasks_spilled{0};     // moved out of a full run queue
   std::atomic<uint64_t> tasks_stolen{0};      // tasks those probes took
   std::atomic<uint64_t> parks{0};
   std::atomic<uint64_t> reactor_events{0};    // epoll events handled (wake-ups included)
@@ -188,8 +189,12 @@ struct Worker {
   void start_fibre(TaskHeader* t);
   void push_ring(TaskHeader* t);
   static constexpr unsigned kLifoStreak = 3;
-  moodycamel::ProducerToken gptok_;
+  /// Up to `want` tasks from the spill and global queues (RuntimeImpl::spill says which
+  /// first); keeps global_len.
+  std::size_t take_global(TaskHeader** buf, std::size_t want);
+  unsigned global_takes = 0;
   moodycamel::ConsumerToken gctok_;
+  moodycamel::ConsumerToken sctok_;
 };
 
 /// The calling thread's worker, or null on a thread outside every runtime. Never

@@ -31,6 +31,9 @@ struct WorkerMetrics {
   uint64_t steals = 0;           ///< probes that took tasks
   uint64_t tasks_stolen = 0;     ///< tasks those probes took
   uint64_t io_steals = 0;        ///< polls of another running loop's epoll that found events
+  /// Tasks moved out of its full run queue into the global queues (woken ones into the
+  /// queue that workers take from first, new ones to the back of the global queue).
+  uint64_t tasks_spilled = 0;
   uint64_t parks = 0;            ///< times the loop went to sleep in epoll
   uint64_t reactor_events = 0;   ///< epoll events handled (wake-ups included)
   uint64_t timers_fired = 0;     ///< timers (sleeps, timeouts, call_later) fired here
@@ -48,7 +51,7 @@ struct Metrics {
   uint64_t completed = 0;   ///< tasks that ended with a result or an exception
   uint64_t failed = 0;      ///< of completed: ended with an exception
   uint64_t cancelled = 0;   ///< tasks that ended cancelled (started or not)
-  std::size_t global_queue = 0;  ///< tasks in the global injection queue now
+  std::size_t global_queue = 0;  ///< tasks in the global queues now (new and spilled)
   /// The blocking pool behind to_thread (0 until its first use).
   std::size_t blocking_threads = 0, blocking_busy = 0, blocking_queue = 0;
   /// Fibre stacks in use now (one per started, unfinished task).
