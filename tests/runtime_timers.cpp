@@ -139,3 +139,26 @@ TEST_CASE("100 sleepers per worker all finish", "[timers]") {
   });
   CHECK(done == 800);
 }
+
+TEST_CASE("cancelled timers are dropped long before their deadline; armed ones stay", "[timers]") {
+  // A timeout armed for each request and cancelled when the request ends never reaches
+  // the top of its heap: sweeps must drop such entries, or the heap grows with every
+  // request for as long as the timeout. Nine in ten of these are cancelled.
+  Runtime rt(test::opts(1));
+  constexpr int kTimers = 50'000, kKept = kTimers / 10;
+  std::atomic<int> fired{0};
+  std::size_t pending = 0;
+  rt.block_on([&] {
+    std::vector<TimerHandle> kept;
+    for (int i = 0; i < kTimers; ++i) {
+      TimerHandle h = call_later(1h, [&] { ++fired; });
+      if (i % 10 == 0) kept.push_back(std::move(h));
+      else REQUIRE(h.cancel());
+    }
+    pending = rt.metrics().workers[0].timers_pending;
+    for (TimerHandle& h : kept) REQUIRE(h.cancel());  // none had fired
+  });
+  CHECK(pending >= std::size_t(kKept));
+  CHECK(pending < std::size_t(kTimers) / 2);  // 50,000 if nothing had been swept
+  CHECK(fired == 0);
+}

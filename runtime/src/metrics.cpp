@@ -18,7 +18,7 @@ namespace {
 // cancelled): every field metrics.hpp lists as compiled out is zero.
 [[maybe_unused]] void clear_compiled_out(Metrics& m) {
   for (WorkerMetrics& w : m.workers) {
-    const WorkerMetrics kept{.index = w.index, .local_queue = w.local_queue, .inbox = w.inbox};
+    const WorkerMetrics kept{.index = w.index, .timers_pending = w.timers_pending, .local_queue = w.local_queue, .inbox = w.inbox};
     w = kept;
   }
   m.completed = m.failed = m.cancelled = 0;
@@ -45,6 +45,7 @@ Metrics snapshot_metrics(RuntimeImpl* rt) {
     x.tasks_stolen = w->tasks_stolen.load(rlx);
     x.io_steals = w->io_steals.load(rlx);
     x.tasks_spilled = w->tasks_spilled.load(rlx);
+    x.timers_pending = w->timers.size_seen();
     x.parks = w->parks.load(rlx);
     x.reactor_events = w->reactor_events.load(rlx);
     x.timers_fired = w->timers_fired.load(rlx);
@@ -124,7 +125,7 @@ std::ostream& operator<<(std::ostream& os, const Metrics& m) {
     os << "loop " << w.index << ": tasks_run " << w.tasks_run << " tasks_started " << w.tasks_started
        << " steal_attempts " << w.steal_attempts << " steals " << w.steals << " tasks_stolen " << w.tasks_stolen
        << " io_steals " << w.io_steals << " tasks_spilled " << w.tasks_spilled
-       << " parks " << w.parks << " reactor_events " << w.reactor_events << " timers_fired " << w.timers_fired
+       << " parks " << w.parks << " reactor_events " << w.reactor_events << " timers_fired " << w.timers_fired << " timers_pending " << w.timers_pending
        << " local_queue " << w.local_queue << " inbox " << w.inbox << " busy_ms " << ms(w.busy)
        << (w.idle ? " idle" : " busy") << "\n";
   }

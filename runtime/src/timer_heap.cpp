@@ -28,9 +28,28 @@ TimerHeap::~TimerHeap() {
 void TimerHeap::push(TimerEntry* e) {
   heap_.push_back({e->deadline, e});
   sift_up(heap_.size() - 1);
+  note_size();
   // Cancelled entries are only dropped at the top; a periodic sweep bounds how many can
   // pile up below it (insert-then-cancel workloads never let them reach the top).
-  if (++pushes_since_sweep_ >= 1024 && pushes_since_sweep_ >= heap_.size() / 2) sweep();
+  if (++pushes_since_look_ >= 1024 && pushes_since_look_ >= heap_.size() / 2) maybe_sweep();
+}
+
+void TimerHeap::maybe_sweep() noexcept {
+  pushes_since_look_ = 0;
+  // A sweep loads every entry, and with many timers each load is a cache miss: wasted
+  // where few were cancelled (sleeps, timeouts that fire). So look at kProbes entries
+  // spread over the heap (a different set each time) and sweep only if a quarter of them
+  // are cancelled. Where half the heap is cancelled, 16 probes find fewer than 4 about
+  // one time in a hundred, and the next look comes after another size/2 pushes.
+  constexpr std::size_t kProbes = 16;
+  const std::size_t n = heap_.size();
+  probe_shift_ = probe_shift_ * 1103515245u + 12345u;  // any cheap sequence will do
+  std::size_t dead = 0;
+  for (std::size_t k = 0; k < kProbes; ++k) {
+    const std::size_t i = (k * n / kProbes + probe_shift_ % (n / kProbes + 1)) % n;
+    dead += heap_[i].e->state.load(std::memory_order_acquire) == TimerEntry::cancelled;
+  }
+  if (dead * 4 >= kProbes) sweep();
 }
 
 int64_t TimerHeap::next_deadline() noexcept {
@@ -47,6 +66,7 @@ TimerEntry* TimerHeap::pop_top() noexcept {
   heap_.front() = heap_.back();
   heap_.pop_back();
   if (!heap_.empty()) sift_down(0);
+  note_size();
   return top;
 }
 
@@ -79,13 +99,13 @@ void TimerHeap::sift_down(std::size_t i) noexcept {
 }
 
 void TimerHeap::sweep() noexcept {
-  pushes_since_sweep_ = 0;
   auto dead = [](const Slot& s) {
     if (s.e->state.load(std::memory_order_acquire) != TimerEntry::cancelled) return false;
     s.e->unref();
     return true;
   };
   heap_.erase(std::remove_if(heap_.begin(), heap_.end(), dead), heap_.end());
+  note_size();
   if (heap_.size() > 1)
     for (std::size_t i = (heap_.size() - 2) / kArity + 1; i-- > 0;) sift_down(i);
 }

@@ -49,6 +49,8 @@ class TimerHeap {
   ~TimerHeap();
   bool empty() const noexcept { return heap_.empty(); }
   std::size_t size() const noexcept { return heap_.size(); }
+  /// size() for other threads (metrics): kept by the owner after each change.
+  std::size_t size_seen() const noexcept { return size_seen_.load(std::memory_order_relaxed); }
   void push(TimerEntry* e);  // takes over one reference
   /// Earliest armed deadline, or INT64_MAX. Drops cancelled entries from the top.
   int64_t next_deadline() noexcept;
@@ -73,9 +75,14 @@ class TimerHeap {
   static constexpr std::size_t kArity = 4;
   void sift_up(std::size_t i) noexcept;
   void sift_down(std::size_t i) noexcept;
-  void sweep() noexcept;  // drops every cancelled entry and rebuilds the heap
+  void maybe_sweep() noexcept;  // sweep() if a sample of the entries says it is worth it
+  void sweep() noexcept;        // drops every cancelled entry and rebuilds the heap
   std::vector<Slot> heap_;
-  std::size_t pushes_since_sweep_ = 0;
+  std::size_t pushes_since_look_ = 0;
+  uint32_t probe_shift_ = 0;
+  // relaxed: a single writer (the owner) and a reader that only wants a recent value.
+  std::atomic<std::size_t> size_seen_{0};
+  void note_size() noexcept { size_seen_.store(heap_.size(), std::memory_order_relaxed); }
 };
 
 int64_t monotonic_ns() noexcept;

@@ -8,7 +8,7 @@
 //
 // A library built with metrics compiled out (meson -Dmetrics=false) keeps only uptime,
 // live_tasks, spawned, the queue lengths, blocking_* and stacks_made (and each worker's
-// index, local_queue and inbox): every other field reads 0.
+// index, timers_pending, local_queue and inbox): every other field reads 0.
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,9 @@ struct WorkerMetrics {
   uint64_t parks = 0;            ///< times the loop went to sleep in epoll
   uint64_t reactor_events = 0;   ///< epoll events handled (wake-ups included)
   uint64_t timers_fired = 0;     ///< timers (sleeps, timeouts, call_later) fired here
+  /// Timers in its heap now: armed ones, and cancelled ones not dropped yet (they go when
+  /// they reach the top, or in a sweep once a sample shows a quarter of them cancelled).
+  std::size_t timers_pending = 0;
   std::size_t local_queue = 0;   ///< tasks in its run queue now
   std::size_t inbox = 0;         ///< tasks handed to it by other threads, not taken yet
   bool idle = false;             ///< searching for work or parked now
