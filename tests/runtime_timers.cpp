@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -103,9 +104,13 @@ TEST_CASE("call_soon and call_later run callbacks in tasks; cancel stops them", 
     CHECK_FALSE(h.cancel());  // already fired
 
     std::atomic<bool> fired{false};
-    auto c = call_later(10ms, [&] { fired = true; });
+    auto token = std::make_shared<int>(0);
+    auto c = call_later(10ms, [&fired, token] { fired = true; });
+    CHECK(token.use_count() == 2);
     CHECK(c.cancel());
     CHECK(c.cancelled());
+    CHECK(token.use_count() == 1);  // cancel released the callback's captures at once
+    CHECK_FALSE(c.cancel());        // twice is harmless
     sleep(30ms);
     CHECK_FALSE(fired.load());
   });

@@ -34,10 +34,15 @@ struct TimerEntry {
   std::function<void()> callback;    // run in a task of its own when it fires
 
   /// armed -> cancelled. False if it already fired (or was cancelled). Any thread.
+  /// The winner also releases the callback and what it captured at once (as asyncio's
+  /// Handle.cancel drops its references): the entry itself may stay in its heap until
+  /// it reaches the top or a sweep. Only the winner of fire/cancel ever reads `callback`.
   bool cancel() noexcept {
     uint8_t s = armed;
     // acq_rel: the winner of fire/cancel is decided here; pairs with fire's CAS.
-    return state.compare_exchange_strong(s, cancelled, std::memory_order_acq_rel);
+    if (!state.compare_exchange_strong(s, cancelled, std::memory_order_acq_rel)) return false;
+    if (callback) callback = nullptr;
+    return true;
   }
   bool has_fired() const noexcept { return state.load(std::memory_order_acquire) == fired; }
   void ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }  // needs an existing ref

@@ -36,6 +36,7 @@ class TimerHandle {
   ~TimerHandle() { if (e_) detail::timer_unref(e_); }
 
   /// Cancels the callback if it has not fired yet; returns whether it did. Any thread.
+  /// A successful cancel destroys the callback (and what it captured) before returning.
   bool cancel() noexcept;
   /// True once cancel() succeeded.
   bool cancelled() const noexcept;
