@@ -6,9 +6,11 @@
 // which halves the levels of a binary heap for the same loads.
 //
 // A TimerEntry is shared (reference-counted) between the heap and whoever may cancel it:
-// cancel() only flips its state from armed to cancelled, from any thread, and the heap
-// drops it when it reaches the top (or in a sweep, once cancelled entries could make up
-// half the heap). Firing flips armed to fired; exactly one of fire and cancel wins.
+// cancel() only flips its state from armed to cancelled (and drops the callback), from
+// any thread, and the heap drops the entry when it reaches the top, or in a sweep: every
+// size/2 pushes a sample of 16 entries is looked at, and a quarter of them cancelled
+// starts one, so cancelled entries stay about a third as many as armed ones at most.
+// Firing flips armed to fired; exactly one of fire and cancel wins.
 //
 // Threads: the heap belongs to its worker. Other threads hand new entries to the worker
 // through its timer inbox (Worker::timer_inbox), never touching the heap.
