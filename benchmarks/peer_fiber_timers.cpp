@@ -12,11 +12,20 @@
 //    each timer here also costs the two fibre switches Boost.Fiber cannot avoid.
 //  - wait_for_w2: 200,000 times, fibers::async(launch::post) a function returning at
 //    once, future::wait_for(1 s), then get(); beside it the same with get() alone.
+//  - timers_floor_w2: not Boost.Fiber: the 100,000 sleepers on raw Boost.Context with
+//    no scheduler at all (see below): what any runtime that gives each sleeping task its
+//    own stack pays at least on this machine.
+#include <sys/mman.h>
+
+#include <boost/context/fiber.hpp>
 #include <boost/fiber/all.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <latch>
 #include <memory>
+#include <new>
+#include <queue>
 #include <thread>
 #include <vector>
 
@@ -177,11 +186,129 @@ WaitForOutcome fiber_wait_for() {
   return r;
 }
 
+// --- timers_floor: the 100,000 sleepers on raw Boost.Context ---------------------------------
+// The least a stackful runtime can do for this workload: two threads, each starting every
+// other task on a stack of spindle's default size (256 KiB, first touched when its task
+// starts, reused last-in first-out once a task ends), each with one binary heap of
+// deadlines; no scheduler, no stealing, no guard pages, no allocation per task. A thread
+// fires its due deadlines after every 16 starts and, once all its tasks have started,
+// sleeps until the next deadline. Most of its time is the kernel's: the first touch of
+// each stack is a page fault.
+namespace ctx = boost::context;
+constexpr std::size_t kFloorStack = 256 * 1024;
+
+// One thread's stacks: one reservation, carved in order, freed stacks reused first.
+class FloorStacks {
+ public:
+  explicit FloorStacks(std::size_t n) : bytes_(n * kFloorStack) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<char*>(p);
+  }
+  ~FloorStacks() { munmap(base_, bytes_); }
+  FloorStacks(const FloorStacks&) = delete;
+  FloorStacks& operator=(const FloorStacks&) = delete;
+
+  char* take() {
+    if (!free_.empty()) {
+      char* s = free_.back();
+      free_.pop_back();
+      return s;
+    }
+    if (carved_ == bytes_) throw std::bad_alloc();
+    carved_ += kFloorStack;
+    return base_ + carved_ - kFloorStack;
+  }
+  void give(char* s) { free_.push_back(s); }
+
+ private:
+  std::size_t bytes_, carved_ = 0;
+  char* base_;
+  std::vector<char*> free_;
+};
+
+// Boost.Context's stack allocator interface over FloorStacks (copied into each fibre).
+struct FloorAlloc {
+  FloorStacks* stacks;
+  ctx::stack_context allocate() {
+    ctx::stack_context sc;
+    sc.size = kFloorStack;
+    sc.sp = stacks->take() + kFloorStack;
+    return sc;
+  }
+  void deallocate(ctx::stack_context& sc) noexcept { stacks->give(static_cast<char*>(sc.sp) - kFloorStack); }
+};
+
+struct Deadline {
+  int64_t due_ns;
+  uint64_t task;
+  bool operator>(const Deadline& o) const { return due_ns > o.due_ns; }
+};
+
+// Runs tasks first, first + 2, ... on this thread; returns the sum of their delays.
+uint64_t floor_thread(uint64_t first, const std::vector<uint32_t>& delay, Clock::time_point t0) {
+  FloorStacks stacks(kSleepers / 2 + 1);
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> heap;
+  std::vector<ctx::fiber> sleeping(kSleepers);  // indexed by task; only this thread's used
+  uint64_t slept = 0;
+  const auto ns = [t0] { return (Clock::now() - t0).count(); };
+  const auto fire_due = [&] {
+    const int64_t now = ns();
+    while (!heap.empty() && heap.top().due_ns <= now) {
+      const uint64_t i = heap.top().task;
+      heap.pop();
+      sleeping[i] = std::move(sleeping[i]).resume();  // runs to its end: empty fibre back
+    }
+  };
+  uint64_t started = 0;
+  for (uint64_t i = first; i < kSleepers; i += 2) {
+    ctx::fiber task(std::allocator_arg, FloorAlloc{&stacks}, [&, i](ctx::fiber&& back) {
+      heap.push(Deadline{ns() + int64_t(delay[i]) * 1'000'000, i});
+      back = std::move(back).resume();  // asleep until fire_due resumes it
+      slept += delay[i];
+      return std::move(back);
+    });
+    sleeping[i] = std::move(task).resume();
+    if (++started % 16 == 0) fire_due();
+  }
+  while (!heap.empty()) {
+    std::this_thread::sleep_until(t0 + std::chrono::nanoseconds(heap.top().due_ns));
+    fire_due();
+  }
+  return slept;
+}
+
+Outcome floor_timers() {
+  const std::vector<uint32_t> delay = lcg_delays(kSleepers);
+  uint64_t want = 0;
+  for (uint32_t d : delay) want += d;
+  uint64_t slept[2] = {0, 0};
+  Clock::time_point t0;
+  std::latch go(1);  // count_down happens before wait returns: t0 is set when they read it
+  std::vector<std::thread> threads;
+  for (uint64_t k = 0; k < 2; ++k)
+    threads.emplace_back([&, k] {
+      go.wait();
+      slept[k] = floor_thread(k, delay, t0);
+    });
+  t0 = Clock::now();
+  go.count_down();
+  for (auto& t : threads) t.join();
+  const double s = seconds_since(t0);
+  return {s, bench::expect("sum of delays", slept[0] + slept[1], want)};
+}
+
 // --- registration --------------------------------------------------------------------------
 void timers_w2(benchmark::State& st) {
   ensure_threads();
   Outcome out;
   if (!bench::timed(st, out, fiber_timers)) return;
+  st.counters["total_ms"] = out.seconds * 1e3;
+  st.counters["peak_rss_mb"] = bench::peak_rss_mb();
+}
+void timers_floor_w2(benchmark::State& st) {
+  Outcome out;
+  if (!bench::timed(st, out, floor_timers)) return;
   st.counters["total_ms"] = out.seconds * 1e3;
   st.counters["peak_rss_mb"] = bench::peak_rss_mb();
 }
@@ -209,6 +336,7 @@ void wait_for_w2(benchmark::State& st) {
 
 #define WORKLOAD(fn) BENCHMARK(fn)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond)
 WORKLOAD(timers_w2);
+WORKLOAD(timers_floor_w2);
 WORKLOAD(timer_cancel_w2);
 WORKLOAD(wait_for_w2);
 

@@ -44,6 +44,7 @@ AREAS += [("bench_sync", "peer_fiber_sync",
 AREAS += [("bench_executors", "peer_executors",
            ("to_thread_latency", "to_thread_throughput", "process_call_empty", "process_call_1mib"))]
 RUNS += [("peer_executors", n) for n in ("to_thread_latency_asio", "to_thread_throughput_asio")]
+RUNS += [("peer_fiber_timers", "timers_floor_w2")]
 for s_bin, p_bin, names in AREAS:
     RUNS += [(s_bin, n) for n in names] + [(p_bin, n) for n in names]
 
@@ -74,6 +75,10 @@ ROWS = [
      (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_w2")), 100, "lower"),
     ("timers: 100k sleepers (2 threads)", "peak RSS MiB", "peak_rss_mb",
      (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_w2")), None, "lower"),
+    # The same spindle figure against raw Boost.Context with no scheduler (each sleeper
+    # on its own stack): what this machine allows a stackful runtime at best.
+    ("timers: 100k sleepers, peer bare Boost.Context", "total ms", "total_ms",
+     (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_floor_w2")), 100, "lower"),
     ("timers: insert + cancel", "ns per timer", "ns_per_timer",
      (("bench_timers", "timer_cancel_w2"), ("peer_fiber_timers", "timer_cancel_w2")), None, "lower"),
     ("wait_for on a finished task", "ns per wait_for", "ns_per_wait_for",
