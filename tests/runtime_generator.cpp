@@ -175,11 +175,12 @@ TEST_CASE("cancelling the consumer while it waits cancels the body", "[generator
   const unsigned n = SPINDLE_WORKERS();
   Runtime rt(test::opts(n));
   rt.block_on([] {
-    std::atomic<bool> body_cancelled{false};
+    std::atomic<bool> body_cancelled{false}, body_inside{false};
     auto consumer = spawn([&] {
       Generator<int> g([&](auto& co) {
         co.yield(1);
         try {
+          body_inside = true;  // a cancellation from now on is raised in the sleep below
           sleep(1h);
         } catch (const CancelledError&) {
           body_cancelled = true;
@@ -191,8 +192,11 @@ TEST_CASE("cancelling the consumer while it waits cancels the body", "[generator
       for (int v : g) sum += v;
       return sum;
     });
-    until_suspended(consumer);
-    sleep(2ms);
+    // Not a fixed delay: under TSan on a loaded machine the body had not always got
+    // past co.yield(1) 2 ms after the consumer suspended, and then the cancellation was
+    // raised there, outside the try.
+    while (!body_inside.load()) sleep(1ms);
+    until_suspended(consumer);  // waiting for the second value
     consumer.cancel("stop");
     try {
       consumer.get();
