@@ -5,9 +5,9 @@
 // state reads an old NOTIFIED mark; meanwhile the task consumes that mark, runs, checks
 // its signal (not there yet) and suspends; the waker, trusting the old mark, did
 // nothing (wake_task_in in runtime/src/core.cpp now decides with a CAS). It showed in
-// the mpsc benchmark (about one run in five hung), never in the -O0 or sanitizer
-// builds, so tests/meson.build builds this program and a -O2 copy of the library in the
-// plain (debug) build.
+// the mpsc benchmark (about one run in five hung), never in the -O0 build nor under ASan,
+// so tests/meson.build builds this program at -O2 in the plain build, against a -O2 copy
+// of the library when that build is not optimized itself.
 //
 // The workload is the mpsc benchmark's: 4 producer tasks send 1,000,000 values each
 // through a Channel of capacity 1024 to one consumer task, on 2 workers, 20 rounds of
