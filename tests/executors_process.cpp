@@ -74,8 +74,9 @@ const bool served = (serve_process_worker(), true);
 
 TEST_CASE("ProcessPool runs registered functions and returns their results", "[executors][process]") {
   REQUIRE(served);
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 2});
-  Runtime rt(test::opts(2));
   auto [a, g] = rt.block_on([&] {
     return std::pair{pool.call<int>("add", 2, 40), pool.call<std::string>("greet", std::string("you"), std::vector<int>{1, 2, 3})};
   });
@@ -87,8 +88,9 @@ TEST_CASE("ProcessPool runs registered functions and returns their results", "[e
 }
 
 TEST_CASE("ProcessPool runs CPU-bound calls in parallel over its workers", "[executors][process]") {
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 2});
-  Runtime rt(test::opts(2));
   auto spans = rt.block_on([&] {
     std::vector<Task<std::pair<int64_t, int64_t>>> ts;
     for (int i = 0; i < 4; ++i)
@@ -156,8 +158,9 @@ TEST_CASE("ProcessPool refuses 0 workers and a negative timeout; the default is 
 
 TEST_CASE("a result that cannot be decoded fails that call, naming the function, and no other",
           "[executors][process]") {
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 1});
-  Runtime rt(test::opts(2));
   // Each bad decode (too few bytes, too many, a length prefix past the end) is followed
   // by a good call on the same worker: the bad reply was consumed whole.
   auto outcome = [&](auto call) -> std::string {
@@ -184,8 +187,9 @@ TEST_CASE("a result that cannot be decoded fails that call, naming the function,
 }
 
 TEST_CASE("ProcessPool round-trips a 64 MiB payload", "[executors][process]") {
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 1});
-  Runtime rt(test::opts(2));
   const std::size_t n = std::size_t(64) << 20;
   const bool ok = rt.block_on([&] {
     std::vector<char> v(n);
@@ -201,8 +205,9 @@ TEST_CASE("ProcessPool round-trips a 64 MiB payload", "[executors][process]") {
 
 TEST_CASE("cancelling a task waiting on a process call abandons it; the pool stays healthy",
           "[executors][process]") {
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 1});
-  Runtime rt(test::opts(2));
   auto t = rt.spawn([&] { return pool.call<int>("sleepy", 200); });
   std::this_thread::sleep_for(50ms);
   CHECK(t.cancel());

@@ -206,7 +206,8 @@ void check_sweep(const Sweep& s, int min_sites) {
 // (signal handlers, their stacks; the blocking pools' table, made by metrics()) is not
 // counted as a leak.
 void warm_up() {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] { sleep(1ms); });
   (void)rt.metrics();
 }
@@ -295,7 +296,8 @@ class FdTableFull {
 TEST_CASE("accept under EMFILE: the server reports, backs off and recovers once fds are freed", "[faults][io]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     constexpr auto kBackoff = 20ms;
     constexpr int kClients = 3;
@@ -371,7 +373,8 @@ TEST_CASE("accept under EMFILE: the server reports, backs off and recovers once 
 TEST_CASE("a peer reset while the server writes fails that stream only; the server goes on serving", "[faults][io]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> write_errors{0}, other_errors{0}, writing{0};
     // The handler writes forever (1 MiB at a time) to a client that says "flood", and
@@ -432,8 +435,9 @@ TEST_CASE("a process-pool worker killed with SIGKILL from outside fails only its
   const std::string pid_file = (std::filesystem::temp_directory_path() /
                                 ("spindle-faults-" + std::to_string(::getpid()) + ".pid")).string();
   std::filesystem::remove(pid_file);
+  test::Checked harness(2);  // first: the pool goes before the checks
+  Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 2});
-  Runtime rt(test::opts(2));
   rt.block_on([&] {
     auto doomed = spawn([&] { return pool.call<int>("tell_pid_and_hang", pid_file); });
     // Waits until the doomed call runs in its worker, then kills that worker.
@@ -462,7 +466,8 @@ TEST_CASE("a blocking pool at its limit runs every to_thread call, in FIFO order
   constexpr int kQueued = 40;
   auto o = test::opts(1);  // one worker: tickets below are taken in submission order
   o.blocking_threads = limit;
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
@@ -558,7 +563,8 @@ TEST_CASE("bad_alloc in spawn: it throws, nothing runs or leaks, the runtime goe
   const long before = fault::live.load();
   {
     test::Reports reports;
-    Runtime rt(test::opts(workers, &reports));
+    test::Checked harness(test::opts(workers, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     auto payload = std::make_shared<int>(7);
     std::atomic<int> ran{0};
     auto body = [p = payload, &ran] {
@@ -653,7 +659,8 @@ TEST_CASE("bad_alloc in call_later: it throws, the callback never runs, the runt
     bool fired = false, threw = false;
     {
       test::Reports reports;
-      Runtime rt(test::opts(1, &reports));
+      test::Checked harness(test::opts(1, &reports), {.reports = true});  // the test checks its reports
+      Runtime& rt = harness.rt;
       rt.block_on([&] {
         // A capture too big for std::function's inline buffer: its copy allocates too.
         struct Big {
@@ -699,7 +706,8 @@ TEST_CASE("bad_alloc when sleep arms its timer: it throws, nothing is left armed
     // A fresh runtime per round: its loop's timer heap is empty, so the sleep's first
     // timer grows it (an allocation of its own).
     auto payload = std::make_shared<int>(3);
-    Runtime rt(test::opts(1));
+    test::Checked harness(1);
+    Runtime& rt = harness.rt;
     struct Out {
       bool fired = false, threw = false;
     };
@@ -759,7 +767,8 @@ TEST_CASE("bad_alloc when a timed wait arms its timer: nothing stays linked to w
   const long before = fault::live.load();
   Sweep fut_sweep, task_sweep, wait_sweep, read_sweep;
   {
-    Runtime rt(test::opts(workers));
+    test::Checked harness(workers);
+    Runtime& rt = harness.rt;
     rt.block_on([&] {
       // wait_for on a Future nobody completes: it times out (and cancels the future), or
       // an allocation fails; then no waiter of ours may be left on the future.
@@ -866,7 +875,8 @@ TEST_CASE("bad_alloc in queue and channel pushes: the item is not inserted, the 
   };
   Result fifo, lifo, prio, chan;
   {
-    Runtime rt(test::opts(2));
+    test::Checked harness(2);
+    Runtime& rt = harness.rt;
     rt.block_on([&] {
       // Two puts in three run with their first allocation failing: only the puts that
       // must grow the store allocate, and exactly those fail (every third put, not armed,
@@ -953,7 +963,8 @@ TEST_CASE("a done callback that throws is reported; the task, other callbacks an
           "[faults][callbacks]") {
   const unsigned workers = SPINDLE_WORKERS();
   test::Reports reports;
-  Runtime rt(test::opts(workers, &reports));
+  test::Checked harness(test::opts(workers, &reports), {.reports = true});  // the test checks its reports
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     std::atomic<int> good{0};
     auto t = spawn([] {

@@ -90,7 +90,8 @@ TEST_CASE("chat: each line reaches every other client, never its sender", "[io][
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     auto [server, port] = start_chat(workers, 1024);
     std::vector<ChatClient> c;
@@ -123,7 +124,8 @@ TEST_CASE("chat: a client that stops reading is cut off, the others go on", "[io
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     auto [server, port] = start_chat(workers, 16);
     ChatClient a = join(port, 1), b = join(port, 2), idle = join(port, 3);
@@ -173,7 +175,8 @@ TEST_CASE("fanout_client reports a reply, a timeout and a refusal per server", "
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     Server echo = start_server(
         [](TcpStream s) {

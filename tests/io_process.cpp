@@ -54,7 +54,8 @@ TEST_CASE("a child's 10 MiB of stdout is read in full", "[io][process]") {
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   constexpr std::size_t kSize = 10 * 1024 * 1024;
   auto [total, nonzero, status] = rt.block_on([] {
     Process p = Process::spawn({"head", "-c", std::to_string(kSize), "/dev/zero"}, {.out = Stdio::pipe});
@@ -75,7 +76,8 @@ TEST_CASE("communicate echoes more than a pipe holds through cat", "[io][process
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   const std::string input = pattern(1024 * 1024);  // a pipe holds 64 KiB
   const ProcessOutput r = rt.block_on([&] {
     Process p = Process::spawn({"cat"}, {.in = Stdio::pipe, .out = Stdio::pipe, .err = Stdio::pipe});
@@ -91,7 +93,8 @@ TEST_CASE("communicate drains stderr while the child has not written stdout yet"
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   const ProcessOutput r = rt.block_on([] {
     // The child blocks on a full stderr pipe before it reads stdin or writes stdout: a
     // communicate that read stdout first, or wrote all of stdin first, would deadlock.
@@ -108,7 +111,8 @@ TEST_CASE("many children at once, each through communicate", "[io][process]") {
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   const int good = rt.block_on([] {
     std::vector<Task<bool>> ts;
     for (int i = 0; i < 16; ++i) {
@@ -130,7 +134,8 @@ TEST_CASE("exit codes and terminating signals", "[io][process]") {
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   auto [three, killed, termed, before] = rt.block_on([] {
     Process a = Process::spawn({"sh", "-c", "exit 3"});
     const ExitStatus three = a.wait();
@@ -159,7 +164,8 @@ TEST_CASE("the status stays available, and signals after the reap do nothing", "
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   const bool ok = rt.block_on([] {
     Process p = Process::spawn({"true"});
     const ExitStatus s = p.wait();
@@ -174,7 +180,8 @@ TEST_CASE("a program that cannot be run is a system_error naming it", "[io][proc
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     try {
       (void)Process::spawn({"spindle-no-such-program", "x"}, {.in = Stdio::pipe, .out = Stdio::pipe});
@@ -221,7 +228,8 @@ TEST_CASE("wait cancelled or timed out leaves the child to kill and reap later",
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Process p = Process::spawn({"sleep", "60"});
     CHECK_THROWS_AS(p.wait(20ms), TimeoutError);
@@ -244,7 +252,8 @@ TEST_CASE("communicate cut off by a timeout leaves the child running", "[io][pro
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Process p = Process::spawn({"sh", "-c", "echo started; exec sleep 60"},
                                {.in = Stdio::pipe, .out = Stdio::pipe, .err = Stdio::pipe});
@@ -262,7 +271,8 @@ TEST_CASE("a Process destroyed while its child runs kills and reaps it", "[io][p
   {
     FdLeakCheck fdc;
     {
-      Runtime rt(test::opts(workers));
+      test::Checked harness(workers);
+      Runtime& rt = harness.rt;
       in_fibre = rt.block_on([] {
         pid_t pid;
         {
@@ -290,7 +300,8 @@ TEST_CASE("env, cwd and the stdio choices", "[io][process]") {
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   auto outs = rt.block_on([] {
     std::vector<std::string> o;
     o.push_back(Process::spawn({"env"}, {.out = Stdio::pipe, .env = std::map<std::string, std::string>{{"A", "1"}, {"B", "x y"}}})
@@ -339,7 +350,8 @@ TEST_CASE("the child gets fds 0-2 only and an empty signal mask", "[io][process]
   // block_signals asks); the child must not inherit that, or terminate() would not end it.
   std::thread t([&] {
     block_signals({SIGTERM, SIGUSR1});
-    Runtime rt(test::opts(workers));
+    test::Checked harness(workers);
+    Runtime& rt = harness.rt;
     rt.block_on([&] {
       fds = Process::spawn({"ls", "/proc/self/fd"}, {.out = Stdio::pipe}).communicate().out;
       mask = Process::spawn({"grep", "SigBlk", "/proc/self/status"}, {.out = Stdio::pipe}).communicate().out;
@@ -365,7 +377,8 @@ TEST_CASE("writing to a child that is gone is EPIPE, never SIGPIPE", "[io][proce
   const unsigned workers = SPINDLE_WORKERS();
   NoChildLeft ncl;
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   const int err = rt.block_on([] {
     Process p = Process::spawn({"true"}, {.in = Stdio::pipe});
     CHECK(p.wait().success());

@@ -45,7 +45,8 @@ TEST_CASE("wait_signal returns a signal raised with kill() while it waits", "[si
   REQUIRE(blocked_at_start);
   const unsigned n = SPINDLE_WORKERS();
   drain(SIGUSR1);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   const int got = rt.block_on([] {
     auto raiser = spawn([] {
       sleep(20ms);
@@ -61,7 +62,8 @@ TEST_CASE("wait_signal returns a signal raised with kill() while it waits", "[si
 TEST_CASE("a signal raised before anyone waits stays pending for the next wait", "[signals]") {
   const unsigned n = SPINDLE_WORKERS();
   drain(SIGUSR2);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   ::kill(::getpid(), SIGUSR2);
   CHECK(rt.block_on([] { return wait_signal({SIGUSR2}, 10s); }) == SIGUSR2);
 }
@@ -71,7 +73,8 @@ TEST_CASE("wait_signal times out, and a cancelled wait consumes nothing", "[sign
   drain(SIGUSR1);
   const int fds_before = open_fds();
   {
-    Runtime rt(test::opts(n));
+    test::Checked harness(n);
+    Runtime& rt = harness.rt;
     const bool timed_out = rt.block_on([] {
       try {
         wait_signal({SIGUSR1}, 20ms);
@@ -95,7 +98,8 @@ TEST_CASE("wait_signal times out, and a cancelled wait consumes nothing", "[sign
 TEST_CASE("on_signal runs its callback for each signal until cancelled", "[signals]") {
   const unsigned n = SPINDLE_WORKERS();
   drain(SIGUSR2);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::atomic<int> calls{0};
   std::atomic<int> last{0};
   auto handler = rt.block_on([&] {

@@ -22,7 +22,8 @@ TEST_CASE("UDP round trip over IPv4 and IPv6", "[io][udp]") {
   const unsigned workers = SPINDLE_WORKERS();
   const char* host = GENERATE("127.0.0.1", "::1");
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     UdpSocket server = UdpSocket::bind(host, 0);
     const uint16_t port = server.local_address().port();
@@ -52,7 +53,8 @@ TEST_CASE("UDP round trip over IPv4 and IPv6", "[io][udp]") {
 TEST_CASE("UDP: a cancelled receive loses no datagram; timeouts", "[io][udp][cancel]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     UdpSocket a = UdpSocket::bind("127.0.0.1", 0);
     UdpSocket b = UdpSocket::bind("127.0.0.1", 0);
@@ -80,7 +82,8 @@ TEST_CASE("Unix stream sockets: path and abstract addresses, echo", "[io][unix]"
   FdLeakCheck fdc;
   const std::string path = abstract ? "@spindle-test-" + std::to_string(::getpid()) + "-" + std::to_string(workers)
                                     : "/tmp/spindle-test-" + std::to_string(::getpid()) + ".sock";
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     UnixListener l(path);
     auto server = spawn([&] {
@@ -124,7 +127,8 @@ TEST_CASE("Unix stream sockets: path and abstract addresses, echo", "[io][unix]"
 TEST_CASE("socketpair streams: full duplex, half-close and cancel", "[io][unix][cancel]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto [a, b] = UnixStream::pair();
     auto reader = spawn([&] { return b.read_exact(4); });
@@ -155,7 +159,8 @@ TEST_CASE("a loop whose thread is stuck does not hold back the events of its fds
   // event from loop 0's epoll and run the reader; otherwise the blocker gives up after
   // 10 s and the test fails.
   FdLeakCheck fdc;
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   auto [a, b] = UnixStream::pair();
   // Register a's fd with loop 0: a pinned task's read there times out.
   rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&a] {

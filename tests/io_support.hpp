@@ -1,20 +1,9 @@
 // Helpers shared by the io_* tests: an fd-leak check.
 #pragma once
 
-#include <dirent.h>
-
 #include "support.hpp"
 
 namespace test {
-
-inline int open_fds() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
 
 // Fails the test if the fds open at its end differ from those at its start. Declare it
 // before the Runtime, so that the runtime's own fds are gone when it checks.

@@ -40,7 +40,8 @@ TEST_CASE("echo round trips over IPv4 and IPv6", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   const char* host = GENERATE("127.0.0.1", "::1");
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     Server srv = start_server(echo_handler, host, 0);
     REQUIRE(srv.port() != 0);
@@ -71,7 +72,8 @@ TEST_CASE("1000 concurrent connections, reuse_port listeners", "[io][tcp]") {
   const unsigned workers = GENERATE(1u, 2u, 4u);
   const bool reuse_port = GENERATE(false, true);
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0, ServerOptions{.reuse_port = reuse_port, .nodelay = true});
     constexpr int kConns = 1000;
@@ -99,7 +101,8 @@ TEST_CASE("1000 concurrent connections, reuse_port listeners", "[io][tcp]") {
 TEST_CASE("16 MiB through a socket in both directions at once", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     constexpr std::size_t kBytes = 16u << 20;
     TcpListener l("127.0.0.1", 0);
@@ -156,7 +159,8 @@ TEST_CASE("16 MiB through a socket in both directions at once", "[io][tcp]") {
 TEST_CASE("read_exact, read_until and read_line: partial reads, limits and EOF", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TcpListener l("127.0.0.1", 0);
     auto peer = spawn([&] {
@@ -205,7 +209,8 @@ TEST_CASE("read_exact, read_until and read_line: partial reads, limits and EOF",
 
 TEST_CASE("read_until at EOF raises IncompleteReadError with what was read", "[io][tcp]") {
   FdLeakCheck fdc;
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TcpListener l("::1", 0);
     auto peer = spawn([&] {
@@ -226,7 +231,8 @@ TEST_CASE("read_until at EOF raises IncompleteReadError with what was read", "[i
 TEST_CASE("half-close: the peer reads to EOF, then still answers", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Server srv = start_server(
         [](TcpStream s) {
@@ -249,7 +255,8 @@ TEST_CASE("half-close: the peer reads to EOF, then still answers", "[io][tcp]") 
 TEST_CASE("cancelling a fibre blocked in accept leaves the listener usable", "[io][tcp][cancel]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TcpListener l("127.0.0.1", 0);
     auto acceptor = spawn([&] { (void)l.accept(); });
@@ -274,7 +281,8 @@ TEST_CASE("cancelling a fibre blocked in accept leaves the listener usable", "[i
 TEST_CASE("cancel in the middle of a read: no byte is lost", "[io][tcp][cancel]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TcpListener l("127.0.0.1", 0);
     auto peer_task = spawn([&] { return l.accept(); });
@@ -304,7 +312,8 @@ TEST_CASE("cancel in the middle of a read: no byte is lost", "[io][tcp][cancel]"
 TEST_CASE("close from another fibre wakes a blocked reader with EBADF", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TcpListener l("127.0.0.1", 0);
     auto peer_task = spawn([&] { return l.accept(); });
@@ -340,7 +349,8 @@ TEST_CASE("close from another fibre wakes a blocked reader with EBADF", "[io][tc
 TEST_CASE("connect: refused, timed out, cancelled, bad addresses", "[io][tcp]") {
   const unsigned workers = GENERATE(1u, 2u);
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     uint16_t closed_port;
     {
@@ -382,7 +392,8 @@ TEST_CASE("connect: refused, timed out, cancelled, bad addresses", "[io][tcp]") 
 TEST_CASE("a peer reset is an error on that stream only; no SIGPIPE", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> served{0};
     Server srv = start_server(
@@ -433,7 +444,8 @@ TEST_CASE("a peer reset is an error on that stream only; no SIGPIPE", "[io][tcp]
 TEST_CASE("a server closed with clients still connected", "[io][tcp]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     std::vector<TcpStream> cs;
@@ -465,7 +477,8 @@ TEST_CASE("a server closed with clients still connected", "[io][tcp]") {
 
 TEST_CASE("serve_forever cancelled closes the server", "[io][tcp][cancel]") {
   FdLeakCheck fdc;
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     auto t = spawn([&] { srv.serve_forever(); });
@@ -479,7 +492,8 @@ TEST_CASE("serve_forever cancelled closes the server", "[io][tcp][cancel]") {
 
 TEST_CASE("streams used from threads outside the runtime block them", "[io][tcp]") {
   FdLeakCheck fdc;
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   Server srv = rt.block_on([] { return start_server(echo_handler, "127.0.0.1", 0); });
   int good = 0;
   std::thread th([&] {
@@ -499,7 +513,9 @@ TEST_CASE("streams left open at shutdown are cleaned up", "[io][tcp]") {
   FdLeakCheck fdc;
   TcpStream outlives;
   {
-    Runtime rt(test::opts(2));
+    // The server's connection task and the stream are left to shutdown on purpose.
+    test::Checked harness(2, {.live_tasks = true, .fds = true});
+    Runtime& rt = harness.rt;
     rt.block_on([&] {
       Server srv = start_server(echo_handler, "127.0.0.1", 0);
       outlives = open_connection("127.0.0.1", srv.port());
@@ -517,7 +533,8 @@ TEST_CASE("connections come and go while loops stall: other loops take their eve
   // freed: the sanitizer runs check that a source is never dispatched after it is gone.
   const unsigned workers = GENERATE(2u, 4u);
   FdLeakCheck fdc;
-  Runtime rt(test::opts(workers));
+  test::Checked harness(workers);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     std::atomic<bool> stop{false};

@@ -12,7 +12,8 @@ using test::until_suspended;
 
 TEST_CASE("a task cancelled before it starts never runs its body", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> ran{false};
     // Pinned to this loop, which is busy running us: it cannot start before we suspend.
@@ -33,7 +34,8 @@ TEST_CASE("a task cancelled before it starts never runs its body", "[cancel]") {
 
 TEST_CASE("cancel while suspended in Future::get raises there, with the message", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<int> never;
     std::atomic<int> caught{0};
@@ -56,7 +58,8 @@ TEST_CASE("cancel while suspended in Future::get raises there, with the message"
 
 TEST_CASE("cancelling a task that awaits another cancels the inner one and waits for it", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> inner_cleaned{false};
     Future<> never;
@@ -81,7 +84,8 @@ TEST_CASE("cancelling a task that awaits another cancels the inner one and waits
 
 TEST_CASE("a task may catch CancelledError and go on", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     auto t = spawn([gate]() mutable {
@@ -102,7 +106,8 @@ TEST_CASE("a task may catch CancelledError and go on", "[cancel]") {
 
 TEST_CASE("yield raises a pending cancellation; a busy loop of yields is cancellable", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<long> spins{0};
     auto t = spawn([&] {
@@ -119,7 +124,8 @@ TEST_CASE("yield raises a pending cancellation; a busy loop of yields is cancell
 
 TEST_CASE("cancel from a foreign thread wakes a suspended task", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   Future<> never;
   auto t = rt.spawn([never]() mutable { never.get(); });
   while (t.where() == "not started" || t.where() == "running") std::this_thread::yield();
@@ -128,7 +134,8 @@ TEST_CASE("cancel from a foreign thread wakes a suspended task", "[cancel]") {
 }
 
 TEST_CASE("cancel after completion returns false and changes nothing", "[cancel]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   auto t = rt.spawn([] { return 5; });
   CHECK(t.get() == 5);
   CHECK_FALSE(t.cancel());
@@ -138,7 +145,8 @@ TEST_CASE("cancel after completion returns false and changes nothing", "[cancel]
 
 TEST_CASE("cancellation is not delivered while the fibre unwinds another exception", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> cleanup_done;
     std::atomic<bool> in_dtor{false};
@@ -165,7 +173,8 @@ TEST_CASE("cancellation is not delivered while the fibre unwinds another excepti
 
 TEST_CASE("a result that arrives as the waiter is cancelled is not lost", "[cancel][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     int delivered = 0, cancelled = 0;
     for (int round = 0; round < 300; ++round) {

@@ -23,7 +23,8 @@ using Clock = std::chrono::steady_clock;
 
 TEST_CASE("wait_for returns the value of a task that finishes in time", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     CHECK(wait_for(spawn([] { return 7; }), 5s) == 7);
     CHECK(wait_for([] { return std::string("x"); }, 5s) == "x");
@@ -38,7 +39,8 @@ TEST_CASE("wait_for returns the value of a task that finishes in time", "[wait_f
 
 TEST_CASE("wait_for at the deadline cancels the task, waits for it to end, throws TimeoutError", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> cleaned{false};
     auto inner = spawn([&] {
@@ -60,7 +62,8 @@ TEST_CASE("wait_for at the deadline cancels the task, waits for it to end, throw
 
 TEST_CASE("wait_for with a zero or negative timeout", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto done = spawn([] { return 5; });
     done.get();
@@ -79,7 +82,8 @@ TEST_CASE("wait_for with a zero or negative timeout", "[wait_for]") {
 
 TEST_CASE("a timeout that fires while the inner task is finishing does not lose its result", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     // The inner task absorbs the cancellation and returns a value: wait_for returns it.
     auto stubborn = spawn([] {
@@ -107,7 +111,8 @@ TEST_CASE("a timeout that fires while the inner task is finishing does not lose 
 
 TEST_CASE("wait_for racing completion: every outcome is the value or a cancelled task", "[wait_for][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     int values = 0, timeouts = 0;
     for (int i = 0; i < 300; ++i) {
@@ -132,7 +137,8 @@ TEST_CASE("wait_for racing completion: every outcome is the value or a cancelled
 
 TEST_CASE("a task cancelled before it starts: wait_for raises CancelledError, not TimeoutError", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> ran{false};
     // Pinned to this loop, which is busy running us: it cannot start before the cancel.
@@ -150,7 +156,8 @@ TEST_CASE("a task cancelled before it starts: wait_for raises CancelledError, no
 
 TEST_CASE("cancelling the task in wait_for from outside cancels the inner task too", "[wait_for]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> inner_ended{false};
     std::string inner_msg;
@@ -189,7 +196,8 @@ TEST_CASE("cancelling the task in wait_for from outside cancels the inner task t
 }
 
 TEST_CASE("wait_for from a thread outside the runtime", "[wait_for]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   auto quick = rt.spawn([] { return 1; });
   CHECK(wait_for(quick, 5s) == 1);
   auto slow = rt.spawn(forever);
@@ -203,7 +211,8 @@ TEST_CASE("wait_for from a thread outside the runtime", "[wait_for]") {
 
 TEST_CASE("timeout runs the block and turns its deadline into TimeoutError", "[timeout]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     int local = 0;
     CHECK(timeout(5s, [&] {
@@ -256,7 +265,8 @@ TEST_CASE("timeout runs the block and turns its deadline into TimeoutError", "[t
 // ---- wait ------------------------------------------------------------------------------------
 
 TEST_CASE("wait on an empty set throws std::invalid_argument", "[wait]") {
-  Runtime rt(test::opts(1));
+  test::Checked harness(1);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::vector<Task<int>> none;
     CHECK_THROWS_AS(wait(none), std::invalid_argument);
@@ -265,7 +275,8 @@ TEST_CASE("wait on an empty set throws std::invalid_argument", "[wait]") {
 
 TEST_CASE("wait ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION", "[wait]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     std::vector<Task<int>> ts;
@@ -306,7 +317,8 @@ TEST_CASE("wait ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION", "[wait]") {
 
 TEST_CASE("wait with a timeout returns what is pending without cancelling it", "[wait]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto slow = spawn(forever);
     auto quick = spawn([] {});
@@ -325,7 +337,8 @@ TEST_CASE("wait with a timeout returns what is pending without cancelling it", "
 
 TEST_CASE("cancelling a task in wait leaves the awaited tasks alone", "[wait]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto child = spawn(forever);
     auto waiter = spawn([child] { (void)wait(std::vector<Task<>>{child}); });
@@ -342,7 +355,8 @@ TEST_CASE("cancelling a task in wait leaves the awaited tasks alone", "[wait]") 
 
 TEST_CASE("gather of handles and callables returns a tuple in argument order", "[gather]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto a = spawn([] {
       sleep(10ms);
@@ -360,7 +374,8 @@ TEST_CASE("gather of handles and callables returns a tuple in argument order", "
 
 TEST_CASE("gather over a range keeps input order when tasks finish in reverse", "[gather]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::vector<Task<int>> ts;
     for (int i = 0; i < 8; ++i)
@@ -381,7 +396,8 @@ TEST_CASE("gather where two children fail: the first failure propagates, the res
   const unsigned n = SPINDLE_WORKERS();
   test::Reports reports;
   {
-    Runtime rt(test::opts(n, &reports));
+    test::Checked harness(test::opts(n, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     rt.block_on([] {
       Future<> second_go, slow_go;
       std::atomic<bool> slow_finished{false};
@@ -420,7 +436,8 @@ TEST_CASE("gather where two children fail: the first failure propagates, the res
 
 TEST_CASE("gather: a cancelled child raises CancelledError in a caller that was not cancelled", "[gather]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto c = spawn(forever);
     auto ok = spawn([] { return 1; });
@@ -433,7 +450,8 @@ TEST_CASE("gather: a cancelled child raises CancelledError in a caller that was 
 
 TEST_CASE("cancelling a gather's caller cancels every child and waits for them", "[gather]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> ended{0};
     std::vector<Task<>> kids;
@@ -471,7 +489,8 @@ TEST_CASE("cancelling a gather's caller cancels every child and waits for them",
 
 TEST_CASE("gather_settled returns every outcome in input order", "[gather]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::vector<Task<int>> ts;
     ts.push_back(spawn([] {
@@ -506,7 +525,8 @@ TEST_CASE("gather_settled returns every outcome in input order", "[gather]") {
 
 TEST_CASE("as_completed yields tasks in the order they finish (reverse of input)", "[as_completed]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     constexpr int k = 6;
     std::vector<Future<>> gates(k);
@@ -541,7 +561,8 @@ TEST_CASE("as_completed keeps causal order: a task woken by another's completion
   // second waits for first, third for second: whatever loops they finish on, as_completed
   // must yield first, second, third (it hears of a completion before anyone it wakes runs).
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     for (int round = 0; round < 50; ++round) {
       Future<> go;
@@ -566,7 +587,8 @@ TEST_CASE("gather raises the failure that came first even when a later one was c
   // second fails because first did (it saw first done): gather must raise first's error,
   // whichever loops the two finish on.
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     for (int round = 0; round < 50; ++round) {
       Future<> go;
@@ -593,7 +615,8 @@ TEST_CASE("gather raises the failure that came first even when a later one was c
 
 TEST_CASE("as_completed: finished ones first, then TimeoutError at the deadline", "[as_completed]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto done = spawn([] { return 1; });
     done.get();
@@ -620,7 +643,8 @@ TEST_CASE("as_completed: finished ones first, then TimeoutError at the deadline"
 
 TEST_CASE("shield: cancelling the waiter leaves the inner task running", "[shield]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> go;
     auto inner = spawn([go]() mutable {
@@ -650,7 +674,8 @@ TEST_CASE("shield: cancelling the waiter leaves the inner task running", "[shiel
 // ---- from outside the runtime ----------------------------------------------------------------
 
 TEST_CASE("gather, wait and as_completed from a thread outside the runtime", "[gather][wait][as_completed]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   std::vector<Task<int>> ts;
   for (int i = 0; i < 4; ++i)
     ts.push_back(rt.spawn([i] {
@@ -666,7 +691,8 @@ TEST_CASE("gather, wait and as_completed from a thread outside the runtime", "[g
 
 TEST_CASE("many waiters over many tasks under churn", "[gather][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   const long total = rt.block_on([] {
     std::vector<Task<long>> groups;
     for (int g = 0; g < 16; ++g)

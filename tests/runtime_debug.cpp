@@ -30,7 +30,8 @@ TEST_CASE("debug mode: a long step is reported with its task and where it resume
   Options o = test::opts(n, &reports);
   o.debug = true;
   o.slow_step = 50ms;
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   constexpr int kTasks = 100;
   std::atomic<int> ran{0};
   int resumed_line = 0;
@@ -74,7 +75,8 @@ TEST_CASE("debug mode: short steps are not reported, however long the task runs 
   Options o = test::opts(n, &reports);
   o.debug = true;
   o.slow_step = 2s;  // far above one step below, even on a loaded machine
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     spawn(TaskOptions{.name = "polite"}, [] {
       const auto end = std::chrono::steady_clock::now() + 300ms;
@@ -89,7 +91,8 @@ TEST_CASE("debug mode off: nothing is watched, a long step is not reported", "[d
   test::Reports reports;
   Options o = test::opts(2, &reports);
   o.slow_step = 10ms;  // ignored without debug
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     spawn([] {
       const auto end = std::chrono::steady_clock::now() + 100ms;
@@ -108,7 +111,8 @@ TEST_CASE("debug mode: a slow_step that is not positive is refused", "[debug]") 
   CHECK_THROWS_AS(Runtime(o), std::invalid_argument);
   o.slow_step = -5ms;
   try {
-    Runtime rt(o);
+    test::Checked harness(o);
+    Runtime& rt = harness.rt;
     FAIL("a negative slow_step was accepted");
   } catch (const std::invalid_argument& e) {
     CHECK(contains(e.what(), "slow_step"));

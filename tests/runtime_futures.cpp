@@ -9,7 +9,8 @@ using namespace spindle;
 
 TEST_CASE("a fibre awaits a future completed by a foreign thread", "[futures]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   Future<int> f;
   auto t = rt.spawn([f]() mutable { return f.get() * 2; });
   std::thread th([f]() mutable {
@@ -21,7 +22,8 @@ TEST_CASE("a fibre awaits a future completed by a foreign thread", "[futures]") 
 }
 
 TEST_CASE("a foreign thread blocks on a future a fibre completes", "[futures]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   Future<std::string> f;
   rt.spawn([f]() mutable {
     yield();
@@ -54,7 +56,8 @@ TEST_CASE("a future set twice, or set after cancel, throws InvalidStateError", "
 
 TEST_CASE("set_exception reaches every waiter", "[futures]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<int> f;
     std::vector<Task<int>> waiters;
@@ -67,7 +70,8 @@ TEST_CASE("set_exception reaches every waiter", "[futures]") {
 
 TEST_CASE("suspend-then-publish: threads complete futures while fibres suspend on them", "[futures][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   constexpr int kRounds = 2000, kFibres = 8;
   // (Not futs(kFibres, inner): copies of a Future share one state.)
   std::vector<std::vector<Future<int>>> futs(kFibres);
@@ -91,7 +95,8 @@ TEST_CASE("suspend-then-publish: threads complete futures while fibres suspend o
 }
 
 TEST_CASE("cross-loop ping-pong through futures between pinned tasks", "[futures]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   constexpr int kTrips = 2000;
   std::vector<Future<int>> ping(kTrips), pong(kTrips);
   auto a = rt.spawn(TaskOptions{.pinned = true, .loop = 0}, [&] {
@@ -111,7 +116,8 @@ TEST_CASE("cross-loop ping-pong through futures between pinned tasks", "[futures
 
 TEST_CASE("ping-pong across loops that park between messages: no lost wake-up", "[futures][stress]") {
   const unsigned n = GENERATE(2u, 4u);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   constexpr int kTrips = 200;
   std::vector<Future<int>> ping(kTrips), pong(kTrips);
   // Each side sometimes pauses long enough (well past the 50 µs spin) for the other

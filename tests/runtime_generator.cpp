@@ -20,7 +20,8 @@ using namespace std::chrono_literals;
 
 TEST_CASE("a generator yields its values to a range-for", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<int> g([](auto& co) {
       for (int i = 0; i < 5; ++i) co.yield(i * i);
@@ -35,7 +36,8 @@ TEST_CASE("a generator yields its values to a range-for", "[generator]") {
 
 TEST_CASE("a generator's body may suspend between values", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<std::string> g([](Yield<std::string>& co) {
       for (int i = 0; i < 3; ++i) {
@@ -54,7 +56,8 @@ TEST_CASE("a generator's body may suspend between values", "[generator]") {
 
 TEST_CASE("send delivers a value to the pending yield (asend)", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<int, int> acc([](Yield<int, int>& co) {
       int sum = 0;
@@ -84,7 +87,8 @@ TEST_CASE("send delivers a value to the pending yield (asend)", "[generator]") {
 
 TEST_CASE("destroying a generator early unwinds its body's stack", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> destroyed{0};
     std::atomic<bool> saw_exit{false};
@@ -125,7 +129,8 @@ TEST_CASE("destroying a generator early unwinds its body's stack", "[generator]"
 
 TEST_CASE("close(): GeneratorExit at the yield; a body that yields again gets it again", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> exits{0};
     Generator<int> stubborn([&](auto& co) {
@@ -158,7 +163,8 @@ TEST_CASE("close(): GeneratorExit at the yield; a body that yields again gets it
 
 TEST_CASE("an exception in the body comes out of next(), once", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<int> g([](auto& co) {
       co.yield(1);
@@ -173,7 +179,8 @@ TEST_CASE("an exception in the body comes out of next(), once", "[generator]") {
 
 TEST_CASE("cancelling the consumer while it waits cancels the body", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> body_cancelled{false}, body_inside{false};
     auto consumer = spawn([&] {
@@ -210,7 +217,8 @@ TEST_CASE("cancelling the consumer while it waits cancels the body", "[generator
 
 TEST_CASE("a generator of a move-only type, moved between tasks mid-way", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<std::unique_ptr<int>> g([](auto& co) {
       for (int i = 0; i < 4; ++i) co.yield(std::make_unique<int>(i));
@@ -227,7 +235,8 @@ TEST_CASE("a generator of a move-only type, moved between tasks mid-way", "[gene
 
 TEST_CASE("generators nest: one consumes another", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Generator<long> evens([](auto& co) {
       Generator<long> nat([](auto& c2) {
@@ -247,7 +256,8 @@ TEST_CASE("generators nest: one consumes another", "[generator]") {
 }
 
 TEST_CASE("a thread outside the runtime consumes a generator", "[generator]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   Generator<int> g(rt, [](auto& co) {
     for (int i = 1; i <= 100; ++i) {
       if (i % 10 == 0) sleep(100us);
@@ -261,7 +271,8 @@ TEST_CASE("a thread outside the runtime consumes a generator", "[generator]") {
 
 TEST_CASE("many values through a generator while other tasks run", "[generator][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> stop{false};
     std::vector<Task<>> noise;

@@ -151,7 +151,8 @@ int run_tool(const std::vector<std::string>& args, std::string& out) {
 TEST_CASE("task_infos and all_tasks list a task not started yet, a sleeping one with its file:line, and the caller",
           "[observe]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([&rt] {
     std::atomic<unsigned> sleep_line{0};
     auto sleeper = spawn(TaskOptions{.name = "sleeper"}, [&] {
@@ -223,7 +224,8 @@ TEST_CASE("task_infos and all_tasks list a task not started yet, a sleeping one 
 TEST_CASE("task_stack: a suspended task's stack names its wait; running, queued and done tasks have none",
           "[observe]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto sleeper = spawn([] { sleep(1h); });
     test::until_suspended(sleeper);
@@ -248,7 +250,8 @@ TEST_CASE("task_stack: a suspended task's stack names its wait; running, queued 
 
 TEST_CASE("task_stack: a fibre with little stack left is read by its frame-pointer chain instead", "[observe]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     // A 64 KiB stack leaves less than the 64 KiB the unwinder is given.
     auto small = spawn(TaskOptions{.stack_size = 64 * 1024}, [] { sleep(1h); });
@@ -262,7 +265,8 @@ TEST_CASE("task_stack: a fibre with little stack left is read by its frame-point
 
 TEST_CASE("task_stack races wake-ups: a task woken while its stack is read is not lost", "[observe]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     // Ping-pong tasks that suspend and wake all the time, their stacks read meanwhile.
     constexpr int kRounds = 2000 / test::kScaleDown;
@@ -294,7 +298,8 @@ TEST_CASE("task_stack races wake-ups: a task woken while its stack is read is no
 TEST_CASE("a loop stuck in a long step: the dump goes on without its queue and lists the stuck task as running",
           "[observe]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::atomic<bool> spinning{false}, release{false};
   auto stuck = rt.spawn(TaskOptions{.name = "stuck", .pinned = true, .loop = 0}, [&] {
     spinning = true;
@@ -317,7 +322,8 @@ TEST_CASE("a loop stuck in a long step: the dump goes on without its queue and l
 
 TEST_CASE("metrics count spawned, completed, failed and cancelled tasks exactly", "[observe][metrics]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   {
     const Metrics m = rt.metrics();
     CHECK(m.workers.size() == n);
@@ -362,7 +368,8 @@ TEST_CASE("metrics count spawned, completed, failed and cancelled tasks exactly"
 
 TEST_CASE("metrics: steals are counted, and a single loop never steals", "[observe][metrics]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   constexpr int kTasks = 100;
   std::atomic<int> ran{0};
   if (n == 1) {
@@ -404,7 +411,8 @@ TEST_CASE("metrics: steals are counted, and a single loop never steals", "[obser
 
 TEST_CASE("metrics: timers, parks, busy time, fibre stacks and the blocking pool", "[observe][metrics]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([&] {
     sleep(20ms);  // every loop goes idle, and parks
     Metrics m = rt.metrics();
@@ -443,7 +451,8 @@ TEST_CASE("monitor console: ps, where, cancel, stats, help, errors; the socket f
   Options o = test::opts(n);
   o.monitor = "unix:" + path;
   {
-    Runtime rt(o);
+    test::Checked harness(o);
+    Runtime& rt = harness.rt;
     REQUIRE(exists(path));
     std::atomic<unsigned> line{0};
     auto sleeper = rt.spawn(TaskOptions{.name = "console-sleeper"}, [&] {
@@ -507,7 +516,8 @@ TEST_CASE("spindle-monitor runs one command, or relays", "[observe][monitor]") {
   const std::string path = socket_path();
   Options o = test::opts(2);
   o.monitor = "unix:" + path;
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   auto sleeper = rt.spawn(TaskOptions{.name = "tool-sleeper"}, [] { sleep(1h); });
   test::until_suspended(sleeper);
   std::string out;
@@ -530,7 +540,8 @@ TEST_CASE("monitor addresses: a bad one is refused with its text; a live server 
   Options o = test::opts(1);
   o.monitor = "tcp:127.0.0.1:1";
   try {
-    Runtime rt(o);
+    test::Checked harness(o);
+    Runtime& rt = harness.rt;
     FAIL("a tcp: monitor address was accepted");
   } catch (const std::invalid_argument& e) {
     CHECK(contains(e.what(), "tcp:127.0.0.1:1"));

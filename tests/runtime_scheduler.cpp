@@ -23,7 +23,8 @@ __attribute__((noinline)) std::thread::id read_tls() { return tls_id; }
 
 TEST_CASE("a fibre suspended on one worker resumes on another; thread-locals follow the thread", "[scheduler]") {
   const unsigned n = GENERATE(2u, 4u, 8u);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::set<std::thread::id> seen;
   bool tls_ok = true;
   rt.spawn([&] {
@@ -47,7 +48,8 @@ TEST_CASE("a fibre suspended on one worker resumes on another; thread-locals fol
 
 TEST_CASE("pinned tasks never migrate", "[scheduler]") {
   const unsigned n = GENERATE(2u, 4u, 8u);
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::vector<Task<bool>> ts;
   for (unsigned loop = 0; loop < n; ++loop) {
     ts.push_back(rt.spawn(TaskOptions{.pinned = true, .loop = int(loop)}, [] {
@@ -67,7 +69,8 @@ TEST_CASE("pinned tasks never migrate", "[scheduler]") {
 }
 
 TEST_CASE("busy workers' queues are stolen by idle ones", "[scheduler]") {
-  Runtime rt(test::opts(4));
+  test::Checked harness(4);
+  Runtime& rt = harness.rt;
   std::set<std::thread::id> threads;
   std::mutex mu;
   rt.block_on([&] {
@@ -88,7 +91,8 @@ TEST_CASE("busy workers' queues are stolen by idle ones", "[scheduler]") {
 std::set<std::vector<int>> run_orders(bool shuffle) {
   Options o = test::opts(1);
   o.shuffle = shuffle;
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   std::set<std::vector<int>> orders;
   rt.block_on([&] {
     for (int round = 0; round < 40; ++round) {
@@ -115,7 +119,8 @@ TEST_CASE("tasks woken in a burst do not wait behind a backlog of unstarted task
   // go out to the global queue: the run queue holds 256), then the future completes and
   // wakes the 300 at once. The run queue overflows again; the woken tasks moved out must
   // be taken before the 4,000 new ones, not queued behind them.
-  Runtime rt(test::opts(1));
+  test::Checked harness(1);
+  Runtime& rt = harness.rt;
   constexpr int kWoken = 300, kNew = 4000;
   std::vector<int> order;  // one worker: the tasks never run at once
   rt.block_on([&] {
@@ -148,7 +153,8 @@ TEST_CASE("bursts of wake-ups over a backlog, on several loops: every task runs 
   // each round wakes 300 suspended tasks at once on whichever loops they ran on, while
   // 1,500 new ones wait; every task must run exactly once.
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   constexpr int kWoken = 300, kNew = 1500, kRounds = 2;
   rt.block_on([&] {
     for (int round = 0; round < kRounds; ++round) {
@@ -203,7 +209,8 @@ TEST_CASE("shutdown cancels what is left, awaits it, and reports tasks that woul
   Task<> stubborn;
   std::vector<Task<>> waiting;
   {
-    Runtime rt(test::opts(n, &reports));
+    test::Checked harness(test::opts(n, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     Future<> never;
     for (int i = 0; i < 50; ++i)
       waiting.push_back(rt.spawn([&, never]() mutable {
@@ -248,7 +255,8 @@ TEST_CASE("a task that ignores cancellation is reported, then cancelled for good
   test::Reports reports;
   Task<int> stubborn;
   {
-    Runtime rt(test::opts(2, &reports));
+    test::Checked harness(test::opts(2, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     stubborn = rt.spawn(TaskOptions{.name = "ignores-cancel"}, [] {
       int swallowed = 0;
       for (;;) {
@@ -275,7 +283,8 @@ TEST_CASE("unstarted tasks at shutdown end cancelled without running", "[schedul
   std::atomic<int> ran{0};
   std::vector<Task<>> ts;
   {
-    Runtime rt(test::opts(1));
+    test::Checked harness(1);
+    Runtime& rt = harness.rt;
     Future<> block;
     // The one worker is parked in this task until shutdown cancels it; everything
     // queued behind it is still unstarted then.
@@ -291,7 +300,8 @@ TEST_CASE("unstarted tasks at shutdown end cancelled without running", "[schedul
 }
 
 TEST_CASE("per-spawn stack size", "[scheduler]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   auto t = rt.spawn(TaskOptions{.stack_size = 2 * 1024 * 1024}, [] {
     volatile char big[1024 * 1024];
     for (std::size_t i = 0; i < sizeof big; i += 4096) big[i] = 1;
@@ -327,7 +337,8 @@ TEST_CASE("a stack overflow is reported with the task's name, then the process a
 
 TEST_CASE("a fibre suspended inside a catch block keeps its exception across switches and threads", "[scheduler]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::vector<Task<std::string>> ts;
     for (int i = 0; i < 64; ++i)

@@ -25,7 +25,8 @@ using namespace std::chrono_literals;
 
 TEST_CASE("TaskGroup::join waits for every child", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> sum{0};
     TaskGroup tg;
@@ -51,7 +52,8 @@ TEST_CASE("TaskGroup: the first failure cancels the rest; join throws ExceptionG
   const unsigned n = SPINDLE_WORKERS();
   test::Reports reports;
   {
-    Runtime rt(test::opts(n, &reports));
+    test::Checked harness(test::opts(n, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     rt.block_on([] {
       std::atomic<int> cancelled{0};
       TaskGroup tg;
@@ -86,7 +88,8 @@ TEST_CASE("TaskGroup: the first failure cancels the rest; join throws ExceptionG
 
 TEST_CASE("TaskGroup: a child fails while another is being cancelled", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TaskGroup tg;
     // B fails in its cancellation handler, after A's failure made the group cancel it.
@@ -119,7 +122,8 @@ TEST_CASE("TaskGroup: a child fails while another is being cancelled", "[taskgro
 
 TEST_CASE("TaskGroup: two children failing at once are both reported", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> go;
     TaskGroup tg;
@@ -145,7 +149,8 @@ TEST_CASE("TaskGroup: two children failing at once are both reported", "[taskgro
 
 TEST_CASE("TaskGroup: a child cancelled from outside is not a failure", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     TaskGroup tg;
     auto victim = tg.spawn(forever);
@@ -160,7 +165,8 @@ TEST_CASE("TaskGroup: a child cancelled from outside is not a failure", "[taskgr
 
 TEST_CASE("TaskGroup: cancelling the joiner cancels the children, waits, then raises", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> ended{0};
     std::atomic<int> seen_by_owner{-1};
@@ -202,7 +208,8 @@ TEST_CASE("TaskGroup: cancelling the joiner cancels the children, waits, then ra
 
 TEST_CASE("TaskGroups nest; a failure deep inside surfaces as nested ExceptionGroups", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> inner_sibling_cancelled{false};
     TaskGroup outer;
@@ -242,7 +249,8 @@ TEST_CASE("TaskGroups nest; a failure deep inside surfaces as nested ExceptionGr
 
 TEST_CASE("TaskGroup: cancelling a child that owns a group cancels the grandchildren", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> grandkids_cancelled{0};
     TaskGroup outer;
@@ -276,7 +284,8 @@ TEST_CASE("TaskGroup: cancelling a child that owns a group cancels the grandchil
 
 TEST_CASE("TaskGroup: children may spawn siblings while the group is joined", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> count{0};
     TaskGroup tg;
@@ -295,7 +304,8 @@ TEST_CASE("TaskGroup destructor: waits; unjoined failures are reported; unwindin
   const unsigned n = SPINDLE_WORKERS();
   test::Reports reports;
   {
-    Runtime rt(test::opts(n, &reports));
+    test::Checked harness(test::opts(n, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     rt.block_on([] {
       std::atomic<bool> finished{false};
       {
@@ -333,7 +343,8 @@ TEST_CASE("TaskGroup destructor: waits; unjoined failures are reported; unwindin
 
 TEST_CASE("task_group returns the block's value once the children are joined", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> done{0};
     const int v = task_group([&](TaskGroup& tg) {
@@ -358,7 +369,8 @@ TEST_CASE("task_group returns the block's value once the children are joined", "
 TEST_CASE("task_group folds the block's own failure; a spawn refused after a failure is left out",
           "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     try {
       task_group([](TaskGroup& tg) {
@@ -388,7 +400,8 @@ TEST_CASE("task_group folds the block's own failure; a spawn refused after a fai
 }
 
 TEST_CASE("TaskGroup on a Runtime, used from a thread outside it", "[taskgroup]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   std::atomic<int> sum{0};
   TaskGroup tg(rt);
   for (int i = 0; i < 20; ++i) tg.spawn([&, i] { sum += i; });
@@ -398,7 +411,8 @@ TEST_CASE("TaskGroup on a Runtime, used from a thread outside it", "[taskgroup]"
 
 TEST_CASE("TaskGroup under churn: every child ends before join returns", "[taskgroup][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     for (int round = 0; round < 30; ++round) {
       TaskGroup tg;
@@ -431,7 +445,8 @@ TEST_CASE("TaskGroup under churn: every child ends before join returns", "[taskg
 
 TEST_CASE("JobScheduler never runs more than `limit` jobs at once (counted under stress)", "[jobs][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     constexpr std::size_t limit = 5;
     std::atomic<int> running{0}, peak{0}, finished{0};
@@ -465,7 +480,8 @@ TEST_CASE("JobScheduler never runs more than `limit` jobs at once (counted under
 
 TEST_CASE("JobScheduler starts pending jobs in FIFO order", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::mutex mu;
     std::vector<int> order;
@@ -487,7 +503,8 @@ TEST_CASE("JobScheduler starts pending jobs in FIFO order", "[jobs]") {
 
 TEST_CASE("JobScheduler: a full pending list makes spawn wait", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     JobScheduler jobs(1, 2);
@@ -512,7 +529,8 @@ TEST_CASE("JobScheduler: a full pending list makes spawn wait", "[jobs]") {
 
 TEST_CASE("JobScheduler: a spawn waiting for room is cancellable, and its job never runs", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     JobScheduler jobs(1, 1);
@@ -533,7 +551,8 @@ TEST_CASE("Job: get, cancel while pending, cancel while active", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
   test::Reports reports;
   {
-    Runtime rt(test::opts(n, &reports));
+    test::Checked harness(test::opts(n, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     rt.block_on([] {
       JobScheduler jobs(1, 0);
       auto a = jobs.spawn(forever);
@@ -565,7 +584,8 @@ TEST_CASE("Job: get, cancel while pending, cancel while active", "[jobs]") {
 
 TEST_CASE("Job::get: cancelling the waiter cancels the job", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     JobScheduler jobs(1, 0);
     auto busy = jobs.spawn(forever);
@@ -582,7 +602,8 @@ TEST_CASE("Job::get: cancelling the waiter cancels the job", "[jobs]") {
 
 TEST_CASE("JobScheduler::close cancels pending and active jobs and waits", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> started{0}, cancelled{0};
     JobScheduler jobs(3, 0);
@@ -611,7 +632,8 @@ TEST_CASE("JobScheduler::close cancels pending and active jobs and waits", "[job
 
 TEST_CASE("JobScheduler: the destructor closes; wait() is cancellable and leaves jobs alone", "[jobs]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Job<> j;
     {
@@ -628,7 +650,8 @@ TEST_CASE("JobScheduler: the destructor closes; wait() is cancellable and leaves
 }
 
 TEST_CASE("JobScheduler on a Runtime, fed from a thread outside it", "[jobs]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   std::atomic<int> running{0}, peak{0};
   JobScheduler jobs(rt, 2, 4);
   for (int i = 0; i < 50; ++i)
@@ -646,7 +669,8 @@ TEST_CASE("JobScheduler on a Runtime, fed from a thread outside it", "[jobs]") {
 
 TEST_CASE("JobScheduler: many spawners, cancels and a close under churn", "[jobs][stress]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     constexpr std::size_t limit = 3;
     std::atomic<int> running{0}, peak{0};

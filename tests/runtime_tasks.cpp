@@ -12,7 +12,8 @@ using namespace spindle;
 
 TEST_CASE("spawn and get return values of every kind", "[tasks]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     CHECK(spawn([] { return 42; }).get() == 42);
     CHECK(spawn([](int a, int b) { return a + b; }, 40, 2).get() == 42);
@@ -33,7 +34,8 @@ TEST_CASE("spawn and get return values of every kind", "[tasks]") {
 
 TEST_CASE("exceptions cross get() and result(); exception() returns them", "[tasks]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto t = spawn([]() -> int { throw std::runtime_error("boom"); });
     CHECK_THROWS_WITH(t.get(), "boom");
@@ -49,7 +51,8 @@ TEST_CASE("exceptions cross get() and result(); exception() returns them", "[tas
 }
 
 TEST_CASE("result() and exception() on a pending task throw InvalidStateError", "[tasks]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     auto t = spawn([gate]() mutable { gate.get(); return 1; });
@@ -65,7 +68,8 @@ TEST_CASE("result() and exception() on a pending task throw InvalidStateError", 
 
 TEST_CASE("100k tasks each yield and return; every result arrives", "[tasks]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   constexpr long kTasks = 100000 / test::kScaleDown;
   const long sum = rt.block_on([] {
     std::vector<Task<long>> ts;
@@ -80,7 +84,8 @@ TEST_CASE("100k tasks each yield and return; every result arrives", "[tasks]") {
 
 TEST_CASE("spawn from a foreign thread, and get() blocks that thread", "[tasks]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::vector<std::thread> threads;
   std::atomic<long> total{0};
   for (int k = 0; k < 4; ++k)
@@ -98,7 +103,8 @@ TEST_CASE("spawn from a foreign thread, and get() blocks that thread", "[tasks]"
 }
 
 TEST_CASE("names, where() and current_task()", "[tasks]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     auto named = spawn(TaskOptions{.name = "worker-7"}, [] { return current_task().name(); });
     CHECK(named.get() == "worker-7");
@@ -123,7 +129,8 @@ TEST_CASE("names, where() and current_task()", "[tasks]") {
 }
 
 TEST_CASE("all_tasks lists suspended tasks and the caller", "[tasks]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
     std::vector<Task<>> ts;
@@ -147,7 +154,8 @@ TEST_CASE("all_tasks lists suspended tasks and the caller", "[tasks]") {
 
 TEST_CASE("done callbacks are scheduled, never run inline in the completer", "[tasks]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<int> f;
     Future<std::string> seen;
@@ -176,7 +184,8 @@ TEST_CASE("done callbacks are scheduled, never run inline in the completer", "[t
 TEST_CASE("an exception nobody retrieved is reported when its task goes away", "[tasks]") {
   test::Reports reports;
   {
-    Runtime rt(test::opts(2, &reports));
+    test::Checked harness(test::opts(2, &reports), {.reports = true});  // the test checks its reports
+    Runtime& rt = harness.rt;
     rt.block_on([] {
       {
         auto t = spawn(TaskOptions{.name = "careless"}, [] { throw std::runtime_error("lost?"); });
@@ -214,7 +223,8 @@ TEST_CASE("an exception nobody retrieved is reported when its task goes away", "
 
 TEST_CASE("bad input gets a clear error", "[tasks]") {
   CHECK_THROWS_AS(spawn([] {}), RuntimeError);  // outside a runtime
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   CHECK_THROWS_AS(rt.spawn(TaskOptions{.pinned = true, .loop = 5}, [] {}), std::invalid_argument);
   Task<> empty;
   CHECK_THROWS_AS(empty.done(), InvalidStateError);

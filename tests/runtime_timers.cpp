@@ -14,7 +14,8 @@ using Clock = std::chrono::steady_clock;
 
 TEST_CASE("sleep suspends for at least its duration; others run meanwhile", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<int> ticks{0};
     auto busy = spawn([&] {
@@ -34,7 +35,8 @@ TEST_CASE("sleep suspends for at least its duration; others run meanwhile", "[ti
 TEST_CASE("sleepers never wake early; on one loop they resume in deadline order", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
   const Options o = test::opts(n);
-  Runtime rt(o);
+  test::Checked harness(o);
+  Runtime& rt = harness.rt;
   // Resumption order is promised only within one loop (and not with Options::shuffle,
   // whose point is to vary it); across loops, each wakes on its own clock.
   const bool ordered = n == 1 && !o.shuffle;
@@ -63,7 +65,8 @@ TEST_CASE("sleepers never wake early; on one loop they resume in deadline order"
 }
 
 TEST_CASE("zero and negative sleeps yield instead of hanging", "[timers]") {
-  Runtime rt(test::opts(2));
+  test::Checked harness(2);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     sleep(0ms);
     sleep(-5s);
@@ -74,7 +77,8 @@ TEST_CASE("zero and negative sleeps yield instead of hanging", "[timers]") {
 
 TEST_CASE("a sleeping task is cancellable, and its timer does not fire later", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     std::atomic<bool> after{false};
     auto t = spawn([&] {
@@ -92,7 +96,8 @@ TEST_CASE("a sleeping task is cancellable, and its timer does not fire later", "
 
 TEST_CASE("call_soon and call_later run callbacks in tasks; cancel stops them", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<int> soon, later;
     call_soon([soon]() mutable { soon.set_result(1); });
@@ -118,7 +123,8 @@ TEST_CASE("call_soon and call_later run callbacks in tasks; cancel stops them", 
 
 TEST_CASE("a timer set from a foreign thread wakes a parked loop", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   std::this_thread::sleep_for(5ms);  // let every worker park
   Future<Clock::time_point> f;
   const auto t0 = Clock::now();
@@ -130,7 +136,8 @@ TEST_CASE("a timer set from a foreign thread wakes a parked loop", "[timers]") {
 
 TEST_CASE("100 sleepers per worker all finish", "[timers]") {
   const unsigned n = SPINDLE_WORKERS();
-  Runtime rt(test::opts(n));
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
   const int done = rt.block_on([] {
     std::vector<Task<int>> ts;
     for (int i = 0; i < 100 * 8; ++i)
@@ -149,7 +156,8 @@ TEST_CASE("cancelled timers are dropped long before their deadline; armed ones s
   // A timeout armed for each request and cancelled when the request ends never reaches
   // the top of its heap: sweeps must drop such entries, or the heap grows with every
   // request for as long as the timeout. Nine in ten of these are cancelled.
-  Runtime rt(test::opts(1));
+  test::Checked harness(1);
+  Runtime& rt = harness.rt;
   constexpr int kTimers = 50'000, kKept = kTimers / 10;
   std::atomic<int> fired{0};
   std::size_t pending = 0;

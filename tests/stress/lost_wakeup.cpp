@@ -72,7 +72,8 @@ std::string one_round(Runtime& rt, uint64_t& sum) {
 
 TEST_CASE("a served waiter always resumes: mpsc over a Channel, 20 rounds on 2 workers", "[runtime][wake][stress]") {
   for (int round = 0; round < kRounds; ++round) {
-    Runtime rt(test::opts(2));
+    test::Checked harness(2);
+    Runtime& rt = harness.rt;
     uint64_t sum = 0;
     const std::string stuck = one_round(rt, sum);
     INFO("round " << round << ": tasks never resumed: " << stuck);
