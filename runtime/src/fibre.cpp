@@ -40,7 +40,7 @@ struct PoolStack {
   boost::context::stack_context allocate() noexcept {
     boost::context::stack_context sc;
     sc.sp = stack.top();
-    sc.size = stack.size - StackPool::page_size();  // the guard page is not usable
+    sc.size = stack.usable();  // the guard region is not
     return sc;
   }
   // Called on the thread that ran the fibre's last step, after it switched away.
@@ -48,7 +48,7 @@ struct PoolStack {
     Worker* w = current_worker();
     if (w && &w->stacks.pool() == pool) {
       w->stacks.give(stack);
-    } else if (stack.size == pool->default_size()) {
+    } else if (pool->is_default(stack)) {
       pool->give_shared(&stack, 1);
     } else {
       pool->give_custom(stack);
@@ -165,7 +165,7 @@ void suspend_current(std::source_location where) noexcept {
     w->handoff_back = std::move(f->back);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)
-    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.size - StackPool::page_size());
+    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
 #endif
     san::tsan_switch_to(nf->tsan_fiber);
     f->back = std::move(target).resume_with(&publish_previous);

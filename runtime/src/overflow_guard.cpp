@@ -16,8 +16,10 @@ namespace spindle::detail {
 
 namespace {
 constexpr std::size_t kAltSize = 64 * 1024;
-// How far below the guard a fault still counts as an overflow: a frame larger than a
-// page can jump over the guard.
+// How far below the guard region a fault still counts as an overflow: a frame larger
+// than the region, built without stack probes, can jump over it. Only a separately
+// mapped stack (TaskOptions::stack_size) may have nothing mapped below; below a slab's
+// stack lies the next stack, where such a jump does not fault at all.
 constexpr std::size_t kBelowGuard = 64 * 1024;
 
 struct sigaction g_prev_segv, g_prev_bus;
@@ -40,6 +42,8 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
   if (f) {
     const auto lo = reinterpret_cast<uintptr_t>(f->stack.base);
     const auto hi = reinterpret_cast<uintptr_t>(f->stack.guard_end());
+    // Anywhere in the guard region (kGuardBytes): with stack probes the fault is at its
+    // top page, without them up to a frame's size lower.
     if (addr < hi && addr + kBelowGuard >= lo) {
       say("spindle: stack overflow in task '");
       // The name is read without the task's lock: the process is about to end.
@@ -50,7 +54,7 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
       say(", fault at ");
       say_hex(addr);
       say("; stack size ");
-      say_hex(f->stack.size);
+      say_hex(f->stack.usable() + StackPool::page_size());  // as Options::stack_size counts it
       say("): raise TaskOptions::stack_size or Options::stack_size\n");
       ::signal(SIGABRT, SIG_DFL);
       std::abort();

@@ -76,7 +76,7 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
       throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) + " is not a worker (there are " +
                                   std::to_string(workers.size()) + ")");
     }
-    const bool custom = o->stack_size != 0 && o->stack_size != stacks.default_size();
+    const bool custom = o->stack_size != 0 && StackPool::rounded(o->stack_size) != stacks.default_size();
     if (!o->name.empty() || o->pinned || custom) {
       // The task may be shared already (a TaskGroup hands out its handle before it
       // submits), and cancel(msg) or set_name may have made `extra`: merge, under the lock.

@@ -22,6 +22,12 @@ constexpr std::size_t kSlabStacks = 64;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
+// The mapping for a stack of `size` bytes as asked: the usable part (one page less, as
+// when the guard was one page of it) and the guard region below.
+std::size_t mapping_bytes(std::size_t size) noexcept {
+  return StackPool::rounded(size) - StackPool::page_size() + kGuardBytes;
+}
+
 char* map_region(std::size_t bytes) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -32,12 +38,13 @@ char* map_region(std::size_t bytes) {
   return static_cast<char*>(p);
 }
 
-void install_guard(char* page) {
-  const std::size_t ps = StackPool::page_size();
+// The guard region at `base`, the low end of a stack. One call either way: the mprotect
+// fallback splits the mapping once per stack whatever the region's size.
+void install_guard(char* base) {
   if (StackPool::guard_mode() == GuardMode::guard_install) {
-    if (::madvise(page, ps, MADV_GUARD_INSTALL) == 0) return;
+    if (::madvise(base, kGuardBytes, MADV_GUARD_INSTALL) == 0) return;
   }
-  if (::mprotect(page, ps, PROT_NONE) != 0)
+  if (::mprotect(base, kGuardBytes, PROT_NONE) != 0)
     throw std::system_error(errno, std::generic_category(), "mprotect(fibre stack guard)");
 }
 
@@ -51,8 +58,6 @@ GuardMode probe_guard_mode() {
 }
 }  // namespace
 
-char* Stack::guard_end() const noexcept { return base + StackPool::page_size(); }
-
 std::size_t StackPool::page_size() noexcept {
   static const std::size_t ps = ::sysconf(_SC_PAGESIZE);
   return ps;
@@ -63,24 +68,28 @@ GuardMode StackPool::guard_mode() noexcept {
   return mode;
 }
 
+std::size_t StackPool::rounded(std::size_t size) noexcept {
+  return round_up(size < 4 * page_size() ? 4 * page_size() : size, page_size());
+}
+
 StackPool::StackPool(std::size_t default_size)
-    : default_size_(round_up(default_size < 4 * page_size() ? 4 * page_size() : default_size, page_size())) {}
+    : default_size_(rounded(default_size)), default_bytes_(mapping_bytes(default_size)) {}
 
 StackPool::~StackPool() {
   for (const Slab& s : slabs_) ::munmap(s.base, s.bytes);
 }
 
 void StackPool::new_slab() {
-  const std::size_t bytes = default_size_ * kSlabStacks;
+  const std::size_t bytes = default_bytes_ * kSlabStacks;
   char* base = map_region(bytes);
   try {
-    for (std::size_t i = 0; i < kSlabStacks; ++i) install_guard(base + i * default_size_);
+    for (std::size_t i = 0; i < kSlabStacks; ++i) install_guard(base + i * default_bytes_);
   } catch (...) {
     ::munmap(base, bytes);
     throw;
   }
   slabs_.push_back({base, bytes});
-  for (std::size_t i = kSlabStacks; i-- > 0;) free_.push_back({base + i * default_size_, default_size_});
+  for (std::size_t i = kSlabStacks; i-- > 0;) free_.push_back({base + i * default_bytes_, default_bytes_});
   made_ += kSlabStacks;
 }
 
@@ -98,7 +107,7 @@ void StackPool::give_shared(const Stack* s, std::size_t n) {
 }
 
 Stack StackPool::take_custom(std::size_t size) {
-  size = round_up(size < 4 * page_size() ? 4 * page_size() : size, page_size());
+  size = mapping_bytes(size);
   char* base = map_region(size);
   try {
     install_guard(base);
@@ -125,7 +134,7 @@ namespace {
 // frames' scopes were never closed by returns); clear it before the stack is reused.
 void unpoison(const Stack& s) noexcept {
 #if defined(SPINDLE_ASAN)
-  __asan_unpoison_memory_region(s.guard_end(), s.size - StackPool::page_size());
+  __asan_unpoison_memory_region(s.guard_end(), s.usable());
 #else
   (void)s;
 #endif
@@ -133,7 +142,9 @@ void unpoison(const Stack& s) noexcept {
 }  // namespace
 
 Stack StackCache::take(std::size_t size) {
-  if (size != 0 && size != pool_.default_size()) {
+  // A size that rounds to the default one is the default: a slab's stack, not a mapping
+  // of its own that give() would then take for a slab's.
+  if (size != 0 && StackPool::rounded(size) != pool_.default_size()) {
     // A fresh mapping may sit where an old one left stale shadow: clear it as well.
     Stack c = pool_.take_custom(size);
     unpoison(c);
@@ -150,7 +161,7 @@ Stack StackCache::take(std::size_t size) {
 }
 
 void StackCache::give(const Stack& s) noexcept {
-  if (s.size != pool_.default_size()) {
+  if (!pool_.is_default(s)) {
     pool_.give_custom(s);
     return;
   }

@@ -118,7 +118,7 @@ std::size_t unwind(TaskFrame* f, uintptr_t* out, std::size_t max) noexcept {
   const uintptr_t ret0 = saved_ret(sp);
   OnTop c{f, out, max, 0, san::tsan_current(), nullptr, 0};
   void* my_fake = nullptr;
-  san::start_switch(&my_fake, f->stack.guard_end(), f->stack.size - StackPool::page_size());
+  san::start_switch(&my_fake, f->stack.guard_end(), f->stack.usable());
   san::tsan_switch_to(f->tsan_fiber);
   f->ctx = std::move(f->ctx).resume_with([&c](boost::context::fiber&& caller) { return unwind_on_top(&c, std::move(caller)); });
   san::finish_switch(my_fake, nullptr, nullptr);

@@ -362,7 +362,7 @@ void Worker::start_fibre(TaskHeader* t) {
   }
   current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
-  san::start_switch(&asan_fake, s.guard_end(), s.size - StackPool::page_size());
+  san::start_switch(&asan_fake, s.guard_end(), s.usable());
 #endif
   san::tsan_switch_to(tf);
   switched_back(std::move(f).resume());
@@ -395,7 +395,7 @@ void Worker::run_task(TaskHeader* t) {
   t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
   current.store(t, std::memory_order_relaxed);
 #if defined(SPINDLE_ASAN)
-  san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.size - StackPool::page_size());
+  san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.usable());
 #endif
   san::tsan_switch_to(fr->tsan_fiber);
   switched_back(std::move(f).resume());

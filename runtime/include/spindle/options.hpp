@@ -22,7 +22,10 @@ struct Report {
 struct Options {
   /// Worker threads, one event loop each. 0 means std::thread::hardware_concurrency().
   unsigned workers = 0;
-  /// Default fibre stack size in bytes (rounded up to pages; includes the guard page).
+  /// Default fibre stack size in bytes (rounded up to pages): the usable stack is one page
+  /// less. Below it lies a 64 KiB guard region, address space only: an overflow that
+  /// reaches it is reported with the task's name and aborts the process. Code built
+  /// without -fstack-clash-protection is caught through frames under 64 KiB only.
   std::size_t stack_size = 256 * 1024;
   /// Upper bound of the blocking thread pool (to_thread / run_in_executor).
   unsigned blocking_threads = 64;
