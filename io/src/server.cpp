@@ -119,6 +119,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   // for another reason first, and a loop failing while it unwinds is no news).
   bool stop(std::exception_ptr err, std::size_t self) {
     std::vector<Task<>> others;
+    others.reserve(listeners.size());  // allocated before `closing` is set, not after
     {
       std::lock_guard lk(mu);
       if (closing) return false;
