@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <spindle/future.hpp>
+#include <spindle/io/errors.hpp>
 
 namespace spindle {
 
@@ -24,7 +25,36 @@ SocketAddress::SocketAddress(const sockaddr* sa, socklen_t len) {
 }
 
 namespace {
+// `s` with its control bytes escaped (\0, \x01...): a message that names a bad host
+// or path must show the NUL that made it bad, and what() would stop at a raw one.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u == 0) {
+      out += "\\0";
+    } else if (u < 0x20 || u == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Host names and filesystem paths go to C functions (getaddrinfo, inet_pton, bind's
+// sun_path) that stop at the first NUL: "example.com\0.evil" would silently be
+// "example.com". Such a string is refused instead.
+void check_no_nul(std::string_view s, const char* what) {
+  if (s.find('\0') != std::string_view::npos)
+    throw std::invalid_argument(std::string(what) + " holds a NUL byte: '" + printable(s) + "'");
+}
+
 bool parse_numeric(std::string_view ip, uint16_t port, sockaddr_storage& ss, socklen_t& len) {
+  if (ip.find('\0') != std::string_view::npos) return false;  // inet_pton would stop there
   if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
   if (ip.empty() || ip.size() >= 64) return false;
   char buf[64];
@@ -46,9 +76,10 @@ bool parse_numeric(std::string_view ip, uint16_t port, sockaddr_storage& ss, soc
     v6->sin6_port = htons(port);
     if (pct) {
       unsigned idx = ::if_nametoindex(pct + 1);
-      if (idx == 0) {
-        auto r = std::from_chars(pct + 1, pct + std::strlen(pct + 1) + 1, idx);
-        if (r.ec != std::errc()) return false;
+      if (idx == 0) {  // not an interface name: a numeric zone ("fe80::1%2"), all digits
+        const char* end = pct + 1 + std::strlen(pct + 1);
+        auto r = std::from_chars(pct + 1, end, idx);
+        if (r.ec != std::errc() || r.ptr != end) return false;
       }
       v6->sin6_scope_id = idx;
     }
@@ -60,25 +91,29 @@ bool parse_numeric(std::string_view ip, uint16_t port, sockaddr_storage& ss, soc
 }  // namespace
 
 SocketAddress SocketAddress::parse(std::string_view ip, uint16_t port) {
+  check_no_nul(ip, "SocketAddress::parse: address");
   SocketAddress a;
   if (!parse_numeric(ip, port, a.ss_, a.len_))
-    throw std::invalid_argument("not a numeric IP address: '" + std::string(ip) + "'");
+    throw std::invalid_argument("not a numeric IP address: '" + printable(ip) + "'");
   return a;
 }
 
 SocketAddress SocketAddress::parse(std::string_view hp) {
   const auto colon = hp.rfind(':');
-  if (colon == std::string_view::npos) throw std::invalid_argument("no port in address: '" + std::string(hp) + "'");
+  if (colon == std::string_view::npos) throw std::invalid_argument("no port in address: '" + printable(hp) + "'");
   std::string_view host = hp.substr(0, colon);
   if (host.find(':') != std::string_view::npos && !(host.size() >= 2 && host.front() == '[' && host.back() == ']'))
-    throw std::invalid_argument("IPv6 address needs brackets: '" + std::string(hp) + "'");
+    throw std::invalid_argument("IPv6 address needs brackets: '" + printable(hp) + "'");
   return parse(host, parse_port(hp.substr(colon + 1)));
 }
 
 SocketAddress SocketAddress::from_path(std::string_view path) {
   sockaddr_un un{};
   if (path.empty() || path.size() >= sizeof un.sun_path)
-    throw std::invalid_argument("bad Unix socket path: '" + std::string(path) + "'");
+    throw std::invalid_argument("bad Unix socket path: '" + printable(path) + "'");
+  // A filesystem path is a C string to the kernel; an abstract name ('@...') is counted
+  // bytes, so a NUL inside one is part of the name and allowed.
+  if (path[0] != '@') check_no_nul(path, "Unix socket path");
   un.sun_family = AF_UNIX;
   std::memcpy(un.sun_path, path.data(), path.size());
   socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + path.size() + 1);
@@ -99,7 +134,7 @@ uint16_t parse_port(std::string_view p) {
   unsigned v = 0;
   auto r = std::from_chars(p.data(), p.data() + p.size(), v);
   if (p.empty() || r.ec != std::errc() || r.ptr != p.data() + p.size() || v > 65535)
-    throw std::invalid_argument("not a port number: '" + std::string(p) + "'");
+    throw std::invalid_argument("not a port number: '" + printable(p) + "'");
   return uint16_t(v);
 }
 
@@ -108,9 +143,23 @@ std::string SocketAddress::ip() const {
   if (ss_.ss_family == AF_INET) {
     ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss_)->sin_addr, buf, sizeof buf);
   } else if (ss_.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_addr, buf, sizeof buf);
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss_);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof buf);
+    if (v6->sin6_scope_id != 0) {
+      // The zone is part of a link-local address ("fe80::1%lo"): without it the text
+      // names no usable address, and parse() would not give this one back. The
+      // interface's name if it still exists, else its index (parse takes both).
+      char name[IF_NAMESIZE] = {};
+      if (::if_indextoname(v6->sin6_scope_id, name)) return std::string(buf) + "%" + name;
+      return std::string(buf) + "%" + std::to_string(v6->sin6_scope_id);
+    }
   }
   return buf;
+}
+
+uint32_t SocketAddress::scope_id() const noexcept {
+  if (ss_.ss_family != AF_INET6) return 0;
+  return reinterpret_cast<const sockaddr_in6*>(&ss_)->sin6_scope_id;
 }
 
 uint16_t SocketAddress::port() const noexcept {
@@ -141,11 +190,9 @@ std::vector<SocketAddress> lookup(const std::string& host, uint16_t port) {
   addrinfo* res = nullptr;
   const std::string service = std::to_string(port);
   const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &res);
-  if (rc != 0) {
-    // EAI codes are not errno values: report the resolver's message with the host.
-    const int e = rc == EAI_SYSTEM ? errno : (rc == EAI_NONAME ? EHOSTUNREACH : EIO);
-    throw std::system_error(e, std::generic_category(), "getaddrinfo " + host + ": " + ::gai_strerror(rc));
-  }
+  if (rc == EAI_SYSTEM) throw std::system_error(errno, std::generic_category(), "getaddrinfo " + host);
+  // EAI codes are not errno values: the resolver's own code, in a category of its own.
+  if (rc != 0) throw GaiError(rc, host);
   std::vector<SocketAddress> out;
   for (addrinfo* p = res; p; p = p->ai_next) out.emplace_back(p->ai_addr, p->ai_addrlen);
   ::freeaddrinfo(res);
@@ -155,6 +202,7 @@ std::vector<SocketAddress> lookup(const std::string& host, uint16_t port) {
 
 std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) {
   if (host.empty()) throw std::invalid_argument("resolve: empty host name");
+  check_no_nul(host, "resolve: host name");
   SocketAddress a;
   std::vector<SocketAddress> out;
   sockaddr_storage ss;
@@ -181,6 +229,21 @@ std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) {
     }
   }).detach();
   return fut.get();
+}
+
+namespace {
+class GaiCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "getaddrinfo"; }
+  // gai_strerror returns static text (glibc: a table, or "Unknown error") and is
+  // thread-safe, unlike strerror.
+  std::string message(int ev) const override { return ::gai_strerror(ev); }
+};
+}  // namespace
+
+const std::error_category& gai_category() noexcept {
+  static const GaiCategory c;
+  return c;
 }
 
 }  // namespace spindle

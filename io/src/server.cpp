@@ -1,15 +1,29 @@
 // start_server and Server: accept tasks that spawn one handler task per connection.
 //
 // ServerState is shared by the Server handles, the accept tasks and the connection
-// tasks. Threads: `mu` guards closing, active, next_id and conns; listeners[i] is used
-// only by accept task i (which closes it when it ends); everything else is fixed once
-// start_server returns.
+// tasks. Threads: `mu` guards closing, active, next_id, conns, acceptors and
+// acceptor_started (an accept task may stop the server before start_server has stored
+// every acceptor); listeners[i] is used only by accept task i (which closes it when it
+// ends); everything else is fixed once start_server returns.
+//
+// Only accept tasks that have started are cancelled: a task cancelled before it starts
+// never runs its body, so it would neither close its listener (clients would still
+// connect, into a backlog nobody accepts) nor release its callable, whose reference to
+// this state would then keep the state and its listeners alive for ever through
+// `acceptors`. An accept task that starts after the server stopped returns at once.
 //
 // Shutdown of a server: (1) close() marks it closing (no new connection is registered
 // after this: an accept racing with it drops its stream), completes `closed_fut` and
 // cancels the accept tasks; (2) each accept task closes its listener as it unwinds;
 // (3) the last connection to end, or close() itself if none is left, completes
 // `idle_fut`; wait_closed() waits for (2) and (3).
+//
+// An accept loop that fails (on_accept_error threw, bad_alloc, spawn refused: anything
+// but its own cancellation) stops the server the same way, with the error: closed_fut
+// gets the exception, so is_serving() turns false and serve_forever() / wait_closed()
+// rethrow it; the accept task itself ends normally (the error is delivered once, by the
+// server, not also as the task's "never retrieved"; a Future nobody waited on still
+// reports it when the server goes away).
 #include <spindle/io/tcp.hpp>
 
 #include <cerrno>
@@ -31,8 +45,9 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   ServerOptions opts;
   std::vector<SocketAddress> addrs;
   std::vector<TcpListener> listeners;
-  std::vector<Task<>> acceptors;
-  Future<> closed_fut;  // done once close() ran
+  std::vector<Task<>> acceptors;  // guarded by mu
+  std::vector<char> acceptor_started;  // guarded by mu; sized before any accept task starts
+  Future<> closed_fut;  // done once close() ran, or holds the error that stopped the server
   Future<> idle_fut;    // done once closing and no connection is left
 
   std::mutex mu;
@@ -99,12 +114,49 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     if (cancel) t.cancel("server closed its clients");
   }
 
+  // close() and a failing accept loop (err set; `self` is that loop's index). Returns
+  // false if the server was already closing (then err is dropped: the server stopped
+  // for another reason first, and a loop failing while it unwinds is no news).
+  bool stop(std::exception_ptr err, std::size_t self) {
+    std::vector<Task<>> others;
+    others.reserve(listeners.size());  // allocated before `closing` is set, not after
+    {
+      std::lock_guard lk(mu);
+      if (closing) return false;
+      closing = true;
+      set_idle_locked();
+      for (std::size_t j = 0; j < acceptors.size(); ++j)
+        if (j != self && acceptor_started[j]) others.push_back(acceptors[j]);
+    }
+    if (err) closed_fut.set_exception(std::move(err));
+    else closed_fut.set_result();
+    for (auto& a : others) a.cancel(err ? "server stopped by an accept error" : "server closed");
+    return true;
+  }
+
   void accept_loop(std::size_t i) {
     TcpListener& l = listeners[i];
     struct CloseOnExit {
       TcpListener& l;
       ~CloseOnExit() { l.close(); }
     } coe{l};
+    {
+      std::lock_guard lk(mu);
+      if (closing) return;  // stopped before this task started: it is not cancelled
+      acceptor_started[i] = true;
+    }
+    // Caught inside coe's scope: the server is marked stopped before its listener
+    // closes, so a client refused by the closed listener finds is_serving() false.
+    try {
+      accept_until_closed(l, i);
+    } catch (const CancelledError&) {
+      throw;  // close() or the runtime's shutdown: the normal end
+    } catch (...) {
+      stop(std::current_exception(), i);
+    }
+  }
+
+  void accept_until_closed(TcpListener& l, std::size_t i) {
     for (;;) {
       TcpStream s;
       try {
@@ -153,10 +205,20 @@ Server start_server(std::function<void(TcpStream)> handler, std::string_view hos
     st->addrs.push_back(st->addrs[0]);
   }
   st->acceptors.reserve(n);
+  st->acceptor_started.assign(n, 0);
   for (std::size_t i = 0; i < n; ++i) {
     TaskOptions to{.name = "accept " + st->addrs[i].to_string(), .pinned = st->opts.reuse_port,
                    .loop = st->opts.reuse_port ? int(i) : -1};
-    st->acceptors.push_back(spawn(to, [st, i] { st->accept_loop(i); }));
+    Task<> t = spawn(to, [st, i] { st->accept_loop(i); });
+    bool cancel;
+    {
+      std::lock_guard lk(st->mu);
+      st->acceptors.push_back(t);
+      // An earlier accept loop already failed and stop() could not see this task: cancel
+      // it if it has started (if not, it returns as it starts).
+      cancel = st->closing && st->acceptor_started[i];
+    }
+    if (cancel) t.cancel("server stopped by an accept error");
   }
   return Server(std::move(st));
 }
@@ -184,17 +246,7 @@ std::size_t Server::connections() const noexcept {
   return s_->active;
 }
 
-void Server::close() {
-  auto& st = state(s_);
-  {
-    std::lock_guard lk(st.mu);
-    if (st.closing) return;
-    st.closing = true;
-    st.set_idle_locked();
-  }
-  st.closed_fut.set_result();
-  for (auto& a : st.acceptors) a.cancel("server closed");
-}
+void Server::close() { (void)state(s_).stop(nullptr, std::size_t(-1)); }
 
 void Server::close_clients() {
   auto& st = state(s_);
@@ -217,6 +269,7 @@ void Server::serve_forever() {
     close();
     throw;
   }
+  st.closed_fut.core_ptr()->check_outcome("serve_forever");  // the error that stopped it
 }
 
 void Server::wait_closed() {
@@ -224,8 +277,14 @@ void Server::wait_closed() {
   const auto where = std::source_location::current();
   // wait_done_until raises our own cancellation without passing it on to what we wait for.
   (void)st.closed_fut.core_ptr()->wait_done_until(0, where);
-  for (auto& a : st.acceptors) (void)a.core_ptr()->wait_done_until(0, where);
+  std::vector<Task<>> acceptors;
+  {
+    std::lock_guard lk(st.mu);
+    acceptors = st.acceptors;
+  }
+  for (auto& a : acceptors) (void)a.core_ptr()->wait_done_until(0, where);
   (void)st.idle_fut.core_ptr()->wait_done_until(0, where);
+  st.closed_fut.core_ptr()->check_outcome("wait_closed");  // the error that stopped it
 }
 
 }  // namespace spindle

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <utility>
 
@@ -102,7 +103,7 @@ std::size_t UdpSocket::send(const void* buf, std::size_t n) {
                                      [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
 }
 
-std::size_t UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, std::chrono::nanoseconds timeout) {
+RecvResult UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, std::chrono::nanoseconds timeout) {
   if (n == 0) throw std::invalid_argument("UdpSocket::recv_from: buffer of size 0");
   if (!src_) throw_errno(EBADF, "recvfrom");
   sockaddr_storage ss{};
@@ -110,10 +111,12 @@ std::size_t UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, 
   const int64_t dl = timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0;
   const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
     len = sizeof ss;
+    // MSG_TRUNC: recvfrom returns the datagram's real size even when it exceeds n.
     return ::recvfrom(fd, buf, n, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &len);
   });
   if (from) *from = SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
-  return std::min(std::size_t(r), n);
+  const auto full = std::size_t(r);
+  return RecvResult{.size = std::min(full, n), .datagram_size = full, .truncated = full > n};
 }
 
 }  // namespace spindle

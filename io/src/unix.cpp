@@ -37,7 +37,7 @@ SocketAddress UnixStream::peer_address() const {
 }
 
 UnixListener::UnixListener(std::string_view path, int backlog) {
-  const SocketAddress a = SocketAddress::from_path(path);
+  const SocketAddress a = SocketAddress::from_path(path);  // refuses a bad path first
   const bool abstract = path[0] == '@';
   const std::string p(path);
   if (!abstract) {
@@ -51,24 +51,40 @@ UnixListener::UnixListener(std::string_view path, int backlog) {
     ::close(fd);
     throw_errno(e, "bind");
   }
-  if (::listen(fd, backlog) != 0) {
-    const int e = errno;
-    ::close(fd);
-    if (!abstract) ::unlink(p.c_str());
-    throw_errno(e, "listen");
+  if (!abstract) {
+    // Remember which file bind made: close() removes the path only while it is still
+    // this file, not one that a later listener put there after removing ours as stale.
+    struct stat st;
+    if (::stat(p.c_str(), &st) == 0) dev_ = st.st_dev, ino_ = st.st_ino;
   }
-  src_ = new detail::FdSource(fd);
+  try {
+    if (::listen(fd, backlog) != 0) throw_errno(errno, "listen");
+    src_ = new detail::FdSource(fd);
+  } catch (...) {
+    ::close(fd);
+    if (!abstract) unlink_if_mine(p, dev_, ino_);
+    throw;
+  }
   path_ = p;
 }
 
+void UnixListener::unlink_if_mine(const std::string& path, dev_t dev, ino_t ino) noexcept {
+  // stat-then-unlink is not atomic: a file swapped in between would still go. POSIX has
+  // no unlink-if-same-inode; the window is two syscalls wide, as in asyncio.
+  struct stat st;
+  if (ino != 0 && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
+}
+
 UnixListener::UnixListener(UnixListener&& o) noexcept
-    : src_(std::exchange(o.src_, nullptr)), path_(std::move(o.path_)) {}
+    : src_(std::exchange(o.src_, nullptr)), path_(std::move(o.path_)), dev_(o.dev_), ino_(o.ino_) {}
 
 UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
   if (this != &o) {
     close();
     src_ = std::exchange(o.src_, nullptr);
     path_ = std::move(o.path_);
+    dev_ = o.dev_;
+    ino_ = o.ino_;
   }
   return *this;
 }
@@ -78,7 +94,7 @@ UnixListener::~UnixListener() { close(); }
 void UnixListener::close() noexcept {
   if (detail::FdSource* s = std::exchange(src_, nullptr)) {
     s->close();
-    if (!path_.empty() && path_[0] != '@') ::unlink(path_.c_str());
+    if (!path_.empty() && path_[0] != '@') unlink_if_mine(path_, dev_, ino_);
   }
 }
 

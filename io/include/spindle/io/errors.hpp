@@ -1,10 +1,12 @@
-// Errors raised by spindle's streams (asyncio.IncompleteReadError, asyncio.LimitOverrunError).
-// OS errors are std::system_error with errno (generic_category) and the operation.
+// Errors raised by spindle's streams (asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+// and by name resolution (socket.gaierror). OS errors are std::system_error with errno
+// (generic_category) and the operation.
 #pragma once
 
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace spindle {
 
@@ -35,6 +37,25 @@ class LimitOverrunError : public std::runtime_error {
 
  private:
   std::size_t consumed_;
+};
+
+/// The category of getaddrinfo's EAI_* codes (name() "getaddrinfo"; message() is
+/// gai_strerror's text). Any thread.
+const std::error_category& gai_category() noexcept;
+
+/// Name resolution failed (socket.gaierror): code() is the resolver's own EAI_* code
+/// (EAI_NONAME for an unknown name, EAI_AGAIN for a temporary failure, ...) in
+/// gai_category(), so what() reads "getaddrinfo <host>: Name or service not known".
+/// EAI_SYSTEM is not a GaiError: it is reported as the std::system_error of its errno.
+class GaiError : public std::system_error {
+ public:
+  GaiError(int eai_code, std::string host)
+      : std::system_error(eai_code, gai_category(), "getaddrinfo " + host), host_(std::move(host)) {}
+  /// The host name that did not resolve.
+  const std::string& host() const noexcept { return host_; }
+
+ private:
+  std::string host_;
 };
 
 }  // namespace spindle

@@ -100,7 +100,8 @@ struct ServerOptions {
   /// TCP_NODELAY on every accepted connection.
   bool nodelay = false;
   /// Called (in the accept task) when accept fails, e.g. EMFILE; the accept loop then
-  /// sleeps accept_backoff before trying again. Default: a line on stderr.
+  /// sleeps accept_backoff before trying again. Default: a line on stderr. If it
+  /// throws, the server stops with that exception (see Server).
   std::function<void(const std::system_error&)> on_accept_error;
   std::chrono::milliseconds accept_backoff{100};
 };
@@ -112,6 +113,13 @@ struct ServerState;
 /// A running server (asyncio.Server). Copies share it. Dropping every copy does not stop
 /// it: close() does (or the runtime's shutdown). Every member may be called from any
 /// fibre; the waiting ones from threads outside the runtime too.
+///
+/// An accept loop that fails with anything but an accept(2) error it can retry (an
+/// on_accept_error that throws, std::bad_alloc, ...) stops the whole server, as close()
+/// would, with that exception: is_serving() turns false, every listener closes, and
+/// serve_forever() and wait_closed() rethrow it (each call does). If nobody waits, the
+/// exception is reported as "Future exception was never retrieved" when the server
+/// goes away.
 class Server {
  public:
   Server() noexcept = default;
@@ -121,12 +129,13 @@ class Server {
   uint16_t port() const;
   /// The listening addresses.
   std::vector<SocketAddress> addresses() const;
-  /// True until close().
+  /// True until close(), or until an accept loop failed (see above).
   bool is_serving() const noexcept;
   /// Connections whose handler is still running.
   std::size_t connections() const noexcept;
   /// Waits until the server is closed. If the calling task is cancelled meanwhile, the
-  /// server is closed and CancelledError is raised (asyncio serve_forever).
+  /// server is closed and CancelledError is raised (asyncio serve_forever). Throws the
+  /// exception that stopped the server, if one did.
   void serve_forever();
   /// Stops accepting: the accept tasks are cancelled and close their listeners as they
   /// end (wait_closed() waits for that). Connections being served go on. Idempotent.
@@ -135,7 +144,7 @@ class Server {
   void close_clients();
   /// Waits until the server is closed, its listeners are closed and every connection
   /// handler has ended. Throws CancelledError if the caller is cancelled (the server is
-  /// left alone).
+  /// left alone), then the exception that stopped the server, if one did.
   void wait_closed();
 
  private:

@@ -18,6 +18,15 @@ namespace detail {
 class FdSource;
 }
 
+/// What recv_from / recv received. Converts to the number of bytes stored, so code
+/// written for a plain size (`std::size_t n = u.recv(...)`) keeps working.
+struct RecvResult {
+  std::size_t size = 0;           ///< bytes stored in the buffer (at most its size)
+  std::size_t datagram_size = 0;  ///< the datagram's full size, as sent
+  bool truncated = false;         ///< the datagram did not fit: its tail was discarded
+  operator std::size_t() const noexcept { return size; }  // NOLINT: implicit by design
+};
+
 class UdpSocket {
  public:
   UdpSocket() noexcept = default;
@@ -36,15 +45,16 @@ class UdpSocket {
   /// CancelledError.
   std::size_t send_to(const void* buf, std::size_t n, const SocketAddress& to);
   std::size_t send_to(std::string_view s, const SocketAddress& to) { return send_to(s.data(), s.size(), to); }
-  /// Receives one datagram (truncated to n bytes); returns its size; `from` gets the
-  /// sender. Throws std::invalid_argument if n == 0, std::system_error, CancelledError,
-  /// TimeoutError after timeout (0: none).
-  std::size_t recv_from(void* buf, std::size_t n, SocketAddress* from = nullptr,
-                        std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// Receives one datagram; `from` gets the sender. A datagram larger than n is
+  /// truncated to n bytes (its tail is lost, as with recvfrom(2)), and the result says
+  /// so: `truncated`, with the full `datagram_size`. Throws std::invalid_argument if
+  /// n == 0, std::system_error, CancelledError, TimeoutError after timeout (0: none).
+  RecvResult recv_from(void* buf, std::size_t n, SocketAddress* from = nullptr,
+                       std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
   /// On a connected socket.
   std::size_t send(const void* buf, std::size_t n);
   std::size_t send(std::string_view s) { return send(s.data(), s.size()); }
-  std::size_t recv(void* buf, std::size_t n, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
+  RecvResult recv(void* buf, std::size_t n, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
     return recv_from(buf, n, nullptr, timeout);
   }
 

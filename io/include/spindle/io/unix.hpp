@@ -3,6 +3,8 @@
 // Thread rules, cancellation and errors are those of SocketStream and TcpListener.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -35,8 +37,10 @@ class UnixListener {
  public:
   UnixListener() noexcept = default;
   /// Binds path and listens. A stale socket file at path is removed first (only if it
-  /// is a socket); the file is removed again by close(). Throws std::system_error,
-  /// std::invalid_argument for a bad path.
+  /// is a socket). close() removes the file bind made, and only that one: if the path
+  /// now names another file (another listener replaced it), it is left alone. Throws
+  /// std::system_error, std::invalid_argument for a bad path (a NUL byte in it
+  /// included).
   explicit UnixListener(std::string_view path, int backlog = 1024);
   UnixListener(UnixListener&& o) noexcept;
   UnixListener& operator=(UnixListener&& o) noexcept;
@@ -46,14 +50,18 @@ class UnixListener {
 
   /// Waits for a connection. Throws as TcpListener::accept.
   UnixStream accept(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
-  /// Stops listening and removes the socket file. Idempotent, never throws.
+  /// Stops listening and removes the socket file if the path still names the file this
+  /// listener's bind made (same device and inode). Idempotent, never throws.
   void close() noexcept;
   bool is_open() const noexcept { return src_ != nullptr; }
   const std::string& path() const noexcept { return path_; }
 
  private:
+  static void unlink_if_mine(const std::string& path, dev_t dev, ino_t ino) noexcept;
   detail::FdSource* src_ = nullptr;
   std::string path_;
+  dev_t dev_ = 0;  // the socket file bind made (ino_ 0: none, or abstract)
+  ino_t ino_ = 0;
 };
 
 }  // namespace spindle
