@@ -8,6 +8,7 @@
 #include <spindle/waiting.hpp>
 
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <thread>
 
@@ -178,11 +179,16 @@ void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location wher
   const Waiter::Outcome o = wait_one(c, deadline_ns, true, where);
   if (o == Waiter::Outcome::notified) return;
   if (o == Waiter::Outcome::cancelled) {
-    // It completed as we were cancelled: hand its outcome out; our cancellation stays
-    // pending and is raised at the next suspension point (as Task::get does).
-    if (c->done()) return;
-    cancel_core(c, own_cancel_message());
-    join_uncancellable(c, where);
+    if (!c->done()) {
+      cancel_core(c, own_cancel_message());
+      join_uncancellable(c, where);
+    }
+    // Unless it ended cancelled, its outcome is the caller's: it completed as we were
+    // cancelled, or it turned the cancellation we passed on into a value or an error (a
+    // get() served before the cancel landed returns its item, a handler returns).
+    // Dropping that value would lose what it received; so hand it out, and leave our
+    // cancellation pending for the next suspension point (as a served get() does).
+    if (c->status() != Status::cancelled) return;
     raise_own_cancel();
   }
   // The deadline passed: cancel it and wait for it to end (asyncio waits too).
