@@ -204,7 +204,17 @@ void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location wher
 
 void shield_core(FutureCore* c, std::source_location where) {
   const Waiter::Outcome o = wait_one(c, 0, true, where);
-  if (o == Waiter::Outcome::cancelled && !c->done()) raise_own_cancel();
+  if (o == Waiter::Outcome::cancelled && !c->done()) {
+    // The caller gives up on c, so nobody it knows of looks at c's outcome: as asyncio's
+    // shield does, mark it retrieved once it ends, so a later failure is not reported as
+    // never retrieved. (Whoever holds c's handle can still get() it.)
+    try {
+      silence_when_done(c);
+    } catch (const std::bad_alloc&) {
+      // No memory for the node: the worst that follows is one spurious report.
+    }
+    raise_own_cancel();
+  }
 }
 
 // ---- Watch -------------------------------------------------------------------------------

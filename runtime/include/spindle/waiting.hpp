@@ -420,7 +420,9 @@ auto as_completed(R&& handles, std::optional<std::chrono::nanoseconds> timeout =
 
 /// asyncio.shield: waits for `task` and returns its value (or rethrows its exception /
 /// CancelledError if it was cancelled by someone else). If the caller is cancelled
-/// meanwhile, the caller gets CancelledError at once and the task is left running.
+/// meanwhile, the caller gets CancelledError at once and the task is left running; its
+/// outcome then counts as retrieved (as asyncio's shield marks it), so an exception it
+/// ends with later is not reported as never retrieved. A handle to it still gives it.
 template <class T>
 T shield(Task<T> task, std::source_location where = std::source_location::current()) {
   detail::shield_core(detail::checked_core(task), where);
@@ -432,7 +434,9 @@ T shield(Future<T> fut, std::source_location where = std::source_location::curre
   return fut.result();
 }
 /// Starts fn() as a task and shields it. The task outlives a cancelled caller, so fn
-/// must not capture the caller's locals by reference. Throws RuntimeError outside a runtime.
+/// must not capture the caller's locals by reference; its failure after that is not
+/// reported (nobody holds its handle: catch inside fn what must be seen). Throws
+/// RuntimeError outside a runtime.
 template <class F>
   requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>)
 auto shield(F&& fn, std::source_location where = std::source_location::current()) {

@@ -80,8 +80,9 @@ std::string own_cancel_message();
 /// and the caller's cancellation stays pending.
 void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location where);
 /// shield's engine: waits for c; the caller's cancellation raises CancelledError in the
-/// caller and leaves c alone. If c completes as the caller is cancelled, returns (the
-/// caller's cancellation stays pending).
+/// caller and leaves c running, its outcome marked retrieved once it ends. If c
+/// completes as the caller is cancelled, returns (the caller's cancellation stays
+/// pending).
 void shield_core(FutureCore* c, std::source_location where);
 
 /// When a Watch wakes its waiter.
