@@ -8,6 +8,7 @@
 #include <spindle/waiting.hpp>
 
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <thread>
 
@@ -178,11 +179,16 @@ void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location wher
   const Waiter::Outcome o = wait_one(c, deadline_ns, true, where);
   if (o == Waiter::Outcome::notified) return;
   if (o == Waiter::Outcome::cancelled) {
-    // It completed as we were cancelled: hand its outcome out; our cancellation stays
-    // pending and is raised at the next suspension point (as Task::get does).
-    if (c->done()) return;
-    cancel_core(c, own_cancel_message());
-    join_uncancellable(c, where);
+    if (!c->done()) {
+      cancel_core(c, own_cancel_message());
+      join_uncancellable(c, where);
+    }
+    // Unless it ended cancelled, its outcome is the caller's: it completed as we were
+    // cancelled, or it turned the cancellation we passed on into a value or an error (a
+    // get() served before the cancel landed returns its item, a handler returns).
+    // Dropping that value would lose what it received; so hand it out, and leave our
+    // cancellation pending for the next suspension point (as a served get() does).
+    if (c->status() != Status::cancelled) return;
     raise_own_cancel();
   }
   // The deadline passed: cancel it and wait for it to end (asyncio waits too).
@@ -198,7 +204,17 @@ void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location wher
 
 void shield_core(FutureCore* c, std::source_location where) {
   const Waiter::Outcome o = wait_one(c, 0, true, where);
-  if (o == Waiter::Outcome::cancelled && !c->done()) raise_own_cancel();
+  if (o == Waiter::Outcome::cancelled && !c->done()) {
+    // The caller gives up on c, so nobody it knows of looks at c's outcome: as asyncio's
+    // shield does, mark it retrieved once it ends, so a later failure is not reported as
+    // never retrieved. (Whoever holds c's handle can still get() it.)
+    try {
+      silence_when_done(c);
+    } catch (const std::bad_alloc&) {
+      // No memory for the node: the worst that follows is one spurious report.
+    }
+    raise_own_cancel();
+  }
 }
 
 // ---- Watch -------------------------------------------------------------------------------

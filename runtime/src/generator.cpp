@@ -3,7 +3,10 @@
 // GenCore owns:  the phase, the two parked Waiters (consumer, producer) and the body's
 //                task. The value slots live in GenState<T, In> (generator.hpp); they are
 //                written by one side and read by the other, always with a lock_
-//                hand-over in between, which orders them.
+//                hand-over in between, which orders them. "One side" is one consumer:
+//                a consumer touches the slots only inside its claim (enter()..leave(),
+//                consumer_inside_), so a second concurrent consumer is refused before
+//                it writes anything.
 // Phases:        unstarted -> running (body's turn) <-> suspended (consumer's turn)
 //                -> finished (the body's task ended: EndNode fired).
 //                Only the consumer moves running -> ... -> running; only the body moves
@@ -84,12 +87,13 @@ void GenCore::start() {
   }
 }
 
-void GenCore::consumer_wait_locked(bool cancellable, std::source_location where) {
+bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where) {
+  bool passed_on = false;
   while (phase_ == Phase::running) {
     Waiter w;
     consumer_ = &w;
     lock_.unlock();
-    const Waiter::Outcome o = w.wait(cancellable, where);
+    const Waiter::Outcome o = w.wait(cancellable && !passed_on, where);
     lock_.lock();
     if (consumer_ == &w) {
       consumer_ = nullptr;
@@ -101,63 +105,78 @@ void GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
       lock_.lock();
     }
     if (o == Waiter::Outcome::cancelled && phase_ == Phase::running) {
-      // The consumer is cancelled while the body runs for it: as a task awaiting
-      // __anext__ would be, the body is cancelled too; we wait for it to end.
-      outcome_taken_ = true;
+      // The consumer is cancelled while the body runs for it. asyncio raises the
+      // CancelledError inside the body (it runs in the consumer's task); here the
+      // body's task is cancelled with the same message, and the consumer waits on,
+      // uncancellably, until the body yields or ends: a body that catches the
+      // CancelledError and yields hands its value over instead of waiting in yield for
+      // a consumer that waits for its end (issue 17's deadlock).
+      passed_on = true;
       lock_.unlock();
       FutureCore* c = task_.core_ptr();
-      cancel_task(c, own_cancel_message());
-      join_uncancellable(c, where);
+      try {
+        cancel_task(c, own_cancel_message());
+      } catch (...) {
+        cancel_task(c, {});  // no memory for the message: an empty one needs none
+      }
       lock_.lock();
-      consumer_inside_ = false;
-      lock_.unlock();
-      raise_own_cancel();
     }
   }
+  return passed_on;
+}
+
+void GenCore::enter() {
+  lock_.lock();
+  const bool busy = std::exchange(consumer_inside_, true);
+  lock_.unlock();
+  if (busy)
+    throw InvalidStateError(
+        "Generator: already running (next()/send()/close() called while another task or thread is inside one)");
+}
+
+void GenCore::leave() noexcept {
+  lock_.lock();
+  consumer_inside_ = false;
+  lock_.unlock();
 }
 
 bool GenCore::resume(std::source_location where) {
+  // next()/send() is a suspension point: a cancellation already pending is raised here,
+  // before the body is resumed (so the body is not woken only to be cancelled for a
+  // consumer that already left).
+  if (TaskHeader* self = current_task_header(); self && cancel_pending(self) && !finished()) raise_own_cancel();
   lock_.lock();
-  if (consumer_inside_) {
-    lock_.unlock();
-    throw InvalidStateError("Generator: resumed from two places at once");
-  }
   switch (phase_) {
     case Phase::finished:
       break;
     case Phase::unstarted:
       phase_ = Phase::running;
-      consumer_inside_ = true;
       lock_.unlock();
       try {
         start();
       } catch (...) {
         lock_.lock();
         phase_ = Phase::finished;
-        consumer_inside_ = false;
         lock_.unlock();
         throw;
       }
       lock_.lock();
-      consumer_wait_locked(true, where);
       break;
     case Phase::suspended: {
       phase_ = Phase::running;
-      consumer_inside_ = true;
       Waiter* wake = std::exchange(producer_, nullptr);
       lock_.unlock();
       if (wake) wake->notify();
       lock_.lock();
-      consumer_wait_locked(true, where);
       break;
     }
-    case Phase::running:  // the body unwinds after a cancellation: wait for its end
-      consumer_inside_ = true;
-      consumer_wait_locked(true, where);
+    case Phase::running:  // the body unwinds after a cancellation: wait until it yields or ends
       break;
   }
-  consumer_inside_ = false;
+  const bool passed_on = consumer_wait_locked(true, where);
   if (phase_ == Phase::suspended) {
+    // A value, even one the body yielded after catching the cancellation we passed on:
+    // it is the consumer's, and the consumer's own cancellation stays pending.
     lock_.unlock();
     return true;
   }
@@ -165,31 +184,35 @@ bool GenCore::resume(std::source_location where) {
   const bool first = !std::exchange(outcome_taken_, true);
   lock_.unlock();
   if (first && task_) {
-    join_uncancellable(task_.core_ptr(), where);  // EndNode fired: it is done already
-    task_.core_ptr()->check_outcome("Generator");
+    FutureCore* c = task_.core_ptr();
+    join_uncancellable(c, where);  // EndNode fired: it is done already
+    // The body ended by the cancellation we passed on: the consumer's own CancelledError.
+    if (passed_on && c->status() == Status::cancelled) raise_own_cancel();
+    c->check_outcome("Generator");
   }
   return false;
 }
 
 void GenCore::close(bool rethrow, std::source_location where) {
   lock_.lock();
-  if (consumer_inside_) {
+  if (std::exchange(consumer_inside_, true)) {
     lock_.unlock();
-    if (rethrow) throw InvalidStateError("Generator: closed while another caller resumes it");
+    if (rethrow) throw InvalidStateError("Generator: closed while another task or thread is inside next()/send()");
     return;
   }
   switch (phase_) {
     case Phase::unstarted:
       phase_ = Phase::finished;
+      consumer_inside_ = false;
       lock_.unlock();
       return;
     case Phase::finished:
+      consumer_inside_ = false;
       lock_.unlock();
       return;
     case Phase::suspended: {
       closing_ = true;
       phase_ = Phase::running;
-      consumer_inside_ = true;
       Waiter* wake = std::exchange(producer_, nullptr);
       lock_.unlock();
       if (wake) wake->notify();
@@ -198,10 +221,9 @@ void GenCore::close(bool rethrow, std::source_location where) {
     }
     case Phase::running:
       closing_ = true;
-      consumer_inside_ = true;
       break;
   }
-  consumer_wait_locked(false, where);
+  (void)consumer_wait_locked(false, where);
   consumer_inside_ = false;
   const bool first = !std::exchange(outcome_taken_, true);
   lock_.unlock();

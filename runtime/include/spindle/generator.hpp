@@ -19,6 +19,13 @@
 // close()) while the body is suspended in yield() raises GeneratorExit there, so the
 // body's stack unwinds and its destructors run, and waits for the body to end.
 //
+// Cancelling a consumer that waits in next()/send() cancels the body's task (asyncio
+// raises the CancelledError in the body) and the consumer waits until the body yields
+// or ends. A body that catches it and yields hands that value to the consumer, whose
+// own cancellation stays pending; so neither side ever waits for the other for ever.
+// One consumer at a time: a second concurrent next()/send()/close() gets
+// InvalidStateError ("already running").
+//
 // Design note: the body is a task plus a two-way hand-off, not a raw Boost.Context fibre
 // the consumer switches into. Measured on the 2-core dev machine: ~160-210 ns per value
 // this way (two scheduler switches and two wake-ups), ~13 ns with a raw switch. But with
@@ -72,10 +79,18 @@ class GenCore {
   void ref() noexcept;
   void unref() noexcept;
 
-  // Consumer side. resume(): starts the body or resumes it from its yield, and waits
-  // until it yields again (true: a value is in the slot) or ends (false; its exception
-  // is rethrown once). close(): see Generator::close.
+  // Consumer side. One consumer at a time: enter() claims the generator for a call of
+  // next()/send() (throws InvalidStateError if another call is inside one: asyncio's
+  // "asynchronous generator is already running"), leave() ends the claim. The value
+  // slots of GenState are touched by a consumer only while it holds the claim.
+  void enter();
+  void leave() noexcept;
+  // With the claim held: starts the body or resumes it from its yield, and waits until
+  // it yields again (true: a value is in the slot) or ends (false; its exception is
+  // rethrown once). See Generator::next for what a cancellation of the consumer does.
   bool resume(std::source_location where);
+  // Claims the generator itself (a second caller: InvalidStateError when `rethrow`,
+  // else it returns at once). See Generator::close.
   void close(bool rethrow, std::source_location where);
   bool started() noexcept;
   bool finished() noexcept;
@@ -97,17 +112,18 @@ class GenCore {
   };
   void on_end() noexcept;
   void start();
-  // With lock_ held: parks the consumer until the phase is no longer `running`. On a
-  // cancellation of the consumer (when cancellable), cancels the body's task, waits for
-  // it to end and throws CancelledError (lock released).
-  void consumer_wait_locked(bool cancellable, std::source_location where);
+  // With lock_ held: parks the consumer until the phase is no longer `running` (the
+  // body yielded or ended). On a cancellation of the consumer (when cancellable) it
+  // passes the cancellation on to the body's task and goes on waiting, uncancellably,
+  // for the same thing; returns true then.
+  bool consumer_wait_locked(bool cancellable, std::source_location where);
 
   RuntimeImpl* const rt_;
   std::atomic<uint32_t> refs_{1};
   SpinLock lock_;
   Phase phase_ = Phase::unstarted;  // guarded by lock_, as are the fields below
   bool closing_ = false;            // GeneratorExit requested
-  bool consumer_inside_ = false;    // a consumer is in resume()/close()
+  bool consumer_inside_ = false;    // a consumer holds the claim (enter()..leave())
   bool outcome_taken_ = false;      // the body's exception was rethrown once
   Waiter* consumer_ = nullptr;      // parked in resume()/close()
   Waiter* producer_ = nullptr;      // parked in yield_point()
@@ -142,6 +158,18 @@ struct GenBody final : GenState<T, In> {
 };
 
 RuntimeImpl* generator_runtime(Runtime* rt);
+
+// A consumer's claim on a generator for the length of one next()/send().
+class GenClaim {
+ public:
+  explicit GenClaim(GenCore& g) : g_(g) { g_.enter(); }
+  ~GenClaim() { g_.leave(); }
+  GenClaim(const GenClaim&) = delete;
+  GenClaim& operator=(const GenClaim&) = delete;
+
+ private:
+  GenCore& g_;
+};
 }  // namespace detail
 
 /// What a generator's body receives: `co.yield(v)` hands v to the consumer and suspends
@@ -155,8 +183,10 @@ class Yield {
   Yield& operator=(const Yield&) = delete;
 
   /// Throws GeneratorExit if the generator is closed meanwhile, CancelledError if the
-  /// body's task is cancelled (for instance by the runtime's shutdown, or because the
-  /// consumer was cancelled while waiting for this body).
+  /// body's task is cancelled (for instance by the runtime's shutdown). A consumer
+  /// cancelled while waiting for this body cancels it too, wherever it is suspended;
+  /// a body that catches that CancelledError and yields hands the value to that
+  /// consumer (see Generator::next).
   auto yield(T value, std::source_location where = std::source_location::current()) {
     st_->out.emplace(std::move(value));
     st_->yield_point(where);
@@ -173,7 +203,9 @@ class Yield {
 
 /// A generator of T that receives In on each resume (In = void: receives nothing).
 /// Owned by one consumer at a time (a fibre of the runtime, or a foreign thread, which
-/// then blocks in next()); movable, not copyable.
+/// then blocks in next()); movable, not copyable. A second task (or thread) calling
+/// next()/send()/close() while a call is inside one gets InvalidStateError (asyncio's
+/// "asynchronous generator is already running"); the first one is not disturbed.
 template <class T, class In = void>
 class Generator {
   static_assert(std::is_object_v<T> && !std::is_array_v<T>, "Generator<T>: T must be an object type");
@@ -210,29 +242,41 @@ class Generator {
   /// Resumes the body (starting it the first time; with a non-void In it receives a
   /// default-constructed In) and returns the next value, or std::nullopt once the body
   /// has returned. Rethrows, once, an exception the body let escape. If the caller is
-  /// cancelled while waiting, the body's task is cancelled and awaited, then the caller
-  /// gets CancelledError. Throws InvalidStateError if used from two places at once.
+  /// cancelled while waiting, the cancellation is passed on to the body's task (as
+  /// asyncio raises it in the body) and the caller waits until the body yields or ends:
+  /// if the body ends cancelled, the caller gets CancelledError; if it catches the
+  /// CancelledError and yields a value (or returns, or fails), next() returns that value
+  /// (std::nullopt, rethrows) and the caller's own cancellation stays pending, raised at
+  /// its next suspension point. So neither side waits for the other for ever. Throws
+  /// InvalidStateError if another call is inside next()/send()/close() of this
+  /// generator at the same time.
   std::optional<T> next(std::source_location where = std::source_location::current())
     requires(std::is_void_v<In> || std::default_initializable<In>)
   {
+    auto& s = state();
+    detail::GenClaim claim(s);
     if constexpr (!std::is_void_v<In>) {
-      if (state().started()) state().in.emplace();
+      if (s.started()) s.in.emplace();
     }
-    return advance(where);
+    return advance(s, where);
   }
   /// asend(v): resumes the body with v as the value of its pending yield(). Throws
   /// InvalidStateError on a generator that has not started (Python: "can't send
-  /// non-None value to a just-started generator"; call next() first).
+  /// non-None value to a just-started generator"; call next() first), and when another
+  /// call is inside next()/send()/close() (v is then dropped). Cancellation as next().
   template <class V = In>
     requires(!std::is_void_v<V>)
   std::optional<T> send(V v, std::source_location where = std::source_location::current()) {
-    if (!state().started()) throw InvalidStateError("Generator::send: the generator has not started (call next() first)");
-    state().in.emplace(std::move(v));
-    return advance(where);
+    auto& s = state();
+    detail::GenClaim claim(s);
+    if (!s.started()) throw InvalidStateError("Generator::send: the generator has not started (call next() first)");
+    s.in.emplace(std::move(v));
+    return advance(s, where);
   }
   /// aclose(): raises GeneratorExit at the body's pending yield() and waits for the body
   /// to end (without a cancellation point). A body that has not started never runs.
   /// Rethrows an exception (other than GeneratorExit) the body raises while closing.
+  /// Throws InvalidStateError if another call is inside next()/send() at the time.
   void close(std::source_location where = std::source_location::current()) { state().close(true, where); }
   /// True once the body has ended (or was closed before it started).
   bool done() const { return st_ && st_->finished(); }
@@ -270,8 +314,8 @@ class Generator {
     if (!st_) throw InvalidStateError("Generator: moved from");
     return *st_;
   }
-  std::optional<T> advance(std::source_location where) {
-    auto& s = state();
+  // With the claim held, so no other consumer touches the slots meanwhile.
+  std::optional<T> advance(detail::GenState<T, In>& s, std::source_location where) {
     if (!s.resume(where)) return std::nullopt;
     std::optional<T> v(std::move(s.out));
     s.out.reset();

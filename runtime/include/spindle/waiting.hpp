@@ -142,9 +142,13 @@ struct JoinGuard {
 /// meanwhile, which is then returned / rethrown (a result that races with the timeout
 /// is never lost). A zero or negative timeout still returns the value of a task that is
 /// already done. If the caller is cancelled while waiting, the task is cancelled (with
-/// the caller's message) and joined, then the caller gets CancelledError; if the task
-/// completed at that same moment, its value is returned and the caller's cancellation
-/// is raised at its next suspension point.
+/// the caller's message) and joined; if it ended cancelled, the caller gets
+/// CancelledError. If it ended otherwise — it completed at that same moment, or it
+/// turned the cancellation into a value or an error (a Queue::get() already served
+/// returns its item; a handler catches CancelledError and returns) — that value is
+/// returned (or that error rethrown), so nothing the task received is lost, and the
+/// caller's own cancellation stays pending, raised at its next suspension point.
+/// (asyncio 3.12 also returns such a value; there the caller's cancellation is spent.)
 template <class T>
 T wait_for(Task<T> task, std::chrono::nanoseconds timeout,
            std::source_location where = std::source_location::current()) {
@@ -177,7 +181,9 @@ auto wait_for(F&& fn, std::chrono::nanoseconds timeout, std::source_location whe
 /// value; if it has not ended `d` from now, it is cancelled, joined, and TimeoutError is
 /// thrown (unless it finished with a value or an exception meanwhile, which is then
 /// returned / rethrown). Cancelling the caller cancels fn's task (CancelledError, not
-/// TimeoutError). fn's task always ends before this returns, so fn may capture locals by
+/// TimeoutError); if fn's task ends with a value or an error anyway, that is returned /
+/// rethrown and the caller's cancellation stays pending, as for wait_for. fn's task
+/// always ends before this returns, so fn may capture locals by
 /// reference. C++ shape: the block is a callable run in a child task (asyncio runs it
 /// in the calling task), so inside fn current_task() is the child; and a deadline that
 /// has already passed (d <= 0) throws TimeoutError without running fn (asyncio would run
@@ -414,7 +420,9 @@ auto as_completed(R&& handles, std::optional<std::chrono::nanoseconds> timeout =
 
 /// asyncio.shield: waits for `task` and returns its value (or rethrows its exception /
 /// CancelledError if it was cancelled by someone else). If the caller is cancelled
-/// meanwhile, the caller gets CancelledError at once and the task is left running.
+/// meanwhile, the caller gets CancelledError at once and the task is left running; its
+/// outcome then counts as retrieved (as asyncio's shield marks it), so an exception it
+/// ends with later is not reported as never retrieved. A handle to it still gives it.
 template <class T>
 T shield(Task<T> task, std::source_location where = std::source_location::current()) {
   detail::shield_core(detail::checked_core(task), where);
@@ -426,7 +434,9 @@ T shield(Future<T> fut, std::source_location where = std::source_location::curre
   return fut.result();
 }
 /// Starts fn() as a task and shields it. The task outlives a cancelled caller, so fn
-/// must not capture the caller's locals by reference. Throws RuntimeError outside a runtime.
+/// must not capture the caller's locals by reference; its failure after that is not
+/// reported (nobody holds its handle: catch inside fn what must be seen). Throws
+/// RuntimeError outside a runtime.
 template <class F>
   requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>)
 auto shield(F&& fn, std::source_location where = std::source_location::current()) {

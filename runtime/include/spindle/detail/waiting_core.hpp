@@ -74,12 +74,15 @@ std::string own_cancel_message();
 
 /// wait_for's engine: returns once c is done and its outcome is the caller's to report
 /// (value or exception), after cancelling and joining it if the deadline passed first.
-/// Throws TimeoutError if c ended cancelled by the deadline, CancelledError if the
-/// caller was cancelled (c is cancelled with the same message and joined first).
+/// Throws TimeoutError if c ended cancelled by the deadline. If the caller is cancelled,
+/// c is cancelled with the same message and joined; then CancelledError is thrown if c
+/// ended cancelled, else this returns (c's value or error is handed out, never dropped)
+/// and the caller's cancellation stays pending.
 void wait_for_core(FutureCore* c, int64_t deadline_ns, std::source_location where);
 /// shield's engine: waits for c; the caller's cancellation raises CancelledError in the
-/// caller and leaves c alone. If c completes as the caller is cancelled, returns (the
-/// caller's cancellation stays pending).
+/// caller and leaves c running, its outcome marked retrieved once it ends. If c
+/// completes as the caller is cancelled, returns (the caller's cancellation stays
+/// pending).
 void shield_core(FutureCore* c, std::source_location where);
 
 /// When a Watch wakes its waiter.
