@@ -107,7 +107,7 @@ std::size_t UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, 
   if (!src_) throw_errno(EBADF, "recvfrom");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int64_t dl = timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0;
+  const int64_t dl = detail::deadline_unless_zero(timeout);
   const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
     len = sizeof ss;
     return ::recvfrom(fd, buf, n, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &len);
