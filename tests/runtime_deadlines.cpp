@@ -237,3 +237,30 @@ TEST_CASE("timers armed from foreign threads around shutdown are all released", 
   }
 }
 
+// ---- TaskOptions::loop (issue 16, item 3) --------------------------------------------
+
+TEST_CASE("spawn refuses a TaskOptions::loop out of range", "[deadlines][pinned]") {
+  const unsigned n = SPINDLE_WORKERS();
+  test::QuietRuntime q(n);
+  for (int bad : {-2, -5, INT_MIN, int(n), int(n) + 1, INT_MAX}) {
+    INFO("loop " << bad);
+    for (bool pinned : {true, false}) {
+      try {
+        q.rt.spawn(TaskOptions{.pinned = pinned, .loop = bad}, [] {});
+        FAIL("accepted");
+      } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        CHECK(what.find(std::to_string(bad)) != std::string::npos);
+        CHECK(what.find(std::to_string(n) + " loops") != std::string::npos);
+      }
+    }
+    q.rt.block_on([&] {  // from inside too
+      CHECK_THROWS_AS(spawn(TaskOptions{.pinned = true, .loop = bad}, [] {}), std::invalid_argument);
+    });
+  }
+  // Valid indexes (and -1) still work, and pin.
+  for (int loop = -1; loop < int(n); ++loop) {
+    auto t = q.rt.spawn(TaskOptions{.pinned = true, .loop = loop}, [] { return 7; });
+    CHECK(t.get() == 7);
+  }
+}

@@ -71,10 +71,13 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
   uint32_t bits = 0;
   if (closing.load(std::memory_order_acquire)) bits |= kLateSpawn;
   if (o) {
-    if (o->pinned && o->loop >= int(workers.size())) {
+    // -1 is "the spawning fibre's loop"; anything else must name a loop, pinned or not
+    // (an index that is ignored today would silently mean something else tomorrow).
+    if (o->loop != -1 && (o->loop < 0 || o->loop >= int(workers.size()))) {
       t->unref();
-      throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) + " is not a worker (there are " +
-                                  std::to_string(workers.size()) + ")");
+      throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) +
+                                  " is not a loop index (there are " + std::to_string(workers.size()) +
+                                  " loops: 0 to " + std::to_string(workers.size() - 1) + ", or -1 for the spawner's)");
     }
     const bool custom = o->stack_size != 0 && o->stack_size != stacks.default_size();
     if (!o->name.empty() || o->pinned || custom) {
