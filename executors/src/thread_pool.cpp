@@ -94,6 +94,9 @@ struct PoolState {
   // queue.size(), stored under mu after each change. relaxed: a hint for the spinner,
   // which takes mu (acquiring everything) before it touches the queue.
   std::atomic<std::size_t> queued_hint{0};
+  // `shut`, for the spinner (a spin too large for the clock has no deadline and ends only
+  // on a job or this). relaxed: a hint like queued_hint; the spinner then takes mu.
+  std::atomic<bool> shut_hint{false};
 
   // Polls queued_hint for up to `spin`, without mu. True if a job (probably) came.
   bool spin_for_job() const noexcept;
@@ -105,6 +108,7 @@ bool PoolState::spin_for_job() const noexcept {
   const int64_t deadline = deadline_after(saturating_ns(spin));  // 0: spin for ever (a huge spin)
   for (unsigned i = 1;; ++i) {
     if (queued_hint.load(std::memory_order_relaxed) != 0) return true;  // relaxed: see above
+    if (shut_hint.load(std::memory_order_relaxed)) return true;         // look at `shut` under mu
     if ((i & 63) == 0 && deadline != 0 && monotonic_ns() > deadline) return false;
     cpu_relax();
   }
@@ -233,6 +237,7 @@ void ThreadPool::shutdown(bool wait) {
   {
     std::lock_guard lk(s_->mu);
     s_->shut = true;
+    s_->shut_hint.store(true, std::memory_order_relaxed);
     mine.swap(s_->threads);
     gone.swap(s_->exited);
     s_->cv.notify_all();
@@ -256,6 +261,7 @@ bool ThreadPool::shutdown_for(std::chrono::milliseconds timeout) {
   {
     std::unique_lock lk(s_->mu);
     s_->shut = true;
+    s_->shut_hint.store(true, std::memory_order_relaxed);
     mine.swap(s_->threads);
     gone.swap(s_->exited);
     s_->cv.notify_all();
