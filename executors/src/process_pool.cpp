@@ -103,7 +103,7 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
       const int64_t left = deadline_ns - monotonic_ns();
       if (left <= 0) return Io::timeout;
       pollfd pf{fd, POLLIN, 0};
-      const int pr = ::poll(&pf, 1, int((left + 999'999) / 1'000'000));
+      const int pr = ::poll(&pf, 1, poll_ms(left));
       if (pr < 0 && errno != EINTR) return Io::error;
       if (pr <= 0) continue;
     }
@@ -216,7 +216,7 @@ struct ProcessPoolState {
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
                                    std::string request) {
   ProcWorker w = st->checkout();
-  const int64_t deadline = st->opts.timeout.count() > 0 ? monotonic_ns() + st->opts.timeout.count() * 1'000'000 : 0;
+  const int64_t deadline = deadline_unless_zero(saturating_ns(st->opts.timeout));
   const uint32_t nlen = uint32_t(name.size());
   const uint64_t plen = request.size();
   char head[12];

@@ -51,11 +51,26 @@
 #include <thread>
 #include <vector>
 
+#include <spindle/detail/deadline.hpp>
 #include <spindle/detail/spin.hpp>
 
 namespace spindle {
 
 namespace detail {
+
+// cv.wait_for(lk, d, pred) for a d that may be too large for the clock (keep_alive or a
+// shutdown_for timeout of milliseconds::max()): then without a deadline, instead of the
+// overflow inside wait_for's now() + d.
+template <class Pred>
+bool wait_at_most(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, std::chrono::milliseconds d,
+                  Pred pred) {
+  const int64_t dl = deadline_after(saturating_ns(d));
+  if (dl == 0) {
+    cv.wait(lk, pred);
+    return true;
+  }
+  return cv.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(dl)), pred);
+}
 
 struct PoolState {
   PoolState(unsigned m, std::chrono::milliseconds ka, std::chrono::microseconds sp)
@@ -79,6 +94,9 @@ struct PoolState {
   // queue.size(), stored under mu after each change. relaxed: a hint for the spinner,
   // which takes mu (acquiring everything) before it touches the queue.
   std::atomic<std::size_t> queued_hint{0};
+  // `shut`, for the spinner (a spin too large for the clock has no deadline and ends only
+  // on a job or this). relaxed: a hint like queued_hint; the spinner then takes mu.
+  std::atomic<bool> shut_hint{false};
 
   // Polls queued_hint for up to `spin`, without mu. True if a job (probably) came.
   bool spin_for_job() const noexcept;
@@ -87,10 +105,11 @@ struct PoolState {
 };
 
 bool PoolState::spin_for_job() const noexcept {
-  const auto deadline = std::chrono::steady_clock::now() + spin;
+  const int64_t deadline = deadline_after(saturating_ns(spin));  // 0: spin for ever (a huge spin)
   for (unsigned i = 1;; ++i) {
     if (queued_hint.load(std::memory_order_relaxed) != 0) return true;  // relaxed: see above
-    if ((i & 63) == 0 && std::chrono::steady_clock::now() > deadline) return false;
+    if (shut_hint.load(std::memory_order_relaxed)) return true;         // look at `shut` under mu
+    if ((i & 63) == 0 && deadline != 0 && monotonic_ns() > deadline) return false;
     cpu_relax();
   }
 }
@@ -136,7 +155,7 @@ void PoolState::run(std::shared_ptr<PoolState> s, std::list<std::thread>::iterat
       spun = true;
     }
     ++s->idle;
-    const bool woken = s->cv.wait_for(lk, s->keep_alive, [&] { return !s->queue.empty() || s->shut; });
+    const bool woken = wait_at_most(s->cv, lk, s->keep_alive, [&] { return !s->queue.empty() || s->shut; });
     --s->idle;
     if (!woken) {
       // (a): idle for keep_alive, and not shut (checked by the predicate, under mu):
@@ -148,7 +167,7 @@ void PoolState::run(std::shared_ptr<PoolState> s, std::list<std::thread>::iterat
     }
     // Woken for a job: would a spin have caught it? (Learns for the next idle spell.)
     if (s->spin.count() > 0 && !s->queue.empty())
-      s->spin_pays = std::chrono::steady_clock::now() - dry <= s->spin;
+      s->spin_pays = std::chrono::steady_clock::now() - dry <= saturating_ns(s->spin);
   }
 }
 
@@ -218,6 +237,7 @@ void ThreadPool::shutdown(bool wait) {
   {
     std::lock_guard lk(s_->mu);
     s_->shut = true;
+    s_->shut_hint.store(true, std::memory_order_relaxed);
     mine.swap(s_->threads);
     gone.swap(s_->exited);
     s_->cv.notify_all();
@@ -241,13 +261,14 @@ bool ThreadPool::shutdown_for(std::chrono::milliseconds timeout) {
   {
     std::unique_lock lk(s_->mu);
     s_->shut = true;
+    s_->shut_hint.store(true, std::memory_order_relaxed);
     mine.swap(s_->threads);
     gone.swap(s_->exited);
     s_->cv.notify_all();
     // A pool thread calling this cannot wait for itself.
     std::size_t own = 0;
     for (auto& t : mine) own += t.get_id() == me;
-    all = s_->exit_cv.wait_for(lk, timeout, [&] { return s_->live <= own; });
+    all = detail::wait_at_most(s_->exit_cv, lk, timeout, [&] { return s_->live <= own; });
   }
   for (auto& t : mine) {
     if (all && t.get_id() != me) {

@@ -469,7 +469,7 @@ std::optional<ExitStatus> Process::returncode() { return state("returncode").pol
 
 ExitStatus Process::wait(std::chrono::nanoseconds timeout) {
   ChildState& c = state("wait");
-  return c.wait(timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0);
+  return c.wait(detail::deadline_unless_zero(timeout));
 }
 
 void Process::send_signal(int sig) { state("send_signal").signal(sig); }

@@ -79,7 +79,7 @@ void block_signals(std::initializer_list<int> sigs) {
 int wait_signal(std::initializer_list<int> sigs, std::chrono::nanoseconds timeout) {
   const sigset_t set = make_set(sigs, "wait_signal");
   check_blocked(sigs, "wait_signal");
-  const int64_t deadline = timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0;
+  const int64_t deadline = detail::deadline_unless_zero(timeout);
   SignalFd sfd(set);
   return sfd.read(deadline, std::source_location::current());
 }

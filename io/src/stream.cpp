@@ -71,7 +71,7 @@ detail::FdSource* SocketStream::source(const char* what) const {
 }
 
 int64_t SocketStream::deadline() const noexcept {
-  return timeout_ns_ ? detail::monotonic_ns() + timeout_ns_ : 0;
+  return detail::deadline_unless_zero(std::chrono::nanoseconds(timeout_ns_));
 }
 
 std::size_t SocketStream::recv_some(void* buf, std::size_t n, const char* what) {

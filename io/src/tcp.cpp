@@ -83,7 +83,7 @@ using detail::sock_name;
 using detail::throw_errno;
 
 int64_t deadline_after(std::chrono::nanoseconds t) noexcept {
-  return t.count() > 0 ? detail::monotonic_ns() + t.count() : 0;
+  return detail::deadline_unless_zero(t);
 }
 
 

@@ -108,7 +108,7 @@ RecvResult UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, s
   if (!src_) throw_errno(EBADF, "recvfrom");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int64_t dl = timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0;
+  const int64_t dl = detail::deadline_unless_zero(timeout);
   const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
     len = sizeof ss;
     // MSG_TRUNC: recvfrom returns the datagram's real size even when it exceeds n.

@@ -16,7 +16,7 @@ using detail::throw_errno;
 UnixStream UnixStream::connect(std::string_view path, std::chrono::nanoseconds timeout) {
   const SocketAddress a = SocketAddress::from_path(path);
   UnixStream s;
-  s.src_ = detail::connect_source(a, SOCK_STREAM, timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0);
+  s.src_ = detail::connect_source(a, SOCK_STREAM, detail::deadline_unless_zero(timeout));
   return s;
 }
 
@@ -102,7 +102,7 @@ UnixStream UnixListener::accept(std::chrono::nanoseconds timeout) {
   if (!src_) throw_errno(EBADF, "accept");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = detail::accept_fd(src_, &ss, &len, timeout.count() > 0 ? detail::monotonic_ns() + timeout.count() : 0);
+  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_unless_zero(timeout));
   UnixStream s;
   try {
     s.src_ = new detail::FdSource(fd);

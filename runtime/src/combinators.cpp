@@ -94,13 +94,6 @@ Waiter::Outcome wait_one(FutureCore* c, int64_t deadline_ns, bool cancellable, s
   return o;
 }
 
-int64_t deadline_after(std::chrono::nanoseconds d) noexcept {
-  const int64_t now = monotonic_ns();
-  if (d.count() <= 0) return now > 0 ? now : 1;  // already passed, and never "none"
-  if (d.count() > INT64_MAX - now) return 0;    // beyond the clock's range: no deadline
-  return now + d.count();
-}
-
 void join_uncancellable(FutureCore* c, std::source_location where) noexcept {
   if (c->done()) return;
   Waiter w;

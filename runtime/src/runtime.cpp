@@ -71,10 +71,13 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
   uint32_t bits = 0;
   if (closing.load(std::memory_order_acquire)) bits |= kLateSpawn;
   if (o) {
-    if (o->pinned && o->loop >= int(workers.size())) {
+    // -1 is "the spawning fibre's loop"; anything else must name a loop, pinned or not
+    // (an index that is ignored today would silently mean something else tomorrow).
+    if (o->loop != -1 && (o->loop < 0 || o->loop >= int(workers.size()))) {
       t->unref();
-      throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) + " is not a worker (there are " +
-                                  std::to_string(workers.size()) + ")");
+      throw std::invalid_argument("spawn: TaskOptions::loop " + std::to_string(o->loop) +
+                                  " is not a loop index (there are " + std::to_string(workers.size()) +
+                                  " loops: 0 to " + std::to_string(workers.size() - 1) + ", or -1 for the spawner's)");
     }
     const bool custom = o->stack_size != 0 && StackPool::rounded(o->stack_size) != stacks.default_size();
     if (!o->name.empty() || o->pinned || custom) {
@@ -174,9 +177,10 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
   if (owns_thread()) throw RuntimeError("Runtime::shutdown called from one of its own tasks");
   std::lock_guard lk(shutdown_mu_);
   if (closed.load(std::memory_order_acquire)) return;
-  using clock = std::chrono::steady_clock;
-  auto wait_until_idle = [&](clock::time_point deadline) {
-    while (live_tasks() > 0 && clock::now() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  // A grace too large for the clock (milliseconds::max()) waits without a deadline.
+  auto wait_until_idle = [&](int64_t deadline) {
+    while (live_tasks() > 0 && (deadline == 0 || monotonic_ns() < deadline))
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
     return live_tasks() <= 0;
   };
 
@@ -189,7 +193,7 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
     t->unref();
   }
   // 3. Wait for them to end.
-  if (!wait_until_idle(clock::now() + grace)) {
+  if (!wait_until_idle(deadline_after(saturating_ns(grace)))) {
     // 4. Report the ones that would not end, and make their cancellation sticky: every
     //    wait they make from now on is cancelled again. Give them one more grace period.
     for (TaskHeader* t : snapshot_tasks()) {
@@ -199,7 +203,7 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
       cancel_task(t, "runtime shutdown");
       t->unref();
     }
-    if (!wait_until_idle(clock::now() + grace)) {
+    if (!wait_until_idle(deadline_after(saturating_ns(grace)))) {
       sink->report({Report::Kind::task_would_not_end, "",
                     std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
     }
@@ -210,12 +214,24 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
   idle.wake_all(workers);
   for (Worker* w : workers)
     if (w->thread.joinable()) w->thread.join();
+  // Timers that never fired (callbacks armed from outside may still sit in an inbox the
+  // stopped loop never drained): cancelled and released now, not leaked.
+  release_timers();
   // 6. Tasks still queued but never started (spawned so late that no worker took them)
   //    end cancelled, so that nobody waiting on them hangs.
   cancel_unstarted_leftovers();
   closed.store(true, std::memory_order_release);
   // 7. The console closes last, so that a shutdown that hangs can still be looked at.
   if (monitor) monitor->stop();
+}
+
+void RuntimeImpl::release_timers() noexcept {
+  // seq_cst store then fence, against the push, fence, load in arm_callback (a Dekker
+  // pair): either the arming thread sees the flag and releases its own entry, or the
+  // drain below sees the entry in the inbox. Never neither.
+  timers_closed.store(true, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (Worker* w : workers) w->drop_timers();
 }
 
 void RuntimeImpl::cancel_unstarted_leftovers() noexcept {

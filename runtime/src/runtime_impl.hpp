@@ -63,6 +63,10 @@ class RuntimeImpl {
   // runtime do not all wake a thousand times a second.
   std::atomic<bool> io_watcher{false};
   std::atomic<bool> closed{false};    // shutdown finished
+  // The loops have stopped and their timers were released (release_timers): a timer
+  // armed from outside after this is released by its arming thread. seq_cst: see
+  // arm_callback (timers.cpp).
+  std::atomic<bool> timers_closed{false};
   std::atomic<uint64_t> foreign_spawned{0};
   std::atomic<uint64_t> foreign_ended{0};
   std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
@@ -73,6 +77,10 @@ class RuntimeImpl {
 
   void start();
   void shutdown(std::chrono::milliseconds grace);
+  /// After the loops stopped: cancels and releases every timer left in their heaps and
+  /// timer inboxes (callbacks destroyed, never run), and makes later arms release
+  /// themselves. Any thread, once the workers are joined.
+  void release_timers() noexcept;
   void submit(TaskHeader* t, const TaskOptions* o);
   /// t has just been made QUEUED (woken, yielded, or new): put it where it can run.
   void make_ready(TaskHeader* t, bool wake) noexcept;

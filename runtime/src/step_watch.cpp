@@ -30,8 +30,8 @@ void StepWatch::run() {
     bool reported = false;
   };
   std::vector<Seen> seen(rt_->workers.size());
-  const auto period = std::max<std::chrono::nanoseconds>(slow_step_ / 4, std::chrono::milliseconds(1));
-  const int64_t limit = std::chrono::nanoseconds(slow_step_).count();
+  const auto period = std::max<std::chrono::nanoseconds>(saturating_ns(slow_step_) / 4, std::chrono::milliseconds(1));
+  const int64_t limit = saturating_ns(slow_step_).count();
   std::unique_lock lk(mu_);
   while (!cv_.wait_for(lk, period, [&] { return stop_; })) {
     const int64_t now = monotonic_ns();

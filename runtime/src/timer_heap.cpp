@@ -25,6 +25,15 @@ TimerHeap::~TimerHeap() {
   for (const Slot& s : heap_) s.e->unref();
 }
 
+void TimerHeap::cancel_all() noexcept {
+  for (const Slot& s : heap_) {
+    s.e->cancel();
+    s.e->unref();
+  }
+  heap_.clear();
+  note_size();
+}
+
 void TimerHeap::push(TimerEntry* e) {
   heap_.push_back({e->deadline, e});
   sift_up(heap_.size() - 1);

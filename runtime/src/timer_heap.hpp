@@ -59,6 +59,8 @@ class TimerHeap {
   /// size() for other threads (metrics): kept by the owner after each change.
   std::size_t size_seen() const noexcept { return size_seen_.load(std::memory_order_relaxed); }
   void push(TimerEntry* e);  // takes over one reference
+  /// Cancels every entry and drops the heap's references (a stopped loop's timers).
+  void cancel_all() noexcept;
   /// Earliest armed deadline, or INT64_MAX. Drops cancelled entries from the top.
   int64_t next_deadline() noexcept;
   /// Fires every armed entry due at `now` (in deadline order): calls on_fire(e) for each

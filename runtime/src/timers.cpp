@@ -11,22 +11,27 @@
 
 namespace spindle::detail {
 
-int64_t to_ns(std::chrono::steady_clock::time_point tp) noexcept {
-  // steady_clock is CLOCK_MONOTONIC on Linux, the clock monotonic_ns() reads.
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count();
-}
-
 void timer_unref(TimerEntry* e) noexcept { e->unref(); }
 
-void add_timer(RuntimeImpl* rt, TimerEntry* e) {
+// Returns false if the runtime's loops had already stopped: `e` was then cancelled and
+// its inbox reference released (by us or by shutdown), and the caller's remains.
+bool add_timer(RuntimeImpl* rt, TimerEntry* e) {
   Worker* w = current_worker();
   if (w && w->rt == rt) {
     w->timers.push(e);  // we are this worker's running fibre (or its loop): we own the heap
-    return;
+    return true;
   }
   Worker* home = rt->workers[0];
   home->timer_inbox.push(e);  // throws bad_alloc to the caller, who still owns the timer
+  // seq_cst fence then load, against release_timers' store then fence: if the loops
+  // stopped, either we see it here or shutdown's drain took `e`.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (rt->timers_closed.load(std::memory_order_seq_cst)) {
+    home->drop_timer_inbox();  // `e`, unless shutdown's drain (or another arm's) took it first
+    return false;
+  }
   rt->idle.notify_worker(home);
+  return true;
 }
 
 TimerEntry* arm_callback(RuntimeImpl* rt, int64_t deadline_ns, std::function<void()> cb) {
@@ -35,14 +40,22 @@ TimerEntry* arm_callback(RuntimeImpl* rt, int64_t deadline_ns, std::function<voi
   if (rt->closing.load(std::memory_order_acquire) && !rt->owns_thread())
     throw RuntimeError("call_later: the runtime is shut down");
   auto* e = new TimerEntry();
-  e->deadline = deadline_ns;
+  e->deadline = timer_key(deadline_ns);  // "none" sorts last and never comes due
   e->callback = std::move(cb);
   e->refs.store(2, std::memory_order_relaxed);  // the heap's and the caller's
+  bool armed;
   try {
-    add_timer(rt, e);
+    armed = add_timer(rt, e);
   } catch (...) {
     delete e;
     throw;
+  }
+  if (!armed) {
+    // We passed the `closing` check above just before shutdown began, and the loops
+    // stopped before they saw the timer: it was cancelled (callback destroyed) and will
+    // never run. Tell the caller, as for an arm after shutdown.
+    e->unref();
+    throw RuntimeError("call_later: the runtime is shut down");
   }
   return e;
 }
@@ -78,13 +91,19 @@ std::chrono::steady_clock::time_point TimerHandle::when() const noexcept {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(e_ ? e_->deadline : 0));
 }
 
-void sleep_until(std::chrono::steady_clock::time_point tp, std::source_location where) {
+namespace {
+
+// Sleeps until `deadline` (from deadline.hpp; 0: until cancelled, or for ever on a
+// foreign thread, which nothing can cancel).
+void sleep_to(int64_t deadline, std::source_location where) {
   if (!detail::current_task_header()) {
-    std::this_thread::sleep_until(tp);
+    if (deadline == 0) {
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+    }
+    std::this_thread::sleep_until(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline)));
     return;
   }
-  const int64_t deadline = detail::to_ns(tp);
-  if (deadline <= detail::monotonic_ns()) {
+  if (deadline != 0 && deadline <= detail::monotonic_ns()) {
     yield(where);
     return;
   }
@@ -92,8 +111,12 @@ void sleep_until(std::chrono::steady_clock::time_point tp, std::source_location 
   if (w.wait(true, where, deadline) == detail::Waiter::Outcome::cancelled) w.raise_cancelled();
 }
 
-void sleep(std::chrono::nanoseconds d, std::source_location where) {
-  sleep_until(std::chrono::steady_clock::now() + (d.count() < 0 ? std::chrono::nanoseconds(0) : d), where);
+}  // namespace
+
+void sleep_until(std::chrono::steady_clock::time_point tp, std::source_location where) {
+  sleep_to(detail::deadline_at(tp), where);
 }
+
+void sleep(std::chrono::nanoseconds d, std::source_location where) { sleep_to(detail::deadline_after(d), where); }
 
 }  // namespace spindle

@@ -21,7 +21,22 @@ namespace spindle::detail {
 Worker::Worker(RuntimeImpl* r, unsigned i)
     : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle), gctok_(r->global), sctok_(r->spill) {}
 
-Worker::~Worker() = default;
+Worker::~Worker() { drop_timers(); }  // nothing left after a shutdown; this covers a failed start
+
+void Worker::drop_timer_inbox() noexcept {
+  struct Dropper {
+    void push_back(TimerEntry* e) noexcept {
+      e->cancel();  // destroys the callback (and what it captured) even if a handle lives on
+      e->unref();   // the heap's reference, which the inbox held
+    }
+  } drop;
+  timer_inbox.drain_into(drop);
+}
+
+void Worker::drop_timers() noexcept {
+  drop_timer_inbox();
+  timers.cancel_all();
+}
 
 void Worker::sample_stacks() noexcept {
   // Fibres alive now: started minus ended-with-a-fibre, summed over every worker. Every

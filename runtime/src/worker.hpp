@@ -178,6 +178,12 @@ struct Worker {
   void switched_back(boost::context::fiber&& f);
 
  public:
+  /// Once the loop has stopped (or from its destructor): cancels and releases every
+  /// timer in the heap and the inbox. The inbox part may run on several threads at once
+  /// (the inbox's lock hands each entry to one of them); the heap part only on the
+  /// thread that owns the stopped worker (shutdown's).
+  void drop_timers() noexcept;
+  void drop_timer_inbox() noexcept;
   /// Publishes a fibre that has switched out: IDLE, or requeued if it yielded or was
   /// woken meanwhile. Called on this worker's thread after the switch.
   void after_suspend(TaskHeader* t) noexcept;

@@ -50,12 +50,15 @@ class Runtime {
   Task<> call_soon(F&& cb) {
     return spawn(TaskOptions{.name = "call_soon"}, [cb = std::forward<F>(cb)]() mutable { cb(); });
   }
-  /// Runs cb() in a new task once d has passed. Any thread; from a foreign thread the
-  /// timer lives on loop 0, which is woken if it is parked.
-  template <class F>
-  TimerHandle call_later(std::chrono::nanoseconds d, F&& cb) {
-    const auto tp = std::chrono::steady_clock::now() + (d.count() < 0 ? std::chrono::nanoseconds(0) : d);
-    return TimerHandle(detail::arm_callback(impl_.get(), detail::to_ns(tp), std::function<void()>(std::forward<F>(cb))));
+  /// Runs cb() in a new task once d has passed (a zero or negative d: soon; a d too large
+  /// for the clock: never, until cancelled). Any thread; from a foreign thread the timer
+  /// lives on loop 0, which is woken if it is parked. Throws RuntimeError from outside
+  /// the runtime once shutdown has begun. A timer that has not fired when the loops stop
+  /// is cancelled (its callback destroyed) by shutdown.
+  template <class Rep, class Period, class F>
+  TimerHandle call_later(std::chrono::duration<Rep, Period> d, F&& cb) {
+    const int64_t deadline = detail::deadline_after(detail::saturating_ns(d));
+    return TimerHandle(detail::arm_callback(impl_.get(), deadline, std::function<void()>(std::forward<F>(cb))));
   }
 
   /// Runs fn as a task and waits for it (loop.run_until_complete): blocks the calling

@@ -3,14 +3,21 @@
 // Each loop keeps its own timers; a parked loop sleeps in epoll exactly until its
 // earliest deadline. Callbacks never run inline: each runs in a task of its own (so it
 // may suspend), and an exception it lets escape is reported as never retrieved.
+//
+// Durations (detail/deadline.hpp): one too large for the clock (nanoseconds::max(),
+// hours::max(), any d whose now + d would overflow) means "never": the sleep lasts until
+// cancelled, the callback never fires (it can still be cancelled). A zero or negative
+// duration is already due. time_point::max() likewise means "never".
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <source_location>
+#include <type_traits>
 #include <utility>
 
+#include <spindle/detail/deadline.hpp>
 #include <spindle/task.hpp>
 
 namespace spindle {
@@ -19,9 +26,10 @@ namespace detail {
 struct TimerEntry;
 class RuntimeImpl;
 /// Arms a callback timer on the calling worker's loop (or, from a foreign thread, on
-/// loop 0 of `rt`). Returns the entry with a reference for the caller.
+/// loop 0 of `rt`) at deadline_ns (from deadline.hpp; 0: never fires). Returns the entry
+/// with a reference for the caller. Throws RuntimeError without a runtime, or from
+/// outside one that is shut down (or shutting down).
 TimerEntry* arm_callback(RuntimeImpl* rt, int64_t deadline_ns, std::function<void()> cb);
-int64_t to_ns(std::chrono::steady_clock::time_point tp) noexcept;
 void timer_unref(TimerEntry* e) noexcept;
 }  // namespace detail
 
@@ -40,7 +48,7 @@ class TimerHandle {
   bool cancel() noexcept;
   /// True once cancel() succeeded.
   bool cancelled() const noexcept;
-  /// The deadline.
+  /// The deadline (time_point::max() for a timer that never fires).
   std::chrono::steady_clock::time_point when() const noexcept;
 
  private:
@@ -48,9 +56,18 @@ class TimerHandle {
 };
 
 /// asyncio.sleep(d): suspends the calling fibre for d (a foreign thread sleeps). A zero
-/// or negative d just yields. Raises CancelledError if the task is cancelled meanwhile.
+/// or negative d just yields; a d too large for the clock sleeps until cancelled (a
+/// foreign thread: for ever). Raises CancelledError if the task is cancelled meanwhile.
 void sleep(std::chrono::nanoseconds d, std::source_location where = std::source_location::current());
-/// Suspends until tp (steady_clock). A past tp just yields.
+/// The same for any other integral duration, converted without overflow (hours::max()
+/// is "never", not a wrapped-around negative count of nanoseconds).
+template <class Rep, class Period>
+  requires(std::is_integral_v<Rep> && !std::is_same_v<std::chrono::duration<Rep, Period>, std::chrono::nanoseconds>)
+void sleep(std::chrono::duration<Rep, Period> d, std::source_location where = std::source_location::current()) {
+  sleep(detail::saturating_ns(d), where);
+}
+/// Suspends until tp (steady_clock). A past tp just yields; time_point::max() sleeps
+/// until cancelled.
 void sleep_until(std::chrono::steady_clock::time_point tp,
                  std::source_location where = std::source_location::current());
 
@@ -62,17 +79,18 @@ Task<> call_soon(F&& cb) {
   return spawn(TaskOptions{.name = "call_soon"}, [cb = std::forward<F>(cb)]() mutable { cb(); });
 }
 
-/// loop.call_later(d, cb): runs cb() in a new task once d has passed. Inside a runtime;
+/// loop.call_later(d, cb): runs cb() in a new task once d has passed (a zero or negative
+/// d: soon; a d too large for the clock: never, until cancelled). Inside a runtime;
 /// throws RuntimeError outside one (use Runtime::call_later).
-template <class F>
-TimerHandle call_later(std::chrono::nanoseconds d, F&& cb) {
-  const auto tp = std::chrono::steady_clock::now() + (d.count() < 0 ? std::chrono::nanoseconds(0) : d);
-  return TimerHandle(detail::arm_callback(nullptr, detail::to_ns(tp), std::function<void()>(std::forward<F>(cb))));
+template <class Rep, class Period, class F>
+TimerHandle call_later(std::chrono::duration<Rep, Period> d, F&& cb) {
+  const int64_t deadline = detail::deadline_after(detail::saturating_ns(d));
+  return TimerHandle(detail::arm_callback(nullptr, deadline, std::function<void()>(std::forward<F>(cb))));
 }
-/// loop.call_at(tp, cb).
+/// loop.call_at(tp, cb). time_point::max(): never.
 template <class F>
 TimerHandle call_at(std::chrono::steady_clock::time_point tp, F&& cb) {
-  return TimerHandle(detail::arm_callback(nullptr, detail::to_ns(tp), std::function<void()>(std::forward<F>(cb))));
+  return TimerHandle(detail::arm_callback(nullptr, detail::deadline_at(tp), std::function<void()>(std::forward<F>(cb))));
 }
 
 }  // namespace spindle

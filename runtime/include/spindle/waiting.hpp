@@ -202,7 +202,11 @@ template <class F>
   requires std::is_invocable_v<std::decay_t<F>>
 auto timeout_at(std::chrono::steady_clock::time_point deadline, F&& fn,
                 std::source_location where = std::source_location::current()) {
-  return timeout(deadline - std::chrono::steady_clock::now(), std::forward<F>(fn), where);
+  // Not `deadline - now()`: that overflows for time_point::min(). deadline_at maps
+  // time_point::max() to "none" (0) and any past point to a positive passed deadline.
+  const int64_t dl = detail::deadline_at(deadline);
+  const auto d = dl == 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds(dl - detail::monotonic_ns());
+  return timeout(d, std::forward<F>(fn), where);
 }
 
 // ---- wait ----------------------------------------------------------------------------------

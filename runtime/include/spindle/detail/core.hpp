@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/detail/deadline.hpp>
 #include <spindle/errors.hpp>
 
 namespace spindle::detail {
@@ -238,8 +239,8 @@ class CallbackWaiter : public Waiter {
 Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadline_ns, bool cancellable,
                          std::source_location where);
 
-/// CLOCK_MONOTONIC now, in ns (the clock of every deadline).
-int64_t monotonic_ns() noexcept;
+// monotonic_ns(), the clock of every deadline, and the saturating deadline helpers:
+// deadline.hpp (included above).
 
 /// Registers a done callback; schedules it at once if `core` is already done.
 void add_callback(FutureCore* core, CallbackWaiter* cb);

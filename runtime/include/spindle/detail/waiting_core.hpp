@@ -26,6 +26,7 @@
 #include <string>
 
 #include <spindle/detail/core.hpp>
+#include <spindle/detail/deadline.hpp>
 #include <spindle/detail/spin.hpp>
 
 namespace spindle::detail {
@@ -42,10 +43,6 @@ bool link_done_node(FutureCore* c, Waiter* node) noexcept;
 /// Takes `node` back from c's waiter list; false if a completer detached it first (it
 /// fires, or has fired).
 bool unlink_done_node(FutureCore* c, Waiter* node) noexcept;
-
-/// CLOCK_MONOTONIC deadline `d` from now: a zero or negative d gives a deadline that has
-/// already passed (never 0, which means "none"); a d too large to represent gives 0.
-int64_t deadline_after(std::chrono::nanoseconds d) noexcept;
 
 /// Waits on one future without allocating: `notified` once c is done, `timed_out` at
 /// deadline_ns (0: none), `cancelled` when cancellable and the calling task is cancelled
