@@ -253,9 +253,13 @@ void BasicQueue<T, Store>::put_impl(T& item, std::source_location where) {
     w.item = &item;
     putters_.push_back(&w);
   }
-  if (sync::park(w, mu_, putters_, where) == sync::Parked::cancelled) w.raise_cancelled();
-  // served (or served_late: the hand-off stands, the cancellation stays pending)
-  if (w.reason == kShutDown) throw QueueShutDown();
+  const sync::Parked p = sync::park(w, mu_, putters_, where);
+  if (p == sync::Parked::cancelled) w.raise_cancelled();  // nothing was inserted
+  if (w.reason == kShutDown) {
+    if (p == sync::Parked::served_late) w.raise_cancelled();  // nothing inserted either way
+    throw QueueShutDown();
+  }
+  // Our item is in. served_late: the transfer stands; the cancellation stays pending.
 }
 
 template <class T, class Store>
@@ -278,10 +282,14 @@ T BasicQueue<T, Store>::get(std::source_location where) {
     if (shutdown_) throw QueueShutDown();
     getters_.push_back(&w);
   }
-  if (sync::park(w, mu_, getters_, where) == sync::Parked::cancelled) w.raise_cancelled();
-  // served (or served_late: we deliver the item we were handed; the cancellation is
-  // raised at the next suspension point)
-  if (w.reason == kShutDown) throw QueueShutDown();
+  const sync::Parked p = sync::park(w, mu_, getters_, where);
+  if (p == sync::Parked::cancelled) w.raise_cancelled();
+  if (w.reason == kShutDown) {
+    if (p == sync::Parked::served_late) w.raise_cancelled();  // nothing to hand over
+    throw QueueShutDown();
+  }
+  // served_late: we deliver the item we were handed (never dropped, never put back out
+  // of order); the cancellation is raised at the next suspension point.
   T v = std::move(w.slot.get());
   w.slot.destroy();
   return v;
@@ -313,7 +321,9 @@ void BasicQueue<T, Store>::join(std::source_location where) {
     if (unfinished_ == 0) return;
     joiners_.push_back(&w);
   }
-  if (sync::park(w, mu_, joiners_, where) == sync::Parked::cancelled) w.raise_cancelled();
+  // Released, but cancelled before it ran again: raise all the same (asyncio's join is
+  // an Event wait); the other joiners were released too.
+  if (sync::park(w, mu_, joiners_, where) != sync::Parked::served) w.raise_cancelled();
 }
 
 template <class T, class Store>
