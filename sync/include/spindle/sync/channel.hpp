@@ -40,9 +40,11 @@
 //
 // Cancellation: a waiter cancelled while still queued leaves without a trace (a cancelled
 // send inserts nothing; the caller keeps its value). A receiver that was handed an item
-// before it saw its cancellation returns the item (it is never dropped); a sender whose
-// item was already moved in returns normally; the cancellation is raised at the task's
-// next suspension point.
+// before it ran again (before or after the cancel) returns the item (it is never
+// dropped); a sender whose item was already moved in returns normally; the cancellation
+// is raised at the task's next suspension point. So send/recv raising CancelledError
+// moved nothing; returning, they did. A waiter released by close() and cancelled raises
+// CancelledError.
 //
 // Close: sets the flag under the tx lock (no send can succeed after it), fails the
 // waiting senders with ChannelClosed (their items are not inserted), then lets receivers

@@ -14,9 +14,13 @@
 //              full (maxsize > 0). unfinished_ counts items put and not yet task_done().
 // Cancellation:a getter or putter cancelled while still queued leaves without a trace (a
 //              cancelled put inserts nothing; the caller keeps its item). A getter that was
-//              handed an item before it saw the cancellation returns the item — it is
-//              never dropped — and the cancellation is raised at its next suspension
-//              point; a putter whose item was already inserted returns normally likewise.
+//              handed an item before it ran again (before or after the cancel) returns
+//              the item — it is never dropped, nor put back out of order — and the
+//              cancellation is raised at its next suspension point; a putter whose item
+//              was already inserted returns normally likewise. So get/put raising
+//              CancelledError moved nothing; returning, they did. A waiter released by
+//              shutdown() and cancelled raises CancelledError; join() raises whenever
+//              cancelled (asyncio: an Event wait).
 // Threads:     every member may be called from any thread.
 // Items:       T must be nothrow-move-constructible (items are moved under the lock);
 //              a PriorityQueue's comparison must not throw. Items discarded by
@@ -129,8 +133,9 @@ class BasicQueue {
 
   /// Removes and returns the next item (FIFO, smallest, or newest), waiting while the
   /// queue is empty. Throws QueueShutDown once the queue is shut down and empty (also to
-  /// getters already waiting), CancelledError if the task is cancelled while waiting.
-  /// Any thread.
+  /// getters already waiting), CancelledError if the task is cancelled while waiting
+  /// and no item was handed to it yet (one handed to it is returned, and the
+  /// cancellation is raised at the next suspension point). Any thread.
   T get(std::source_location where = std::source_location::current());
   /// Removes and returns the next item without waiting. Throws QueueEmpty if there is
   /// none, QueueShutDown if the queue is shut down and empty.
