@@ -348,6 +348,8 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
   return o;
 }
 
+bool Waiter::cancel_requested() const noexcept { return kind_ == Kind::fibre && cancel_pending(task_); }
+
 void Waiter::raise_cancelled() { throw take_cancel(task_); }
 
 void CallbackWaiter::fire() noexcept {

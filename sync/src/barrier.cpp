@@ -32,7 +32,9 @@ std::size_t Barrier::wait(std::source_location where) {
     }
     waiters_.push_back(&w);
   }
-  if (detail::sync::park(w, mu_, waiters_, where) == detail::sync::Parked::cancelled) w.raise_cancelled();
+  // Cancelled while queued: we left the round. Released (or broken) but cancelled before
+  // we ran again: the round stands for the others; we raise all the same (asyncio).
+  if (detail::sync::park(w, mu_, waiters_, where) != detail::sync::Parked::served) w.raise_cancelled();
   if (w.reason == kBroken) throw BrokenBarrierError("Barrier aborted or reset while waiting");
   return w.index;
 }

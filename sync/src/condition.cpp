@@ -13,7 +13,16 @@ void Condition::wait(std::source_location where) {
   lock_->unlock();
   const detail::sync::Parked p = detail::sync::park(w, mu_, waiters_, where);
   lock_->lock_uncancellable(where);  // asyncio: re-acquired even when cancelled
-  if (p == detail::sync::Parked::cancelled) w.raise_cancelled();
+  if (p == detail::sync::Parked::cancelled) w.raise_cancelled();  // unlinked: no trace
+  // Notified, but cancelled — before or after the notify (served_late), or while we
+  // re-acquired the Lock, which is part of the wait (asyncio): raise, holding the Lock,
+  // and pass the notification on, so that a cancelled waiter never swallows a wake-up
+  // meant for a task that will act on it (asyncio 3.13 does the same; a waiter woken
+  // this way and finding nothing to do is a spurious wake-up, which the protocol allows).
+  if (w.cancel_requested()) {
+    notify(1);
+    w.raise_cancelled();
+  }
 }
 
 void Condition::notify(std::size_t n) {

@@ -27,7 +27,9 @@ void Event::wait_slow(std::source_location where) {
     if (flag_.load(std::memory_order_relaxed)) return;
     waiters_.push_back(&w);
   }
-  if (detail::sync::park(w, mu_, waiters_, where) == detail::sync::Parked::cancelled) w.raise_cancelled();
+  // Cancelled while waiting, or released by set() but cancelled before it ran again:
+  // either way it raises (asyncio); nothing was handed to it that another waiter needs.
+  if (detail::sync::park(w, mu_, waiters_, where) != detail::sync::Parked::served) w.raise_cancelled();
 }
 
 }  // namespace spindle

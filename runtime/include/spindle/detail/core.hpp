@@ -187,6 +187,10 @@ class Waiter {
   /// After wait() returned `cancelled`: consumes the task's cancellation request and
   /// throws its CancelledError. Call only once the waiter is off every list.
   [[noreturn]] void raise_cancelled();
+  /// True when the waiter is a fibre whose task has a cancellation pending (the one a
+  /// cancellable wait() would end on). For a waiter that was notified and must decide
+  /// whether to keep what the waker handed it (detail::sync::park). Any thread.
+  bool cancel_requested() const noexcept;
   /// True when the waiter is a fibre (false: a foreign thread, which cannot be cancelled).
   bool is_fibre() const noexcept { return kind_ == Kind::fibre; }
   /// deadline_ns: CLOCK_MONOTONIC nanoseconds, or 0 for none.

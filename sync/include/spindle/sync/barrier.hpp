@@ -13,8 +13,9 @@
 //              BrokenBarrierError and leaves the barrier empty and unbroken.
 // Cancellation:a waiter cancelled before its round completes leaves the round (the round
 //              then needs one more arrival), as asyncio's; indices stay unique because
-//              they are given when the round completes. One released just before it
-//              saw the cancellation returns its index; the cancellation stays pending.
+//              they are given when the round completes. One released (or broken) but
+//              cancelled before it ran again raises CancelledError too (asyncio); the
+//              round stands for the others, and its index goes unused.
 // Threads:     every member may be called from any thread.
 #pragma once
 
@@ -43,8 +44,9 @@ class Barrier {
   /// Arrives and waits until `parties` callers have arrived; returns this caller's
   /// arrival index in the round (0 .. parties-1). Throws BrokenBarrierError if the barrier
   /// is broken, or is aborted or reset while waiting; CancelledError if the task is
-  /// cancelled while waiting (it then leaves the round). Suspends a fibre, blocks a
-  /// foreign thread. Any thread.
+  /// cancelled while waiting (it then leaves the round, or, if the round completed just
+  /// before or after the cancel, the round stands for the others). Suspends a fibre,
+  /// blocks a foreign thread. Any thread.
   std::size_t wait(std::source_location where = std::source_location::current());
   /// Releases the current waiters with BrokenBarrierError and makes the barrier empty and
   /// unbroken. Any thread.

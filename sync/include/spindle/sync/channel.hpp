@@ -40,9 +40,11 @@
 //
 // Cancellation: a waiter cancelled while still queued leaves without a trace (a cancelled
 // send inserts nothing; the caller keeps its value). A receiver that was handed an item
-// before it saw its cancellation returns the item (it is never dropped); a sender whose
-// item was already moved in returns normally; the cancellation is raised at the task's
-// next suspension point.
+// before it ran again (before or after the cancel) returns the item (it is never
+// dropped); a sender whose item was already moved in returns normally; the cancellation
+// is raised at the task's next suspension point. So send/recv raising CancelledError
+// moved nothing; returning, they did. A waiter released by close() and cancelled raises
+// CancelledError.
 //
 // Close: sets the flag under the tx lock (no send can succeed after it), fails the
 // waiting senders with ChannelClosed (their items are not inserted), then lets receivers
@@ -440,19 +442,19 @@ void Channel<T>::send_slow(T& v, std::source_location where) {
   { std::lock_guard g(rx_.lock); }
   bool mine = false;
   if (serve_senders(&w, &mine)) settle(true);
+  detail::sync::Parked p = detail::sync::Parked::served;
   if (!mine) {
-    switch (detail::sync::park(w, tx_.lock, tx_.waiters, where, [this] {
+    p = detail::sync::park(w, tx_.lock, tx_.waiters, where, [this] {
       rx_.send_waiting.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
-    })) {
-      case detail::sync::Parked::cancelled:
-        w.raise_cancelled();  // nothing was inserted; v is untouched
-      case detail::sync::Parked::served:
-      case detail::sync::Parked::served_late:
-        break;
-    }
+    });
+    if (p == detail::sync::Parked::cancelled) w.raise_cancelled();  // nothing inserted; v untouched
   }
-  if (w.reason == kClosed) throw ChannelClosed();
-  // else v was moved in on our behalf
+  if (w.reason == kClosed) {
+    if (p == detail::sync::Parked::served_late) w.raise_cancelled();  // nothing inserted either way
+    throw ChannelClosed();
+  }
+  // else v was moved in on our behalf (served_late: the send stands; the cancellation
+  // is raised at the next suspension point)
 }
 
 template <class T>
@@ -549,18 +551,19 @@ std::optional<T> Channel<T>::recv_slow(std::source_location where) {
   { std::lock_guard g(tx_.lock); }
   bool mine = false;
   if (serve_receivers(&w, &mine)) settle(false);
+  detail::sync::Parked p = detail::sync::Parked::served;
   if (!mine) {
-    switch (detail::sync::park(w, rx_.lock, rx_.waiters, where, [this] {
+    p = detail::sync::park(w, rx_.lock, rx_.waiters, where, [this] {
       tx_.recv_waiting.fetch_sub(1, std::memory_order_relaxed);  // relaxed: as above
-    })) {
-      case detail::sync::Parked::cancelled:
-        w.raise_cancelled();
-      case detail::sync::Parked::served:
-      case detail::sync::Parked::served_late:  // the value is ours: deliver it, never drop it
-        break;
-    }
+    });
+    if (p == detail::sync::Parked::cancelled) w.raise_cancelled();
   }
-  if (w.reason == kClosed) return std::nullopt;
+  if (w.reason == kClosed) {
+    if (p == detail::sync::Parked::served_late) w.raise_cancelled();  // nothing to hand over
+    return std::nullopt;
+  }
+  // served_late: the value is ours: deliver it, never drop it; the cancellation is
+  // raised at the next suspension point.
   std::optional<T> out(std::move(w.slot.get()));
   w.slot.destroy();
   return out;

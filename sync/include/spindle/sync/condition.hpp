@@ -8,10 +8,12 @@
 //              finds the waiter: no lost wake-up. notify(n) takes up to n waiters off the
 //              queue in arrival order; a waiter that was taken off is notified for good.
 // Cancellation:a waiter cancelled while still queued leaves the queue, re-acquires the
-//              Lock (not a cancellation point) and raises CancelledError holding it, as
-//              asyncio does. One that was already notified keeps the notification (no
-//              wake-up is lost): it returns normally, holding the Lock, and the
-//              cancellation is raised at its next suspension point.
+//              Lock (the re-acquire itself cannot be cancelled) and raises CancelledError
+//              holding it, as asyncio does. One that was notified but is cancelled before
+//              it returns (before or after the notify, or while it re-acquires the Lock)
+//              also raises holding the Lock, and passes the notification on with
+//              notify(1), so no wake-up is lost (asyncio 3.13; the waiter it reaches may
+//              find nothing to do: a spurious wake-up, which the protocol allows).
 // Threads:     every member may be called from any thread (fibres on any worker, foreign
 //              threads), with the Lock held where stated.
 #pragma once
@@ -42,8 +44,9 @@ class Condition {
 
   /// Releases the Lock, waits until notified, re-acquires the Lock and returns. The
   /// caller must hold the Lock (else spindle::RuntimeError, as asyncio). Throws
-  /// CancelledError if the calling task is cancelled while waiting — holding the Lock
-  /// again. Suspends a fibre, blocks a foreign thread.
+  /// CancelledError if the calling task is cancelled before it returns (even if it was
+  /// notified: the notification then goes to another waiter) — holding the Lock again.
+  /// Suspends a fibre, blocks a foreign thread.
   void wait(std::source_location where = std::source_location::current());
   /// Waits until pred() is true (checked first, and after each wake-up, with the Lock
   /// held); asyncio's wait_for(predicate). Same rules as wait().

@@ -36,9 +36,9 @@ class Event {
   }
   /// Returns at once if the flag is set (not a suspension point then); otherwise waits
   /// until set() is called: suspends a fibre, blocks a foreign thread. Throws
-  /// CancelledError if the calling task is cancelled while it waits (a set() that
-  /// already released it wins: it returns, and the cancellation is raised at the task's
-  /// next suspension point). Any thread.
+  /// CancelledError if the calling task is cancelled while it waits — also when a set()
+  /// released it just before or after the cancel, before it ran again (asyncio; the
+  /// other waiters are released all the same). Any thread.
   void wait(std::source_location where = std::source_location::current()) {
     if (!is_set()) wait_slow(where);
   }

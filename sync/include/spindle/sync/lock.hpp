@@ -33,7 +33,10 @@
 //              waiter cancelled before it retried passes its wake-up on to the next one;
 //              a waiter that was handed the lock (starvation mode) unlocks it, handing it
 //              on — as asyncio: a cancelled acquirer never keeps the lock and never
-//              swallows another's turn. lock() throwing means the caller does not hold it.
+//              swallows another's turn. This holds whichever landed first, the cancel or
+//              the unlock, as long as both landed before the waiter ran again (park()
+//              reports served_late for both). lock() throwing means the caller does not
+//              hold it.
 // Threads:     every member may be called from any thread; `owner_` is written only by
 //              the holder and read by unlock() to refuse a caller that does not hold it.
 #pragma once
@@ -59,7 +62,9 @@ class Lock {
 
   /// Acquires the lock: suspends a fibre, blocks a foreign thread, until it gets it
   /// (waiters in arrival order; see the fairness note above). Throws CancelledError if
-  /// the calling task is cancelled while it waits; it then does not hold the lock. Not
+  /// the calling task is cancelled while it waits — also when the lock was released or
+  /// handed to it just before or after the cancel, before it ran again; it then does not
+  /// hold the lock and the next waiter gets it. Not
   /// reentrant: a holder that locks again waits forever. Any thread.
   void lock(std::source_location where = std::source_location::current()) {
     uint32_t s = 0;

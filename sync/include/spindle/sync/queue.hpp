@@ -14,9 +14,13 @@
 //              full (maxsize > 0). unfinished_ counts items put and not yet task_done().
 // Cancellation:a getter or putter cancelled while still queued leaves without a trace (a
 //              cancelled put inserts nothing; the caller keeps its item). A getter that was
-//              handed an item before it saw the cancellation returns the item — it is
-//              never dropped — and the cancellation is raised at its next suspension
-//              point; a putter whose item was already inserted returns normally likewise.
+//              handed an item before it ran again (before or after the cancel) returns
+//              the item — it is never dropped, nor put back out of order — and the
+//              cancellation is raised at its next suspension point; a putter whose item
+//              was already inserted returns normally likewise. So get/put raising
+//              CancelledError moved nothing; returning, they did. A waiter released by
+//              shutdown() and cancelled raises CancelledError; join() raises whenever
+//              cancelled (asyncio: an Event wait).
 // Threads:     every member may be called from any thread.
 // Items:       T must be nothrow-move-constructible (items are moved under the lock);
 //              a PriorityQueue's comparison must not throw. Items discarded by
@@ -129,8 +133,9 @@ class BasicQueue {
 
   /// Removes and returns the next item (FIFO, smallest, or newest), waiting while the
   /// queue is empty. Throws QueueShutDown once the queue is shut down and empty (also to
-  /// getters already waiting), CancelledError if the task is cancelled while waiting.
-  /// Any thread.
+  /// getters already waiting), CancelledError if the task is cancelled while waiting
+  /// and no item was handed to it yet (one handed to it is returned, and the
+  /// cancellation is raised at the next suspension point). Any thread.
   T get(std::source_location where = std::source_location::current());
   /// Removes and returns the next item without waiting. Throws QueueEmpty if there is
   /// none, QueueShutDown if the queue is shut down and empty.
@@ -253,9 +258,13 @@ void BasicQueue<T, Store>::put_impl(T& item, std::source_location where) {
     w.item = &item;
     putters_.push_back(&w);
   }
-  if (sync::park(w, mu_, putters_, where) == sync::Parked::cancelled) w.raise_cancelled();
-  // served (or served_late: the hand-off stands, the cancellation stays pending)
-  if (w.reason == kShutDown) throw QueueShutDown();
+  const sync::Parked p = sync::park(w, mu_, putters_, where);
+  if (p == sync::Parked::cancelled) w.raise_cancelled();  // nothing was inserted
+  if (w.reason == kShutDown) {
+    if (p == sync::Parked::served_late) w.raise_cancelled();  // nothing inserted either way
+    throw QueueShutDown();
+  }
+  // Our item is in. served_late: the transfer stands; the cancellation stays pending.
 }
 
 template <class T, class Store>
@@ -278,10 +287,14 @@ T BasicQueue<T, Store>::get(std::source_location where) {
     if (shutdown_) throw QueueShutDown();
     getters_.push_back(&w);
   }
-  if (sync::park(w, mu_, getters_, where) == sync::Parked::cancelled) w.raise_cancelled();
-  // served (or served_late: we deliver the item we were handed; the cancellation is
-  // raised at the next suspension point)
-  if (w.reason == kShutDown) throw QueueShutDown();
+  const sync::Parked p = sync::park(w, mu_, getters_, where);
+  if (p == sync::Parked::cancelled) w.raise_cancelled();
+  if (w.reason == kShutDown) {
+    if (p == sync::Parked::served_late) w.raise_cancelled();  // nothing to hand over
+    throw QueueShutDown();
+  }
+  // served_late: we deliver the item we were handed (never dropped, never put back out
+  // of order); the cancellation is raised at the next suspension point.
   T v = std::move(w.slot.get());
   w.slot.destroy();
   return v;
@@ -313,7 +326,9 @@ void BasicQueue<T, Store>::join(std::source_location where) {
     if (unfinished_ == 0) return;
     joiners_.push_back(&w);
   }
-  if (sync::park(w, mu_, joiners_, where) == sync::Parked::cancelled) w.raise_cancelled();
+  // Released, but cancelled before it ran again: raise all the same (asyncio's join is
+  // an Event wait); the other joiners were released too.
+  if (sync::park(w, mu_, joiners_, where) != sync::Parked::served) w.raise_cancelled();
 }
 
 template <class T, class Store>

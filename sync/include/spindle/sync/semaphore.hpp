@@ -8,8 +8,8 @@
 //              count stays 0). So waiters are served in arrival order and a newcomer never
 //              takes a permit ahead of them (asyncio's fairness fix, 3.11.1).
 // Cancellation:a waiter cancelled while queued leaves without a trace. One that was
-//              handed a permit just before it saw the cancellation gives it back (handing
-//              it to the next waiter) and raises, as asyncio does.
+//              handed a permit before it ran again — before or after the cancel — gives
+//              it back (handing it to the next waiter) and raises, as asyncio does.
 // Threads:     every member may be called from any thread.
 #pragma once
 
@@ -33,7 +33,9 @@ class Semaphore {
 
   /// Takes a permit, waiting (in arrival order) while there is none: suspends a fibre,
   /// blocks a foreign thread. Throws CancelledError if the task is cancelled while it
-  /// waits; it then holds no permit. Any thread.
+  /// waits (also when a permit was handed to it just before or after the cancel); it
+  /// then holds no permit, and a permit handed to it went on to the next waiter. Any
+  /// thread.
   void acquire(std::source_location where = std::source_location::current());
   /// Takes a permit if one is free and nobody is waiting; never waits. Any thread.
   [[nodiscard]] bool try_acquire() noexcept;

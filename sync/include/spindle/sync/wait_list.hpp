@@ -24,11 +24,24 @@
 //      (Lock's normal mode is the one exception: it wakes the head waiter to retry, see
 //      lock.hpp.) A waiter never notifies itself: one that finds itself served while it
 //      re-checks (Channel) just takes the result.
-//   3. A waiter whose wait returns `cancelled` retakes the lock: if it is still linked
-//      nothing was done on its behalf, it unlinks itself and raises CancelledError (no
-//      trace). If it is not linked, a waker has already completed its operation; the
-//      primitive either keeps that result (the cancellation stays pending and is raised
-//      at the next suspension point) or undoes it by passing it on (Lock, Semaphore).
+//   3. Cancellation, then serving: a waiter whose task is cancelled while it waits
+//      either is still linked — nothing was done on its behalf: it unlinks itself and
+//      raises CancelledError (no trace) — or was already served. "Already served" covers
+//      both orders in which a cancel and a hand-off can land before the waiter runs
+//      again: park() reports it (`served_late`) whether the fibre woke for the
+//      cancellation or for the notify, so no primitive can mistake a cancelled waiter
+//      for a plain served one. The primitive then decides, by one rule:
+//        - what it was handed can go on to the next waiter (Lock's lock or wake-up,
+//          Semaphore's permit, Condition's notification): it passes it on and raises
+//          CancelledError holding nothing (asyncio: a cancelled acquirer never keeps
+//          the lock, and never swallows another's turn);
+//        - nothing to pass on (Event, Barrier, Queue::join, or a waiter released by
+//          close / shutdown / abort): it raises CancelledError;
+//        - data already moved (a Queue/Channel item handed to a getter, or a putter's
+//          item moved into the store): the transfer stands — the call returns normally
+//          and the cancellation is raised at the next suspension point. Undoing it could
+//          lose or reorder the item, and a put that raised CancelledError with its item
+//          enqueued would be ambiguous. A call that raises transferred nothing.
 #pragma once
 
 #include <atomic>
@@ -149,8 +162,9 @@ class WakeList {
 /// How a park() ended.
 enum class Parked : uint8_t {
   served,       ///< a waker took the waiter off its queue and completed its operation
-  served_late,  ///< the task was cancelled, but a waker had already served the waiter:
-                ///< the hand-off stands; the cancellation is still pending
+  served_late,  ///< a waker served the waiter, and the task has a cancellation pending
+                ///< (requested before or after the hand-off): the primitive passes
+                ///< what it was handed on and raises, or keeps a data transfer (see 3.)
   cancelled,    ///< the waiter was still queued: park() unlinked it; nothing was done on
                 ///< its behalf. The caller cleans up and calls w.raise_cancelled().
 };
@@ -158,11 +172,18 @@ enum class Parked : uint8_t {
 /// Waits on `w`, which the caller linked into `q` under `lk` and then released `lk`.
 /// On cancellation, retakes `lk` and, if `w` is still linked, unlinks it and runs
 /// `on_unlink()` under `lk` (to fix counters that track the queue). A foreign thread's
-/// wait never ends `cancelled`; neither does a fibre's when `cancellable` is false.
+/// wait never ends `cancelled` or `served_late`; neither does a fibre's when
+/// `cancellable` is false.
 template <class L, class F>
 [[nodiscard]] Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, F&& on_unlink,
                           bool cancellable = true) {
-  if (w.wait(cancellable, where) == Waiter::Outcome::notified) return Parked::served;
+  if (w.wait(cancellable, where) == Waiter::Outcome::notified) {
+    // wait() prefers the notify when both have landed by the time the fibre runs (cancel
+    // then serve, or serve then cancel): the cancellation must not be lost on that
+    // account — the primitive would keep what it was handed and raise only at the next
+    // suspension point, holding it (a Lock's next waiter then never got it).
+    return cancellable && w.cancel_requested() ? Parked::served_late : Parked::served;
+  }
   {
     std::lock_guard g(lk);
     if (w.linked) {
