@@ -67,7 +67,14 @@ StackPool::StackPool(std::size_t default_size)
     : default_size_(round_up(default_size < 4 * page_size() ? 4 * page_size() : default_size, page_size())) {}
 
 StackPool::~StackPool() {
-  for (const Slab& s : slabs_) ::munmap(s.base, s.bytes);
+  for (const Slab& s : slabs_)
+    if (!s.keep) ::munmap(s.base, s.bytes);
+}
+
+void StackPool::keep_mapped(const Stack& s) noexcept {
+  std::lock_guard lk(mu_);
+  for (Slab& slab : slabs_)
+    if (s.base >= slab.base && s.base < slab.base + slab.bytes) slab.keep = true;
 }
 
 void StackPool::new_slab() {
@@ -79,7 +86,7 @@ void StackPool::new_slab() {
     ::munmap(base, bytes);
     throw;
   }
-  slabs_.push_back({base, bytes});
+  slabs_.push_back({base, bytes, false});
   for (std::size_t i = kSlabStacks; i-- > 0;) free_.push_back({base + i * default_size_, default_size_});
   made_ += kSlabStacks;
 }
