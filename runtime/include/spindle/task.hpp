@@ -17,7 +17,9 @@ class Runtime;
 
 /// A handle to a running fibre and to its result. Copies share the task. A task runs
 /// whether or not anyone holds a handle; dropping every handle does not cancel it.
-/// Every member may be called from any thread.
+/// Every member may be called from any thread, also after the task's Runtime is
+/// destroyed: every task is done by then (Runtime::shutdown ends the ones that would
+/// not end cancelled).
 ///
 /// T may be void, a move-only type (get() moves it out once; a second get() throws
 /// InvalidStateError), or a reference (the task returns a reference to an object that
