@@ -78,6 +78,16 @@ void FutureCore::link_waiter(Waiter* w) noexcept {
   head = w;
 }
 
+void FutureCore::release_waiters() noexcept {
+  // No lock: nobody else holds the object. Only list-owned nodes can be left: a waiting
+  // fibre or thread, and wait_any's relays, hold a reference while linked.
+  for (Waiter* w = std::exchange(waiters(), nullptr); w;) {
+    Waiter* next = w->next;  // read first: orphaned() may free w
+    w->orphaned();
+    w = next;
+  }
+}
+
 void FutureCore::publish_and_unlock(Status s) noexcept {
   Waiter* list = std::exchange(waiters(), nullptr);
   // Still under the lock and not yet done: recorders (as_completed, wait, gather) note
@@ -353,6 +363,7 @@ bool Waiter::cancel_requested() const noexcept { return kind_ == Kind::fibre && 
 void Waiter::raise_cancelled() { throw take_cancel(task_); }
 
 void CallbackWaiter::fire() noexcept {
+  keep();  // the completer still holds the future
   std::unique_ptr<CallbackWaiter> self(this);
   std::lock_guard lk(sink_->mu);
   if (!sink_->rt || sink_->rt->closed.load(std::memory_order_acquire)) {
@@ -412,8 +423,12 @@ void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 }
 
 bool cancel_pending(TaskHeader* t) noexcept {
-  // Never while unwinding another exception (design.md, invariant 3).
-  return (t->word.load(std::memory_order_acquire) & kCancelReq) && std::uncaught_exceptions() == 0;
+  // Never while unwinding another exception (design.md, invariant 3). Never for a task
+  // shutdown abandoned (kAbandoned): raising again at every wait let a task that catches
+  // CancelledError in a loop spin on its worker for ever, so the worker could not be
+  // joined; its waits now suspend, and its fibre is never resumed (the same one load).
+  return (t->word.load(std::memory_order_acquire) & (kCancelReq | kAbandoned)) == kCancelReq &&
+         std::uncaught_exceptions() == 0;
 }
 
 CancelledError take_cancel(TaskHeader* t) {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include "frame.hpp"
 #include "monitor.hpp"
@@ -61,10 +62,27 @@ bool RuntimeImpl::owns_thread() const noexcept {
 }
 
 void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
-  const bool inside = owns_thread();
+  if (owns_thread()) return submit_counted(t, o, true);
+  // A foreign thread is counted from before its look at `closing` until its push is
+  // done: either shutdown's last drain (after the workers are joined) waits for the push
+  // and cancels the task, or this thread sees `closing` and throws. Without it a spawn
+  // that passed the check could push after that drain: a handle that never ended.
+  // seq_cst: Dekker with the seq_cst store of `closing` and shutdown's seq_cst load of
+  // the count. Foreign spawns only: the hot path (a task spawning) is not touched.
+  foreign_inflight.fetch_add(1, std::memory_order_seq_cst);
+  struct Leave {
+    std::atomic<int64_t>& n;
+    // release: our push is visible to whoever then reads the count as 0.
+    ~Leave() { n.fetch_sub(1, std::memory_order_release); }
+  } leave{foreign_inflight};
+  submit_counted(t, o, false);
+}
+
+void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool inside) {
   // From outside, a closing runtime takes nothing new. From inside, tasks that are
   // cleaning up may still spawn helpers (asyncio allows it until the loop closes).
-  if (closed.load(std::memory_order_acquire) || (!inside && closing.load(std::memory_order_acquire))) {
+  // seq_cst (foreign): see submit().
+  if (closed.load(std::memory_order_acquire) || (!inside && closing.load(std::memory_order_seq_cst))) {
     t->unref();
     throw RuntimeError("spawn: the runtime is shut down");
   }
@@ -109,14 +127,26 @@ void RuntimeImpl::submit(TaskHeader* t, const TaskOptions* o) {
   // started" (0) or QUEUED, and does nothing either way.
   t->word.fetch_or(uint16_t(bits), std::memory_order_relaxed);
   t->sched.store(kQueued, std::memory_order_relaxed);
-  if (Worker* w = inside ? current_worker() : nullptr) Worker::bump(w->spawned);
+  Worker* const w = inside ? current_worker() : nullptr;
+  if (w) Worker::bump(w->spawned);
   else foreign_spawned.fetch_add(1, std::memory_order_relaxed);
-  make_ready(t, false);
+  make_ready_from(w, t, false);  // a foreign caller is counted in foreign_inflight (submit)
 }
 
 void RuntimeImpl::make_ready(TaskHeader* t, bool wake) noexcept {
   Worker* cur = current_worker();
-  if (cur && cur->rt != this) cur = nullptr;
+  if (cur && cur->rt == this) return make_ready_from(cur, t, wake);
+  // A foreign thread waking a started task: counted until it is done with the runtime
+  // (push and notify), so that shutdown does not return, and the runtime is not
+  // destroyed, under it (see foreign_inflight). relaxed: the push that follows (a release
+  // by the queue) carries the increment to the drain that takes the task; shutdown
+  // waits for any task it marked while QUEUED to show up in a queue first.
+  foreign_inflight.fetch_add(1, std::memory_order_relaxed);
+  make_ready_from(nullptr, t, wake);
+  foreign_inflight.fetch_sub(1, std::memory_order_release);  // release: as in submit()
+}
+
+void RuntimeImpl::make_ready_from(Worker* cur, TaskHeader* t, bool wake) noexcept {
   if (t->word.load(std::memory_order_relaxed) & kPinned) {
     Worker* home = t->extra()->home;  // set before the task was first queued; never changes
     if (cur == home) {
@@ -206,6 +236,13 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
     if (!wait_until_idle(deadline_after(saturating_ns(grace)))) {
       sink->report({Report::Kind::task_would_not_end, "",
                     std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
+      // Abandon them: from now on a wait of theirs suspends instead of raising (and a
+      // yield is not requeued), so one that catches CancelledError in a loop gives its
+      // worker back at its next wait and the worker can be joined. Step 6 ends them.
+      for (TaskHeader* t : snapshot_tasks()) {
+        t->word.fetch_or(kAbandoned, std::memory_order_acq_rel);
+        t->unref();
+      }
     }
   }
   // 5. Stop and join the workers (the slow-step watchdog first: it reads them).
@@ -217,9 +254,10 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
   // Timers that never fired (callbacks armed from outside may still sit in an inbox the
   // stopped loop never drained): cancelled and released now, not leaked.
   release_timers();
-  // 6. Tasks still queued but never started (spawned so late that no worker took them)
-  //    end cancelled, so that nobody waiting on them hangs.
-  cancel_unstarted_leftovers();
+  // 6. Every task left ends: tasks still queued but never started (spawned so late that
+  //    no worker took them, or by a foreign thread racing this shutdown) and the
+  //    abandoned ones end cancelled, so that no handle waits for ever.
+  end_leftovers();
   closed.store(true, std::memory_order_release);
   // 7. The console closes last, so that a shutdown that hangs can still be looked at.
   if (monitor) monitor->stop();
@@ -234,30 +272,70 @@ void RuntimeImpl::release_timers() noexcept {
   for (Worker* w : workers) w->drop_timers();
 }
 
-void RuntimeImpl::cancel_unstarted_leftovers() noexcept {
-  auto drop = [&](TaskHeader* t) {
+void RuntimeImpl::end_leftovers() noexcept {
+  // The workers are joined: no fibre runs. The tasks still registered are the abandoned
+  // ones (step 4), each suspended for good. Mark them ENDED first: a wake-up from now on
+  // does nothing (it never reads the frame or the runtime). One whose mark replaced
+  // QUEUED is in a queue, or a foreign waker is about to push it: wait until it shows up.
+  std::vector<TaskHeader*> abandoned = snapshot_tasks();
+  std::unordered_set<TaskHeader*> on_the_way;
+  for (TaskHeader* t : abandoned) {
+    // acq_rel: after a waker's CAS that made it QUEUED (we then wait for its push).
+    if (t->sched.exchange(kEnded | kStarted, std::memory_order_acq_rel) & kQueued) on_the_way.insert(t);
+  }
+  auto drain = [&](TaskHeader* t, bool& found) {
     if (!(t->sched.load(std::memory_order_acquire) & kStarted)) {
       finish_unstarted(t, Status::cancelled, nullptr);
       foreign_cancelled.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter
       foreign_ended.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      found = on_the_way.erase(t) != 0 || found;  // abandoned: the queue's pointer is dropped
     }
-    // A started task left in a queue would not end; it was reported in step 4.
   };
-  TaskHeader* t;
-  for (auto* q : {&global, &spill}) {
-    while (q->try_dequeue(t)) {
-      global_len.fetch_sub(1, std::memory_order_relaxed);
-      drop(t);
+  for (;;) {
+    // Read before draining: 0 means every foreign push that got past `closing` is done
+    // (and later ones throw), so this drain sees them all. seq_cst: see submit().
+    const bool quiet = foreign_inflight.load(std::memory_order_seq_cst) == 0;
+    bool found = false;
+    TaskHeader* t;
+    for (auto* q : {&global, &spill}) {
+      while (q->try_dequeue(t)) {
+        global_len.fetch_sub(1, std::memory_order_relaxed);
+        drain(t, found);
+      }
     }
+    for (Worker* w : workers) {
+      if (w->lifo) drain(std::exchange(w->lifo, nullptr), found);
+      if (w->pending) drain(std::exchange(w->pending, nullptr), found);
+      while ((t = w->ring.pop())) drain(t, found);
+      w->inbox.drain_into(w->pinned);
+      for (TaskHeader* p : w->pinned) drain(p, found);
+      w->pinned.clear();
+    }
+    // A waker whose task turned up just now counted itself before its push: look at
+    // the count once more before trusting it.
+    if (quiet && !found && on_the_way.empty()) break;
+    std::this_thread::yield();
   }
-  for (Worker* w : workers) {
-    if (w->lifo) drop(std::exchange(w->lifo, nullptr));
-    while ((t = w->ring.pop())) drop(t);
-    for (TaskHeader* p : w->pinned) drop(p);
-    w->pinned.clear();
-    w->inbox.drain_into(w->pinned);
-    for (TaskHeader* p : w->pinned) drop(p);
-    w->pinned.clear();
+  // Done callbacks of the tasks ended below are dropped and reported, not spawned.
+  closed.store(true, std::memory_order_release);
+  for (TaskHeader* t : abandoned) {
+    // Its frame, and the Waiters it linked into futures and primitives that may outlive
+    // the runtime, are on its stack: that stays mapped. The scheduler's reference is
+    // kept too (those Waiters point at the task).
+    if (TaskFrame* f = t->frame) stacks.keep_mapped(f->stack);
+    t->lock();
+    if (t->status() == Status::pending) {
+      try {
+        t->extra_locked().cancel_message = "runtime shut down: the task would not end and was abandoned";
+      } catch (...) {  // no memory for the message: cancelled without it
+      }
+      t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);  // under the lock
+      t->publish_and_unlock(Status::cancelled);
+    } else {
+      t->unlock();
+    }
+    t->unref();  // the snapshot's reference
   }
 }
 

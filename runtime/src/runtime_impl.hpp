@@ -67,6 +67,14 @@ class RuntimeImpl {
   // armed from outside after this is released by its arming thread. seq_cst: see
   // arm_callback (timers.cpp).
   std::atomic<bool> timers_closed{false};
+  // Foreign threads (not this runtime's workers) between their look at `closing` and
+  // the end of their queue push: submits, and wake-ups of started tasks. Shutdown waits
+  // for it to be 0 before it drains the queues for the last time (after the workers are
+  // joined) and before it returns, so that no task lands in a queue nobody reads and no
+  // thread still touches the runtime once it may be destroyed. seq_cst increment against
+  // shutdown's seq_cst store of `closing` (Dekker), release decrement (the push is then
+  // visible to the drain).
+  std::atomic<int64_t> foreign_inflight{0};
   std::atomic<uint64_t> foreign_spawned{0};
   std::atomic<uint64_t> foreign_ended{0};
   std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
@@ -84,6 +92,9 @@ class RuntimeImpl {
   void submit(TaskHeader* t, const TaskOptions* o);
   /// t has just been made QUEUED (woken, yielded, or new): put it where it can run.
   void make_ready(TaskHeader* t, bool wake) noexcept;
+  /// make_ready for a caller that knows the calling thread's worker of this runtime
+  /// (null: a foreign thread, which must be counted in foreign_inflight).
+  void make_ready_from(Worker* cur, TaskHeader* t, bool wake) noexcept;
   void notify_work() noexcept;
   int64_t live_tasks() const noexcept;
   std::vector<TaskHeader*> snapshot_tasks();  // referenced; caller unrefs
@@ -91,7 +102,8 @@ class RuntimeImpl {
 
  private:
   std::mutex shutdown_mu_;
-  void cancel_unstarted_leftovers() noexcept;
+  void submit_counted(TaskHeader* t, const TaskOptions* o, bool inside);
+  void end_leftovers() noexcept;
 };
 
 /// Moves t (QUEUED, not started, never to start) to cancelled and releases the

@@ -8,6 +8,10 @@
 #include <system_error>
 
 #if defined(SPINDLE_ASAN)
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#if defined(SPINDLE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -76,7 +80,20 @@ StackPool::StackPool(std::size_t default_size)
     : default_size_(rounded(default_size)), default_bytes_(mapping_bytes(default_size)) {}
 
 StackPool::~StackPool() {
-  for (const Slab& s : slabs_) ::munmap(s.base, s.bytes);
+  for (const Slab& s : slabs_)
+    if (!s.keep) ::munmap(s.base, s.bytes);
+}
+
+void StackPool::keep_mapped(const Stack& s) noexcept {
+#if defined(SPINDLE_ASAN)
+  // What the abandoned fibre holds (its task, an exception in flight, its captures) is
+  // reachable from its stack, which LeakSanitizer does not scan on its own: without
+  // this, every abandoned task showed as a leak.
+  __lsan_register_root_region(s.guard_end(), s.usable());  // not the guard: it faults
+#endif
+  std::lock_guard lk(mu_);
+  for (Slab& slab : slabs_)
+    if (s.base >= slab.base && s.base < slab.base + slab.bytes) slab.keep = true;
 }
 
 void StackPool::new_slab() {
@@ -88,7 +105,7 @@ void StackPool::new_slab() {
     ::munmap(base, bytes);
     throw;
   }
-  slabs_.push_back({base, bytes});
+  slabs_.push_back({base, bytes, false});
   for (std::size_t i = kSlabStacks; i-- > 0;) free_.push_back({base + i * default_bytes_, default_bytes_});
   made_ += kSlabStacks;
 }

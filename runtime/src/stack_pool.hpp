@@ -60,6 +60,12 @@ class StackPool {
   Stack take_custom(std::size_t size);
   void give_shared(const Stack* s, std::size_t n);
   void give_custom(const Stack& s) noexcept;
+  /// The stack of a fibre that shutdown abandoned (it would not end): it stays mapped
+  /// when the pool is destroyed (its whole slab does), because its frame and the
+  /// Waiters it linked into futures and primitives that outlive the runtime are still
+  /// read through pointers. A custom-size stack is already never unmapped (its fibre
+  /// never ends). Any thread.
+  void keep_mapped(const Stack& s) noexcept;
 
   std::size_t stacks_made() const;
 
@@ -69,7 +75,7 @@ class StackPool {
   std::size_t default_bytes_;  // a default stack's mapping: usable stack and guard region
   mutable std::mutex mu_;
   std::vector<Stack> free_;
-  struct Slab { char* base; std::size_t bytes; };
+  struct Slab { char* base; std::size_t bytes; bool keep = false; };
   std::vector<Slab> slabs_;
   std::size_t made_ = 0;
 };

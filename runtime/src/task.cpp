@@ -97,6 +97,7 @@ void destroy_task_common(TaskHeader* t) noexcept {
   const uint32_t w = t->word.load(std::memory_order_acquire);
   if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::exception) && !(w & kRetrieved))
     report_unretrieved(t);
+  if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::pending)) t->release_waiters();
   delete t->extra();
 }
 
@@ -213,23 +214,34 @@ std::exception_ptr exception_of(FutureCore& c) {
 }
 
 namespace {
+// add_done_callback's node: the future it waits on, unowned while linked (the list is
+// the future's own: owning it would be a cycle), owned from keep() on.
 class FnCallback final : public CallbackWaiter {
  public:
-  FnCallback(std::shared_ptr<ReportSink> s, std::function<void()> f)
-      : CallbackWaiter(nullptr, std::move(s)), fn_(std::move(f)) {}
-  void invoke() override { fn_(); }
+  FnCallback(std::shared_ptr<ReportSink> s, FutureCore* target, std::function<void(FutureCore*)> f)
+      : CallbackWaiter(nullptr, std::move(s)), target_(target), fn_(std::move(f)) {}
+  ~FnCallback() override {
+    if (kept_) target_->unref();
+  }
+  void invoke() override { fn_(target_); }
 
  private:
-  std::function<void()> fn_;
+  void keep() noexcept override {
+    target_->ref();
+    kept_ = true;
+  }
+  FutureCore* target_;
+  bool kept_ = false;
+  std::function<void(FutureCore*)> fn_;
 };
 }  // namespace
 
 std::exception_ptr HandleBase::exception() const { return exception_of(core()); }
 
-void HandleBase::add_callback_erased(std::function<void()> fn) const {
+void HandleBase::add_callback_erased(std::function<void(FutureCore*)> fn) const {
   RuntimeImpl* rt = current_runtime();
   if (!rt) throw RuntimeError("add_done_callback: no running runtime on this thread");
-  auto* cb = new FnCallback(rt->sink, std::move(fn));
+  auto* cb = new FnCallback(rt->sink, &core(), std::move(fn));
   add_callback(&core(), cb);
 }
 }  // namespace detail
@@ -241,8 +253,11 @@ void yield(std::source_location where) {
     return;
   }
   if (detail::cancel_pending(t)) throw detail::take_cancel(t);
-  // The worker requeues us at the back of its queue once we have switched out.
-  detail::mark_yielding();
+  // The worker requeues us at the back of its queue once we have switched out. Not a
+  // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
+  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
+  // set by shutdown before it stops the workers, and only ever set.
+  if (!(t->word.load(std::memory_order_relaxed) & detail::kAbandoned)) detail::mark_yielding();
   detail::suspend_current(where);
   if (detail::cancel_pending(t)) throw detail::take_cancel(t);
 }

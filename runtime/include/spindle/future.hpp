@@ -26,6 +26,7 @@ void FutureState<T>::destroy(FutureCore* c) noexcept {
   const auto st = static_cast<Status>((w & kStatusMask) >> kStatusShift);
   if (st == Status::exception && !(w & kRetrieved)) report_unretrieved(c);
   if (st == Status::result && !(w & kMovedOut)) self->slot.destroy();
+  if (st == Status::pending) c->release_waiters();  // done callbacks that never fire
   delete c->extra();
   delete self;
 }
@@ -88,13 +89,21 @@ class Future : public detail::HandleBase {
     return detail::take_result<T>(state(), state()->slot);
   }
   /// Calls fn(*this) once done, in a task of its own on the runtime of the caller (never
-  /// inline in the completer). Throws RuntimeError outside a runtime.
+  /// inline in the completer). Throws RuntimeError outside a runtime. The callback does
+  /// not keep the future alive: if the last handle goes while the future is pending, the
+  /// callback never runs and fn (with what it captured) is destroyed then (asyncio: the
+  /// future is collected and its callbacks with it). A callback on a future that is
+  /// never completed must not be the only thing that keeps it alive.
   template <class Fn>
   void add_done_callback(Fn fn) const {
-    add_callback_erased([fn = std::move(fn), self = *this]() mutable { fn(self); });
+    add_callback_erased([fn = std::move(fn)](detail::FutureCore* c) mutable {
+      Future self(ShareTag{}, c);
+      fn(self);
+    });
   }
 
  private:
+  Future(ShareTag t, detail::FutureCore* c) noexcept : HandleBase(t, c) {}
   detail::FutureState<T>* state() const { return static_cast<detail::FutureState<T>*>(&core()); }
 };
 

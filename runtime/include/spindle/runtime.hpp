@@ -70,8 +70,14 @@ class Runtime {
 
   /// Graceful shutdown, in order: (1) refuse new spawns from outside; (2) cancel every
   /// live task; (3) wait up to `grace` for them to end; (4) report each task that would
-  /// not end (Report::task_would_not_end); (5) stop and join the worker threads;
-  /// (6) unwind the stacks of the tasks that would not end. Idempotent.
+  /// not end (Report::task_would_not_end), cancel it again at every wait for one more
+  /// `grace`, then abandon what is still alive (its waits suspend for good); (5) stop and
+  /// join the worker threads; (6) end every task left cancelled: never-started ones
+  /// and abandoned ones (whose fibres and stacks are leaked, never unwound). When it
+  /// returns, every handle of this runtime's tasks is done: a spawn racing it from
+  /// another thread either throws RuntimeError or gives a task that ran or ended
+  /// cancelled. Handles stay usable after the Runtime is destroyed. A task that never
+  /// suspends cannot be stopped: shutdown then waits for it for ever. Idempotent.
   void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
 
   /// Number of worker threads (event loops).

@@ -17,7 +17,9 @@ class Runtime;
 
 /// A handle to a running fibre and to its result. Copies share the task. A task runs
 /// whether or not anyone holds a handle; dropping every handle does not cancel it.
-/// Every member may be called from any thread.
+/// Every member may be called from any thread, also after the task's Runtime is
+/// destroyed: every task is done by then (Runtime::shutdown ends the ones that would
+/// not end cancelled).
 ///
 /// T may be void, a move-only type (get() moves it out once; a second get() throws
 /// InvalidStateError), or a reference (the task returns a reference to an object that
@@ -64,12 +66,19 @@ class Task : public detail::HandleBase {
   std::string where() const;
   /// Calls fn(task) once the task is done, in a new task of its own on the caller's
   /// runtime; never inline on the completer's stack. Throws RuntimeError outside a runtime.
+  /// The callback holds no reference to the task (a running task is kept by its
+  /// runtime anyway); a task that never ends and has no handle left is freed with its
+  /// callbacks unrun, and fn (with what it captured) is destroyed.
   template <class Fn>
   void add_done_callback(Fn fn) const {
-    add_callback_erased([fn = std::move(fn), self = *this]() mutable { fn(self); });
+    add_callback_erased([fn = std::move(fn)](detail::FutureCore* c) mutable {
+      Task self(ShareTag{}, c);
+      fn(self);
+    });
   }
 
  private:
+  Task(ShareTag t, detail::FutureCore* c) noexcept : HandleBase(t, c) {}
   detail::TaskWithResult<T>* impl() const { return static_cast<detail::TaskWithResult<T>*>(&core()); }
 };
 

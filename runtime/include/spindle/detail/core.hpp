@@ -55,6 +55,7 @@ enum : uint32_t {
   kCancelReq = 1u << 7,   // cancel() asked; delivered at the next suspension point
   kRetrieved = 1u << 8,   // the outcome was looked at: no "never retrieved" report
   kMovedOut = 1u << 9,    // a move-only result was moved out
+  kAbandoned = 1u << 10,  // task: shutdown gave up on it for good; its next wait is its last
   kPinned = 1u << 11,     // task: never migrates off extra->home
   kIsTask = 1u << 12,
   kLateSpawn = 1u << 13,     // task: spawned after shutdown began (not auto-cancelled)
@@ -108,6 +109,9 @@ struct FutureCore {
   }
   /// Links w at the head of the waiter list. Under kLock, while pending.
   void link_waiter(Waiter* w) noexcept;
+  /// The object is being destroyed (last reference gone): tells every node still
+  /// linked (a done callback of a future that never completed) that it never fires.
+  void release_waiters() noexcept;
 
   explicit FutureCore(const CoreOps* o, uint16_t initial_word = 0) noexcept : ops(o), word(initial_word) {}
   FutureCore(const FutureCore&) = delete;
@@ -216,11 +220,19 @@ class Waiter {
   /// done (as_completed's order must respect causality across threads). It may take
   /// only leaf locks and must not touch the future beyond what it is given.
   virtual void on_complete(Status) noexcept {}
+  /// The future this node is linked into is destroyed while still pending (its last
+  /// handle went): the node will never fire. A node the list owns frees itself here.
+  virtual void orphaned() noexcept {}
  public:
   virtual ~Waiter() = default;
 };
 
 /// A done callback, kept in the waiter list; owned by the list until fired.
+///
+/// It holds no reference to the future it waits on (that was a cycle: a future whose
+/// callback never fired was never freed). When the future completes, fire() calls
+/// keep() while the completer still holds the future, so that the callback task may use
+/// it; when the future is destroyed pending, the node is deleted unfired (orphaned()).
 class CallbackWaiter : public Waiter {
  public:
   CallbackWaiter(RuntimeImpl* rt, std::shared_ptr<ReportSink> sink) noexcept
@@ -229,8 +241,14 @@ class CallbackWaiter : public Waiter {
   RuntimeImpl* runtime() const noexcept { return rt_; }
   const std::shared_ptr<ReportSink>& sink() const noexcept { return sink_; }
 
+ protected:
+  /// Called once, by fire(), while the completed future is still held by its
+  /// completer: take what invoke() needs from it (a reference).
+  virtual void keep() noexcept {}
+
  private:
   void fire() noexcept override;
+  void orphaned() noexcept override { delete this; }
   RuntimeImpl* rt_;
   std::shared_ptr<ReportSink> sink_;
 };

@@ -38,7 +38,11 @@ class HandleBase {
     if (!core_) throw InvalidStateError("empty spindle handle (default-constructed or moved from)");
     return *core_;
   }
-  void add_callback_erased(std::function<void()> fn) const;
+  /// Registers fn(core) as a done callback. fn gets the core with no reference of its
+  /// own (the callback holds one while it runs): it makes its handle with share().
+  void add_callback_erased(std::function<void(FutureCore*)> fn) const;
+  struct ShareTag {};
+  HandleBase(ShareTag, FutureCore* c) noexcept : core_(c) { c->ref(); }  // a new reference
   FutureCore* core_ = nullptr;
 };
 
