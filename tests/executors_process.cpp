@@ -209,7 +209,7 @@ TEST_CASE("cancelling a task waiting on a process call abandons it; the pool sta
   Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 1});
   auto t = rt.spawn([&] { return pool.call<int>("sleepy", 200); });
-  std::this_thread::sleep_for(50ms);
+  test::until_suspended(t);  // the call is in flight
   CHECK(t.cancel());
   CHECK_THROWS_AS(t.get(), CancelledError);
   CHECK(pool.call<int>("add", 20, 22) == 42);  // queued behind the abandoned call

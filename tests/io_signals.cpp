@@ -85,7 +85,7 @@ TEST_CASE("wait_signal times out, and a cancelled wait consumes nothing", "[sign
     });
     CHECK(timed_out);
     auto waiter = rt.spawn([] { return wait_signal({SIGUSR1}); });
-    std::this_thread::sleep_for(10ms);
+    test::until_suspended(waiter);
     CHECK(waiter.cancel());
     CHECK_THROWS_AS(waiter.get(), CancelledError);
     // The next signal goes to the next waiter.

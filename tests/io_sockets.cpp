@@ -65,7 +65,7 @@ TEST_CASE("UDP: a cancelled receive loses no datagram; timeouts", "[io][udp][can
       char b2[64];
       return a.recv(b2, sizeof b2);
     });
-    sleep(5ms);
+    test::until_suspended(r);  // it waits now
     r.cancel();
     CHECK_THROWS_AS(r.get(), CancelledError);
     b.send_to("after", a.local_address());
@@ -132,7 +132,7 @@ TEST_CASE("socketpair streams: full duplex, half-close and cancel", "[io][unix][
   rt.block_on([] {
     auto [a, b] = UnixStream::pair();
     auto reader = spawn([&] { return b.read_exact(4); });
-    sleep(5ms);
+    test::until_suspended(reader);  // it waits now
     reader.cancel();
     CHECK_THROWS_AS(reader.get(), CancelledError);
     constexpr std::size_t kBytes = 4u << 20;

@@ -260,7 +260,7 @@ TEST_CASE("cancelling a fibre blocked in accept leaves the listener usable", "[i
   rt.block_on([] {
     TcpListener l("127.0.0.1", 0);
     auto acceptor = spawn([&] { (void)l.accept(); });
-    sleep(5ms);
+    test::until_suspended(acceptor);  // it waits now
     acceptor.cancel();
     CHECK_THROWS_AS(acceptor.get(), CancelledError);
     CHECK(acceptor.cancelled());
@@ -290,7 +290,7 @@ TEST_CASE("cancel in the middle of a read: no byte is lost", "[io][tcp][cancel]"
     TcpStream p = peer_task.get();
     p.write_all("abc");
     auto reader = spawn([&] { return c.read_exact(6); });  // gets "abc", then waits
-    sleep(10ms);
+    test::until_suspended(reader);  // it waits now
     reader.cancel();
     CHECK_THROWS_AS(reader.get(), CancelledError);
     CHECK(c.buffered() == 3);
@@ -301,7 +301,7 @@ TEST_CASE("cancel in the middle of a read: no byte is lost", "[io][tcp][cancel]"
       char b[8];
       return c.read(b, sizeof b);
     });
-    sleep(5ms);
+    test::until_suspended(r2);  // it waits now
     r2.cancel();
     CHECK_THROWS_AS(r2.get(), CancelledError);
     p.write_all("z");
@@ -335,7 +335,8 @@ TEST_CASE("close from another fibre wakes a blocked reader with EBADF", "[io][tc
         return e.code().value();
       }
     });
-    sleep(10ms);
+    test::until_suspended(reader);  // both wait now
+    test::until_suspended(acc);
     c.close();
     l.close();
     CHECK(reader.get() == EBADF);
@@ -383,7 +384,7 @@ TEST_CASE("connect: refused, timed out, cancelled, bad addresses", "[io][tcp]") 
     CHECK(timed_out);
     // The same hanging connect, cancelled: its socket is closed (FdLeakCheck).
     auto hanging = spawn([&] { (void)TcpStream::connect("127.0.0.1", full.port()); });
-    sleep(20ms);
+    test::until_suspended(hanging);  // it waits now
     hanging.cancel();
     CHECK_THROWS_AS(hanging.get(), CancelledError);
   });
@@ -464,7 +465,7 @@ TEST_CASE("a server closed with clients still connected", "[io][tcp]") {
     CHECK(cs[0].read_exact(4) == "more");
     // ... until close_clients() cancels their handlers; the clients then see EOF.
     auto waiter = spawn([&] { srv.wait_closed(); });
-    sleep(5ms);
+    test::until_suspended(waiter);
     CHECK_FALSE(waiter.done());
     srv.close_clients();
     waiter.get();
@@ -482,7 +483,7 @@ TEST_CASE("serve_forever cancelled closes the server", "[io][tcp][cancel]") {
   rt.block_on([] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     auto t = spawn([&] { srv.serve_forever(); });
-    sleep(5ms);
+    test::until_suspended(t);  // it waits now
     t.cancel();
     CHECK_THROWS_AS(t.get(), CancelledError);
     CHECK_FALSE(srv.is_serving());

@@ -95,6 +95,7 @@ TEST_CASE("a timeout that fires while the inner task is finishing does not lose 
       }
       return 0;
     });
+    until_suspended(stubborn);  // inside its try: a cancel before its start would end it
     CHECK(wait_for(stubborn, 10ms) == 42);
     // An exception raised while finishing is the caller's, not a TimeoutError.
     auto failing = spawn([]() -> int {

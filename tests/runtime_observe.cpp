@@ -414,7 +414,10 @@ TEST_CASE("metrics: timers, parks, busy time, fibre stacks and the blocking pool
   test::Checked harness(n);
   Runtime& rt = harness.rt;
   rt.block_on([&] {
-    sleep(20ms);  // every loop goes idle, and parks
+    sleep(1ms);  // a timer fires
+    // Every loop goes idle and parks (after its spin): waited for, not assumed after a
+    // fixed sleep, since a loaded machine may not run a loop's thread for a while.
+    while (sum(rt.metrics(), &WorkerMetrics::parks) == 0) sleep(1ms);
     Metrics m = rt.metrics();
     CHECK(sum(m, &WorkerMetrics::timers_fired) >= 1);
     CHECK(sum(m, &WorkerMetrics::parks) >= 1);

@@ -67,7 +67,7 @@ TEST_CASE("TaskGroup: the first failure cancels the rest; join throws ExceptionG
           }
         });
       tg.spawn([] {
-        sleep(2ms);
+        sleep(2ms);  // not an order the test relies on: a sibling may be cancelled unstarted
         throw std::runtime_error("child failed");
       });
       try {
@@ -127,16 +127,17 @@ TEST_CASE("TaskGroup: two children failing at once are both reported", "[taskgro
   rt.block_on([] {
     Future<> go;
     TaskGroup tg;
+    std::vector<Task<>> children;
     for (int i = 0; i < 2; ++i)
-      tg.spawn([go, i]() mutable {
+      children.push_back(tg.spawn([go, i]() mutable {
         try {
           go.get();
         } catch (const CancelledError&) {
           // the sibling's failure got here first: fail anyway (as a race would)
         }
         throw std::runtime_error("failure " + std::to_string(i));
-      });
-    sleep(2ms);
+      }));
+    for (auto& c : children) until_suspended(c);  // both wait on `go` before it is set
     go.set_result();
     try {
       tg.join();
@@ -213,9 +214,10 @@ TEST_CASE("TaskGroups nest; a failure deep inside surfaces as nested ExceptionGr
   rt.block_on([] {
     std::atomic<bool> inner_sibling_cancelled{false};
     TaskGroup outer;
+    auto other = outer.spawn(forever);  // first: the deep failure may come at once
     outer.spawn([&] {
       TaskGroup inner;
-      inner.spawn([&] {
+      auto sibling = inner.spawn([&] {
         try {
           forever();
         } catch (const CancelledError&) {
@@ -223,13 +225,12 @@ TEST_CASE("TaskGroups nest; a failure deep inside surfaces as nested ExceptionGr
           throw;
         }
       });
-      inner.spawn([] {
-        sleep(1ms);
+      inner.spawn([sibling] {
+        until_suspended(sibling);  // it has started: the failure cancels it where it waits
         throw std::runtime_error("deep");
       });
       inner.join();
     });
-    auto other = outer.spawn(forever);
     try {
       outer.join();
       FAIL("expected ExceptionGroup");
@@ -274,7 +275,6 @@ TEST_CASE("TaskGroup: cancelling a child that owns a group cancels the grandchil
       return k;
     };
     while (waiting() < 4) yield();
-    sleep(2ms);
     mid.cancel();
     outer.join();  // a cancelled child is not a failure
     CHECK(mid.cancelled());
@@ -515,8 +515,7 @@ TEST_CASE("JobScheduler: a full pending list makes spawn wait", "[jobs]") {
         ++spawned;
       }
     });
-    while (spawned < 3) yield();
-    sleep(5ms);
+    until_suspended(spawner);  // it can suspend only in a spawn that waits for room
     CHECK(spawned == 3);  // 1 active + 2 pending: the 4th spawn waits
     CHECK(jobs.pending_count() == 2);
     CHECK_FALSE(spawner.done());
