@@ -543,8 +543,7 @@ TEST_CASE("monitor addresses: a bad one is refused with its text; a live server 
   Options o = test::opts(1);
   o.monitor = "tcp:127.0.0.1:1";
   try {
-    test::Checked harness(o);
-    Runtime& rt = harness.rt;
+    Runtime rt(o);
     FAIL("a tcp: monitor address was accepted");
   } catch (const std::invalid_argument& e) {
     CHECK(contains(e.what(), "tcp:127.0.0.1:1"));
