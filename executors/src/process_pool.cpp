@@ -12,10 +12,14 @@
 //                       u64 length, bytes (the result, or the message).
 //            All over a SOCK_STREAM socketpair; the parent sends with MSG_NOSIGNAL, so a
 //            dead worker is an EPIPE, never a SIGPIPE.
-// Failures:  EOF or an error on the socket, or a response that is not well formed:
-//            the worker is killed (SIGKILL) and reaped, the call fails with
-//            BrokenProcessPool, and the next call starts a new worker. A timeout does
-//            the same with TimeoutError.
+// Failures:  EOF or an error on the socket, the worker's exit (its pidfd, polled with
+//            the socket: a descendant of the worker may hold the socket open), or a
+//            response that is not well formed: the worker is killed (SIGKILL) and
+//            reaped, the call fails with BrokenProcessPool, and the next call starts a
+//            new worker. A timeout does the same with TimeoutError.
+// Worker:    serve_process_worker marks fd 3 close-on-exec and removes the marker from
+//            its environment before any call runs, so programs the called functions
+//            start neither inherit the socket nor take themselves for workers.
 //
 // Shutdown (shutdown(wait)):
 //   1. set `shut` (later calls throw BrokenExecutor), shut the call threads down;
@@ -25,10 +29,12 @@
 //      when it checks it back in.
 #include <spindle/executors/process_pool.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,23 +71,66 @@ constexpr int kWorkerFd = 3;
 
 iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*>(p), n}; }
 
+// Through syscall(2): glibc 2.36's <sys/pidfd.h> lacks the extern "C" for C++. The
+// pidfd is close-on-exec (always, for pidfd_open).
+int open_pidfd(pid_t pid) noexcept {
+#ifdef SYS_pidfd_open
+  return int(::syscall(SYS_pidfd_open, pid, 0u));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+// Waits until fd is ready for `events` (Io::ok; also when it hung up or failed: the
+// send or recv that follows says which), the worker behind it has exited (its pidfd is
+// readable: Io::eof), or the deadline passes (0: none). The exit counts only when fd is
+// not ready: whatever the worker sent before it died is already queued on our end of the
+// socket and is read first. Without it, a dead worker whose socket a descendant still
+// holds (a fork without exec in the called function) would look alive until that
+// descendant exits.
+[[nodiscard]] Io wait_ready(int fd, short events, int pidfd, int64_t deadline_ns) {
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline_ns) {
+      const int64_t left = deadline_ns - monotonic_ns();
+      if (left <= 0) return Io::timeout;
+      timeout_ms = int((left + 999'999) / 1'000'000);
+    }
+    pollfd pf[2] = {{fd, events, 0}, {pidfd, POLLIN, 0}};
+    const int pr = ::poll(pf, pidfd >= 0 ? 2 : 1, timeout_ms);
+    if (pr < 0) {
+      if (errno == EINTR) continue;
+      return Io::error;
+    }
+    if (pf[0].revents) return Io::ok;
+    if (pidfd >= 0 && pf[1].revents) return Io::eof;
+  }
+}
+
 // Sends every byte of the buffers, in order, gathered into as few sendmsg calls as the
 // socket takes: one for a small message, so the peer wakes once per message, not once
-// per field. Blocking socket.
-[[nodiscard]] Io send_all(int fd, std::initializer_list<iovec> bufs) {
+// per field. With a pidfd or a deadline (the pool's side) it never blocks past the
+// worker's exit or the deadline; without (the worker's side) it blocks.
+[[nodiscard]] Io send_all(int fd, int pidfd, int64_t deadline_ns, std::initializer_list<iovec> bufs) {
   iovec iov[4];
   if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 3
   std::size_t cnt = 0;
   for (const iovec& b : bufs)
     if (b.iov_len > 0) iov[cnt++] = b;
+  const bool watch = pidfd >= 0 || deadline_ns != 0;
   std::size_t i = 0;
   while (i < cnt) {
     msghdr m{};
     m.msg_iov = iov + i;
     m.msg_iovlen = cnt - i;
-    const ssize_t r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+    const ssize_t r = ::sendmsg(fd, &m, MSG_NOSIGNAL | (watch ? MSG_DONTWAIT : 0));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (watch && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (const Io io = wait_ready(fd, POLLOUT, pidfd, deadline_ns); io != Io::ok) return io;
+        continue;
+      }
       return Io::error;
     }
     // Skip what went out: whole buffers, then part of the next one.
@@ -95,18 +144,13 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
   return Io::ok;
 }
 
-// Receives exactly n bytes, before deadline_ns (0: none).
-[[nodiscard]] Io recv_all(int fd, void* p, std::size_t n, int64_t deadline_ns) {
+// Receives exactly n bytes, before deadline_ns (0: none) and the exit of the worker
+// behind pidfd (-1: not watched; see wait_ready).
+[[nodiscard]] Io recv_all(int fd, int pidfd, void* p, std::size_t n, int64_t deadline_ns) {
   char* c = static_cast<char*>(p);
   while (n > 0) {
-    if (deadline_ns) {
-      const int64_t left = deadline_ns - monotonic_ns();
-      if (left <= 0) return Io::timeout;
-      pollfd pf{fd, POLLIN, 0};
-      const int pr = ::poll(&pf, 1, int((left + 999'999) / 1'000'000));
-      if (pr < 0 && errno != EINTR) return Io::error;
-      if (pr <= 0) continue;
-    }
+    if (deadline_ns || pidfd >= 0)
+      if (const Io io = wait_ready(fd, POLLIN, pidfd, deadline_ns); io != Io::ok) return io;
     const ssize_t r = ::recv(fd, c, n, 0);
     if (r == 0) return Io::eof;
     if (r < 0) {
@@ -122,12 +166,14 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
 struct ProcWorker {
   pid_t pid = -1;
   int fd = -1;
+  int pidfd = -1;  // -1 if the kernel has no pidfd_open (then only EOF tells a death)
 };
 
 // Kills (if asked), closes and reaps a worker; returns a description of how it ended.
 std::string end_worker(ProcWorker& w, bool kill) {
   if (kill) ::kill(w.pid, SIGKILL);
   ::close(w.fd);
+  if (w.pidfd >= 0) ::close(w.pidfd);
   int status = 0;
   while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -209,7 +255,8 @@ struct ProcessPoolState {
       ::close(sv[0]);
       throw std::system_error(rc, std::generic_category(), "posix_spawn(" + exe + ")");
     }
-    return ProcWorker{pid, sv[0]};
+    // Not reaped yet, so pid cannot have been reused.
+    return ProcWorker{pid, sv[0], open_pidfd(pid)};
   }
 };
 
@@ -222,11 +269,11 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
   char head[12];
   std::memcpy(head, &nlen, 4);
   std::memcpy(head + 4, &plen, 8);
-  Io io = send_all(w.fd, {buf(head, sizeof head), buf(name.data(), name.size()), buf(request.data(), request.size())});
+  Io io = send_all(w.fd, w.pidfd, deadline, {buf(head, sizeof head), buf(name.data(), name.size()), buf(request.data(), request.size())});
   request = std::string();  // 64 MiB payloads: free it while we wait
   uint8_t status = 0;
   std::string body;
-  auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, p, n, deadline); };
+  auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, w.pidfd, p, n, deadline); };
   if (io == Io::ok) io = read_response(recv, status, body);
   if (io != Io::ok) {
     std::string how;
@@ -246,10 +293,16 @@ void serve_process_worker() {
   const char* m = std::getenv(detail::kMarker);
   if (!m) return;
   const int fd = std::atoi(m);
+  // Nothing the called functions start may take either for its own: a program they run
+  // (system(), posix_spawn) neither inherits the pool's socket (which would keep it open
+  // after this worker died, hiding the death from the pool) nor believes it is a worker
+  // (it would serve, or wait for, requests on a socket that is not its).
+  ::unsetenv(detail::kMarker);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   using detail::Io;
   for (;;) {
     std::string name, payload;
-    auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, p, n, 0); };
+    auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, -1, p, n, 0); };
     const Io io = detail::read_request(recv, name, payload);
     if (io == Io::eof && name.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
     if (io != Io::ok) std::_Exit(1);
@@ -275,7 +328,7 @@ void serve_process_worker() {
     payload = std::string();
     const uint64_t len = body.size();
     using detail::buf;
-    if (detail::send_all(fd, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
+    if (detail::send_all(fd, -1, 0, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
   }
 }
 

@@ -10,7 +10,10 @@
 //      In a worker process it never returns: it serves calls, then exits.
 // Workers are started by posix_spawn of /proc/self/exe (fork + exec at once: no
 // fork-after-threads hazard) with SPINDLE_PROCESS_WORKER in the environment; the
-// request socket is the worker's fd 3.
+// request socket is the worker's fd 3. serve_process_worker removes the marker from the
+// environment and makes fd 3 close-on-exec before any call runs, so programs a called
+// function starts neither inherit the socket nor act as workers. A worker's death is
+// seen by its exit, even while a process it forked still holds the socket.
 //
 // Serialisation: Codec<T> encodes trivially copyable types, std::string, std::vector,
 // std::pair and std::tuple of encodable types. Specialise spindle::Codec<T> for others:
