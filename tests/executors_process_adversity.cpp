@@ -72,6 +72,36 @@ int run_self() {
 // Whether the called function sees the worker marker in its environment.
 bool marker_visible() { return std::getenv("SPINDLE_PROCESS_WORKER") != nullptr; }
 
+int add(int a, int b) { return a + b; }
+std::string twice(const std::string& s, int n) {
+  std::string r;
+  for (int i = 0; i < n; ++i) r += s;
+  return r;
+}
+
+// A type whose Codec writes more than it reads back: its bytes never all decode.
+struct Lopsided {
+  int v = 0;
+};
+}  // namespace
+template <>
+struct spindle::Codec<Lopsided> {
+  static void encode(ByteWriter& w, const Lopsided& x) {
+    w.put(&x.v, sizeof x.v);
+    w.put(&x.v, sizeof x.v);
+  }
+  static Lopsided decode(ByteReader& r) {
+    Lopsided x;
+    r.get(&x.v, sizeof x.v);
+    return x;
+  }
+};
+namespace {
+int take_lopsided(Lopsided x) { return x.v; }
+
+SPINDLE_PROCESS_FUNCTION(add);
+SPINDLE_PROCESS_FUNCTION(twice);
+SPINDLE_PROCESS_FUNCTION(take_lopsided);
 SPINDLE_PROCESS_FUNCTION(background_sleep_then_abort);
 SPINDLE_PROCESS_FUNCTION(fork_then_abort);
 SPINDLE_PROCESS_FUNCTION(run_self);
@@ -134,4 +164,46 @@ TEST_CASE("a called function sees no worker marker, and a program it runs is not
   CHECK(rc != 1000);
   CHECK(rc != -1);
   CHECK(pool.processes() == 1);  // the worker survived it
+}
+
+namespace {
+// What a call throws as std::invalid_argument ("" if it did not throw that).
+template <class F>
+std::string invalid_argument_of(F f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("a call whose arguments do not match the function's parameters fails, naming both signatures",
+          "[executors][process][adversity]") {
+  REQUIRE(served);
+  ProcessPool pool({.workers = 1});
+  Runtime rt(test::opts(2));
+  rt.block_on([&] {
+    CHECK(invalid_argument_of([&] { (void)pool.call<int>("add", 1, 2, 3); }) ==
+          "ProcessPool: 'add' takes (int, int), called with (int, int, int)");
+    CHECK(invalid_argument_of([&] { (void)pool.call<int>("add", std::string("abcdefgh")); }) ==
+          "ProcessPool: 'add' takes (int, int), called with (std::string)");
+    CHECK(invalid_argument_of([&] { (void)pool.call<int>("add", 1.5, 2.5); }) ==
+          "ProcessPool: 'add' takes (int, int), called with (double, double)");
+    CHECK(invalid_argument_of([&] { (void)pool.call<int>("add", 1, 2L); }) ==
+          "ProcessPool: 'add' takes (int, int), called with (int, long)");
+    CHECK(invalid_argument_of([&] { (void)pool.call<int>("add"); }) == "ProcessPool: 'add' takes (int, int), called with ()");
+    const char* pointer = "ab";  // trivially copyable: the pointer itself would cross
+    CHECK(invalid_argument_of([&] { (void)pool.call<std::string>("twice", pointer, 2); }) ==
+          "ProcessPool: 'twice' takes (std::string, int), called with (char const*, int)");
+    // Bytes left over after the last argument: a Codec that reads less than it wrote.
+    const std::string lopsided = invalid_argument_of([&] { (void)pool.call<int>("take_lopsided", Lopsided{5}); });
+    CHECK(lopsided.find("the arguments of 'take_lopsided'") != std::string::npos);
+    CHECK(lopsided.find("4 byte(s) left over") != std::string::npos);
+    // None of that hurt the worker: the same one answers well-formed calls.
+    CHECK(pool.call<int>("add", 1, 2) == 3);
+    CHECK(pool.call<std::string>("twice", std::string("ab"), 3) == "ababab");
+    CHECK(pool.processes() == 1);
+  });
 }

@@ -7,9 +7,9 @@
 //            never block (the calling fibre waits on run_in_executor's future).
 // Threads:   ProcessPoolState's fields are guarded by `mu`. A checked-out ProcWorker is
 //            touched only by the thread that holds it.
-// Protocol:  request  = u32 name length, u64 payload length, name, payload;
-//            response = u8 status (0 ok, 1 the function threw, 2 unknown name),
-//                       u64 length, bytes (the result, or the message).
+// Protocol:  process_wire.hpp: a request carries the name, the arguments' type tags
+//            and their bytes; a response a status (ok, threw, unknown name, arguments
+//            that do not match) and the result or the message.
 //            All over a SOCK_STREAM socketpair; the parent sends with MSG_NOSIGNAL, so a
 //            dead worker is an EPIPE, never a SIGPIPE.
 // Failures:  EOF or an error on the socket, the worker's exit (its pidfd, polled with
@@ -39,9 +39,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <iterator>
 #include <mutex>
@@ -61,9 +64,36 @@ namespace detail {
 
 namespace {
 
-std::unordered_map<std::string, ProcessInvoker>& registry() {
-  static std::unordered_map<std::string, ProcessInvoker> r;
+struct Registered {
+  std::string signature;  // the parameters' type tags (signature_of)
+  ProcessInvoker invoke;
+};
+
+std::unordered_map<std::string, Registered>& registry() {
+  static std::unordered_map<std::string, Registered> r;
   return r;
+}
+
+// A signature (type tags, each ended by '\0') as C++: "(int, double)".
+std::string signature_text(const std::string& sig) {
+  std::string out = "(";
+  for (std::size_t at = 0; at < sig.size();) {
+    std::size_t end = sig.find('\0', at);
+    if (end == std::string::npos) end = sig.size();
+    const std::string tag = sig.substr(at, end - at);
+    int rc = -1;
+    char* readable = abi::__cxa_demangle(tag.c_str(), nullptr, nullptr, &rc);
+    std::string name = rc == 0 && readable ? readable : tag;
+    std::free(readable);
+    // The one name every user meets, spelt as they wrote it.
+    for (const char* longname : {"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+                                 "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"})
+      for (std::size_t p; (p = name.find(longname)) != std::string::npos;) name.replace(p, std::strlen(longname), "std::string");
+    if (out.size() > 1) out += ", ";
+    out += name;
+    at = end + 1;
+  }
+  return out + ")";
 }
 
 constexpr const char* kMarker = "SPINDLE_PROCESS_WORKER";
@@ -114,7 +144,7 @@ int open_pidfd(pid_t pid) noexcept {
 // worker's exit or the deadline; without (the worker's side) it blocks.
 [[nodiscard]] Io send_all(int fd, int pidfd, int64_t deadline_ns, std::initializer_list<iovec> bufs) {
   iovec iov[4];
-  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 3
+  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 4
   std::size_t cnt = 0;
   for (const iovec& b : bufs)
     if (b.iov_len > 0) iov[cnt++] = b;
@@ -185,9 +215,9 @@ std::string end_worker(ProcWorker& w, bool kill) {
 
 }  // namespace
 
-void register_process_invoker(std::string name, ProcessInvoker inv) {
+void register_process_invoker(std::string name, std::string signature, ProcessInvoker inv) {
   if (name.empty()) throw std::invalid_argument("register_process_function: empty name");
-  if (!registry().emplace(name, std::move(inv)).second)
+  if (!registry().emplace(name, Registered{std::move(signature), std::move(inv)}).second)
     throw std::invalid_argument("register_process_function: '" + name + "' is already registered");
 }
 
@@ -261,15 +291,19 @@ struct ProcessPoolState {
 };
 
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
-                                   std::string request) {
+                                   std::string signature, std::string request) {
   ProcWorker w = st->checkout();
   const int64_t deadline = st->opts.timeout.count() > 0 ? monotonic_ns() + st->opts.timeout.count() * 1'000'000 : 0;
   const uint32_t nlen = uint32_t(name.size());
+  const uint32_t slen = uint32_t(signature.size());
   const uint64_t plen = request.size();
-  char head[12];
+  char head[16];
   std::memcpy(head, &nlen, 4);
-  std::memcpy(head + 4, &plen, 8);
-  Io io = send_all(w.fd, w.pidfd, deadline, {buf(head, sizeof head), buf(name.data(), name.size()), buf(request.data(), request.size())});
+  std::memcpy(head + 4, &slen, 4);
+  std::memcpy(head + 8, &plen, 8);
+  Io io = send_all(w.fd, w.pidfd, deadline,
+                   {buf(head, sizeof head), buf(name.data(), name.size()), buf(signature.data(), signature.size()),
+                    buf(request.data(), request.size())});
   request = std::string();  // 64 MiB payloads: free it while we wait
   uint8_t status = 0;
   std::string body;
@@ -284,6 +318,7 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
   st->checkin(w);
   if (status == 1) throw ProcessError(name + ": " + body);
   if (status == 2) throw std::invalid_argument("ProcessPool: no function is registered as '" + name + "'");
+  if (status == 3) throw std::invalid_argument("ProcessPool: " + body);
   return body;
 }
 
@@ -301,22 +336,29 @@ void serve_process_worker() {
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   using detail::Io;
   for (;;) {
-    std::string name, payload;
+    std::string name, signature, payload;
     auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, -1, p, n, 0); };
-    const Io io = detail::read_request(recv, name, payload);
-    if (io == Io::eof && name.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
+    const Io io = detail::read_request(recv, name, signature, payload);
+    if (io == Io::eof && name.empty() && signature.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
     if (io != Io::ok) std::_Exit(1);
     uint8_t status = 0;
     std::string body;
     const auto it = detail::registry().find(name);
     if (it == detail::registry().end()) {
       status = 2;
+    } else if (signature != it->second.signature) {
+      status = 3;
+      body = "'" + name + "' takes " + detail::signature_text(it->second.signature) + ", called with " +
+             detail::signature_text(signature);
     } else {
       try {
         ByteReader in(payload.data(), payload.size());
         ByteWriter out;
-        it->second(in, out);
+        it->second.invoke(in, out);
         body = std::move(out.bytes());
+      } catch (const detail::BadArguments& e) {
+        status = 3;
+        body = "the arguments of '" + name + "' " + detail::signature_text(signature) + " do not decode: " + e.what();
       } catch (const std::exception& e) {
         status = 1;
         body = e.what();
