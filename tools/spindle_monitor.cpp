@@ -7,7 +7,8 @@
 //                                            (status 1 if the answer is an error)
 //
 // PATH may start with '@' for a socket in Linux's abstract namespace. Exit status 2: bad
-// arguments or no connection.
+// arguments or no connection (including a console that closes without a greeting: it
+// serves only the user its process runs as, and root).
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -74,10 +75,15 @@ bool read_answer(int fd, std::string& pending, std::string& answer) {
   }
 }
 
+// A console closes a connection from another user (not root) without a word.
+const char* const kNoGreeting =
+    "spindle-monitor: the console closed the connection without a greeting (it serves only the "
+    "user its process runs as, and root)\n";
+
 int one_command(int fd, const std::string& cmd) {
   std::string pending, answer;
   if (!read_answer(fd, pending, answer)) {  // the greeting
-    std::fprintf(stderr, "spindle-monitor: the console closed the connection\n");
+    std::fprintf(stderr, "%s", kNoGreeting);
     return 2;
   }
   const std::string line = cmd + "\n";
@@ -92,6 +98,7 @@ int one_command(int fd, const std::string& cmd) {
 int relay(int fd) {
   pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {fd, POLLIN, 0}};
   bool stdin_open = true;
+  bool heard = false;  // anything from the console yet
   for (;;) {
     fds[0].fd = stdin_open ? STDIN_FILENO : -1;  // poll ignores a negative fd
     if (::poll(fds, 2, -1) < 0) {
@@ -102,7 +109,12 @@ int relay(int fd) {
     if (fds[1].revents) {
       const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return 0;  // the console closed: done
+      if (n <= 0) {  // the console closed: done
+        if (heard) return 0;
+        std::fprintf(stderr, "%s", kNoGreeting);
+        return 2;
+      }
+      heard = true;
       if (!write_all(STDOUT_FILENO, buf, std::size_t(n))) return 2;
     }
     if (stdin_open && fds[0].revents) {

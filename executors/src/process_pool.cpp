@@ -7,15 +7,19 @@
 //            never block (the calling fibre waits on run_in_executor's future).
 // Threads:   ProcessPoolState's fields are guarded by `mu`. A checked-out ProcWorker is
 //            touched only by the thread that holds it.
-// Protocol:  request  = u32 name length, u64 payload length, name, payload;
-//            response = u8 status (0 ok, 1 the function threw, 2 unknown name),
-//                       u64 length, bytes (the result, or the message).
+// Protocol:  process_wire.hpp: a request carries the name, the arguments' type tags
+//            and their bytes; a response a status (ok, threw, unknown name, arguments
+//            that do not match) and the result or the message.
 //            All over a SOCK_STREAM socketpair; the parent sends with MSG_NOSIGNAL, so a
 //            dead worker is an EPIPE, never a SIGPIPE.
-// Failures:  EOF or an error on the socket, or a response that is not well formed:
-//            the worker is killed (SIGKILL) and reaped, the call fails with
-//            BrokenProcessPool, and the next call starts a new worker. A timeout does
-//            the same with TimeoutError.
+// Failures:  EOF or an error on the socket, the worker's exit (its pidfd, polled with
+//            the socket: a descendant of the worker may hold the socket open), or a
+//            response that is not well formed: the worker is killed (SIGKILL) and
+//            reaped, the call fails with BrokenProcessPool, and the next call starts a
+//            new worker. A timeout does the same with TimeoutError.
+// Worker:    serve_process_worker marks fd 3 close-on-exec and removes the marker from
+//            its environment before any call runs, so programs the called functions
+//            start neither inherit the socket nor take themselves for workers.
 //
 // Shutdown (shutdown(wait)):
 //   1. set `shut` (later calls throw BrokenExecutor), shut the call threads down;
@@ -25,17 +29,22 @@
 //      when it checks it back in.
 #include <spindle/executors/process_pool.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <iterator>
 #include <mutex>
@@ -55,9 +64,36 @@ namespace detail {
 
 namespace {
 
-std::unordered_map<std::string, ProcessInvoker>& registry() {
-  static std::unordered_map<std::string, ProcessInvoker> r;
+struct Registered {
+  std::string signature;  // the parameters' type tags (signature_of)
+  ProcessInvoker invoke;
+};
+
+std::unordered_map<std::string, Registered>& registry() {
+  static std::unordered_map<std::string, Registered> r;
   return r;
+}
+
+// A signature (type tags, each ended by '\0') as C++: "(int, double)".
+std::string signature_text(const std::string& sig) {
+  std::string out = "(";
+  for (std::size_t at = 0; at < sig.size();) {
+    std::size_t end = sig.find('\0', at);
+    if (end == std::string::npos) end = sig.size();
+    const std::string tag = sig.substr(at, end - at);
+    int rc = -1;
+    char* readable = abi::__cxa_demangle(tag.c_str(), nullptr, nullptr, &rc);
+    std::string name = rc == 0 && readable ? readable : tag;
+    std::free(readable);
+    // The one name every user meets, spelt as they wrote it.
+    for (const char* longname : {"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
+                                 "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"})
+      for (std::size_t p; (p = name.find(longname)) != std::string::npos;) name.replace(p, std::strlen(longname), "std::string");
+    if (out.size() > 1) out += ", ";
+    out += name;
+    at = end + 1;
+  }
+  return out + ")";
 }
 
 constexpr const char* kMarker = "SPINDLE_PROCESS_WORKER";
@@ -65,23 +101,66 @@ constexpr int kWorkerFd = 3;
 
 iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*>(p), n}; }
 
+// Through syscall(2): glibc 2.36's <sys/pidfd.h> lacks the extern "C" for C++. The
+// pidfd is close-on-exec (always, for pidfd_open).
+int open_pidfd(pid_t pid) noexcept {
+#ifdef SYS_pidfd_open
+  return int(::syscall(SYS_pidfd_open, pid, 0u));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+// Waits until fd is ready for `events` (Io::ok; also when it hung up or failed: the
+// send or recv that follows says which), the worker behind it has exited (its pidfd is
+// readable: Io::eof), or the deadline passes (0: none). The exit counts only when fd is
+// not ready: whatever the worker sent before it died is already queued on our end of the
+// socket and is read first. Without it, a dead worker whose socket a descendant still
+// holds (a fork without exec in the called function) would look alive until that
+// descendant exits.
+[[nodiscard]] Io wait_ready(int fd, short events, int pidfd, int64_t deadline_ns) {
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline_ns) {
+      const int64_t left = deadline_ns - monotonic_ns();
+      if (left <= 0) return Io::timeout;
+      timeout_ms = poll_ms(left);
+    }
+    pollfd pf[2] = {{fd, events, 0}, {pidfd, POLLIN, 0}};
+    const int pr = ::poll(pf, pidfd >= 0 ? 2 : 1, timeout_ms);
+    if (pr < 0) {
+      if (errno == EINTR) continue;
+      return Io::error;
+    }
+    if (pf[0].revents) return Io::ok;
+    if (pidfd >= 0 && pf[1].revents) return Io::eof;
+  }
+}
+
 // Sends every byte of the buffers, in order, gathered into as few sendmsg calls as the
 // socket takes: one for a small message, so the peer wakes once per message, not once
-// per field. Blocking socket.
-[[nodiscard]] Io send_all(int fd, std::initializer_list<iovec> bufs) {
+// per field. With a pidfd or a deadline (the pool's side) it never blocks past the
+// worker's exit or the deadline; without (the worker's side) it blocks.
+[[nodiscard]] Io send_all(int fd, int pidfd, int64_t deadline_ns, std::initializer_list<iovec> bufs) {
   iovec iov[4];
-  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 3
+  if (bufs.size() > std::size(iov)) return Io::error;  // callers pass at most 4
   std::size_t cnt = 0;
   for (const iovec& b : bufs)
     if (b.iov_len > 0) iov[cnt++] = b;
+  const bool watch = pidfd >= 0 || deadline_ns != 0;
   std::size_t i = 0;
   while (i < cnt) {
     msghdr m{};
     m.msg_iov = iov + i;
     m.msg_iovlen = cnt - i;
-    const ssize_t r = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+    const ssize_t r = ::sendmsg(fd, &m, MSG_NOSIGNAL | (watch ? MSG_DONTWAIT : 0));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (watch && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (const Io io = wait_ready(fd, POLLOUT, pidfd, deadline_ns); io != Io::ok) return io;
+        continue;
+      }
       return Io::error;
     }
     // Skip what went out: whole buffers, then part of the next one.
@@ -95,18 +174,13 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
   return Io::ok;
 }
 
-// Receives exactly n bytes, before deadline_ns (0: none).
-[[nodiscard]] Io recv_all(int fd, void* p, std::size_t n, int64_t deadline_ns) {
+// Receives exactly n bytes, before deadline_ns (0: none) and the exit of the worker
+// behind pidfd (-1: not watched; see wait_ready).
+[[nodiscard]] Io recv_all(int fd, int pidfd, void* p, std::size_t n, int64_t deadline_ns) {
   char* c = static_cast<char*>(p);
   while (n > 0) {
-    if (deadline_ns) {
-      const int64_t left = deadline_ns - monotonic_ns();
-      if (left <= 0) return Io::timeout;
-      pollfd pf{fd, POLLIN, 0};
-      const int pr = ::poll(&pf, 1, poll_ms(left));
-      if (pr < 0 && errno != EINTR) return Io::error;
-      if (pr <= 0) continue;
-    }
+    if (deadline_ns || pidfd >= 0)
+      if (const Io io = wait_ready(fd, POLLIN, pidfd, deadline_ns); io != Io::ok) return io;
     const ssize_t r = ::recv(fd, c, n, 0);
     if (r == 0) return Io::eof;
     if (r < 0) {
@@ -122,12 +196,14 @@ iovec buf(const void* p, std::size_t n) noexcept { return iovec{const_cast<void*
 struct ProcWorker {
   pid_t pid = -1;
   int fd = -1;
+  int pidfd = -1;  // -1 if the kernel has no pidfd_open (then only EOF tells a death)
 };
 
 // Kills (if asked), closes and reaps a worker; returns a description of how it ended.
 std::string end_worker(ProcWorker& w, bool kill) {
   if (kill) ::kill(w.pid, SIGKILL);
   ::close(w.fd);
+  if (w.pidfd >= 0) ::close(w.pidfd);
   int status = 0;
   while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
   }
@@ -139,9 +215,9 @@ std::string end_worker(ProcWorker& w, bool kill) {
 
 }  // namespace
 
-void register_process_invoker(std::string name, ProcessInvoker inv) {
+void register_process_invoker(std::string name, std::string signature, ProcessInvoker inv) {
   if (name.empty()) throw std::invalid_argument("register_process_function: empty name");
-  if (!registry().emplace(name, std::move(inv)).second)
+  if (!registry().emplace(name, Registered{std::move(signature), std::move(inv)}).second)
     throw std::invalid_argument("register_process_function: '" + name + "' is already registered");
 }
 
@@ -209,24 +285,29 @@ struct ProcessPoolState {
       ::close(sv[0]);
       throw std::system_error(rc, std::generic_category(), "posix_spawn(" + exe + ")");
     }
-    return ProcWorker{pid, sv[0]};
+    // Not reaped yet, so pid cannot have been reused.
+    return ProcWorker{pid, sv[0], open_pidfd(pid)};
   }
 };
 
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
-                                   std::string request) {
+                                   std::string signature, std::string request) {
   ProcWorker w = st->checkout();
   const int64_t deadline = deadline_unless_zero(saturating_ns(st->opts.timeout));
   const uint32_t nlen = uint32_t(name.size());
+  const uint32_t slen = uint32_t(signature.size());
   const uint64_t plen = request.size();
-  char head[12];
+  char head[16];
   std::memcpy(head, &nlen, 4);
-  std::memcpy(head + 4, &plen, 8);
-  Io io = send_all(w.fd, {buf(head, sizeof head), buf(name.data(), name.size()), buf(request.data(), request.size())});
+  std::memcpy(head + 4, &slen, 4);
+  std::memcpy(head + 8, &plen, 8);
+  Io io = send_all(w.fd, w.pidfd, deadline,
+                   {buf(head, sizeof head), buf(name.data(), name.size()), buf(signature.data(), signature.size()),
+                    buf(request.data(), request.size())});
   request = std::string();  // 64 MiB payloads: free it while we wait
   uint8_t status = 0;
   std::string body;
-  auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, p, n, deadline); };
+  auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, w.pidfd, p, n, deadline); };
   if (io == Io::ok) io = read_response(recv, status, body);
   if (io != Io::ok) {
     std::string how;
@@ -237,6 +318,7 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
   st->checkin(w);
   if (status == 1) throw ProcessError(name + ": " + body);
   if (status == 2) throw std::invalid_argument("ProcessPool: no function is registered as '" + name + "'");
+  if (status == 3) throw std::invalid_argument("ProcessPool: " + body);
   return body;
 }
 
@@ -246,24 +328,37 @@ void serve_process_worker() {
   const char* m = std::getenv(detail::kMarker);
   if (!m) return;
   const int fd = std::atoi(m);
+  // Nothing the called functions start may take either for its own: a program they run
+  // (system(), posix_spawn) neither inherits the pool's socket (which would keep it open
+  // after this worker died, hiding the death from the pool) nor believes it is a worker
+  // (it would serve, or wait for, requests on a socket that is not its).
+  ::unsetenv(detail::kMarker);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   using detail::Io;
   for (;;) {
-    std::string name, payload;
-    auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, p, n, 0); };
-    const Io io = detail::read_request(recv, name, payload);
-    if (io == Io::eof && name.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
+    std::string name, signature, payload;
+    auto recv = [&](void* p, std::size_t n) { return detail::recv_all(fd, -1, p, n, 0); };
+    const Io io = detail::read_request(recv, name, signature, payload);
+    if (io == Io::eof && name.empty() && signature.empty() && payload.empty()) std::_Exit(0);  // the pool closed us
     if (io != Io::ok) std::_Exit(1);
     uint8_t status = 0;
     std::string body;
     const auto it = detail::registry().find(name);
     if (it == detail::registry().end()) {
       status = 2;
+    } else if (signature != it->second.signature) {
+      status = 3;
+      body = "'" + name + "' takes " + detail::signature_text(it->second.signature) + ", called with " +
+             detail::signature_text(signature);
     } else {
       try {
         ByteReader in(payload.data(), payload.size());
         ByteWriter out;
-        it->second(in, out);
+        it->second.invoke(in, out);
         body = std::move(out.bytes());
+      } catch (const detail::BadArguments& e) {
+        status = 3;
+        body = "the arguments of '" + name + "' " + detail::signature_text(signature) + " do not decode: " + e.what();
       } catch (const std::exception& e) {
         status = 1;
         body = e.what();
@@ -275,7 +370,7 @@ void serve_process_worker() {
     payload = std::string();
     const uint64_t len = body.size();
     using detail::buf;
-    if (detail::send_all(fd, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
+    if (detail::send_all(fd, -1, 0, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
   }
 }
 

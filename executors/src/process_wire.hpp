@@ -1,8 +1,14 @@
 // The process pool's wire format, decoded apart from the sockets that carry it, so that
 // it can be tested alone (tests/fuzz/process_wire.cpp feeds it arbitrary bytes).
 //
-//   request  = u32 name length, u64 payload length, name, payload
-//   response = u8 status (0 ok, 1 the function threw, 2 unknown name), u64 length, bytes
+//   request  = u32 name length, u32 signature length, u64 payload length,
+//              name, signature, payload
+//   response = u8 status (0 ok, 1 the function threw, 2 unknown name, 3 the arguments
+//              do not match the function's parameters), u64 length, bytes
+//
+// The signature is the arguments' type tags, each ended by '\0' (signature_of in
+// <spindle/executors/process_pool.hpp>): the worker checks the count and types of the
+// arguments against the function's before it decodes the payload.
 //
 // Integers are in the host's byte order: both ends are the same program on one machine.
 // The decoders read through `recv(void* p, std::size_t n) -> Io`, which receives exactly
@@ -37,27 +43,31 @@ template <class Recv>
   return Io::ok;
 }
 
-/// Reads one request; Io::ok with name and payload set, else why not.
+/// Reads one request; Io::ok with name, signature and payload set, else why not.
 template <class Recv>
-[[nodiscard]] Io read_request(Recv& recv, std::string& name, std::string& payload) {
-  char head[12];
+[[nodiscard]] Io read_request(Recv& recv, std::string& name, std::string& signature, std::string& payload) {
+  char head[16];
   if (const Io io = recv(head, sizeof head); io != Io::ok) return io;
-  uint32_t nlen;
+  uint32_t nlen, slen;
   uint64_t plen;
   std::memcpy(&nlen, head, 4);
-  std::memcpy(&plen, head + 4, 8);
+  std::memcpy(&slen, head + 4, 4);
+  std::memcpy(&plen, head + 8, 8);
   if (const Io io = recv_field(recv, name, nlen); io != Io::ok) return io;
+  if (const Io io = recv_field(recv, signature, slen); io != Io::ok) return io;
   return recv_field(recv, payload, plen);
 }
 
-/// Reads one response; Io::ok with status (0, 1 or 2) and body set, Io::error for an
-/// unknown status, else why not.
+constexpr uint8_t kMaxStatus = 3;
+
+/// Reads one response; Io::ok with status (0 to kMaxStatus) and body set, Io::error for
+/// an unknown status, else why not.
 template <class Recv>
 [[nodiscard]] Io read_response(Recv& recv, uint8_t& status, std::string& body) {
   if (const Io io = recv(&status, 1); io != Io::ok) return io;
   uint64_t len;
   if (const Io io = recv(&len, 8); io != Io::ok) return io;
-  if (status > 2) return Io::error;
+  if (status > kMaxStatus) return Io::error;
   return recv_field(recv, body, len);
 }
 

@@ -161,7 +161,9 @@ void suspend_current(std::source_location where) noexcept {
     TaskFrame* nf = next->frame;
     next->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING: as in run_task
     w->switch_prev = t;
+    w->step_ended(t);
     w->current.store(next, std::memory_order_relaxed);
+    w->step_began();
     w->handoff_back = std::move(f->back);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)

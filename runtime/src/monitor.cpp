@@ -26,8 +26,6 @@ namespace spindle::detail {
 
 namespace {
 
-constexpr int kWriteTimeoutMs = 2000;
-
 [[noreturn]] void fail(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
 
 sockaddr_un make_address(const std::string& path, socklen_t& len) {
@@ -64,20 +62,30 @@ void clear_stale(const std::string& path) {
   ::unlink(path.c_str());
 }
 
-bool send_all(int fd, const std::string& s) noexcept {
-  std::size_t off = 0;
+// Sends what it can of s from off without blocking (the connection is non-blocking);
+// advances off. False if the connection is gone.
+bool send_some(int fd, const std::string& s, std::size_t& off) noexcept {
   while (off < s.size()) {
     // MSG_NOSIGNAL: a client that went away is EPIPE here, not a SIGPIPE for the program.
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       off += std::size_t(n);
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else {
-      return false;  // gone, or stuck longer than SO_SNDTIMEO
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);  // full: later; else gone
     }
   }
   return true;
+}
+
+// Whether the peer of a connection may use the console: the same effective uid as this
+// process, or root. The credentials are the peer's at connect(), kept by the kernel.
+bool peer_allowed(int fd, uid_t owner) noexcept {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) return false;
+  return cred.uid == owner || cred.uid == 0;
 }
 
 const char* const kHelp =
@@ -102,7 +110,7 @@ bool parse_id(const std::string& s, uint64_t& id) {
 
 }  // namespace
 
-MonitorServer::MonitorServer(RuntimeImpl* rt, const std::string& address) : rt_(rt) {
+MonitorServer::MonitorServer(RuntimeImpl* rt, const std::string& address) : rt_(rt), owner_(::geteuid()) {
   if (address.rfind("unix:", 0) != 0)
     throw std::invalid_argument("Options::monitor: '" + address + "' is not a monitor address (expected \"unix:PATH\")");
   const std::string path = address.substr(5);
@@ -233,67 +241,88 @@ std::string MonitorServer::answer(const std::string& line, bool& quit) {
   return s + "\n";
 }
 
+bool MonitorServer::pump(Client& c) {
+  for (;;) {
+    if (c.sent < c.out.size()) {
+      if (!send_some(c.fd, c.out, c.sent)) return false;
+      if (c.sent < c.out.size()) return true;  // full: the rest when poll says POLLOUT
+    }
+    c.out.clear();
+    c.sent = 0;
+    if (c.closing) return false;
+    const std::size_t nl = c.in.find('\n');
+    if (nl == std::string::npos) {
+      if (c.in.size() > kMaxLine) {
+        c.in.clear();
+        c.out = "error: line longer than " + std::to_string(kMaxLine) + " bytes\n\n";
+        continue;
+      }
+      return true;  // wait for more input
+    }
+    std::string line = c.in.substr(0, nl);
+    c.in.erase(0, nl + 1);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank: nothing to answer
+    c.out = answer(line, c.closing);
+  }
+}
+
+void MonitorServer::accept_one(std::vector<Client>& clients) {
+  const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return;
+  // Checked first, so that a stranger learns nothing, not even that the console is full.
+  if (!peer_allowed(fd, owner_)) {
+    ::close(fd);
+    return;
+  }
+  if (clients.size() >= std::size_t(kMaxClients)) {
+    std::size_t off = 0;
+    send_some(fd, "error: too many monitor connections\n\n", off);  // best effort
+    ::close(fd);
+    return;
+  }
+  try {
+    clients.push_back(Client{fd, {}, {}, 0, false});
+  } catch (...) {
+    ::close(fd);
+    return;
+  }
+  Client& c = clients.back();
+  c.out = "spindle monitor: " + std::to_string(rt_->workers.size()) + " loop(s), " +
+          std::to_string(rt_->live_tasks()) + " live task(s); type help\n\n";
+  if (!pump(c)) {
+    ::close(fd);
+    clients.pop_back();
+  }
+}
+
 bool MonitorServer::serve_once(std::vector<Client>& clients) {
-  auto drop = [&](std::size_t i) {
-    ::close(clients[i].fd);
-    clients.erase(clients.begin() + std::ptrdiff_t(i));
-  };
   std::vector<pollfd> fds;
   fds.push_back({wake_fd_, POLLIN, 0});
   fds.push_back({listen_fd_, POLLIN, 0});
-  for (auto& c : clients) fds.push_back({c.fd, POLLIN, 0});
+  // A connection with an answer still to send is polled for room to send it only: its
+  // further commands are not read until then (see monitor.hpp, slow clients).
+  for (auto& c : clients) fds.push_back({c.fd, short(c.out.empty() ? POLLIN : POLLOUT), 0});
   if (::poll(fds.data(), fds.size(), -1) < 0) return errno != EINTR && errno != ENOMEM;  // else: poll again
   if (fds[0].revents) return true;  // stop()
-  // Clients first (their indices match fds[2..]), then new connections.
+  // Clients first (their indices match fds[2..]), then a new connection.
   for (std::size_t i = clients.size(); i-- > 0;) {
     if (!fds[2 + i].revents) continue;
-    char buf[4096];
-    const ssize_t n = ::recv(clients[i].fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      if (n < 0 && errno == EINTR) continue;
-      drop(i);
-      continue;
-    }
     Client& c = clients[i];
-    c.in.append(buf, std::size_t(n));
     bool keep = true;
-    for (std::size_t nl; keep && (nl = c.in.find('\n')) != std::string::npos;) {
-      std::string line = c.in.substr(0, nl);
-      c.in.erase(0, nl + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank: nothing to answer
-      bool quit = false;
-      keep = send_all(c.fd, answer(line, quit)) && !quit;
+    if (c.out.empty()) {
+      char buf[4096];
+      const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n > 0) c.in.append(buf, std::size_t(n));
+      else keep = n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK);
     }
-    if (keep && c.in.size() > kMaxLine) {
-      c.in.clear();
-      keep = send_all(c.fd, "error: line longer than " + std::to_string(kMaxLine) + " bytes\n\n");
-    }
-    if (!keep) drop(i);
-  }
-  if (fds[1].revents & POLLIN) {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) {
-      timeval tv{kWriteTimeoutMs / 1000, (kWriteTimeoutMs % 1000) * 1000};
-      ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-      if (clients.size() >= std::size_t(kMaxClients)) {
-        send_all(fd, "error: too many monitor connections\n\n");
-        ::close(fd);
-      } else {
-        std::string hello = "spindle monitor: " + std::to_string(rt_->workers.size()) + " loop(s), " +
-                            std::to_string(rt_->live_tasks()) + " live task(s); type help\n\n";
-        if (send_all(fd, hello)) {
-          try {
-            clients.push_back(Client{fd, {}});
-          } catch (...) {
-            ::close(fd);
-          }
-        } else {
-          ::close(fd);
-        }
-      }
+    if (keep) keep = pump(c);
+    if (!keep) {
+      ::close(c.fd);
+      clients.erase(clients.begin() + std::ptrdiff_t(i));
     }
   }
+  if (fds[1].revents & POLLIN) accept_one(clients);
   return false;
 }
 

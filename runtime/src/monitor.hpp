@@ -14,8 +14,19 @@
 // Lifetime: the socket is bound (and a stale socket file at PATH replaced) when the
 // runtime starts, so a bad address throws from the Runtime constructor; it is served
 // from then until the end of Runtime::shutdown, when the socket file is removed (if it is
-// still the one we made). At most kMaxClients connections at once; a connection idle in
-// a write for kWriteTimeout is dropped.
+// still the one we made). At most kMaxClients connections at once.
+//
+// Who may connect: the console lists every task and cancels any, so each accepted
+// connection's peer credentials (SO_PEERCRED, taken by the kernel at connect) are
+// checked: only the process's effective uid, or root, is served; anyone else is closed
+// without a word. The file mode (0600) alone would not do: an abstract socket has none.
+//
+// Slow clients: every connection is non-blocking and has an output buffer of its own.
+// While a connection's answer is not all sent, the console reads no more of its
+// commands (they wait in the kernel's socket buffer, and then the client's sends block):
+// a client that sends and never reads holds at most one answer here and stalls only
+// itself, never the other connections. It keeps its slot until it reads or closes, as
+// an idle connection does.
 #pragma once
 
 #include <sys/types.h>
@@ -52,11 +63,18 @@ class MonitorServer {
  private:
   struct Client {
     int fd;
-    std::string in;  // received, not yet a whole line
+    std::string in;         // received, not yet answered (at most one partial line once
+                            // the output below is empty)
+    std::string out;        // the answer being sent
+    std::size_t sent = 0;   // how much of out has gone
+    bool closing = false;   // quit: close once out has gone
   };
   void serve() noexcept;
   bool serve_once(std::vector<Client>& clients);  // one poll round; true: stop
+  void accept_one(std::vector<Client>& clients);
+  bool pump(Client& c);  // answers c's whole lines, one at a time; false: drop c
   RuntimeImpl* rt_;
+  uid_t owner_ = 0;   // the effective uid the console serves (besides root)
   std::string path_;  // "" for an abstract socket: no file to remove
   dev_t dev_ = 0;     // the socket file we made
   ino_t ino_ = 0;

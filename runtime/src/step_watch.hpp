@@ -3,12 +3,13 @@
 // longer than slow_step without reaching a suspension point is reported (Report::Kind::
 // slow_step) with its name, its loop and the place it last resumed from, once per step.
 //
-// How: a watchdog thread samples each loop's (current task, tick) pair every quarter of
-// slow_step. Every step starts with a next_task() call that advances the loop's tick, so
-// the same task under the same tick means the same step; once it has been seen for
-// slow_step the step is reported. The step ran at least that long (it was seen that
-// long), so nothing is reported early; the hot path pays nothing for it. Meanwhile the
-// other loops steal the blocked loop's queued tasks as they always do.
+// How: each loop stamps every step's start (Worker::step_began) and checks its length at
+// its end (Worker::step_ended); a watchdog thread samples each loop's (current task, step
+// start) every quarter of slow_step and reports a step still running after slow_step from
+// its start. A step that ends between two samples is reported by its loop. Both claim a
+// step through Worker::step_reported, so each is reported once, and never one shorter
+// than slow_step. Meanwhile the other loops steal the blocked loop's queued tasks as
+// they always do.
 //
 // Threads: the watchdog reads the workers' atomics (relaxed: a sample that is a little
 // stale only delays a report by one period) and takes task references through the

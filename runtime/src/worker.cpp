@@ -19,7 +19,8 @@
 namespace spindle::detail {
 
 Worker::Worker(RuntimeImpl* r, unsigned i)
-    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle), gctok_(r->global), sctok_(r->spill) {}
+    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle),
+      slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0), gctok_(r->global), sctok_(r->spill) {}
 
 Worker::~Worker() { drop_timers(); }  // nothing left after a shutdown; this covers a failed start
 
@@ -376,6 +377,7 @@ void Worker::start_fibre(TaskHeader* t) {
     if constexpr (kMetrics) sample_stacks();  // the fibre count's peak, sampled while busy too
   }
   current.store(t, std::memory_order_relaxed);
+  step_began();
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.usable());
 #endif
@@ -409,6 +411,7 @@ void Worker::run_task(TaskHeader* t) {
   // waker's CAS on a QUEUED task (see wake_task), so the fibre sees its signal.
   t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
   current.store(t, std::memory_order_relaxed);
+  step_began();
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.usable());
 #endif
@@ -421,6 +424,7 @@ void Worker::switched_back(boost::context::fiber&& f) {
   // Fibres may have switched among themselves (suspend_current's direct switch): the
   // one that came back is `current`, not necessarily the one we resumed.
   TaskHeader* t = current.load(std::memory_order_relaxed);
+  step_ended(t);  // t is still referenced here (an ended task is unref'd below)
   current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).

@@ -85,6 +85,22 @@ struct Worker {
   std::atomic<bool> parked{false};
   uint32_t rng;
   const bool shuffle;             // Options::shuffle (debug): see shuffle_ready()
+  // Debug mode's slow steps (step_watch.hpp): slow_step in ns, 0 when debug is off (then
+  // the switch paths pay one predictable branch). step_start: when the running step
+  // began, written by the owner at each resume (relaxed: the watchdog only samples it;
+  // see StepWatch::run for why a stale pairing with `current` cannot report early).
+  // step_reported: the start of the last step reported, claimed by exchange so that the
+  // watchdog and the loop (at the step's end) report each step once between them.
+  const int64_t slow_step_ns;
+  std::atomic<int64_t> step_start{0};
+  std::atomic<int64_t> step_reported{0};
+  void step_began() noexcept {
+    if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  }
+  void step_ended(TaskHeader* t) noexcept {
+    if (slow_step_ns) step_ended_slow(t);
+  }
+  void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
 
   // Counters: written only by this worker (single writer, relaxed), read by anyone.
   std::atomic<uint64_t> ended{0};

@@ -3,7 +3,8 @@
 //
 // Input: one byte choosing what to read, then the bytes a peer sent. The decoders read
 // them through a recv that fails with Io::eof at the end of the input, as recv_all does
-// at a socket's EOF. Checked: a decoder never reads past what it was given nor takes
+// at a socket's EOF. A request frame is (u32 name length, u32 signature length, u64
+// payload length, name, signature, payload). Checked: a decoder never reads past what it was given nor takes
 // more memory than the bytes it received can justify (libFuzzer's -malloc_limit_mb and
 // ASan catch a length field believed blindly); a frame decoded whole encodes back to
 // exactly the bytes it was read from; an unknown response status is Io::error; a Codec
@@ -50,16 +51,18 @@ void requests(std::string_view data) {
   InputRecv recv{data};
   for (;;) {
     const std::size_t from = recv.at;
-    std::string name, payload;
-    const Io io = spindle::detail::read_request(recv, name, payload);
+    std::string name, signature, payload;
+    const Io io = spindle::detail::read_request(recv, name, signature, payload);
     if (io != Io::ok) {
       FUZZ_CHECK(io == Io::eof && recv.at == data.size());
       return;
     }
     std::string frame;
     put(frame, uint32_t(name.size()));
+    put(frame, uint32_t(signature.size()));
     put(frame, uint64_t(payload.size()));
     frame += name;
+    frame += signature;
     frame += payload;
     FUZZ_CHECK(frame == data.substr(from, recv.at - from));
   }
@@ -73,14 +76,14 @@ void responses(std::string_view data) {
     std::string body;
     const Io io = spindle::detail::read_response(recv, status, body);
     if (io == Io::error) {
-      FUZZ_CHECK(status > 2);
+      FUZZ_CHECK(status > spindle::detail::kMaxStatus);
       return;
     }
     if (io != Io::ok) {
       FUZZ_CHECK(io == Io::eof && recv.at == data.size());
       return;
     }
-    FUZZ_CHECK(status <= 2);
+    FUZZ_CHECK(status <= spindle::detail::kMaxStatus);
     std::string frame;
     put(frame, status);
     put(frame, uint64_t(body.size()));

@@ -20,6 +20,10 @@
 // a line-based console on that Unix socket (commands: ps, where ID, cancel ID, stats,
 // help); tools/spindle_monitor.cpp is a client (`spindle-monitor /path/to/socket`).
 // It runs on a thread of its own, so it answers even when every loop is stuck.
+// "unix:@name" puts the socket in Linux's abstract namespace. Only the process's own
+// (effective) uid and root may use the console, on either kind of socket: each
+// connection's peer credentials are checked and any other user's connection is closed
+// without a word. A client that sends commands and never reads stalls only itself.
 #pragma once
 
 #include <chrono>

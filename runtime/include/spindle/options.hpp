@@ -32,7 +32,8 @@ struct Options {
   /// Debug mode: report task steps longer than slow_step.
   bool debug = false;
   std::chrono::milliseconds slow_step{100};
-  /// Monitor console address ("unix:/path"); empty means none.
+  /// Monitor console address ("unix:/path", or "unix:@name" for Linux's abstract
+  /// namespace); empty means none. Only this process's uid and root may use it (monitor.hpp).
   std::string monitor;
   /// Receives every Report; by default reports are printed on stderr.
   std::function<void(const Report&)> report;

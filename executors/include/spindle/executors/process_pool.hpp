@@ -10,7 +10,10 @@
 //      In a worker process it never returns: it serves calls, then exits.
 // Workers are started by posix_spawn of /proc/self/exe (fork + exec at once: no
 // fork-after-threads hazard) with SPINDLE_PROCESS_WORKER in the environment; the
-// request socket is the worker's fd 3.
+// request socket is the worker's fd 3. serve_process_worker removes the marker from the
+// environment and makes fd 3 close-on-exec before any call runs, so programs a called
+// function starts neither inherit the socket nor act as workers. A worker's death is
+// seen by its exit, even while a process it forked still holds the socket.
 //
 // Serialisation: Codec<T> encodes trivially copyable types, std::string, std::vector,
 // std::pair and std::tuple of encodable types. Specialise spindle::Codec<T> for others:
@@ -31,6 +34,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -160,10 +164,44 @@ struct Codec<std::tuple<T...>> {
 namespace detail {
 /// Runs one call in a worker: decodes the arguments from `in`, encodes the result.
 using ProcessInvoker = std::function<void(ByteReader& in, ByteWriter& out)>;
-void register_process_invoker(std::string name, ProcessInvoker inv);
+/// `signature`: the parameters' type tags (signature_of).
+void register_process_invoker(std::string name, std::string signature, ProcessInvoker inv);
 struct ProcessPoolState;
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
-                                   std::string request);
+                                   std::string signature, std::string request);
+
+/// The type tags of a call's arguments, as they cross the wire with it: each type's
+/// mangled name (std::type_info::name), each ended by '\0'. Both ends are the same
+/// program, so equal tags mean the same type; the worker compares the caller's tags with
+/// the function's before decoding anything.
+template <class... T>
+std::string signature_of() {
+  std::string s;
+  ((s += typeid(T).name(), s += '\0'), ...);
+  return s;
+}
+
+/// Arguments whose bytes do not decode as the function's parameters, or leave bytes
+/// over (a Codec whose decode reads other than what its encode wrote). The worker
+/// answers it as a bad call (std::invalid_argument in the caller), not as ProcessError.
+class BadArguments : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+template <class... T>
+std::tuple<T...> decode_arguments(ByteReader& in) {
+  try {
+    std::tuple<T...> args{Codec<T>::decode(in)...};  // braced: decoded left to right
+    if (in.remaining() != 0)
+      throw BadArguments(std::to_string(in.remaining()) + " byte(s) left over after the last argument");
+    return args;
+  } catch (const BadArguments&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw BadArguments(e.what());
+  }
+}
 }  // namespace detail
 
 /// Registers fn under `name` for ProcessPool::call. Call before serve_process_worker()
@@ -172,8 +210,9 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
 /// static initialisers or the start of main.
 template <class R, class... A>
 void register_process_function(std::string name, R (*fn)(A...)) {
-  detail::register_process_invoker(std::move(name), [fn](ByteReader& in, ByteWriter& out) {
-    std::tuple<std::decay_t<A>...> args{Codec<std::decay_t<A>>::decode(in)...};
+  detail::register_process_invoker(std::move(name), detail::signature_of<std::decay_t<A>...>(),
+                                   [fn](ByteReader& in, ByteWriter& out) {
+    auto args = detail::decode_arguments<std::decay_t<A>...>(in);
     if constexpr (std::is_void_v<R>) {
       std::apply(fn, std::move(args));
     } else {
@@ -219,9 +258,13 @@ class ProcessPool {
 
   /// Runs the function registered as `name` in a worker with args, and returns its
   /// result decoded as R. A fibre suspends (its loop goes on); a foreign thread blocks.
+  /// The arguments must have exactly the function's parameter types (after decay: an
+  /// `int` parameter takes an `int`, not a `double` nor a `long`; a `std::string` one a
+  /// `std::string`, not a `const char*`), one per parameter.
   /// Throws std::invalid_argument if no function is registered under `name` (in the
-  /// worker), ProcessError if it threw, BrokenProcessPool if its worker died,
-  /// TimeoutError at the timeout, BrokenExecutor after shutdown, std::runtime_error
+  /// worker) or the arguments do not match its parameters (the message names the
+  /// function, the parameter types and the argument types; the worker stays), ProcessError
+  /// if it threw, BrokenProcessPool if its worker died, TimeoutError at the timeout, BrokenExecutor after shutdown, std::runtime_error
   /// naming the function if the result cannot be decoded as R, CancelledError if the
   /// caller is cancelled (the call is abandoned; it completes in its worker, and the
   /// pool stays healthy), std::system_error if a worker cannot be started.
@@ -229,8 +272,9 @@ class ProcessPool {
   R call(std::string_view name, const A&... args) {
     ByteWriter w;
     (Codec<A>::encode(w, args), ...);
-    std::string reply = run_in_executor(*calls_, [st = st_, n = std::string(name), req = std::move(w.bytes())]() mutable {
-      return detail::process_pool_roundtrip(st, n, std::move(req));
+    std::string reply = run_in_executor(*calls_, [st = st_, n = std::string(name), sig = detail::signature_of<A...>(),
+                                                  req = std::move(w.bytes())]() mutable {
+      return detail::process_pool_roundtrip(st, n, std::move(sig), std::move(req));
     });
     if constexpr (std::is_void_v<R>) {
       return;
