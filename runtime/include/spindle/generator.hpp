@@ -127,6 +127,8 @@ class GenCore {
   bool outcome_taken_ = false;      // the body's exception was rethrown once
   Waiter* consumer_ = nullptr;      // parked in resume()/close()
   Waiter* producer_ = nullptr;      // parked in yield_point()
+  bool uncollected_ = false;        // the body yielded a value the consumer has not taken yet
+  Waiter* collect_ = nullptr;       // the body, cancelled in yield(), waits for that take
   Task<> task_;                     // the body's task, once started
   EndNode end_;
 };

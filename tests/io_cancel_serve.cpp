@@ -1,0 +1,2 @@
+#include "cancel_serve.hpp"
+TEST_CASE("placeholder") {}
