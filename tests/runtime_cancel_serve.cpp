@@ -95,7 +95,7 @@ int await_via(Via via, Task<int> t) {
   return -1;
 }
 
-void task_round(Via via, Order order, unsigned workers, int x, Tally& tally) {
+void task_round(Via via, Order order, test::Racer& racer, int x, Tally& tally) {
   Queue<int> q;
   Task<int> inner;
   std::atomic<bool> published{false};
@@ -117,7 +117,7 @@ void task_round(Via via, Order order, unsigned workers, int x, Tally& tally) {
   while (!published.load(std::memory_order_acquire)) yield();
   until_suspended(inner);  // parked in q.get()
   until_suspended(outer);  // parked in the wait
-  test::cancel_and_serve(order, workers, outer, [&] { q.put_nowait(x); });
+  racer.cancel_and_serve(order, outer, [&] { q.put_nowait(x); });
 
   bool returned = false;
   try {
@@ -176,12 +176,12 @@ int await_future(FVia via, Future<int> f) {
   return -1;
 }
 
-void future_round(FVia via, Order order, unsigned workers, int x, Tally& tally) {
+void future_round(FVia via, Order order, test::Racer& racer, int x, Tally& tally) {
   Future<int> f;
   auto outer = spawn([&, f] { return await_future(via, f); });
   until_suspended(outer);
   bool set = false;  // read after cancel_and_serve, which orders it
-  test::cancel_and_serve(order, workers, outer, [&] {
+  racer.cancel_and_serve(order, outer, [&] {
     try {
       f.set_result(x);
       set = true;
@@ -214,7 +214,7 @@ void future_round(FVia via, Order order, unsigned workers, int x, Tally& tally) 
 
 // next(): the body yields what it gets from q. send(k): the body yields what it gets
 // plus the k it was sent, so the test sees the value it sent reached the body.
-void generator_round(bool with_send, Order order, unsigned workers, int x, Tally& tally) {
+void generator_round(bool with_send, Order order, test::Racer& racer, int x, Tally& tally) {
   constexpr int kSent = 1'000'000;
   Queue<int> q;
   Task<> body;
@@ -235,7 +235,7 @@ void generator_round(bool with_send, Order order, unsigned workers, int x, Tally
   while (!published.load(std::memory_order_acquire)) yield();
   until_suspended(body);      // parked in q.get()
   until_suspended(consumer);  // parked in next()/send()
-  test::cancel_and_serve(order, workers, consumer, [&] { q.put_nowait(x); });
+  racer.cancel_and_serve(order, consumer, [&] { q.put_nowait(x); });
   bool returned = false;
   try {
     if (consumer.get() != x) ++tally.wrong;
@@ -260,13 +260,14 @@ void generator_round(bool with_send, Order order, unsigned workers, int x, Tally
 TEST_CASE("a task parked in q.get() is served as its awaiter is cancelled: the item is returned or stays, once",
           "[cancel][serve][task]") {
   const unsigned n = SPINDLE_WORKERS();
-  const int rounds = test::rounds(100);
+  const int rounds = test::rounds(40);
   test::Checked h(n);
   h.rt.block_on([&] {
+    test::Racer racer(n);
     for (Via via : kVias) {
       for (Order order : test::kOrders) {
         Tally t;
-        for (int i = 0; i < rounds; ++i) task_round(via, order, n, i, t);
+        for (int i = 0; i < rounds; ++i) task_round(via, order, racer, i, t);
         INFO(via_name(via) << ", " << test::order_name(order) << ", " << n << " workers: returned " << t.returned
                            << ", kept by the inner task " << t.kept << ", left queued " << t.left);
         CHECK_TALLY(t, rounds);
@@ -281,10 +282,11 @@ TEST_CASE("a future is set as its awaiter is cancelled: the value is returned or
   const int rounds = test::rounds(100);
   test::Checked h(n);
   h.rt.block_on([&] {
+    test::Racer racer(n);
     for (FVia via : kFVias) {
       for (Order order : test::kOrders) {
         Tally t;
-        for (int i = 0; i < rounds; ++i) future_round(via, order, n, i, t);
+        for (int i = 0; i < rounds; ++i) future_round(via, order, racer, i, t);
         INFO(fvia_name(via) << ", " << test::order_name(order) << ", " << n << " workers: returned " << t.returned
                             << ", kept in the future " << t.kept << ", set refused " << t.left);
         CHECK_TALLY(t, rounds);
@@ -296,13 +298,14 @@ TEST_CASE("a future is set as its awaiter is cancelled: the value is returned or
 TEST_CASE("a generator's body is served as its consumer is cancelled in next()/send(): returned or left queued",
           "[cancel][serve][generator]") {
   const unsigned n = SPINDLE_WORKERS();
-  const int rounds = test::rounds(100);
+  const int rounds = test::rounds(50);
   test::Checked h(n);
   h.rt.block_on([&] {
+    test::Racer racer(n);
     for (bool with_send : {false, true}) {
       for (Order order : test::kOrders) {
         Tally t;
-        for (int i = 0; i < rounds; ++i) generator_round(with_send, order, n, i, t);
+        for (int i = 0; i < rounds; ++i) generator_round(with_send, order, racer, i, t);
         INFO((with_send ? "send" : "next") << ", " << test::order_name(order) << ", " << n << " workers: returned "
                                            << t.returned << ", left queued " << t.left);
         CHECK_TALLY(t, rounds);
@@ -317,6 +320,7 @@ TEST_CASE("JobScheduler::spawn waiting for room gets it as it is cancelled: the 
   const int rounds = test::rounds(100);
   test::Checked h(n);
   h.rt.block_on([&] {
+    test::Racer racer(n);
     for (Order order : test::kOrders) {
       int returned = 0, refused = 0, wrong = 0;
       for (int i = 0; i < rounds; ++i) {
@@ -332,7 +336,7 @@ TEST_CASE("JobScheduler::spawn waiting for room gets it as it is cancelled: the 
           });
           until_suspended(spawner);  // the pending list is full: waits for room
           // The serve: cancelling the pending job takes it off the list, which makes room.
-          test::cancel_and_serve(order, n, spawner, [&] { (void)pending.cancel(); });
+          racer.cancel_and_serve(order, spawner, [&] { (void)pending.cancel(); });
           bool got_room = false;
           try {
             got_room = spawner.get();
@@ -357,9 +361,10 @@ TEST_CASE("JobScheduler::spawn waiting for room gets it as it is cancelled: the 
 TEST_CASE("JobScheduler::wait cancelled as its last job ends: returns or raises, the job ran once",
           "[cancel][serve][job_scheduler]") {
   const unsigned n = SPINDLE_WORKERS();
-  const int rounds = test::rounds(100);
+  const int rounds = test::rounds(40);
   test::Checked h(n);
   h.rt.block_on([&] {
+    test::Racer racer(n);
     for (Order order : test::kOrders) {
       int wrong = 0;
       for (int i = 0; i < rounds; ++i) {
@@ -375,7 +380,7 @@ TEST_CASE("JobScheduler::wait cancelled as its last job ends: returns or raises,
         while (!started.load(std::memory_order_relaxed)) yield();
         auto waiter = spawn([&] { s.wait(); });
         until_suspended(waiter);
-        test::cancel_and_serve(order, n, waiter, [&] { release.set_result(); });
+        racer.cancel_and_serve(order, waiter, [&] { release.set_result(); });
         try {
           waiter.get();
         } catch (const CancelledError&) {
