@@ -176,8 +176,12 @@ bool GenCore::resume(std::source_location where) {
   const bool passed_on = consumer_wait_locked(true, where);
   if (phase_ == Phase::suspended) {
     // A value, even one the body yielded after catching the cancellation we passed on:
-    // it is the consumer's, and the consumer's own cancellation stays pending.
+    // it is the consumer's, and the consumer's own cancellation stays pending. A body
+    // cancelled in that yield() meanwhile waits for this take before it unwinds.
+    uncollected_ = false;
+    Waiter* body = std::exchange(collect_, nullptr);
     lock_.unlock();
+    if (body) body->notify();
     return true;
   }
   // Finished: hand out the body's exception (or cancellation) once.
@@ -241,6 +245,7 @@ void GenCore::yield_point(std::source_location where) {
     throw GeneratorExit();
   }
   phase_ = Phase::suspended;
+  uncollected_ = true;
   Waiter* wake = std::exchange(consumer_, nullptr);
   Waiter w;
   producer_ = &w;
@@ -256,6 +261,19 @@ void GenCore::yield_point(std::source_location where) {
     while (w.wait(false, where) != Waiter::Outcome::notified) {
     }
     lock_.lock();
+  }
+  // Cancelled before the consumer took the value just yielded: the consumer is inside
+  // next()/send(), woken by this yield (only a consumer's call lets the body run), and
+  // takes it at once. The value is the consumer's (a cancellation the consumer passed
+  // on often lands here, after the body received what it waited for): let it be taken
+  // first, uncancellably, or it would be dropped as the body unwinds.
+  while (o == Waiter::Outcome::cancelled && phase_ == Phase::suspended && uncollected_) {
+    Waiter c;
+    collect_ = &c;
+    lock_.unlock();
+    (void)c.wait(false, where);
+    lock_.lock();
+    if (collect_ == &c) collect_ = nullptr;  // a spurious wake-up: still linked
   }
   if (o == Waiter::Outcome::cancelled && phase_ == Phase::suspended) {
     // Cancelled while the consumer holds the turn (e.g. the runtime shuts down): the

@@ -104,13 +104,13 @@ struct Boom : std::runtime_error {
 
 enum Op : unsigned {
   kSpawnGet, kCancel, kSleep, kWaitFor, kGather, kGroup, kLock, kQueuePut, kQueueChild, kChannelSend,
-  kChannelChild, kToThread, kTcp, kTcpCancel, kDropped, kTimer, kDoneCallback, kNested, kOps
+  kChannelChild, kToThread, kTcp, kTcpCancel, kDropped, kTimer, kDoneCallback, kNested, kHandoff, kOps
 };
 constexpr const char* kOpNames[kOps] = {
     "spawn_get", "cancel",  "sleep",     "wait_for",   "gather", "task_group", "lock",          "queue_put", "queue_child",
-    "chan_send", "chan_child", "to_thread", "tcp",     "tcp_cancel", "dropped", "call_later", "done_callback", "nested"};
+    "chan_send", "chan_child", "to_thread", "tcp",     "tcp_cancel", "dropped", "call_later", "done_callback", "nested", "handoff"};
 // How often each operation is picked (out of the sum).
-constexpr unsigned kWeights[kOps] = {10, 8, 4, 5, 5, 5, 6, 8, 4, 8, 4, 4, 3, 2, 2, 4, 3, 3};
+constexpr unsigned kWeights[kOps] = {10, 8, 4, 5, 5, 5, 6, 8, 4, 8, 4, 4, 3, 2, 2, 4, 3, 3, 5};
 
 // Items passed through one queue or channel. Exactly-once delivery makes both sides
 // equal; a lost, duplicated or invented item changes the count or the hash sum.
@@ -483,6 +483,59 @@ class Actor {
           }
         }));
         cancel_soon(rng_, t);
+        break;
+      }
+      case kHandoff: {
+        // Values handed through a queue or channel of its own to a consumer cancelled
+        // at a random moment (often right after a put, so that the item and the
+        // cancellation arrive together), its get inside timeout/wait_for sometimes:
+        // each value is received once, by the consumer or drained afterwards. (Issue
+        // 16's defect 2: a value handed to a consumer that was then cancelled was lost.)
+        const bool chan = rng_.chance(50);
+        const uint64_t via = rng_.below(3);  // 0: plain, 1: timeout, 2: wait_for
+        const uint64_t n = 1 + rng_.below(4);
+        Ledger& led = chan ? o.channel : o.queue;
+        Queue<uint64_t> q;
+        Channel<uint64_t> ch(8);  // more room than the 4 values sent: try_send never fails
+        auto get_one = [&q, &ch, chan]() -> std::optional<uint64_t> {
+          if (chan) return ch.recv();
+          return q.get();
+        };
+        auto t = spawn(counted(o, [&led, get_one, via] {
+          for (;;) {
+            std::optional<uint64_t> v;
+            if (via == 0) v = get_one();
+            else if (via == 1) v = timeout(1h, get_one);
+            else v = wait_for(get_one, 1h);
+            if (!v) return;
+            led.receive(*v);
+          }
+        }));
+        const uint64_t first = reserve_ids(n);
+        for (uint64_t i = 0; i < n; ++i) {
+          if (rng_.chance(30)) yield();
+          if (chan) {
+            if (ch.try_send(first + i) != SendStatus::sent) o.anomaly("handoff: try_send refused");
+          } else {
+            q.put_nowait(first + i);
+          }
+          led.send(first + i);
+        }
+        if (rng_.chance(50)) {
+          (void)t.cancel("soak");  // at once, as the last value arrives
+          try {
+            t.get();
+          } catch (const CancelledError&) {
+          }
+        } else {
+          cancel_soon(rng_, t);
+        }
+        // What the consumer did not take is still there.
+        if (chan) {
+          while (std::optional<uint64_t> v = ch.try_recv()) led.receive(*v);
+        } else {
+          while (q.qsize() > 0) led.receive(q.get_nowait());
+        }
         break;
       }
       case kToThread: {

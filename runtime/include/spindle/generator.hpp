@@ -127,6 +127,8 @@ class GenCore {
   bool outcome_taken_ = false;      // the body's exception was rethrown once
   Waiter* consumer_ = nullptr;      // parked in resume()/close()
   Waiter* producer_ = nullptr;      // parked in yield_point()
+  bool uncollected_ = false;        // the body yielded a value the consumer has not taken yet
+  Waiter* collect_ = nullptr;       // the body, cancelled in yield(), waits for that take
   Task<> task_;                     // the body's task, once started
   EndNode end_;
 };
@@ -186,7 +188,8 @@ class Yield {
   /// body's task is cancelled (for instance by the runtime's shutdown). A consumer
   /// cancelled while waiting for this body cancels it too, wherever it is suspended;
   /// a body that catches that CancelledError and yields hands the value to that
-  /// consumer (see Generator::next).
+  /// consumer (see Generator::next). A cancellation that reaches this yield() before
+  /// the consumer took the value it hands over is raised once the consumer has it.
   auto yield(T value, std::source_location where = std::source_location::current()) {
     st_->out.emplace(std::move(value));
     st_->yield_point(where);
