@@ -70,6 +70,7 @@ Metrics snapshot_metrics(RuntimeImpl* rt) {
     failed += w->failed.load(rlx);
   }
   ended += rt->foreign_ended.load(std::memory_order_seq_cst);
+  fibres_ended += rt->abandoned_fibres.load(rlx);
   cancelled += rt->foreign_cancelled.load(rlx);
   spawned = rt->foreign_spawned.load(std::memory_order_seq_cst);
   for (Worker* w : rt->workers) spawned += w->spawned.load(std::memory_order_seq_cst);

@@ -332,6 +332,13 @@ void RuntimeImpl::end_leftovers() noexcept {
       }
       t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);  // under the lock
       t->publish_and_unlock(Status::cancelled);
+      // Counted ended (and cancelled) like a task ended here before its start, and its
+      // fibre as ended too: its stack stays mapped but no task uses it any more, so
+      // live_tasks and stacks_in_use read 0 after a shutdown that abandoned tasks.
+      // seq_cst as every `ended` counter (live_tasks reads them before `spawned`).
+      foreign_cancelled.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter
+      foreign_ended.fetch_add(1, std::memory_order_seq_cst);
+      abandoned_fibres.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter
     } else {
       t->unlock();
     }

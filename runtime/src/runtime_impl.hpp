@@ -78,6 +78,7 @@ class RuntimeImpl {
   std::atomic<uint64_t> foreign_spawned{0};
   std::atomic<uint64_t> foreign_ended{0};
   std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
+  std::atomic<uint64_t> abandoned_fibres{0};   // of foreign_ended: fibres left by shutdown (step 6)
   std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
   const int64_t start_ns;  // when the runtime started (metrics' uptime)
   std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any

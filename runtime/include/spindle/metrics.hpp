@@ -57,7 +57,8 @@ struct Metrics {
   std::size_t global_queue = 0;  ///< tasks in the global queues now (new and spilled)
   /// The blocking pool behind to_thread (0 until its first use).
   std::size_t blocking_threads = 0, blocking_busy = 0, blocking_queue = 0;
-  /// Fibre stacks in use now (one per started, unfinished task).
+  /// Fibre stacks in use now (one per started, unfinished task; a task that shutdown
+  /// abandoned counts as ended, though its stack stays mapped: see Runtime::shutdown).
   std::size_t stacks_in_use = 0;
   /// The highest stacks_in_use seen: sampled by a loop that starts fibres at most every
   /// 256 of its turns, whenever a loop goes idle and at every snapshot, so a short peak
