@@ -62,6 +62,24 @@ FdSource::Op::Op(FdSource* s, const char* what) : s_(s) {
 
 FdSource::Op::~Op() { leave(s_); }
 
+void FdSource::drop_ended_owner_locked() noexcept {
+  // A copy: resetting sink_ below must not free the mutex we hold.
+  const std::shared_ptr<ReportSink> sink = sink_;
+  // sink->mu keeps the runtime from being destroyed while we look at it (its destructor
+  // clears sink->rt under the lock).
+  std::lock_guard lk(sink->mu);
+  if (RuntimeImpl* rt = sink->rt) {
+    // acquire: pairs with the release store of `closed` after the workers were joined;
+    // no worker polls the owner's reactor any more, so it is ours to touch. Not closed
+    // yet: its loop still serves the fd.
+    if (!rt->closed.load(std::memory_order_acquire)) return;
+    owner_->reactor.remove(fd_);
+  }
+  // Otherwise the runtime is gone, and its epoll instance with it: nothing to remove.
+  owner_ = nullptr;
+  sink_.reset();
+}
+
 void FdSource::Op::leave(FdSource* s) noexcept {
   // acq_rel: the release orders everything this operation did to the source before the
   // closer retires it; the acquire pairs with the closer's release of closer_.
@@ -87,6 +105,9 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
     unlock();
     throw_closed(what);
   }
+  // Registered with a loop of another runtime (compared by sink: owner_ may dangle once
+  // that runtime is destroyed): if it has ended, register again with ours below.
+  if (owner_ != nullptr && sink_.get() != w->rt->sink.get()) drop_ended_owner_locked();
   if (owner_ == nullptr) {
     try {
       register_locked(w);
@@ -271,14 +292,17 @@ void FdSource::retire() noexcept {
     return;
   }
   Worker* cur = current_worker();
-  if (cur == owner_) {
+  // Compared by sink first: owner_ dangles once its runtime is destroyed, and a worker of
+  // a later runtime may have been allocated at the same address.
+  const bool same_runtime = cur && cur->rt->sink == sink_;
+  if (same_runtime && cur == owner_) {
     destroy_here();
     return;
   }
   // close() returns only once the fd is closed (a listener no longer listens, the
   // address can be bound again), so we wait, not cancellably, for the owner to do it.
   Waiter done;
-  if (cur && cur->rt->sink == sink_) {  // same runtime (compared without touching owner_)
+  if (same_runtime) {
     // Another worker of the same runtime: the owner's loop is running (or finishing
     // its late tasks), and spawns from inside are accepted even while closing.
     if (spawn_retirer(owner_->rt, &done)) {

@@ -6,14 +6,19 @@
 // Registration: lazy. The first operation that meets EAGAIN registers the fd,
 //              edge-triggered for EPOLLIN|EPOLLOUT|EPOLLRDHUP, with the reactor of the
 //              worker it runs on; that worker is the `owner` from then on. Operations
-//              that never block never touch epoll.
+//              that never block never touch epoll. A source outlives its runtime: once
+//              the owner's runtime has shut down (its loop reports nothing any more),
+//              the next wait from a worker of another runtime drops the old
+//              registration and registers with its own worker, which becomes the owner.
 // Threads:     on_ready() runs inside Reactor::poll on the owner's thread, or inside
 //              Reactor::poll_foreign on another worker that ran out of work (one edge,
 //              one caller; the lock orders them). Fibres that
 //              wait may run on any worker and migrate across waits. `ready_*`,
 //              `reader`, `writer`, `closer_waiting` and `owner` are guarded by `mu_`
 //              (a spinlock: every critical section is a few loads and stores, plus one
-//              epoll_ctl at registration). `closed_` may be read without the lock as a
+//              epoll_ctl at registration; re-registering after the owner's runtime
+//              ended also takes that runtime's ReportSink mutex, briefly, once).
+//              `closed_` may be read without the lock as a
 //              hint; it is authoritative only under the lock.
 // Invariants:  1. A ready flag set means "an edge arrived that no waiter consumed"; an
 //                 edge handed to a waiter is not latched (the waiter retries its
@@ -120,6 +125,9 @@ class FdSource final : public IoSource {
   void lock() noexcept;
   void unlock() noexcept;
   void register_locked(Worker* w);  // throws system_error from epoll_ctl
+  // Registered with a runtime that has shut down: forget that registration (owner_ =
+  // null), so that the caller registers with its own loop. A no-op while it still runs.
+  void drop_ended_owner_locked() noexcept;
   void wait_foreign(Dir d, int64_t deadline_ns, const char* what);
   void retire() noexcept;       // step 3 of the close sequence
   bool spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept;

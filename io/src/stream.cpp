@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -27,7 +28,13 @@ void set_nonblocking(int fd) {
 
 namespace {
 constexpr std::size_t kChunk = 16 * 1024;  // what one fill() asks the kernel for
-}
+constexpr auto never_transient = [](int) { return false; };
+}  // namespace
+
+// Every operation that may wait holds an FdSource::Op from before its first syscall
+// until it has finished with this object (buffer bookkeeping included), and reads src_
+// only once, at its start: close() waits for that count to drain, so when close()
+// returns no woken operation touches the stream any more, and it may be destroyed.
 
 SocketStream::SocketStream(int fd) {
   if (fd < 0) throw std::invalid_argument("SocketStream: negative fd");
@@ -59,7 +66,13 @@ SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
 SocketStream::~SocketStream() { close(); }
 
 void SocketStream::close() noexcept {
-  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+  // src_ is cleared only once FdSource::close() has waited for the operations inside:
+  // they read it when they began, and the source's lock and operation count are what
+  // order that read before this write.
+  if (src_ != nullptr) {
+    src_->close();
+    src_ = nullptr;
+  }
   rbeg_ = rend_ = 0;
 }
 
@@ -70,16 +83,18 @@ detail::FdSource* SocketStream::source(const char* what) const {
   return src_;
 }
 
+// The one place a call's deadline is computed, once at the start of each public read
+// or write: every syscall and wait of that call shares it (set_timeout bounds the call).
 int64_t SocketStream::deadline() const noexcept {
   return detail::deadline_unless_zero(std::chrono::nanoseconds(timeout_ns_));
 }
 
-std::size_t SocketStream::recv_some(void* buf, std::size_t n, const char* what) {
-  detail::FdSource* s = source(what);
+std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns,
+                                    const char* what) {
   // After a short read the next one waits for an edge first (FdSource::read_drained).
-  const auto got = std::size_t(detail::io_call(
-      s, detail::Dir::read, deadline(), what, std::source_location::current(),
-      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, [](int) { return false; },
+  const auto got = std::size_t(detail::io_call_held(
+      s, detail::Dir::read, deadline_ns, what, std::source_location::current(),
+      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, never_transient,
       s->read_drained()));
   s->note_read(got, n);
   return got;
@@ -90,14 +105,14 @@ void SocketStream::consume(std::size_t n) noexcept {
   if (rbeg_ == rend_) rbeg_ = rend_ = 0;
 }
 
-std::size_t SocketStream::fill(std::size_t want, const char* what) {
+std::size_t SocketStream::fill(detail::FdSource* s, std::size_t want, int64_t deadline_ns, const char* what) {
   if (rbeg_ > 0 && rbuf_.size() - rend_ < want) {  // compact first
     std::memmove(rbuf_.data(), rbuf_.data() + rbeg_, rend_ - rbeg_);
     rend_ -= rbeg_;
     rbeg_ = 0;
   }
   if (rbuf_.size() - rend_ < want) rbuf_.resize(rend_ + want);
-  const std::size_t n = recv_some(rbuf_.data() + rend_, rbuf_.size() - rend_, what);
+  const std::size_t n = recv_some(s, rbuf_.data() + rend_, rbuf_.size() - rend_, deadline_ns, what);
   rend_ += n;
   return n;
 }
@@ -119,7 +134,10 @@ std::size_t SocketStream::read(void* buf, std::size_t n) {
     consume(k);
     return k;
   }
-  return recv_some(buf, n, "recv");
+  detail::FdSource* s = source("recv");
+  const int64_t dl = deadline();
+  const detail::FdSource::Op op(s, "recv");
+  return recv_some(s, buf, n, dl, "recv");
 }
 
 std::string SocketStream::read(std::size_t max) {
@@ -136,16 +154,24 @@ void SocketStream::read_exact(void* buf, std::size_t n) {
     std::memcpy(p, rbuf_.data() + rbeg_, got);
     consume(got);
   }
+  if (got == n) return;
+  const int64_t dl = deadline();
+  // Outlives the handler below: unread() runs while close() still waits for us.
+  std::optional<detail::FdSource::Op> op;
   try {
+    detail::FdSource* s = source("recv");
+    op.emplace(s, "recv");
     while (got < n) {
-      const std::size_t k = recv_some(p + got, n - got, "recv");
+      const std::size_t k = recv_some(s, p + got, n - got, dl, "recv");
       if (k == 0) throw IncompleteReadError(std::string(p, got), n);
       got += k;
     }
   } catch (const IncompleteReadError&) {
     throw;
   } catch (...) {
-    unread(p, got);  // cancelled, timed out or failed: nothing gathered is lost
+    // Cancelled, timed out or failed: nothing gathered is lost. Not counted in op means
+    // the stream is closed, its buffer discarded: nothing to keep.
+    if (op) unread(p, got);
     throw;
   }
 }
@@ -158,6 +184,9 @@ std::string SocketStream::read_exact(std::size_t n) {
 
 std::string SocketStream::read_until(std::string_view delim, std::size_t limit) {
   if (delim.empty()) throw std::invalid_argument("SocketStream::read_until: empty delimiter");
+  const int64_t dl = deadline();
+  detail::FdSource* s = nullptr;
+  std::optional<detail::FdSource::Op> op;  // from the first fill() on: a buffered line needs none
   std::size_t scanned = 0;  // bytes of the buffer known not to start a match
   for (;;) {
     const std::string_view have(rbuf_.data() + rbeg_, rend_ - rbeg_);
@@ -173,7 +202,12 @@ std::string SocketStream::read_until(std::string_view delim, std::size_t limit) 
     if (have.size() > limit)
       throw LimitOverrunError("read_until: no delimiter within the limit of " + std::to_string(limit), have.size());
     scanned = have.size() >= delim.size() ? have.size() - delim.size() + 1 : 0;
-    if (fill(kChunk, "recv") == 0) {
+    if (s == nullptr) {
+      s = source("recv");
+      op.emplace(s, "recv");
+    }
+    // A timeout, cancellation or error leaves what was gathered buffered for the next read.
+    if (fill(s, kChunk, dl, "recv") == 0) {
       std::string partial(rbuf_.data() + rbeg_, rend_ - rbeg_);
       consume(partial.size());
       throw IncompleteReadError(std::move(partial), 0);
@@ -201,12 +235,12 @@ void SocketStream::write_all(const void* buf, std::size_t n) {
   const auto* p = static_cast<const char*>(buf);
   detail::FdSource* s = source("send");
   const int64_t dl = deadline();
+  const detail::FdSource::Op op(s, "send");  // one for the whole loop: s stays valid between sends
   while (n > 0) {
-    const auto k = std::size_t(detail::io_call(s, detail::Dir::write, dl, "send", std::source_location::current(),
-                                               [&](int fd) {
-                                                 return pipe_ ? detail::write_nosigpipe(fd, p, n)
-                                                              : ::send(fd, p, n, MSG_NOSIGNAL);
-                                               }));
+    const auto k = std::size_t(detail::io_call_held(
+        s, detail::Dir::write, dl, "send", std::source_location::current(),
+        [&](int fd) { return pipe_ ? detail::write_nosigpipe(fd, p, n) : ::send(fd, p, n, MSG_NOSIGNAL); },
+        never_transient));
     p += k;
     n -= k;
   }

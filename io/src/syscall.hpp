@@ -16,15 +16,12 @@ namespace spindle::detail {
   throw std::system_error(e, std::generic_category(), what);
 }
 
-/// Runs call(fd) until it returns >= 0 (returned) or fails with an error other than
-/// EINTR / EAGAIN (thrown as system_error(errno, what)), waiting for `d` readiness on
-/// EAGAIN. `transient(errno)` may ask for a retry of other errors (accept's ECONNABORTED).
-/// `wait_first`: the fd is known not to be ready yet (FdSource::read_drained), so wait
-/// for its next edge before the first try.
+/// io_call's loop, for a caller that already holds an FdSource::Op on s: an operation
+/// made of several syscalls (SocketStream::read_exact) stays counted until it no longer
+/// touches its object, since close() returns as soon as the count drains.
 template <class Call, class Transient>
-auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
-             Transient&& transient, bool wait_first = false) {
-  FdSource::Op op(s, what);
+auto io_call_held(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
+                  Transient&& transient, bool wait_first = false) {
   if (wait_first) s->wait(d, deadline_ns, what, where);
   for (;;) {
     if (s->closed()) throw_errno(EBADF, what);
@@ -37,6 +34,20 @@ auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::sou
       throw_errno(e, what);
     }
   }
+}
+
+/// Runs call(fd) until it returns >= 0 (returned) or fails with an error other than
+/// EINTR / EAGAIN (thrown as system_error(errno, what)), waiting for `d` readiness on
+/// EAGAIN. `transient(errno)` may ask for a retry of other errors (accept's ECONNABORTED).
+/// `wait_first`: the fd is known not to be ready yet (FdSource::read_drained), so wait
+/// for its next edge before the first try.
+/// Counts itself in s's operations (FdSource::Op) for the call.
+template <class Call, class Transient>
+auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
+             Transient&& transient, bool wait_first = false) {
+  FdSource::Op op(s, what);
+  return io_call_held(s, d, deadline_ns, what, where, std::forward<Call>(call), std::forward<Transient>(transient),
+                      wait_first);
 }
 
 template <class Call>

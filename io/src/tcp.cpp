@@ -181,7 +181,12 @@ TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
 TcpListener::~TcpListener() { close(); }
 
 void TcpListener::close() noexcept {
-  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+  // Cleared after the close sequence, which orders a blocked accept's read of src_
+  // before this write (SocketStream::close).
+  if (src_ != nullptr) {
+    src_->close();
+    src_ = nullptr;
+  }
 }
 
 int TcpListener::native_handle() const noexcept { return src_ ? src_->fd() : -1; }

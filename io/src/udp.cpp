@@ -81,7 +81,12 @@ UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
 UdpSocket::~UdpSocket() { close(); }
 
 void UdpSocket::close() noexcept {
-  if (detail::FdSource* s = std::exchange(src_, nullptr)) s->close();
+  // Cleared after the close sequence, which orders a blocked receive's read of src_
+  // before this write (SocketStream::close).
+  if (src_ != nullptr) {
+    src_->close();
+    src_ = nullptr;
+  }
 }
 
 int UdpSocket::native_handle() const noexcept { return src_ ? src_->fd() : -1; }

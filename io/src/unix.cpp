@@ -92,8 +92,11 @@ UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
 UnixListener::~UnixListener() { close(); }
 
 void UnixListener::close() noexcept {
-  if (detail::FdSource* s = std::exchange(src_, nullptr)) {
-    s->close();
+  // Cleared after the close sequence, which orders a blocked accept's read of src_
+  // before this write (SocketStream::close).
+  if (src_ != nullptr) {
+    src_->close();
+    src_ = nullptr;
     if (!path_.empty() && path_[0] != '@') unlink_if_mine(path_, dev_, ino_);
   }
 }

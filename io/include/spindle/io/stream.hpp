@@ -5,9 +5,21 @@
 // Thread rules: a stream may be used from any fibre on any worker, and from threads
 // outside the runtime (which then block). At most one fibre may read and one may write
 // at a time (full duplex is fine); a second concurrent reader gets RuntimeError.
-// close() may be called while another fibre is blocked in an operation on the stream:
-// that operation fails with std::system_error(EBADF). Starting an operation
-// concurrently with close() (or with destroying the object) is a data race.
+// close() may be called while another fibre (or thread) is blocked in an operation on
+// the stream: that operation fails with std::system_error(EBADF), and it has finished
+// with the object when close() returns, so the stream may be destroyed at once.
+// Starting an operation concurrently with close() (or with destroying the object) is a
+// data race.
+//
+// Runtimes: a stream belongs to none. The first operation that has to wait registers
+// the fd with the loop it runs on; once that loop's runtime has shut down, the next
+// operation that waits registers it with its own loop, so a stream made in one runtime
+// works in a later one. (While the first runtime still runs, its loop keeps serving the
+// fd.) From a thread outside any runtime, waits block in poll(2).
+//
+// Timeouts: set_timeout(d) bounds each read or write call as a whole: read_exact,
+// read_until, read_line and write_all throw TimeoutError once d has passed since the
+// call began, however the peer trickles bytes meanwhile.
 //
 // Cancellation: a fibre cancelled in a read gets CancelledError and no byte is lost —
 // what read_exact / read_until had gathered stays buffered for the next read. A
@@ -67,8 +79,10 @@ class SocketStream {
 
   /// Sends EOF to the peer (shutdown(SHUT_WR)); reading goes on. Throws std::system_error.
   void shutdown_write();
-  /// Closes the socket: fibres blocked on it fail with EBADF. Idempotent; never throws;
-  /// may suspend briefly (not cancellably) until those fibres have left.
+  /// Closes the socket: operations blocked on it fail with EBADF. Idempotent; never
+  /// throws; may suspend briefly (not cancellably) until those operations have left:
+  /// when it returns none of them touches this object any more. Buffered bytes are
+  /// dropped. Any fibre or thread.
   void close() noexcept;
   bool is_open() const noexcept { return src_ != nullptr; }
   /// The socket's fd (-1 when closed), for setsockopt and the like. Still owned here.
@@ -76,8 +90,11 @@ class SocketStream {
   /// Bytes received and buffered, not yet read.
   std::size_t buffered() const noexcept { return rend_ - rbeg_; }
 
-  /// Per-operation deadline for every later read and write (0: none, the default). An
-  /// operation that waits past it throws TimeoutError.
+  /// Time limit for each later read and write call as a whole (0: none, the default):
+  /// a call still waiting t after it began throws TimeoutError, however many bytes
+  /// arrived meanwhile (read_line against a peer that drips a byte at a time included).
+  /// A read that times out loses nothing: what it had received stays buffered for the
+  /// next read. After write_all times out an unknown prefix was sent.
   void set_timeout(std::chrono::nanoseconds t) noexcept { timeout_ns_ = t.count() > 0 ? t.count() : 0; }
 
  protected:
@@ -90,8 +107,10 @@ class SocketStream {
   bool pipe_ = false;
 
  private:
-  std::size_t recv_some(void* buf, std::size_t n, const char* what);
-  std::size_t fill(std::size_t want, const char* what);  // appends to the buffer; 0 = EOF
+  // Both run inside an operation that holds an FdSource::Op on s (stream.cpp).
+  std::size_t recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns, const char* what);
+  // Appends to the buffer; 0 = EOF.
+  std::size_t fill(detail::FdSource* s, std::size_t want, int64_t deadline_ns, const char* what);
   void unread(const char* p, std::size_t n);
   void consume(std::size_t n) noexcept;
   // Read buffer: bytes [rbeg_, rend_) of rbuf_ are received and not yet read.
