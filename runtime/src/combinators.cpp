@@ -40,6 +40,8 @@ struct SilenceNode final : DoneNode {
     mark_retrieved(core);
     delete this;
   }
+  // The future went while pending (its last handle dropped): nothing to silence.
+  void orphaned() noexcept override { delete this; }
 };
 }  // namespace
 
