@@ -232,3 +232,35 @@ TEST_CASE("bad input gets a clear error", "[tasks]") {
   CHECK(rt.closed());
   CHECK_THROWS_AS(rt.spawn([] {}), RuntimeError);
 }
+
+TEST_CASE("a report names an unnamed task as name() does", "[tasks][reports]") {
+  const unsigned n = SPINDLE_WORKERS();
+  std::string asked;
+  std::vector<Report> reports;
+  {
+    test::Checked harness(n, {.reports = true});  // the reports are the point
+    harness.block_on([&] {
+      Future<std::string> name_seen;
+      // One that asks for its own name first, one whose name nobody asked for.
+      (void)spawn([name_seen]() mutable {
+        name_seen.set_result(current_task().name());
+        throw std::runtime_error("asked");
+      });
+      (void)spawn([] { throw std::runtime_error("never asked"); });
+      asked = name_seen.get();
+    });
+    harness.finish();
+    reports = harness.reports.all();
+  }
+  REQUIRE(reports.size() == 2);
+  for (const Report& r : reports) {
+    CHECK(r.kind == Report::Kind::unretrieved_exception);
+    CHECK(r.task_name.rfind("Task-", 0) == 0);  // never "<unnamed task>"
+    try {
+      std::rethrow_exception(r.error);
+    } catch (const std::runtime_error& e) {
+      if (std::string(e.what()) == "asked") CHECK(r.task_name == asked);
+    }
+  }
+  CHECK(reports[0].task_name != reports[1].task_name);
+}

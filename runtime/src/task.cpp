@@ -79,7 +79,10 @@ void report_unretrieved(FutureCore* c) noexcept {
   std::string name;
   if (c->is_task()) {
     try {
-      name = x->name.empty() ? (x->id ? "Task-" + std::to_string(x->id) : std::string("<unnamed task>")) : x->name;
+      // The name name() would give (and a dump shows): "Task-<id>", the id given now if
+      // nobody asked for it before, so that a report can be matched to its task.
+      if (x->name.empty() && x->id == 0) x->id = g_next_task_id.fetch_add(1, std::memory_order_relaxed);
+      name = x->name.empty() ? "Task-" + std::to_string(x->id) : x->name;
     } catch (...) {
     }
   }
