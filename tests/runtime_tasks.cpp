@@ -264,3 +264,16 @@ TEST_CASE("a report names an unnamed task as name() does", "[tasks][reports]") {
   }
   CHECK(reports[0].task_name != reports[1].task_name);
 }
+
+TEST_CASE("a task cancelled before its start releases its callable at once", "[tasks][cancel]") {
+  // One worker: the task cannot start between the spawn and the cancel.
+  test::Checked harness(1);
+  harness.block_on([] {
+    auto token = std::make_shared<int>(0);
+    auto t = spawn([token] {});
+    CHECK(token.use_count() == 2);
+    CHECK(t.cancel());
+    CHECK_THROWS_AS(t.get(), CancelledError);
+    CHECK(token.use_count() == 1);  // the handle is still held; its captures are gone
+  });
+}

@@ -113,10 +113,15 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
   }
   t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
   t->publish_and_unlock(s);
-  // QUEUED -> ENDED. acq_rel: as for a fibre that ended.
-  // QUEUED -> ENDED. release: as for a fibre that ended. (Wakers never write a QUEUED
-  // task's state, so a store is enough.)
-  t->sched.store(kEnded, std::memory_order_release);
+  // Its callable goes now, as a body's does when it ends: captures that hold what owns
+  // the task (a server's state holding its accept task) must not wait for the last
+  // handle, or they keep each other alive. The scheduler's reference, dropped below,
+  // keeps the object here meanwhile.
+  t->ops->drop_fn(t);
+  // QUEUED -> ENDED. release: as for a fibre that ended (and the destructor, which reads
+  // kFnDropped, sees the callable gone). Wakers never write a QUEUED task's state, so a
+  // store is enough.
+  t->sched.store(kEnded | kFnDropped, std::memory_order_release);
   t->unref();
 }
 

@@ -45,6 +45,7 @@ enum : uint16_t {
   kNotified = 1u << 2,  // woken while running; requeue it when it switches out
   kEnded = 1u << 3,     // its fibre has finished; never scheduled again
   kStarted = 1u << 4,   // its fibre exists (or existed)
+  kFnDropped = 1u << 5,  // ended before its start, its callable already destroyed
 };
 
 // Bits of FutureCore::word.
@@ -81,6 +82,9 @@ struct Extra {
 struct CoreOps {
   void (*destroy)(FutureCore*) noexcept;  // destroys the whole object (value, fn, memory)
   void (*run)(TaskHeader*);               // tasks: runs the body and stores its value
+  /// Tasks: destroys the callable of a task that ends without starting (its captures go
+  /// at once, as a body's go when it ends, not when the last handle does).
+  void (*drop_fn)(TaskHeader*) noexcept = nullptr;
 };
 
 struct FutureCore {

@@ -51,7 +51,7 @@ struct FnSlot<F, true> {
 
 template <class T, class F>
 struct TaskImpl final : TaskWithResult<T> {
-  [[no_unique_address]] FnSlot<F> fn;  // alive until the body has run (or forever, if it never starts)
+  [[no_unique_address]] FnSlot<F> fn;  // alive until the body has run, or the task ended unstarted
 
   template <class G>
   explicit TaskImpl(G&& g) : TaskWithResult<T>(&ops_table), fn(std::forward<G>(g)) {}
@@ -70,16 +70,18 @@ struct TaskImpl final : TaskWithResult<T> {
       self->slot.emplace(std::invoke(std::move(self->fn.get())));
     }
   }
+  static void drop_fn(TaskHeader* h) noexcept { static_cast<TaskImpl*>(h)->fn.destroy(); }
   static void destroy(FutureCore* c) noexcept {
     auto* self = static_cast<TaskImpl*>(c);
     const uint32_t w = c->word.load(std::memory_order_acquire);
-    if (!(c->sched.load(std::memory_order_acquire) & kStarted)) self->fn.destroy();
+    // The callable is still there unless the body ran or the task ended unstarted.
+    if (!(c->sched.load(std::memory_order_acquire) & (kStarted | kFnDropped))) self->fn.destroy();
     if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::result) && !(w & kMovedOut))
       self->slot.destroy();
     destroy_task_common(self);
     delete self;
   }
-  static constexpr CoreOps ops_table{&destroy, &run};
+  static constexpr CoreOps ops_table{&destroy, &run, &drop_fn};
 };
 
 /// Hands a new task (holding two references: the caller's handle and the scheduler's)
