@@ -76,7 +76,8 @@ test-consumer: deps-test
 	  $(MESON) setup $(CONSUMER)/installed tests/consumer --wrap-mode=nofallback >/dev/null
 	$(MESON) test -C $(CONSUMER)/installed --print-errorlogs || true
 	mkdir -p $(CONSUMER)/src/subprojects
-	ln -sfn $(CURDIR)/tests/consumer/meson.build $(CURDIR)/tests/consumer/consumer.cpp $(CONSUMER)/src/
+	ln -sfn $(CURDIR)/tests/consumer/meson.build $(CURDIR)/tests/consumer/consumer.cpp \
+	  $(CURDIR)/tests/consumer/compile_check.py $(CONSUMER)/src/
 	ln -sfn $(CURDIR) $(CONSUMER)/src/subprojects/spindle
 	$(call configure,$(CONSUMER)/subproject,$(CONSUMER)/src --force-fallback-for=spindle)
 	rm -f $(CONSUMER)/subproject/meson-logs/testlog.json
