@@ -57,13 +57,15 @@ test-tsan: deps-test
 
 # Every build's results are summed up, and the run fails if any test failed or none ran.
 test: test-debug test-asan test-tsan test-consumer
-	@python3 scripts/test_summary.py $(BUILD)/debug $(BUILD)/asan $(BUILD)/tsan $(CONSUMER)/installed $(CONSUMER)/subproject
+	@python3 scripts/test_summary.py $(BUILD)/debug $(BUILD)/asan $(BUILD)/tsan $(CONSUMER)/installed $(CONSUMER)/subproject $(CONSUMER)/cmake
 
-# tests/consumer/, a program outside the tree, built against spindle two ways: against a
-# staged `meson install` of the debug build (found with pkg-config through
+# tests/consumer/, a program outside the tree, built against spindle three ways: against
+# a staged `meson install` of the debug build (found with pkg-config through
 # PKG_CONFIG_PATH; PKG_CONFIG_SYSROOT_DIR maps the .pc's /usr/local paths into the
-# stage), and with spindle as a wrap-less meson subproject (a source dir under
-# $(CONSUMER) holding subprojects/spindle -> this tree). Each is a meson test.
+# stage), with spindle as a wrap-less meson subproject (a source dir under $(CONSUMER)
+# holding subprojects/spindle -> this tree), each a meson test; and with CMake against
+# the same stage (find_package(spindle) through CMAKE_PREFIX_PATH = the staged prefix),
+# a ctest test whose JUnit file scripts/test_summary.py reads.
 CONSUMER = $(BUILD)/consumer
 test-consumer: deps-test
 	$(call configure,$(BUILD)/debug,--buildtype=debug $(TEST_OPTS))
@@ -74,11 +76,18 @@ test-consumer: deps-test
 	  $(MESON) setup $(CONSUMER)/installed tests/consumer --wrap-mode=nofallback >/dev/null
 	$(MESON) test -C $(CONSUMER)/installed --print-errorlogs || true
 	mkdir -p $(CONSUMER)/src/subprojects
-	ln -sfn $(CURDIR)/tests/consumer/meson.build $(CURDIR)/tests/consumer/consumer.cpp $(CONSUMER)/src/
+	ln -sfn $(CURDIR)/tests/consumer/meson.build $(CURDIR)/tests/consumer/consumer.cpp \
+	  $(CURDIR)/tests/consumer/compile_check.py $(CONSUMER)/src/
 	ln -sfn $(CURDIR) $(CONSUMER)/src/subprojects/spindle
 	$(call configure,$(CONSUMER)/subproject,$(CONSUMER)/src --force-fallback-for=spindle)
 	rm -f $(CONSUMER)/subproject/meson-logs/testlog.json
 	$(MESON) test -C $(CONSUMER)/subproject --print-errorlogs || true
+	rm -rf $(CONSUMER)/cmake
+	cmake -S tests/consumer -B $(CONSUMER)/cmake >/dev/null \
+	  -DCMAKE_PREFIX_PATH=$(CURDIR)/$(CONSUMER)/stage$$($(MESON) introspect --buildoptions $(BUILD)/debug | \
+	    python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"))')
+	cmake --build $(CONSUMER)/cmake
+	cd $(CONSUMER)/cmake && ctest --output-on-failure --output-junit $(CURDIR)/$(CONSUMER)/cmake/junit.xml || true
 
 bench: deps-bench
 	$(call configure,$(BUILD)/release,--buildtype=release -Dtests=false)

@@ -1,6 +1,10 @@
-// A tiny program built outside spindle's tree (tests/consumer/meson.build): it spawns
-// tasks that hand values through a Queue, waits on an Event set by a timer callback,
-// sleeps, and checks every result. Exit status 0 only if all of it worked.
+// A tiny program built outside spindle's tree (tests/consumer/meson.build and
+// CMakeLists.txt): it spawns tasks that hand values through a Queue, waits on an Event
+// set by a timer callback, sleeps, runs a pinned task, echoes a line through a loopback
+// server, and checks every result. Exit status 0 only if all of it worked. It uses the
+// documented style (designated initializers for the option structs) and is built with
+// -Wall -Wextra -Werror, so the headers stay clean for user code.
+#include <spindle/io/io.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/sync.hpp>
 
@@ -34,12 +38,24 @@ long produce_and_consume() {
   return consumer.get();
 }
 
+// A pinned task on loop 1, and a line echoed through a server on loopback.
+void pinned_and_echo() {
+  auto pinned = spindle::spawn(spindle::TaskOptions{.pinned = true, .loop = 1}, [] { return 11; });
+  check(pinned.get() == 11, "the pinned task returned a wrong value");
+
+  spindle::Server server = spindle::start_server(
+      [](spindle::TcpStream s) { s.write_all(s.read_line()); }, "127.0.0.1", 0,
+      spindle::ServerOptions{.nodelay = true});
+  spindle::TcpStream c = spindle::open_connection("127.0.0.1", server.port());
+  c.write_all("hello\n");
+  check(c.read_line() == "hello\n", "the echo server sent back something else");
+  server.close();
+}
+
 }  // namespace
 
 int main() {
   try {
-    spindle::Options opts;
-    opts.workers = 2;
     const long sum = spindle::run(
         [] {
           // A timer: call_later sets an Event that a task is waiting for.
@@ -52,9 +68,10 @@ int main() {
           check(!h.cancel(), "a timer that fired could still be cancelled");
 
           spindle::sleep(1ms);
+          pinned_and_echo();
           return produce_and_consume();
         },
-        opts);
+        spindle::Options{.workers = 2});
     // 4 producers: sum over p of (100 * 1000 * p + 5050).
     check(sum == 100 * 1000 * (0 + 1 + 2 + 3) + 4 * 5050, "wrong sum " + std::to_string(sum));
     std::printf("consumer: ok (sum %ld)\n", sum);

@@ -2,6 +2,8 @@
 // operation); everything below is spindle's own.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <stdexcept>
 #include <string>
 

@@ -2,6 +2,8 @@
 // complete and to await from any thread.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <source_location>
 #include <string>
 #include <utility>

@@ -37,6 +37,8 @@
 // none of it, may run on another worker, and is cancelled and shut down like any task.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <concepts>
 #include <functional>
 #include <iterator>

@@ -6,6 +6,8 @@
 //   jobs.wait();                                          // or jobs.close()
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <exception>
 #include <memory>

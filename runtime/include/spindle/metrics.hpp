@@ -11,6 +11,8 @@
 // index, timers_pending, local_queue and inbox): every other field reads 0.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -26,6 +26,8 @@
 // without a word. A client that sends commands and never reads stalls only itself.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <iosfwd>

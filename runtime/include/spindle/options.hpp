@@ -1,6 +1,8 @@
 // Options for a Runtime and for one spawn.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <exception>
@@ -34,9 +36,9 @@ struct Options {
   std::chrono::milliseconds slow_step{100};
   /// Monitor console address ("unix:/path", or "unix:@name" for Linux's abstract
   /// namespace); empty means none. Only this process's uid and root may use it (monitor.hpp).
-  std::string monitor;
+  std::string monitor{};
   /// Receives every Report; by default reports are printed on stderr.
-  std::function<void(const Report&)> report;
+  std::function<void(const Report&)> report{};
   /// Debug option: randomise the order in which each loop picks ready tasks, so that
   /// no test depends on an ordering it was not promised.
   bool shuffle = false;
@@ -44,7 +46,7 @@ struct Options {
 
 /// Per-spawn options (asyncio.create_task(coro, name=...), plus C++ knobs).
 struct TaskOptions {
-  std::string name;          ///< shown in reports and dumps; default "Task-<id>"
+  std::string name{};        ///< shown in reports and dumps; default "Task-<id>"
   std::size_t stack_size = 0;  ///< 0: the runtime's Options::stack_size
   bool pinned = false;       ///< never migrates off its loop
   /// With pinned: the index of the loop (worker) to live on; -1 means the spawning

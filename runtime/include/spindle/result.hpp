@@ -3,6 +3,8 @@
 // task gives a CancelledError).
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <exception>
 #include <functional>
 #include <stdexcept>

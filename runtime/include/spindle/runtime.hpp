@@ -2,6 +2,8 @@
 // that reach the running one: run, spawn (task.hpp), yield, current_task, all_tasks.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <iosfwd>
 #include <memory>

@@ -1,6 +1,8 @@
 // Everything in spindle: #include <spindle/spindle.hpp>.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <spindle/errors.hpp>
 #include <spindle/future.hpp>
 #include <spindle/generator.hpp>

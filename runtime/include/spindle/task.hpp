@@ -1,6 +1,8 @@
 // spindle::Task<T> and spindle::spawn: asyncio.Task / asyncio.create_task on fibres.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <functional>
 #include <source_location>
 #include <string>

@@ -13,6 +13,8 @@
 // which also folds an exception thrown by the block itself into the ExceptionGroup.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <exception>
 #include <functional>

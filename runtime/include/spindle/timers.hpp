@@ -10,6 +10,8 @@
 // duration is already due. time_point::max() likewise means "never".
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -16,6 +16,8 @@
 // end), while wait, as_completed and shield leave what they wait for alone.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -223,7 +225,7 @@ inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
 
 struct WaitOptions {
   /// Return at the latest after this long (nothing is cancelled); none by default.
-  std::optional<std::chrono::nanoseconds> timeout;
+  std::optional<std::chrono::nanoseconds> timeout{};
   ReturnWhen return_when = ALL_COMPLETED;
 };
 

@@ -1,6 +1,8 @@
 // Every synchronisation primitive: #include <spindle/sync.hpp>.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <spindle/sync/barrier.hpp>
 #include <spindle/sync/channel.hpp>
 #include <spindle/sync/condition.hpp>

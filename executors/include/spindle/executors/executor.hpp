@@ -2,6 +2,8 @@
 // run_in_executor itself (asyncio's loop.run_in_executor).
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <concepts>
 #include <exception>
 #include <functional>

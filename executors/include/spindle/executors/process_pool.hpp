@@ -23,6 +23,8 @@
 //   };
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -2,6 +2,8 @@
 // (asyncio.to_thread): run blocking code on plain threads while the event loops go on.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <functional>

@@ -1,6 +1,8 @@
 // Socket addresses and name resolution (loop.getaddrinfo).
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 

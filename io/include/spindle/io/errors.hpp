@@ -3,6 +3,8 @@
 // (generic_category) and the operation.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <stdexcept>
 #include <string>

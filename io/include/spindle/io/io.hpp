@@ -1,6 +1,8 @@
 // Everything in spindle's I/O module: #include <spindle/io/io.hpp>.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <spindle/io/address.hpp>
 #include <spindle/io/errors.hpp>
 #include <spindle/io/process.hpp>

@@ -39,6 +39,8 @@
 // another fibre uses it is a data race.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -81,9 +83,9 @@ struct ProcessOptions {
   Stdio out = Stdio::inherit;
   Stdio err = Stdio::inherit;
   /// The child's whole environment; std::nullopt: this process's (environ).
-  std::optional<std::map<std::string, std::string>> env;
+  std::optional<std::map<std::string, std::string>> env{};
   /// The child's working directory; "": this process's.
-  std::string cwd;
+  std::string cwd{};
   /// Close every fd above 2 in the child (Python's close_fds). With false, fds without
   /// FD_CLOEXEC are inherited (spindle's own fds are all close-on-exec).
   bool close_fds = true;

@@ -16,6 +16,8 @@
 // queued at most once) and is returned by the next wait.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <functional>
 #include <initializer_list>

@@ -27,6 +27,8 @@
 // stream should then be closed.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <string>

@@ -6,6 +6,8 @@
 // ECONNRESET system_error on that stream, never SIGPIPE.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -102,7 +104,7 @@ struct ServerOptions {
   /// Called (in the accept task) when accept fails, e.g. EMFILE; the accept loop then
   /// sleeps accept_backoff before trying again. Default: a line on stderr. If it
   /// throws, the server stops with that exception (see Server).
-  std::function<void(const std::system_error&)> on_accept_error;
+  std::function<void(const std::system_error&)> on_accept_error{};
   std::chrono::milliseconds accept_backoff{100};
 };
 

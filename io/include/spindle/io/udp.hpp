@@ -5,6 +5,8 @@
 // loses no datagram.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -3,6 +3,8 @@
 // Thread rules, cancellation and errors are those of SocketStream and TcpListener.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <sys/types.h>
 
 #include <chrono>

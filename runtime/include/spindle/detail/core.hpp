@@ -12,6 +12,8 @@
 //                    Waiters are detached under the lock and notified after it is released.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

@@ -11,6 +11,8 @@
 // the encoding of "none" (a real deadline is never 0: the clock started long ago).
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <limits>

@@ -2,6 +2,8 @@
 // interface that do not depend on T.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <exception>
 #include <functional>
 #include <source_location>

@@ -8,6 +8,8 @@
 // why Backoff yields the thread after a burst of pauses instead of spinning forever.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 
 namespace spindle::detail {

@@ -3,6 +3,8 @@
 // and a million such tasks should cost a million small objects.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <functional>
 #include <type_traits>
 

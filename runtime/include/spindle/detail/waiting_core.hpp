@@ -18,6 +18,8 @@
 //              destroyed before that notify has landed (Waiter::notified()).
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>

@@ -19,6 +19,8 @@
 // Threads:     every member may be called from any thread.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <source_location>
 #include <stdexcept>

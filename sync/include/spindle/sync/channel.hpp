@@ -51,6 +51,8 @@
 // drain what is buffered; receivers that find it closed and empty get std::nullopt.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

@@ -18,6 +18,8 @@
 //              threads), with the Lock held where stated.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <source_location>

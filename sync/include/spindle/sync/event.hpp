@@ -9,6 +9,8 @@
 //              read it without the lock), `waiters_` only under `mu_`.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <source_location>
 

@@ -41,6 +41,8 @@
 //              the holder and read by unlock() to refuse a caller that does not hold it.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <source_location>

@@ -27,6 +27,8 @@
 //              shutdown(immediate) are destroyed after the lock is released.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <algorithm>
 #include <cstddef>
 #include <deque>

@@ -13,6 +13,8 @@
 // Threads:     every member may be called from any thread.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <source_location>

@@ -44,6 +44,8 @@
 //          enqueued would be ambiguous. A call that raises transferred nothing.
 #pragma once
 
+#include <spindle/detail/cxx20.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
