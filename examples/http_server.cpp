@@ -62,43 +62,66 @@ struct Config {
 };
 Config g_config;
 
-// The Date header's value (RFC 9110 5.6.7, IMF-fixdate, always 29 characters), formatted
-// at most once per second per thread: each thread keeps the second it last formatted.
+constexpr std::string_view kBody = "Hello, World!";
+constexpr std::string_view kOkHead = "HTTP/1.1 200 OK\r\nServer: spindle\r\nDate: ";
+constexpr std::string_view kOkTail = "\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+constexpr std::size_t kDateLen = 29;  // IMF-fixdate (RFC 9110 5.6.7) always has 29 characters
+
+// The Date header's value, formatted at most once per second per thread (each thread
+// keeps the second it last formatted), and with it the whole common response (200,
+// HTTP/1.1 keep-alive, not HEAD), so that answering a plain request is one copy.
 class DateCache {
  public:
-  std::string_view now() noexcept {
-    const std::time_t t = std::time(nullptr);
-    if (t != sec_) {
-      std::tm tm{};
-      gmtime_r(&t, &tm);
-      std::strftime(text_, sizeof text_, "%a, %d %b %Y %H:%M:%S GMT", &tm);  // "C" locale names
-      sec_ = t;
-    }
-    return {text_, 29};
+  DateCache() noexcept {
+    std::memcpy(ok_, kOkHead.data(), kOkHead.size());
+    std::memcpy(ok_ + kOkHead.size() + kDateLen, kOkTail.data(), kOkTail.size());
   }
+  // Refreshes the date if the second has changed.
+  void refresh() noexcept {
+    const std::time_t t = std::time(nullptr);
+    if (t == sec_) return;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[kDateLen + 1];
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);  // "C" locale names
+    std::memcpy(ok_ + kOkHead.size(), text, kDateLen);
+    sec_ = t;
+  }
+  std::string_view date() const noexcept { return {ok_ + kOkHead.size(), kDateLen}; }
+  std::string_view ok() const noexcept { return {ok_, sizeof ok_}; }
 
  private:
   std::time_t sec_ = -1;
-  char text_[32] = {};
+  char ok_[kOkHead.size() + kDateLen + kOkTail.size()];
 };
-thread_local DateCache t_date;
+// This thread's cache. Not inlined: a task may resume on another thread after a write,
+// and the compiler may keep a thread_local's address across calls within one function.
+[[gnu::noinline]] DateCache& this_thread_date() noexcept {
+  static thread_local DateCache cache;
+  return cache;
+}
 
 // Writes responses into a buffer on the connection's stack: requests answered in one
 // read go out in one write. Every response has Server and Date (RFC 9110 6.6.1).
 class Out {
  public:
   explicit Out(spindle::TcpStream& s) : s_(s) {}
+  // Adds the response to a request: `body` is kBody or empty.
   void add(std::string_view status, const RequestInfo& r, bool close, std::string_view body) {
     if (len_ + kMaxResponse > kOut) flush();
+    if (date_ == nullptr) {  // the date once per batch of responses (no write, so no thread change, within one)
+      date_ = &this_thread_date();
+      date_->refresh();
+    }
+    if (!close && !r.http10 && !r.head && !body.empty()) {  // the common case: one copy
+      put(date_->ok());
+      return;
+    }
     put("HTTP/1.1 ");
     put(status);
     put("\r\nServer: spindle\r\nDate: ");
-    put(date_.empty() ? date_ = t_date.now() : date_);
-    put("\r\nContent-Length: ");
-    char digits[8];
-    const int nd = std::snprintf(digits, sizeof digits, "%zu", body.size());
-    put({digits, std::size_t(nd)});
-    if (!body.empty()) put("\r\nContent-Type: text/plain");
+    put(date_->date());
+    put(body.empty() ? "\r\nContent-Length: 0" : "\r\nContent-Length: 13\r\nContent-Type: text/plain");
     // RFC 9112 9.3: an HTTP/1.0 client keeps the connection only when told keep-alive;
     // the last response on a connection says close.
     if (close)
@@ -115,7 +138,7 @@ class Out {
   void flush() {
     const std::size_t n = len_;
     len_ = 0;  // also when the write throws: the connection ends then
-    date_ = {};
+    date_ = nullptr;
     if (n > 0) s_.write_all(buf_, n);
   }
   std::size_t size() const noexcept { return len_; }
@@ -126,12 +149,10 @@ class Out {
     len_ += v.size();
   }
   spindle::TcpStream& s_;
-  std::string_view date_;  // read once per batch
+  DateCache* date_ = nullptr;  // this thread's, refreshed for this batch (until the next write)
   std::size_t len_ = 0;
   char buf_[kOut];
 };
-
-constexpr std::string_view kBody = "Hello, World!";
 
 std::string_view error_status(ScanError e) {
   switch (e) {
