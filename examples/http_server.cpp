@@ -145,6 +145,7 @@ class Out {
 
  private:
   void put(std::string_view v) noexcept {
+    if (v.empty()) return;  // an empty view's data() may be null, which memcpy must not get
     std::memcpy(buf_ + len_, v.data(), v.size());
     len_ += v.size();
   }
