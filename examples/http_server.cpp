@@ -1,10 +1,18 @@
 // An HTTP/1.1 plaintext server, as benchmarks.md's http_plaintext workload defines it:
-// each connection reads into a 16 KiB buffer and answers every request with the same
-// fixed response, keeping the connection alive (pipelined requests and requests split
-// across reads are handled); TCP_NODELAY is set on every connection. Request heads are
-// checked by RequestScanner (http_parser.hpp): a malformed one gets 400, one longer than
-// 64 KiB 431, Transfer-Encoding 501, each followed by a close; the server goes on
-// serving the other connections.
+// every request gets the same "Hello, World!" (without the body for HEAD). Requests are
+// read by RequestScanner (http_parser.hpp), which handles pipelining, requests split
+// across reads, Content-Length and chunked bodies, and RFC 9112's faults; the responses
+// to the requests of one read go out in one write. TCP_NODELAY is set on every connection.
+//
+// HTTP semantics (RFC 9110, 9112):
+//  - every response has Server and Date (formatted once per second per thread);
+//  - persistence: HTTP/1.1 keeps the connection unless "Connection: close"; HTTP/1.0 only
+//    with "Connection: keep-alive", echoed in the response. The last response on a
+//    connection says "Connection: close", then the server closes;
+//  - "Expect: 100-continue" (HTTP/1.1, with a body) gets "100 Continue" when the head has
+//    been read; the 200 follows once the whole body has been;
+//  - a fault gets its status (400, 414, 431, 501, 505; see http_parser.hpp), then the
+//    close; the server goes on serving the other connections.
 //
 // Timeouts, so that a client that stalls holds only its own connection:
 //   --header-timeout=SECONDS (default 10): a request head must arrive whole within this
@@ -21,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -35,12 +44,14 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using http_example::Event;
+using http_example::RequestInfo;
 using http_example::ScanError;
 
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 constexpr std::size_t kMaxHead = 64 * 1024;
-constexpr std::size_t kBatch = 64;                // responses per write at most
+constexpr std::size_t kMaxTarget = 8 * 1024;
+constexpr std::size_t kOut = 8 * 1024;            // responses gathered before a write
+constexpr std::size_t kMaxResponse = 256;         // the longest response head and body
 constexpr std::size_t kMaxDrain = 1024 * 1024;    // bytes read and dropped before closing after an error
 constexpr std::chrono::seconds kMaxLinger{1};     // and for how long at most
 
@@ -51,37 +62,121 @@ struct Config {
 };
 Config g_config;
 
-// kBatch copies of the response back to back: n pipelined requests take one write
-// per kBatch.
-const std::string& responses() {
-  static const std::string s = [] {
-    std::string r;
-    for (std::size_t i = 0; i < kBatch; ++i) r += kResponse;
-    return r;
-  }();
-  return s;
+constexpr std::string_view kBody = "Hello, World!";
+constexpr std::string_view kOkHead = "HTTP/1.1 200 OK\r\nServer: spindle\r\nDate: ";
+constexpr std::string_view kOkTail = "\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+constexpr std::size_t kDateLen = 29;  // IMF-fixdate (RFC 9110 5.6.7) always has 29 characters
+
+// The Date header's value, formatted at most once per second per thread (each thread
+// keeps the second it last formatted), and with it the whole common response (200,
+// HTTP/1.1 keep-alive, not HEAD), so that answering a plain request is one copy.
+class DateCache {
+ public:
+  DateCache() noexcept {
+    std::memcpy(ok_, kOkHead.data(), kOkHead.size());
+    std::memcpy(ok_ + kOkHead.size() + kDateLen, kOkTail.data(), kOkTail.size());
+  }
+  // Refreshes the date if the second has changed.
+  void refresh() noexcept {
+    const std::time_t t = std::time(nullptr);
+    if (t == sec_) return;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[kDateLen + 1];
+    std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);  // "C" locale names
+    std::memcpy(ok_ + kOkHead.size(), text, kDateLen);
+    sec_ = t;
+  }
+  std::string_view date() const noexcept { return {ok_ + kOkHead.size(), kDateLen}; }
+  std::string_view ok() const noexcept { return {ok_, sizeof ok_}; }
+
+ private:
+  std::time_t sec_ = -1;
+  char ok_[kOkHead.size() + kDateLen + kOkTail.size()];
+};
+// This thread's cache. Not inlined: a task may resume on another thread after a write,
+// and the compiler may keep a thread_local's address across calls within one function.
+[[gnu::noinline]] DateCache& this_thread_date() noexcept {
+  static thread_local DateCache cache;
+  return cache;
 }
 
-std::string_view error_response(ScanError e) {
+// Writes responses into a buffer on the connection's stack: requests answered in one
+// read go out in one write. Every response has Server and Date (RFC 9110 6.6.1).
+class Out {
+ public:
+  explicit Out(spindle::TcpStream& s) : s_(s) {}
+  // Adds the response to a request: `body` is kBody or empty.
+  void add(std::string_view status, const RequestInfo& r, bool close, std::string_view body) {
+    if (len_ + kMaxResponse > kOut) flush();
+    if (date_ == nullptr) {  // the date once per batch of responses (no write, so no thread change, within one)
+      date_ = &this_thread_date();
+      date_->refresh();
+    }
+    if (!close && !r.http10 && !r.head && !body.empty()) {  // the common case: one copy
+      put(date_->ok());
+      return;
+    }
+    put("HTTP/1.1 ");
+    put(status);
+    put("\r\nServer: spindle\r\nDate: ");
+    put(date_->date());
+    put(body.empty() ? "\r\nContent-Length: 0" : "\r\nContent-Length: 13\r\nContent-Type: text/plain");
+    // RFC 9112 9.3: an HTTP/1.0 client keeps the connection only when told keep-alive;
+    // the last response on a connection says close.
+    if (close)
+      put("\r\nConnection: close");
+    else if (r.http10)
+      put("\r\nConnection: keep-alive");
+    put("\r\n\r\n");
+    if (!r.head) put(body);
+  }
+  void add_raw(std::string_view bytes) {
+    if (len_ + bytes.size() > kOut) flush();
+    put(bytes);
+  }
+  void flush() {
+    const std::size_t n = len_;
+    len_ = 0;  // also when the write throws: the connection ends then
+    date_ = nullptr;
+    if (n > 0) s_.write_all(buf_, n);
+  }
+  std::size_t size() const noexcept { return len_; }
+
+ private:
+  void put(std::string_view v) noexcept {
+    if (v.empty()) return;  // an empty view's data() may be null, which memcpy must not get
+    std::memcpy(buf_ + len_, v.data(), v.size());
+    len_ += v.size();
+  }
+  spindle::TcpStream& s_;
+  DateCache* date_ = nullptr;  // this thread's, refreshed for this batch (until the next write)
+  std::size_t len_ = 0;
+  char buf_[kOut];
+};
+
+std::string_view error_status(ScanError e) {
   switch (e) {
     case ScanError::too_large:
-      return "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      return "431 Request Header Fields Too Large";
+    case ScanError::uri_too_long:
+      return "414 URI Too Long";
     case ScanError::not_implemented:
-      return "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      return "501 Not Implemented";
+    case ScanError::bad_version:
+      return "505 HTTP Version Not Supported";
     default:
-      return "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      return "400 Bad Request";
   }
 }
-constexpr std::string_view k408 = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-// Sends a last response and ends the connection: stops sending, then reads and drops
-// what the client had already sent (at most kMaxDrain bytes for kMaxLinger), so that
-// the close does not reset the connection before the client has read the response.
-void send_and_linger(spindle::TcpStream& s, std::string_view last) {
+// Ends the connection after its last response (already written): stops sending, then
+// reads and drops what the client had already sent (at most kMaxDrain bytes for
+// kMaxLinger), so that the close does not reset the connection before the client has
+// read the response.
+void linger(spindle::TcpStream& s) {
   try {
     const Clock::time_point until = Clock::now() + std::min<Clock::duration>(kMaxLinger, g_config.idle_timeout);
-    s.set_timeout(until - Clock::now());
-    s.write_all(last);
     s.shutdown_write();
     char buf[16 * 1024];
     for (std::size_t dropped = 0; dropped < kMaxDrain;) {
@@ -97,10 +192,22 @@ void send_and_linger(spindle::TcpStream& s, std::string_view last) {
   }
 }
 
+// Sends a last response (an error) and ends the connection.
+void send_and_linger(spindle::TcpStream& s, Out& out, std::string_view status) {
+  try {
+    s.set_timeout(std::min<Clock::duration>(kMaxLinger, g_config.idle_timeout));
+    out.add(status, RequestInfo{}, true, {});
+    out.flush();
+  } catch (const std::exception&) {
+    return;
+  }
+  linger(s);
+}
+
 void serve(spindle::TcpStream s) {
-  const std::string& batch = responses();
   char buf[16 * 1024];
-  http_example::RequestScanner scanner(kMaxHead);
+  Out out(s);
+  http_example::RequestScanner scanner(kMaxHead, kMaxTarget);
   Clock::time_point head_deadline{};  // while scanner.in_head(): when the head must be whole
   try {
     for (;;) {
@@ -114,22 +221,39 @@ void serve(spindle::TcpStream s) {
       s.set_timeout(limit);
       const std::size_t n = s.read(buf, sizeof buf);
       if (n == 0) return;  // the client closed
-      const std::size_t requests = scanner.feed(buf, n);
-      if (scanner.in_head() && (!in_head || requests > 0)) head_deadline = Clock::now() + g_config.header_timeout;
-      if (requests > 0) s.set_timeout(g_config.idle_timeout);
-      for (std::size_t left = requests; left > 0;) {
-        const std::size_t k = left < kBatch ? left : kBatch;
-        s.write_all(batch.data(), k * kResponse.size());
-        left -= k;
+      bool any = false, close = false;
+      for (std::size_t used = 0; used < n && !close;) {
+        used += scanner.feed(buf + used, n - used);
+        switch (scanner.event()) {
+          case Event::request:
+            any = true;
+            close = !scanner.request().keep_alive;
+            out.add("200 OK", scanner.request(), close, kBody);
+            break;
+          case Event::expect:  // RFC 9110 10.1.1: the client waits for this before the body
+            any = true;
+            out.add_raw("HTTP/1.1 100 Continue\r\n\r\n");
+            break;
+          case Event::none:
+            break;
+        }
+        if (scanner.error() != ScanError::none) break;
       }
-      if (scanner.error() != ScanError::none) {
-        send_and_linger(s, error_response(scanner.error()));
+      if (scanner.in_head() && (!in_head || any)) head_deadline = Clock::now() + g_config.header_timeout;
+      if (any) s.set_timeout(g_config.idle_timeout);
+      if (scanner.error() != ScanError::none && !close) {
+        send_and_linger(s, out, error_status(scanner.error()));
+        return;
+      }
+      out.flush();
+      if (close) {
+        linger(s);
         return;
       }
     }
   } catch (const spindle::TimeoutError&) {
     // Idle, or a head that did not arrive in time (408), or a client that stopped reading.
-    if (scanner.in_head()) send_and_linger(s, k408);
+    if (scanner.in_head()) send_and_linger(s, out, "408 Request Timeout");
   } catch (const std::system_error&) {
     // The client reset the connection or vanished: only this connection ends.
   }

@@ -8,7 +8,9 @@ base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
       libconcurrentqueue-dev libmimalloc-dev catch2 libbenchmark-dev)
 # clang + its runtime are used for the TSan build (gcc's TSan cannot see through
 # fcontext switches as reliably) and later for libFuzzer.
-test_extra=(clang libclang-rt-14-dev)
+# The HTTP example's client test (tests/stress/http_clients.py) drives it with real
+# clients: curl, ab (apache2-utils), h2load (nghttp2-client) and wrk (also in bench).
+test_extra=(clang libclang-rt-14-dev curl apache2-utils nghttp2-client wrk)
 # gnuplot-nox draws the benchmark chart (scripts/bench_report.py): one small package
 # with a PNG terminal, where matplotlib would bring numpy, pillow and fonts.
 bench_extra=(libboost-fiber-dev wrk gnuplot-nox)
