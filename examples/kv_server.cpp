@@ -99,9 +99,13 @@ std::string lower(std::string_view s) {
   return r;
 }
 
-// A decimal integer as Redis accepts one: optional '-', digits, nothing else, in range.
+// A decimal integer as Redis accepts one: optional '-', digits without leading zeros,
+// nothing else, in range ("0" yes; "007", "-0", "+1", " 1" no).
 bool parse_int(std::string_view s, long long& v) {
   if (s.empty() || s.size() > 20) return false;
+  const std::size_t d = s[0] == '-' ? 1 : 0;
+  if (s.size() > d + 1 && s[d] == '0') return false;
+  if (d == 1 && s == "-0") return false;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   return ec == std::errc() && p == s.data() + s.size();
 }
