@@ -220,7 +220,7 @@ def phase_malformed(port):
         first = c.reply()
         try:
             second = c.reply()
-        except (EOFError, ConnectionResetError) as e:
+        except (EOFError, OSError) as e:  # closed, reset or timed out
             second = repr(e)
         closed = c.closed_after(time.monotonic() + 5)
         ok = first == b"PONG" and isinstance(second, tuple) and second[1].startswith("ERR Protocol error") and closed
@@ -253,7 +253,7 @@ def phase_big_bulk(port):
     t.start()
     try:
         got = c.reply()
-    except (EOFError, ConnectionResetError) as e:
+    except (EOFError, OSError) as e:  # closed, reset or timed out
         got = repr(e)
     closed = c.closed_after(time.monotonic() + 10)
     t.join(30)
