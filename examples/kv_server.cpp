@@ -428,15 +428,20 @@ int serve_until_signal(Keyspace& ks, const char* host, uint16_t port) {
   std::printf("got %s: closing %zu connection(s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", srv.connections());
   std::fflush(stdout);
   srv.close();
-  // A connection accepted as the server closed may register after the first sweep.
-  for (int i = 0; i < 50 && srv.connections() > 0; ++i) {
+  // Wait for the accept task to close its listener and for every connection to end
+  // (cancelled by close_clients), even when none is open: returning earlier would leave
+  // the accept task to the runtime's shutdown, still holding the listener. The sweep
+  // repeats because a connection accepted as the server closed may register after it.
+  for (int i = 0; i < 50; ++i) {
     srv.close_clients();
     try {
       spindle::timeout(std::chrono::milliseconds(100), [&] { srv.wait_closed(); });
+      return 0;
     } catch (const spindle::TimeoutError&) {
     }
   }
-  return 0;
+  std::fprintf(stderr, "kv_server: %zu connection(s) would not end within 5 s\n", srv.connections());
+  return 1;
 }
 
 }  // namespace
