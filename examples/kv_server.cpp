@@ -15,7 +15,8 @@
 // go out in one write (as Redis answers everything in its query buffer before it reads
 // again). It parses its own buffer rather than calling read_line / read_exact, because it
 // must know whether the next request is already whole: if not, the replies gathered so
-// far go out before the read that waits for it (and no line becomes a std::string). The keyspace (kv_store.hpp) is shared by all workers: 64 shards, each under a
+// far go out before the read that waits for it (and no line becomes a std::string).
+// The keyspace (kv_store.hpp) is shared by all workers: 64 shards, each under a
 // std::mutex. A request the protocol cannot frame (a bad length, a bulk string longer
 // than --max-bulk) gets "-ERR Protocol error: ..." and its connection is closed, as
 // Redis does; the other connections go on being served. A well-framed request that is
