@@ -11,6 +11,10 @@ in the same run.
   http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
       (the same program, its library built with metrics compiled out), loaded as above:
       the cost of metrics.
+  kv (issue 20): examples/kv_server with 1 worker beside Debian's redis-server (one
+      thread, nothing saved to disk), each loaded by `redis-benchmark -q -t set,get`
+      (50 connections) unpipelined (-P 1) and with 16 requests in flight per
+      connection (-P 16).
 
 Each server runs in its own process on a free loopback port; the load starts once it
 accepts and has answered a correctness check (two pipelined requests, split across two
@@ -54,12 +58,25 @@ REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HTTP = ("http", "examples/http_server", "benchmarks/peer_asio_http")
 ECHO = ("echo", "examples/echo_server", "benchmarks/peer_asio_echo")
 HTTP_METRICS = ("http_metrics", "examples/http_server", "benchmarks/http_server_nometrics")
-WORKLOADS = (HTTP, ECHO, HTTP_METRICS)
-# Each workload's load ("http" or "echo"), and its peer: (results key, table title).
-LOAD = {"http": "http", "echo": "echo", "http_metrics": "http"}
-PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off")}
+# REDIS is not a path under the build directory: run_one starts the installed redis-server.
+REDIS = "redis-server"
+KV_P1 = ("kv_p1", "examples/kv_server", REDIS)
+KV_P16 = ("kv_p16", "examples/kv_server", REDIS)
+WORKLOADS = (HTTP, ECHO, HTTP_METRICS, KV_P1, KV_P16)
+# Each workload's load ("http", "echo" or "kv"), and its peer: (results key, table title).
+LOAD = {"http": "http", "echo": "echo", "http_metrics": "http", "kv_p1": "kv", "kv_p16": "kv"}
+PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off"),
+         "kv_p1": ("redis", "redis-server"), "kv_p16": ("redis", "redis-server")}
 CLIENT = "benchmarks/echo_client"
 THREADS = (1, 2)
+# redis-server runs its commands on one thread: the kv rows compare 1 worker with it.
+WORKLOAD_THREADS = {"kv_p1": (1,), "kv_p16": (1,)}
+# The kv loads: requests in flight per connection (-P), and requests per redis-benchmark
+# test (-n; SET then GET). redis-benchmark (one thread) is the bottleneck, not the
+# server: measured 25-30k requests/s at -P 1 and 300-550k at -P 16 on the 2-core machine
+# under other load, so each test takes about 4 to 8 s.
+PIPELINE = {"kv_p1": 1, "kv_p16": 16}
+KV_REQUESTS = {"kv_p1": 200_000, "kv_p16": 2_000_000}
 
 # The rows: (workload kind, figure label, counter, better).
 FIGURES = {
@@ -71,8 +88,13 @@ FIGURES = {
              ("messages per server CPU-s", "messages_per_cpu_s", "higher"),
              ("server CPU %", "cpu_percent", "-")],
     "http_metrics": [("requests per server CPU-s", "requests_per_cpu_s", "higher")],
+    "kv_p1": [("requests/s", "requests_per_s", "higher"),
+              ("requests per server CPU-s", "requests_per_cpu_s", "higher"),
+              ("server CPU %", "cpu_percent", "-")],
 }
-TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)", "http_metrics": "http_plaintext"}
+FIGURES["kv_p16"] = FIGURES["kv_p1"]
+TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)", "http_metrics": "http_plaintext",
+          "kv_p1": "kv SET+GET -P 1 (50 conns)", "kv_p16": "kv SET+GET -P 16 (50 conns)"}
 
 
 class Failed(Exception):
@@ -147,6 +169,33 @@ def check_echo(port):
             raise Failed("the echo differs from the message")
 
 
+def check_kv(port):
+    """PING, then a SET split across two writes, then a GET: the three replies exactly."""
+    set_req = b"*3\r\n$3\r\nSET\r\n$5\r\nbench\r\n$2\r\nok\r\n"
+    want = b"+PONG\r\n+OK\r\n$2\r\nok\r\n"
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(b"*1\r\n$4\r\nPING\r\n" + set_req[:9])
+        time.sleep(0.02)
+        s.sendall(set_req[9:] + b"*2\r\n$3\r\nGET\r\n$5\r\nbench\r\n")
+        got = recv_exactly(s, len(want))
+    if got != want:
+        raise Failed(f"wrong replies: {got[:200]!r}")
+
+
+def load_kv(port, kind):
+    n = KV_REQUESTS[kind]
+    cmd = ["redis-benchmark", "-h", HOST, "-p", str(port), "-n", str(n), "-P", str(PIPELINE[kind]), "-q",
+           "-t", "set,get"]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    secs = time.monotonic() - t0
+    figures = dict(re.findall(r"(SET|GET): ([\d.]+) requests per second", p.stdout))
+    if p.returncode != 0 or set(figures) != {"SET", "GET"}:
+        raise Failed(f"redis-benchmark exit status {p.returncode}: {(p.stdout + p.stderr).strip()[-200:]!r}")
+    return {"requests": 2 * n, "requests_per_s": 2 * n / secs,
+            "set_per_s": float(figures["SET"]), "get_per_s": float(figures["GET"])}
+
+
 def parse_duration_ms(v):
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
     if not m:
@@ -186,22 +235,36 @@ def load_echo(build, port):
     return {"messages": r["messages"], "messages_per_s": r["messages_per_s"]}
 
 
-def run_one(build, kind, server, threads):
-    """One server, one load run. Returns {counter: value}; raises Failed."""
-    kind = LOAD[kind]
+def server_command(build, server, port, threads):
+    if server == REDIS:
+        # One thread for commands (redis's default), nothing written to disk, loopback only.
+        return [REDIS, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", tempfile.gettempdir(), "--logfile", ""]
     path = build / server
     if not path.exists():
         raise Failed(f"{path} not found (build it first)")
-    if kind == "http" and subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True).returncode:
-        raise Failed("wrk not found (scripts/install-deps.sh bench installs it)")
+    return [str(path), str(port), str(threads), HOST]
+
+
+def run_one(build, kind, server, threads):
+    """One server, one load run. Returns {counter: value}; raises Failed."""
+    workload, kind = kind, LOAD[kind]
+    for tool, needed in (("wrk", kind == "http"), ("redis-benchmark", kind == "kv"), (REDIS, server == REDIS)):
+        if needed and subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+            raise Failed(f"{tool} not found (scripts/install-deps.sh bench installs it)")
     port = free_port()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([str(path), str(port), str(threads), HOST], stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(server_command(build, server, port, threads), stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_accepting(proc, port)
-            (check_http if kind == "http" else check_echo)(port)
+            {"http": check_http, "echo": check_echo, "kv": check_kv}[kind](port)
             c0, t0 = cpu_seconds(proc.pid), time.monotonic()
-            r = load_http(port) if kind == "http" else load_echo(build, port)
+            if kind == "http":
+                r = load_http(port)
+            elif kind == "kv":
+                r = load_kv(port, workload)
+            else:
+                r = load_echo(build, port)
             c1, t1 = cpu_seconds(proc.pid), time.monotonic()
             if proc.poll() is not None:
                 raise Failed(f"server exited with status {proc.returncode} during the load")
@@ -220,7 +283,7 @@ def run_one(build, kind, server, threads):
     cpu = max(c1 - c0, 1.0 / TICKS)
     r["server_cpu_s"] = c1 - c0
     r["cpu_percent"] = 100.0 * (c1 - c0) / (t1 - t0)
-    if kind == "http":
+    if kind in ("http", "kv"):
         r["requests_per_cpu_s"] = r["requests"] / cpu
     else:
         r["messages_per_cpu_s"] = r["messages"] / cpu
@@ -232,7 +295,8 @@ def run(build, reps, log=sys.stderr):
     "net/<workload>_w<threads>/<spindle|asio|metrics_off>" to {"values", "error", "median"}
     as bench.py's runs do; rows are bench.py table rows (spindle beside its peer)."""
     build = Path(build)
-    configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in WORKLOADS for t in THREADS]
+    configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in WORKLOADS
+               for t in WORKLOAD_THREADS.get(kind, THREADS)]
     results = {}
 
     def key(kind, t, who):
