@@ -26,17 +26,10 @@ import subprocess
 import sys
 import time
 
+from checks import check, checks, proc_status, stop, summary
+
 DATE = rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT"
 BODY = b"Hello, World!"
-
-checks = []  # (name, passed, detail)
-
-
-def check(name, passed, detail=""):
-    checks.append((name, bool(passed), detail))
-    print(("ok   " if passed else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
-    return bool(passed)
-
 
 def response_re(status, connection=None, body=BODY, head=False):
     """The regex of one whole response as the server must send it."""
@@ -302,16 +295,8 @@ def main():
         check("server still running", server.poll() is None)
         print(f"total {time.monotonic() - t0:.1f}s")
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-    failed = sum(not ok for _, ok, _ in checks)
-    print(f"{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+        stop(server)
+    return summary()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import sys
 import threading
 import time
 
+from checks import check, checks, proc_status, stop, summary
+
 # Every response carries Date (IMF-fixdate, always 29 bytes), so responses have a fixed
 # length but not fixed bytes: OK_RESPONSE has the length, is_ok() checks the bytes.
 OK_RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: spindle\r\nDate: Mon, 07 Dec 2026 00:00:00 GMT\r\n"
@@ -44,22 +46,6 @@ def is_ok(data, count):
     """data is exactly `count` 200 responses."""
     return re.fullmatch(b"(?:" + OK_RE.pattern + b"){" + str(count).encode() + b"}", data) is not None
 GOOD_REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-checks = []  # (name, passed, detail)
-
-
-def check(name, passed, detail=""):
-    checks.append((name, bool(passed), detail))
-    print(("ok   " if passed else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
-
-
-def proc_status(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])  # kB
-    return 0
-
 
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -373,16 +359,8 @@ def main():
             print(wrk_out)
         print(f"total {time.monotonic() - t0:.1f}s")
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-    failed = sum(not ok for _, ok, _ in checks)
-    print(f"{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+        stop(server)
+    return summary()
 
 
 if __name__ == "__main__":

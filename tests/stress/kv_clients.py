@@ -28,21 +28,7 @@ import sys
 import threading
 import time
 
-checks = []  # (name, passed, detail)
-
-
-def check(name, passed, detail=""):
-    checks.append((name, bool(passed), detail))
-    print(("ok   " if passed else "FAIL ") + name + (": " + detail if detail else ""), flush=True)
-
-
-def proc_status(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])  # kB
-    return 0
-
+from checks import check, checks, proc_status, stop, summary
 
 def resp(*args):
     """One request in RESP2 multibulk form."""
@@ -306,17 +292,9 @@ def main():
                   f"peak {hwm:.1f} MiB")
         print(f"total {time.monotonic() - t0:.1f}s")
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop(server)
     check("server exits 0 on SIGTERM", server.returncode == 0, f"status {server.returncode}")
-    failed = sum(not ok for _, ok, _ in checks)
-    print(f"{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
