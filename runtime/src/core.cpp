@@ -21,6 +21,7 @@
 #include "frame.hpp"
 #include "timer_heap.hpp"
 #include "runtime_impl.hpp"
+#include "task_state.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
@@ -396,30 +397,9 @@ void add_callback(FutureCore* core, CallbackWaiter* cb) {
 void wake_task(TaskHeader* t, bool lifo) noexcept { wake_task_in(nullptr, t, lifo); }
 
 void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
-  uint16_t cur = t->sched.load(std::memory_order_relaxed);
-  for (;;) {
-    // Over: nothing will look at the signal again.
-    if (cur & kEnded) return;
-    // Not started: either queued (above) or made but not submitted yet (a TaskGroup or
-    // JobScheduler may cancel it then): submitting it queues it; nothing to do here.
-    if (!(cur & kStarted)) return;
-    // RUNNING or QUEUED: mark NOTIFIED. For a QUEUED task this matters: the worker that
-    // dequeues it turns QUEUED into RUNNING with an RMW that keeps NOTIFIED, so either
-    // that RMW reads our mark (and with it our signal) or we see RUNNING and mark that;
-    // a plain load here could miss the fibre re-checking its signal (a lost wake-up).
-    // A NOTIFIED already there is written again, with the same CAS, for the same reason:
-    // the load above may show a mark the task has consumed since (after_suspend cleared
-    // it, the task ran, checked its signal before our store reached it, and is
-    // suspending now). Returning on that stale mark lost wake-ups (the mpsc benchmark
-    // hung about one run in five); the CAS reads the latest state or fails and retries.
-    const uint16_t next = (cur & (kRunning | kQueued)) ? uint16_t(cur | kNotified) : uint16_t(cur | kQueued);
-    // acq_rel: acquire pairs with the worker's release when the fibre switched out
-    // (its context is saved); release hands our view to whoever runs it.
-    if (t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed)) {
-      if (!(cur & (kQueued | kRunning))) (rt ? rt : t->frame->rt)->make_ready(t, lifo);  // we made it QUEUED
-      return;
-    }
-  }
+  // Only the wake that made it READY pushes it, so it is never queued twice. The frame
+  // is there: the task is started and not ended (we hold a reference).
+  if (task_state::wake(t) == task_state::Wake::must_schedule) (rt ? rt : t->frame->rt)->make_ready(t, lifo);
 }
 
 bool cancel_pending(TaskHeader* t) noexcept {

@@ -5,6 +5,7 @@
 #include "frame.hpp"
 #include "runtime_impl.hpp"
 #include "sanitizer.hpp"
+#include "task_state.hpp"
 #include "worker.hpp"
 
 // The C++ runtime keeps, per thread, the chain of exceptions being handled and the
@@ -159,7 +160,7 @@ void suspend_current(std::source_location where) noexcept {
     // context and publishes us (invariant 1: suspend, then publish). The worker's own
     // context travels with the running fibre, in `handoff_back`.
     TaskFrame* nf = next->frame;
-    next->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // QUEUED -> RUNNING: as in run_task
+    task_state::run(next);  // as in run_task
     w->switch_prev = t;
     w->step_ended(t);
     w->current.store(next, std::memory_order_relaxed);

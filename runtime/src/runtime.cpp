@@ -15,6 +15,7 @@
 #include "monitor.hpp"
 #include "overflow_guard.hpp"
 #include "step_watch.hpp"
+#include "task_state.hpp"
 
 namespace spindle::detail {
 
@@ -122,11 +123,9 @@ void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool insid
       t->unlock();
     }
   }
-  // relaxed: the queue push below publishes the task to the worker that runs it. A
-  // handle holder may call cancel() concurrently: its wake_task sees either "not
-  // started" (0) or QUEUED, and does nothing either way.
+  // relaxed: the queue push below publishes the task to the worker that runs it.
   t->word.fetch_or(uint16_t(bits), std::memory_order_relaxed);
-  t->sched.store(kQueued, std::memory_order_relaxed);
+  task_state::submit(t);
   Worker* const w = inside ? current_worker() : nullptr;
   if (w) Worker::bump(w->spawned);
   else foreign_spawned.fetch_add(1, std::memory_order_relaxed);
@@ -280,8 +279,7 @@ void RuntimeImpl::end_leftovers() noexcept {
   std::vector<TaskHeader*> abandoned = snapshot_tasks();
   std::unordered_set<TaskHeader*> on_the_way;
   for (TaskHeader* t : abandoned) {
-    // acq_rel: after a waker's CAS that made it QUEUED (we then wait for its push).
-    if (t->sched.exchange(kEnded | kStarted, std::memory_order_acq_rel) & kQueued) on_the_way.insert(t);
+    if (task_state::abandon(t) == task_state::Abandoned::was_queued) on_the_way.insert(t);
   }
   auto drain = [&](TaskHeader* t, bool& found) {
     if (!(t->sched.load(std::memory_order_acquire) & kStarted)) {

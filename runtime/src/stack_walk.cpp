@@ -14,6 +14,7 @@
 #include "frame.hpp"
 #include "runtime_impl.hpp"
 #include "sanitizer.hpp"
+#include "task_state.hpp"
 
 #if defined(SPINDLE_HAVE_LIBBACKTRACE)
 #include <backtrace.h>
@@ -220,26 +221,13 @@ std::vector<StackFrame> describe_stack(const std::vector<uintptr_t>& pcs) {
 
 std::vector<uintptr_t> capture_stack(TaskHeader* t) {
   std::vector<uintptr_t> pcs(kMaxFrames);
-  uint16_t cur = kStarted;
-  // acq_rel: the acquire pairs with the release of the loop that published the fibre as
-  // suspended (its context and stack are complete); from here on nobody else may resume
-  // it: wakers see RUNNING and only mark it NOTIFIED, exactly as while it runs.
-  if (!t->sched.compare_exchange_strong(cur, uint16_t(kStarted | kRunning), std::memory_order_acq_rel,
-                                        std::memory_order_relaxed)) {
-    return {};
-  }
+  if (task_state::hold(t) == task_state::Hold::busy) return {};
   TaskFrame* f = t->frame;  // the fibre exists while the task is started and not ended
   RuntimeImpl* rt = f->rt;
   pcs.resize(unwind(f, pcs.data(), pcs.size()));
-  // Let go as a loop does after a switch (Worker::after_suspend): back to IDLE, or
-  // QUEUED and requeued if a wake-up came meanwhile. acq_rel: the acquire sees that
-  // waker's NOTIFIED; the release hands the fibre on unchanged.
-  cur = t->sched.load(std::memory_order_relaxed);
-  uint16_t next;
-  do {
-    next = (cur & kNotified) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
-  } while (!t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
-  if (next & kQueued) rt->make_ready(t, false);
+  // Let go as a loop does after a switch (Worker::after_suspend): requeued if a wake-up
+  // came meanwhile.
+  if (task_state::release(t) == task_state::Release::must_schedule) rt->make_ready(t, false);
   return pcs;
 }
 

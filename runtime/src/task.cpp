@@ -9,6 +9,7 @@
 #include "frame.hpp"
 #include "runtime_impl.hpp"
 #include "task_dump.hpp"
+#include "task_state.hpp"
 #include "worker.hpp"
 
 namespace spindle::detail {
@@ -118,10 +119,7 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
   // handle, or they keep each other alive. The scheduler's reference, dropped below,
   // keeps the object here meanwhile.
   t->ops->drop_fn(t);
-  // QUEUED -> ENDED. release: as for a fibre that ended (and the destructor, which reads
-  // kFnDropped, sees the callable gone). Wakers never write a QUEUED task's state, so a
-  // store is enough.
-  t->sched.store(kEnded | kFnDropped, std::memory_order_release);
+  task_state::end_unstarted(t);
   t->unref();
 }
 

@@ -11,6 +11,7 @@
 #include "overflow_guard.hpp"
 #include "runtime_impl.hpp"
 #include "sanitizer.hpp"
+#include "task_state.hpp"
 #include "timer_heap.hpp"
 
 #include <spindle/detail/spin.hpp>
@@ -96,9 +97,7 @@ void Worker::push_ring(TaskHeader* t) {
     TaskHeader* fresh[RunQueue::kCap / 2];
     uint32_t resumed = 0, unstarted = 0;
     for (uint32_t i = 0; i < n; ++i) {
-      // relaxed: kStarted was set by the run that came before this queueing, which the
-      // queue hand-off ordered before us; nobody clears it.
-      if (buf[i]->sched.load(std::memory_order_relaxed) & kStarted) buf[resumed++] = buf[i];
+      if (task_state::started(buf[i])) buf[resumed++] = buf[i];
       else fresh[unstarted++] = buf[i];
     }
     count(tasks_spilled, n);
@@ -366,10 +365,7 @@ void Worker::start_fibre(TaskHeader* t) {
     stacks.give(s);
     throw;
   }
-  // QUEUED -> RUNNING|STARTED. A store: nobody else writes a QUEUED task's state, and we
-  // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
-  // they act on with their own CAS; the context hand-over is ordered by the queues.
-  t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
+  task_state::start(t);
   count(started);
   if (const uint64_t turn = tick.load(std::memory_order_relaxed); turn - clock_turn >= kClockTurns) {
     clock_ns = monotonic_ns();  // for the stamp of this fibre's start (fibre_main)
@@ -386,7 +382,7 @@ void Worker::start_fibre(TaskHeader* t) {
 }
 
 void Worker::run_task(TaskHeader* t) {
-  if (!(t->sched.load(std::memory_order_relaxed) & kStarted)) {
+  if (!task_state::started(t)) {
     const uint32_t w0 = t->word.load(std::memory_order_acquire);
     if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
       finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
@@ -407,9 +403,7 @@ void Worker::run_task(TaskHeader* t) {
   }
   TaskFrame* fr = t->frame;
   boost::context::fiber f = std::move(fr->ctx);
-  // QUEUED -> RUNNING, keeping NOTIFIED. An RMW, not a store: acq_rel pairs with a
-  // waker's CAS on a QUEUED task (see wake_task), so the fibre sees its signal.
-  t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
+  task_state::run(t);
   current.store(t, std::memory_order_relaxed);
   step_began();
 #if defined(SPINDLE_ASAN)
@@ -431,10 +425,9 @@ void Worker::switched_back(boost::context::fiber&& f) {
     san::tsan_destroy(std::exchange(tsan_to_destroy, nullptr));
   }
   if (!f) {
-    // Ended: RUNNING -> ENDED; a late wake-up (NOTIFIED) no longer matters. A waker's CAS
-    // that lands first is simply overwritten; one that comes later sees ENDED.
+    // The fibre's last step: a late wake-up (NOTIFIED) no longer matters.
     yielding = false;
-    t->sched.store(kEnded | kStarted, std::memory_order_release);
+    task_state::end(t);
     bump(ended);
     t->unref();  // the scheduler's reference
     return;
@@ -444,16 +437,9 @@ void Worker::switched_back(boost::context::fiber&& f) {
 }
 
 void Worker::after_suspend(TaskHeader* t) noexcept {
-  // Suspended: RUNNING -> IDLE, or -> QUEUED if it yielded or was woken meanwhile.
-  // acq_rel: the release publishes frame->ctx to whoever schedules it next (a waker
-  // that acquires IDLE); the acquire pairs with a waker's NOTIFIED.
-  const bool requeue = std::exchange(yielding, false);
-  uint16_t cur = t->sched.load(std::memory_order_relaxed);
-  uint16_t next;
-  do {
-    next = (requeue || (cur & kNotified)) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
-  } while (!t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
-  if (next & kQueued) {
+  // Suspended (its context is in the frame): IDLE, or READY if it yielded or was woken
+  // meanwhile.
+  if (task_state::publish_suspended(t, std::exchange(yielding, false)) == task_state::Suspended::requeue) {
     // Yielded, or woken while it ran: back of this worker's queue (the common case is
     // handled here without the general make_ready).
     if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
@@ -472,7 +458,7 @@ TaskHeader* Worker::next_for_direct_switch() noexcept {
     count(empty_turns);
     return nullptr;
   }
-  if (!(n->sched.load(std::memory_order_relaxed) & kStarted)) {
+  if (!task_state::started(n)) {
     pending = n;  // it needs a new fibre: the worker's loop starts it next
     return nullptr;
   }
