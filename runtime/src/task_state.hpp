@@ -1,8 +1,9 @@
 // A task's scheduling state (FutureCore::sched) and every transition of it. No other
 // file writes that word: each change is a named function here, and one whose outcome
 // the caller must act on returns a [[nodiscard]] enum class. The functions are inline
-// because they sit on the hot paths (spawn, run, suspend, wake); each compiles to the
-// same single atomic instruction (or CAS loop) its caller had written out before.
+// because they sit on the hot paths (spawn, run, suspend, wake): each is one atomic
+// instruction or one CAS loop, and the caller's branch on the outcome folds into it, so
+// a call costs nothing over the atomic operation written out in place.
 //
 // States (bits of `sched`: Q kQueued, R kRunning, N kNotified, E kEnded, S kStarted,
 // F kFnDropped; S, once set, is never cleared):
