@@ -53,9 +53,9 @@ class BrokenProcessPool : public BrokenExecutor {
 };
 
 /// A registered function threw in its worker process: what() is "<name>: <message>".
-class ProcessError : public std::runtime_error {
+class ProcessError : public detail::ErrorOf<std::runtime_error> {
  public:
-  using std::runtime_error::runtime_error;
+  using ErrorOf::ErrorOf;
 };
 
 /// Appends bytes. Any thread (one object per call).
