@@ -198,7 +198,7 @@ std::string other_worker() {
 }
 }  // namespace
 
-TEST_CASE("workers that are another program, with other functions under the names called, fail those calls, naming both",
+TEST_CASE("workers that are another program, with other functions under the names called, fail those calls",
           "[executors][process][adversity]") {
   REQUIRE(served);
   const std::string exe = other_worker();

@@ -443,7 +443,8 @@ class ProcessPool {
                   "ProcessPool::call: the number of arguments is not the function's number of parameters "
                   "(both are in the instantiation above)");
     ByteWriter w;
-    if constexpr (sizeof...(A) == sizeof...(P)) (detail::encode_argument<std::decay_t<P>>(w, std::forward<A>(args)), ...);
+    if constexpr (sizeof...(A) == sizeof...(P))
+      (detail::encode_argument<std::decay_t<P>>(w, std::forward<A>(args)), ...);
     const std::string reply = roundtrip(fn.name(), detail::signature_of<std::decay_t<P>...>(), std::move(w.bytes()));
     return detail::decode_result<typename ProcessFunction<R(P...)>::result_type>(fn.name(), reply);
   }
