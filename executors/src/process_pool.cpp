@@ -300,9 +300,8 @@ struct ProcessPoolState {
   }
 };
 
-namespace {
-std::string roundtrip_on_call_thread(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
-                                     std::string signature, std::string request) {
+std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
+                                   std::string signature, std::string request) {
   ProcWorker w = st->checkout();
   const int64_t deadline = deadline_unless_zero(saturating_ns(st->opts.timeout));
   const uint32_t nlen = uint32_t(name.size());
@@ -332,7 +331,6 @@ std::string roundtrip_on_call_thread(const std::shared_ptr<ProcessPoolState>& st
   if (status == 3) throw std::invalid_argument("ProcessPool: " + body);
   return body;
 }
-}  // namespace
 
 }  // namespace detail
 
@@ -388,7 +386,7 @@ void serve_process_worker() {
 
 std::string ProcessPool::roundtrip(const std::string& name, std::string signature, std::string request) {
   return run_in_executor(*calls_, [st = st_, n = name, sig = std::move(signature), req = std::move(request)]() mutable {
-    return detail::roundtrip_on_call_thread(st, n, std::move(sig), std::move(req));
+    return detail::process_pool_roundtrip(st, n, std::move(sig), std::move(req));
   });
 }
 

@@ -192,6 +192,9 @@ using ProcessInvoker = std::function<void(ByteReader& in, ByteWriter& out)>;
 /// another one (std::invalid_argument).
 void register_process_invoker(std::string name, std::string signature, void (*fn)(), ProcessInvoker inv);
 struct ProcessPoolState;
+/// Runs one call on a pool's call thread: sends it to a worker, returns the reply's bytes.
+std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
+                                   std::string signature, std::string request);
 
 /// The type tags of a call's arguments, as they cross the wire with it: each type's
 /// mangled name (std::type_info::name), each ended by '\0'. Both ends are the same
