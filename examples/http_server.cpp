@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 
 #include "http_parser.hpp"

@@ -18,8 +18,8 @@
 #include <fstream>
 #include <string>
 
-#include <spindle/executors/executors.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/executors.hpp>
+#include <spindle/io.hpp>
 
 #include "cancel_serve.hpp"
 

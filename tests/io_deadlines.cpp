@@ -10,7 +10,7 @@
 #include <vector>
 
 #include <spindle/detail/deadline.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "support.hpp"
 

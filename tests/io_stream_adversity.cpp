@@ -14,7 +14,7 @@
 #include <thread>
 #include <utility>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 
