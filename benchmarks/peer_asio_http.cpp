@@ -1,4 +1,4 @@
-// The http_plaintext workload's server written with Boost.Asio (benchmarks.md), the
+// The http_plaintext workload's server written with Boost.Asio, the
 // peer of examples/http_server.cpp: same response bytes, same 16 KiB read buffer, same
 // request counting ("\r\n\r\n" per request, pipelining and split reads handled), same
 // 64-response write batches and 64 KiB head limit, keep-alive, TCP_NODELAY.

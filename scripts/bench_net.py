@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The network workloads (benchmarks.md http_plaintext; issue 5's echo): spindle's example
+"""The network workloads (http_plaintext, echo and kv): spindle's example
 servers beside the same servers written with Boost.Asio, with the same thread counts,
 in the same run.
 
@@ -11,7 +11,7 @@ in the same run.
   http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
       (the same program, its library built with metrics compiled out), loaded as above:
       the cost of metrics.
-  kv (issue 20): examples/kv_server with 1 worker beside Debian's redis-server (one
+  kv: examples/kv_server with 1 worker beside Debian's redis-server (one
       thread, nothing saved to disk), each loaded by `redis-benchmark -q -t set,get`
       (50 connections) unpipelined (-P 1) and with 16 requests in flight per
       connection (-P 16).

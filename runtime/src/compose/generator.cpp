@@ -110,7 +110,7 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
       // body's task is cancelled with the same message, and the consumer waits on,
       // uncancellably, until the body yields or ends: a body that catches the
       // CancelledError and yields hands its value over instead of waiting in yield for
-      // a consumer that waits for its end (issue 17's deadlock).
+      // a consumer that waits for its end (this used to deadlock).
       passed_on = true;
       lock_.unlock();
       FutureCore* c = task_.core_ptr();

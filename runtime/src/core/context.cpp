@@ -1,6 +1,6 @@
 // Per-thread runtime state, reached only through these out-of-line functions: a fibre
 // can move between threads at any suspension, so no caller may cache a thread_local's
-// address across one (design.md, invariant 2).
+// address across one.
 #include "core/frame.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"

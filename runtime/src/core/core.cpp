@@ -423,7 +423,7 @@ void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 }
 
 bool cancel_pending(TaskHeader* t) noexcept {
-  // Never while unwinding another exception (design.md, invariant 3). Never for a task
+  // Never while unwinding another exception (an exception escaping a destructor during unwinding ends the process). Never for a task
   // shutdown abandoned (kAbandoned): raising again at every wait let a task that catches
   // CancelledError in a loop spin on its worker for ever, so the worker could not be
   // joined; its waits now suspend, and its fibre is never resumed (the same one load).

@@ -1,5 +1,5 @@
 // Making, entering and leaving task fibres, with the sanitizer annotations that go with
-// every switch (platform.md, "Sanitizers with fibres").
+// every switch (sanitizer.hpp).
 #pragma once
 
 #include <boost/context/fiber.hpp>

@@ -5,7 +5,7 @@
 // caught when its first touch below the stack lands in the region: always with stack
 // probes (-fstack-clash-protection touches every page of a large frame in turn), and
 // without them for any frame smaller than the region. A one-page guard let a frame of
-// 5 KiB or more step over it into the stack below, another task's (issue 16).
+// 5 KiB or more step over it into the stack below, another task's.
 //
 // Where the kernel has MADV_GUARD_INSTALL (Linux 6.13+), a guard is page table markers
 // and costs no mapping, so a slab of 64 stacks is one mapping and the number of fibres is
