@@ -1,4 +1,4 @@
-// A task's scheduling state machine (runtime/src/task_state.hpp), driven directly on a
+// A task's scheduling state machine (runtime/src/core/task_state.hpp), driven directly on a
 // bare task header with no runtime around it: each transition's outcome and the state it
 // leaves, including the ones the runtime only reaches in rare races (a wake while the
 // task is queued, a dump holding a task that shutdown abandons).
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "../runtime/src/task_state.hpp"
+#include "core/task_state.hpp"
 
 using namespace spindle::detail;
 namespace ts = spindle::detail::task_state;

@@ -41,7 +41,7 @@ class Waiter;
 // Bits of FutureCore::sched: a task's scheduling state. Kept apart from `word` so that
 // its owner can make some transitions with a plain store (a task that has not started
 // is written by nobody else: wakers only look). The states, the transitions and who may
-// make each are in runtime/src/task_state.hpp, the only code that writes `sched`.
+// make each are in runtime/src/core/task_state.hpp, the only code that writes `sched`.
 enum : uint16_t {
   kQueued = 1u << 0,    // in a run queue (or being pushed to one)
   kRunning = 1u << 1,   // a worker is running its fibre
