@@ -78,6 +78,9 @@ def archive(data, src):
 def describe(data):
     reps = data.get("repetitions")
     kind = "quick run, 1 repetition" if reps == 1 else f"median of {reps} repetitions"
+    contended = data.get("contended_repetitions")
+    if contended:
+        kind += f"; contended rows: median and worst of {contended}"
     return f"{data.get('when', '?')}, {kind}"
 
 
