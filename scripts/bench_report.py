@@ -57,6 +57,8 @@ def fmt(v):
         return v
     if num(v) is None:
         return "-"
+    if 0 < abs(v) < 0.1:
+        return f"{v:.2g}"  # e.g. an idle runtime's CPU %: two significant digits, not 0.00
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
