@@ -12,6 +12,7 @@
 #include <spindle/runtime.hpp>
 #include <spindle/task.hpp>
 #include <spindle/task_group.hpp>
+#include <spindle/time_limit.hpp>
 #include <spindle/timers.hpp>
 #include <spindle/waiting.hpp>
 
