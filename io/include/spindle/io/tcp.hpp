@@ -32,9 +32,9 @@ class TcpStream : public SocketStream {
 
   /// Connects to host:port (a name, or a numeric IPv4/IPv6 address), trying each
   /// resolved address in turn. timeout (none by default) bounds the whole attempt, name
-  /// resolution included; zero or negative connects only where that needs no wait (a
-  /// numeric address whose handshake is already done by the look after connect(2)).
-  /// Throws
+  /// resolution included. Zero or negative connects only if that needs no wait: on
+  /// loopback the kernel has usually completed the handshake when connect(2) returns,
+  /// and one look finds it; a name that needs a lookup times out. Throws
   /// TimeoutError, std::system_error (ECONNREFUSED, ENETUNREACH, ...; the last
   /// address's error), std::invalid_argument for a bad address, CancelledError (the
   /// half-made socket is closed). Any fibre or thread.
