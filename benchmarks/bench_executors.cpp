@@ -1,4 +1,4 @@
-// spindle's executor workloads (issue 6), on a runtime of 2 workers:
+// spindle's executor workloads, on a runtime of 2 workers:
 //  - to_thread_latency: one task calls to_thread(fn, i) kCalls times in a row, where fn
 //    returns i + 1 at once; ns per call (the round trip: a fibre hands a job to the
 //    blocking pool and is woken with the result).

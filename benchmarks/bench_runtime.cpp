@@ -1,4 +1,4 @@
-// spindle's runtime workloads (benchmarks.md): yield_pingpong, spawn_join, skynet and
+// spindle's runtime workloads: yield_pingpong, spawn_join, skynet and
 // cross_thread_pingpong. Each benchmark call makes a fresh Runtime (start-up and shutdown
 // are not timed), runs the workload once inside a task, checks its result and reports
 // its figure as a user counter. The peers and floors are in bench_peer_fiber.cpp.

@@ -1,4 +1,4 @@
-// Shared by the benchmark binaries: the fixed workload sizes of docs benchmarks.md, a
+// Shared by the benchmark binaries: the fixed workload sizes, a
 // monotonic stopwatch, memory figures from /proc/self/status, and the reporting rule
 // (one timed run per benchmark call; figures as user counters; a wrong result skips).
 #pragma once
@@ -15,7 +15,7 @@
 
 namespace bench {
 
-// Sizes are fixed by benchmarks.md; never scale them down.
+// Sizes are part of the workloads' definitions: never scale them down.
 inline constexpr uint64_t kYieldN = 10'000'000;          // yield_pingpong: total yields
 inline constexpr uint64_t kSpawnN = 1'000'000;           // spawn_join: tasks
 inline constexpr uint64_t kSkynetSize = 1'000'000;       // skynet: leaves

@@ -21,7 +21,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/io/signals.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/waiting.hpp>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs spindle's benchmark suite (the workloads of benchmarks.md) and prints one table:
+"""Runs spindle's benchmark suite (the workloads listed in README.md, "Benchmarks") and prints one table:
 spindle beside its peer (Boost.Fiber) and the floor, with the spindle/peer ratio.
 
 Every workload runs alone in its own process, because peak RSS (VmHWM) is process-wide

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The network workloads (benchmarks.md http_plaintext; issue 5's echo): spindle's example
+"""The network workloads (http_plaintext, echo and kv): spindle's example
 servers beside the same servers written with Boost.Asio, with the same thread counts,
 in the same run.
 
@@ -11,7 +11,7 @@ in the same run.
   http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
       (the same program, its library built with metrics compiled out), loaded as above:
       the cost of metrics.
-  kv (issue 20): examples/kv_server with 1 worker beside Debian's redis-server (one
+  kv: examples/kv_server with 1 worker beside Debian's redis-server (one
       thread, nothing saved to disk), each loaded by `redis-benchmark -q -t set,get`
       (50 connections) unpipelined (-P 1) and with 16 requests in flight per
       connection (-P 16).
@@ -48,8 +48,8 @@ CONNECTIONS = 64
 HOST = "127.0.0.1"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-# Two responses; Server and Date are optional (spindle's example sends them, the peer not).
-RESPONSE_RE = re.compile(rb"(?:HTTP/1\.1 200 OK\r\n(?:Server: [^\r\n]*\r\nDate: [^\r\n]*\r\n)?Content-Length: 13\r\n"
+# Two responses, each with Server and Date (both servers send them, RFC 9110).
+RESPONSE_RE = re.compile(rb"(?:HTTP/1\.1 200 OK\r\nServer: [^\r\n]*\r\nDate: [^\r\n]*\r\nContent-Length: 13\r\n"
                          rb"Content-Type: text/plain\r\n\r\nHello, World!){2}")
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -139,7 +139,7 @@ def recv_exactly(s, n):
 
 def check_http(port):
     """Two pipelined requests, the second split across writes: exactly two responses.
-    spindle's example sends Server and Date (RFC 9110), the Asio peer does not."""
+    Both servers send Server and Date (RFC 9110)."""
     with socket.create_connection((HOST, port), timeout=5) as s:
         s.sendall(REQUEST + REQUEST[:10])
         time.sleep(0.02)

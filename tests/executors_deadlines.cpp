@@ -1,4 +1,4 @@
-// Executor timeouts at the edges (issue 16): ProcessPoolOptions::timeout =
+// Executor timeouts at the edges: ProcessPoolOptions::timeout =
 // milliseconds::max() means "no timeout" (its conversion to a deadline overflowed and
 // killed the worker with TimeoutError); ThreadPool's keep_alive and shutdown_for take
 // huge durations too.

@@ -1,4 +1,4 @@
-// Cancel-then-serve races over the I/O and executor waits (issue 17): a task waits in a
+// Cancel-then-serve races over the I/O and executor waits: a task waits in a
 // stream read, an accept, a UDP recv, wait_signal, Process::wait, to_thread,
 // run_in_executor or ProcessPool::call, and at once it is cancelled and what it waits
 // for arrives, in both orders, from one task, from two loops and from a foreign thread
@@ -18,8 +18,8 @@
 #include <fstream>
 #include <string>
 
-#include <spindle/executors/executors.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/executors.hpp>
+#include <spindle/io.hpp>
 
 #include "cancel_serve.hpp"
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include <spindle/detail/deadline.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "support.hpp"
 

@@ -1,4 +1,4 @@
-// Lifecycle edges (issue 16): foreign threads spawning and waking tasks while another
+// Lifecycle edges: foreign threads spawning and waking tasks while another
 // thread shuts the runtime down (every handle ends), done callbacks that must not keep a
 // future alive, and task handles used after their runtime is destroyed, including tasks
 // shutdown abandoned (their fibres are leaked).

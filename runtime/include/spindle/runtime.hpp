@@ -1,5 +1,8 @@
 // spindle::Runtime — the worker threads and their event loops — and the free functions
 // that reach the running one: run, spawn (task.hpp), yield, current_task, all_tasks.
+// Also the runtime module's one include: #include <spindle/runtime.hpp> brings every
+// public header of runtime/ (tasks, futures, waiting, timers, TaskGroup, JobScheduler,
+// Generator, the monitor); <spindle/spindle.hpp> brings every module.
 #pragma once
 
 #include <spindle/detail/cxx20.hpp>
@@ -12,11 +15,19 @@
 #include <utility>
 #include <vector>
 
+#include <spindle/errors.hpp>
+#include <spindle/future.hpp>
+#include <spindle/generator.hpp>
+#include <spindle/job_scheduler.hpp>
 #include <spindle/metrics.hpp>
+#include <spindle/monitor.hpp>
 #include <spindle/options.hpp>
+#include <spindle/result.hpp>
 #include <spindle/task.hpp>
+#include <spindle/task_group.hpp>
 #include <spindle/time_limit.hpp>
 #include <spindle/timers.hpp>
+#include <spindle/waiting.hpp>
 
 namespace spindle {
 
