@@ -25,11 +25,11 @@ using test::unlimited;
 
 namespace {
 
-int nap(int ms) {
+int nap_impl(int ms) {
   ::usleep(useconds_t(ms) * 1000);
   return ms;
 }
-SPINDLE_PROCESS_FUNCTION(nap);
+const auto nap = process_function("nap", &nap_impl);
 
 // After the registrations: in a worker process this never returns.
 const bool served = (serve_process_worker(), true);
@@ -53,16 +53,16 @@ TEST_CASE("ProcessPool: none and huge timeouts run calls to the end, zero and ne
   for (TimeLimit t : unlimited()) {
     INFO(show(t));
     ProcessPool pool({.workers = 1, .timeout = t});
-    CHECK(pool.call<int>("nap", 20) == 20);  // from a thread
+    CHECK(pool.call(nap, 20) == 20);  // from a thread
     Runtime rt(test::opts(2));
-    CHECK(rt.block_on([&] { return pool.call<int>("nap", 20); }) == 20);  // from a task
+    CHECK(rt.block_on([&] { return pool.call(nap, 20); }) == 20);  // from a task
   }
   for (TimeLimit t : expired()) {
     INFO(show(t));
     ProcessPool pool({.workers = 1, .timeout = t});
-    CHECK_THROWS_AS(pool.call<int>("nap", 20), TimeoutError);
+    CHECK_THROWS_AS(pool.call(nap, 20), TimeoutError);
     Runtime rt(test::opts(2));
-    CHECK_THROWS_AS(rt.block_on([&] { return pool.call<int>("nap", 20); }), TimeoutError);
+    CHECK_THROWS_AS(rt.block_on([&] { return pool.call(nap, 20); }), TimeoutError);
     CHECK(pool.processes() == 0);  // no worker was started, none was killed
   }
 }

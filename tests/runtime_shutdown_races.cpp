@@ -192,7 +192,7 @@ namespace {
 // Every handle method, on a task whose runtime is gone.
 void check_handle_after_runtime(Task<int>& t, const std::string& name) {
   CHECK(t.done());
-  CHECK(t.where() == "done");
+  CHECK(t.where().state == TaskState::done);
   CHECK_FALSE(t.cancel());
   CHECK_FALSE(t.cancel("again"));
   CHECK(t.name() == name);

@@ -115,7 +115,10 @@ TEST_CASE("Event: Task::where names the line of the wait", "[sync][event]") {
     Event ev;
     auto t = spawn([&] { ev.wait(); });
     until_suspended(t);
-    CHECK(t.where().find("sync_primitives.cpp") != std::string::npos);
+    const TaskWhere w = t.where();
+    CHECK(w.state == TaskState::suspended);
+    CHECK(w.file.find("sync_primitives.cpp") != std::string::npos);
+    CHECK(w.line > 0);
     ev.set();
     t.get();
   });

@@ -171,23 +171,32 @@ void set_task_name(FutureCore* c, std::string name) {
   c->unlock();
 }
 
-std::string task_where(FutureCore* c) {
+TaskWhere task_where(FutureCore* c) {
   auto* t = static_cast<TaskHeader*>(c);
+  TaskWhere w;
+  const char* file = nullptr;
+  const char* function = nullptr;
+  uint32_t line = 0;
   t->lock();
-  const uint16_t w = t->sched.load(std::memory_order_relaxed);
-  std::string s;
-  if (t->done()) s = "done";
-  else if (!(w & kStarted)) s = "not started";
-  else if (w & kRunning) s = "running";
-  else if (TaskFrame* f = t->frame; f && f->where_file.load(std::memory_order_relaxed)) {
-    s = std::string(f->where_function.load(std::memory_order_relaxed)) + " at " +
-        f->where_file.load(std::memory_order_relaxed) + ":" +
-        std::to_string(f->where_line.load(std::memory_order_relaxed));
-  } else {
-    s = "suspended";
-  }
+  // relaxed: a diagnostic, as the suspension point is (frame.hpp); the task's lock keeps
+  // its frame from going meanwhile.
+  const uint16_t sched = t->sched.load(std::memory_order_relaxed);
+  w.started = sched & kStarted;
+  w.state = t->done() ? TaskState::done : state_of(sched);
+  if (w.started && (w.state == TaskState::suspended || w.state == TaskState::ready))
+    if (TaskFrame* f = t->frame) {
+      file = f->where_file.load(std::memory_order_relaxed);
+      function = f->where_function.load(std::memory_order_relaxed);
+      line = f->where_line.load(std::memory_order_relaxed);
+    }
   t->unlock();
-  return s;
+  // The strings are a source_location's, static: copied once the lock is released.
+  if (file) {
+    w.file = file;
+    w.function = function ? function : "";
+    w.line = line;
+  }
+  return w;
 }
 
 void submit(RuntimeImpl* rt, TaskHeader* t, const TaskOptions* o) {
@@ -204,6 +213,18 @@ RuntimeImpl* runtime_impl(Runtime& rt) noexcept { return rt.impl(); }
 }  // namespace spindle::detail
 
 namespace spindle {
+
+std::string to_string(const TaskWhere& w) {
+  const std::string at = w.function + " at " + w.file + ":" + std::to_string(w.line);
+  switch (w.state) {
+    case TaskState::running: return "running";
+    case TaskState::done: return "done";
+    case TaskState::suspended: return w.file.empty() ? "suspended" : at;
+    case TaskState::ready: break;
+  }
+  if (!w.started) return "not started";
+  return w.file.empty() ? "ready" : "ready, after " + at;
+}
 
 namespace detail {
 std::exception_ptr exception_of(FutureCore& c) {

@@ -63,14 +63,6 @@ struct Seen {
   uint32_t line;
 };
 
-TaskState state_of(uint16_t sched) noexcept {
-  if (sched & kEnded) return TaskState::done;
-  if (sched & kRunning) return TaskState::running;
-  if (sched & kQueued) return TaskState::ready;
-  if (sched & kStarted) return TaskState::suspended;
-  return TaskState::ready;  // queued and not started
-}
-
 // The tasks seen so far, each once, each holding one reference.
 class SeenSet {
  public:
@@ -281,6 +273,14 @@ std::string age_text(std::chrono::nanoseconds d, bool started) {
 }
 
 }  // namespace
+
+TaskState state_of(uint16_t sched) noexcept {
+  if (sched & kEnded) return TaskState::done;
+  if (sched & kRunning) return TaskState::running;
+  if (sched & kQueued) return TaskState::ready;
+  if (sched & kStarted) return TaskState::suspended;
+  return TaskState::ready;  // queued and not started
+}
 
 std::string state_text(const TaskInfo& t) {
   if (t.state == TaskState::ready && !t.started) return "ready, not started";

@@ -2,6 +2,7 @@
 // task_infos, all_tasks, Runtime::dump_tasks and the monitor console.
 #pragma once
 
+#include <cstdint>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -26,5 +27,7 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o);
 void print_dump(std::ostream& os, const DumpResult& d);
 std::string state_text(const TaskInfo& t);  // "suspended", "ready, not started", ...
 std::string where_text(const TaskInfo& t);  // "file:line in function", or "-"
+/// The state a task's scheduling word (TaskHeader::sched) says it is in.
+TaskState state_of(uint16_t sched) noexcept;
 
 }  // namespace spindle::detail

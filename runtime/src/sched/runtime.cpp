@@ -227,8 +227,11 @@ void RuntimeImpl::shutdown(TimeLimit grace) {
     // 4. Report the ones that would not end, and make their cancellation sticky: every
     //    wait they make from now on is cancelled again. Give them one more grace period.
     for (TaskHeader* t : snapshot_tasks()) {
+      const TaskWhere where = task_where(t);
       sink->report({Report::Kind::task_would_not_end, task_name(t),
-                    "task did not end within the shutdown grace period (suspended in " + task_where(t) + ")", nullptr});
+                    std::string("task did not end within the shutdown grace period (") +
+                        (where.state == TaskState::suspended ? "suspended in " : "") + to_string(where) + ")",
+                    nullptr});
       t->word.fetch_or(kStickyCancel, std::memory_order_acq_rel);
       cancel_task(t, "runtime shutdown");
       t->unref();
