@@ -613,8 +613,7 @@ TEST_CASE("ThreadPool::shutdown_for joins idle threads, and detaches a busy one 
   CHECK(eventually([&] { return done.load(); }));
 }
 
-TEST_CASE("ThreadPool rejects negative times", "[executors]") {
-  CHECK_THROWS_AS(ThreadPool(ThreadPoolOptions{.max_workers = 1, .keep_alive = -1ms}), std::invalid_argument);
+TEST_CASE("ThreadPool rejects a negative spin and 0 workers", "[executors]") {
   CHECK_THROWS_AS(ThreadPool(ThreadPoolOptions{.max_workers = 1, .spin = -1us}), std::invalid_argument);
   CHECK_THROWS_AS(ThreadPool(ThreadPoolOptions{.max_workers = 0}), std::invalid_argument);
 }

@@ -1,7 +1,6 @@
-// I/O timeouts at the edges: a timeout too large for the clock
-// (nanoseconds::max(), or one that overflows only once added to now) means "none", like
-// the documented 0 (and a negative one), instead of a deadline in the past that timed
-// out at once.
+// I/O timeouts at the edges: a timeout too large for the clock (nanoseconds::max(),
+// hours::max(), or one that overflows only once added to now) means "none", like
+// std::nullopt, instead of a deadline in the past that timed out at once.
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -21,10 +20,12 @@ using std::chrono::nanoseconds;
 namespace {
 
 // Timeouts that must all mean "none".
-std::vector<nanoseconds> no_timeouts() {
+std::vector<TimeLimit> no_timeouts() {
   const int64_t now = detail::monotonic_ns();
-  return {nanoseconds::max(), nanoseconds(INT64_MAX - now / 2), 0ns, -1s};
+  return {nanoseconds::max(), nanoseconds(INT64_MAX - now / 2), std::chrono::hours::max(), std::nullopt};
 }
+
+std::string show(TimeLimit t) { return t ? std::to_string((*t).count()) + " ns" : std::string("none"); }
 
 // Starts body in a task, checks it is still waiting after other work ran (a short real
 // wait on a timer of our own: a past deadline would have expired by then), then cancels
@@ -46,8 +47,8 @@ TEST_CASE("stream reads with a huge set_timeout wait until cancelled", "[io][dea
   const unsigned n = SPINDLE_WORKERS();
   test::QuietRuntime q(n);
   q.rt.block_on([] {
-    for (nanoseconds d : no_timeouts()) {
-      INFO("timeout " << d.count() << " ns");
+    for (TimeLimit d : no_timeouts()) {
+      INFO("timeout " << show(d));
       auto [a, b] = UnixStream::pair();
       b.set_timeout(d);
       still_waiting_then_cancelled([&b] { (void)b.read_exact(4); });
@@ -65,8 +66,8 @@ TEST_CASE("accept and recv_from with a huge timeout wait until cancelled", "[io]
   const unsigned n = SPINDLE_WORKERS();
   test::QuietRuntime q(n);
   q.rt.block_on([] {
-    for (nanoseconds d : no_timeouts()) {
-      INFO("timeout " << d.count() << " ns");
+    for (TimeLimit d : no_timeouts()) {
+      INFO("timeout " << show(d));
       TcpListener l("127.0.0.1", 0);
       still_waiting_then_cancelled([&] { (void)l.accept(nullptr, d); });
       UdpSocket u = UdpSocket::bind("127.0.0.1", 0);
@@ -98,8 +99,8 @@ TEST_CASE("connect with a huge timeout waits until cancelled", "[io][deadlines]"
       WARN("the loopback accept queue never filled: connect case not exercised");
       return;
     }
-    for (nanoseconds d : no_timeouts()) {
-      INFO("timeout " << d.count() << " ns");
+    for (TimeLimit d : no_timeouts()) {
+      INFO("timeout " << show(d));
       still_waiting_then_cancelled([&] { (void)TcpStream::connect(l.local_address(), d); });
     }
   });
@@ -110,8 +111,8 @@ TEST_CASE("Process::wait with a huge timeout waits until cancelled", "[io][deadl
   test::QuietRuntime q(n);
   q.rt.block_on([] {
     Process p = Process::spawn({"sleep", "1000"});
-    for (nanoseconds d : no_timeouts()) {
-      INFO("timeout " << d.count() << " ns");
+    for (TimeLimit d : no_timeouts()) {
+      INFO("timeout " << show(d));
       still_waiting_then_cancelled([&] { (void)p.wait(d); });
     }
     p.kill();

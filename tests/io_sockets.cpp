@@ -167,7 +167,7 @@ TEST_CASE("a loop whose thread is stuck does not hold back the events of its fds
       a.set_timeout(1ms);
       char c;
       CHECK_THROWS_AS(a.read(&c, 1), TimeoutError);
-      a.set_timeout(std::chrono::nanoseconds(0));
+      a.set_timeout(std::nullopt);
     }).get();
   std::atomic<bool> reader_done{false};
   auto reader = rt.spawn([&] {

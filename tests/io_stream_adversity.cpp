@@ -214,7 +214,7 @@ TEST_CASE("a dripping peer cannot hold a read past its timeout; what it sent sta
     CHECK(timed_out);
     CHECK(sent < kDrips);  // the read ended long before the peer stopped dripping
     // Nothing the timed-out read had received is lost: it is all read next.
-    a.set_timeout(0ns);
+    a.set_timeout(std::nullopt);
     b.write_all("\n");
     CHECK(a.read_line() == std::string(std::size_t(sent), 'x') + "\n");
   });

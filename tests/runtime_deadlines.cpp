@@ -77,8 +77,10 @@ TEST_CASE("deadline helpers saturate instead of overflowing", "[deadlines]") {
   static_assert(detail::poll_ms(1) == 1 && detail::poll_ms(1'000'000) == 1 && detail::poll_ms(INT64_MAX) == INT_MAX);
   CHECK(detail::deadline_after(nanoseconds::max()) == 0);
   CHECK(detail::deadline_after(overflows_with_now()) == 0);
-  CHECK(detail::deadline_unless_zero(0ns) == 0);
-  CHECK(detail::deadline_unless_zero(-1s) == 0);
+  CHECK(detail::deadline_of(std::nullopt) == 0);                // no limit
+  CHECK(detail::deadline_of(std::chrono::hours::max()) == 0);   // too large: none
+  CHECK(detail::deadline_of(0ns) != 0);                         // passed, never "none"
+  CHECK(detail::deadline_of(-1s) != 0);
   CHECK(detail::deadline_at(std::chrono::steady_clock::time_point::max()) == 0);
   CHECK(detail::deadline_at(std::chrono::steady_clock::time_point::min()) == 1);
 }

@@ -302,8 +302,11 @@ struct ProcessPoolState {
 
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
                                    std::string signature, std::string request) {
+  // A timeout that has passed before the call began: no worker is taken, the call never
+  // runs (nothing it could do without waiting for the worker's reply).
+  if (st->opts.timeout.expired()) throw TimeoutError("ProcessPool: call '" + name + "' timed out (not started)");
   ProcWorker w = st->checkout();
-  const int64_t deadline = deadline_unless_zero(saturating_ns(st->opts.timeout));
+  const int64_t deadline = deadline_of(st->opts.timeout);
   const uint32_t nlen = uint32_t(name.size());
   const uint32_t slen = uint32_t(signature.size());
   const uint64_t plen = request.size();
@@ -394,7 +397,6 @@ unsigned ProcessPoolOptions::default_workers() noexcept { return std::max(1u, st
 
 ProcessPool::ProcessPool(ProcessPoolOptions opts) {
   if (opts.workers == 0) throw std::invalid_argument("ProcessPool: workers must be at least 1");
-  if (opts.timeout.count() < 0) throw std::invalid_argument("ProcessPool: negative timeout");
   if (opts.executable.empty()) throw std::invalid_argument("ProcessPool: empty executable path");
   st_ = std::make_shared<detail::ProcessPoolState>();
   st_->opts = std::move(opts);

@@ -58,13 +58,12 @@ namespace spindle {
 
 namespace detail {
 
-// cv.wait_for(lk, d, pred) for a d that may be too large for the clock (keep_alive or a
-// shutdown_for timeout of milliseconds::max()): then without a deadline, instead of the
-// overflow inside wait_for's now() + d.
+// cv.wait_for(lk, d, pred) for a TimeLimit (keep_alive, shutdown_for's timeout): none,
+// or one too large for the clock (milliseconds::max()), waits without a deadline,
+// instead of overflowing inside wait_for's now() + d; zero or negative checks pred once.
 template <class Pred>
-bool wait_at_most(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, std::chrono::milliseconds d,
-                  Pred pred) {
-  const int64_t dl = deadline_after(saturating_ns(d));
+bool wait_at_most(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, TimeLimit d, Pred pred) {
+  const int64_t dl = deadline_of(d);
   if (dl == 0) {
     cv.wait(lk, pred);
     return true;
@@ -73,10 +72,9 @@ bool wait_at_most(std::condition_variable& cv, std::unique_lock<std::mutex>& lk,
 }
 
 struct PoolState {
-  PoolState(unsigned m, std::chrono::milliseconds ka, std::chrono::microseconds sp)
-      : max(m), keep_alive(ka), spin(sp) {}
+  PoolState(unsigned m, TimeLimit ka, std::chrono::microseconds sp) : max(m), keep_alive(ka), spin(sp) {}
   const unsigned max;
-  const std::chrono::milliseconds keep_alive;
+  const TimeLimit keep_alive;
   const std::chrono::microseconds spin;
 
   std::mutex mu;
@@ -180,12 +178,11 @@ void join_all(std::vector<std::thread>& ts) {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(unsigned max_workers, std::chrono::milliseconds keep_alive)
+ThreadPool::ThreadPool(unsigned max_workers, TimeLimit keep_alive)
     : ThreadPool(ThreadPoolOptions{.max_workers = max_workers, .keep_alive = keep_alive}) {}
 
 ThreadPool::ThreadPool(ThreadPoolOptions opts) {
   if (opts.max_workers == 0) throw std::invalid_argument("ThreadPool: max_workers must be at least 1");
-  if (opts.keep_alive.count() < 0) throw std::invalid_argument("ThreadPool: negative keep_alive");
   if (opts.spin.count() < 0) throw std::invalid_argument("ThreadPool: negative spin");
   s_ = std::make_shared<detail::PoolState>(opts.max_workers, opts.keep_alive, opts.spin);
 }
@@ -253,7 +250,7 @@ void ThreadPool::shutdown(bool wait) {
   join_all(gone);
 }
 
-bool ThreadPool::shutdown_for(std::chrono::milliseconds timeout) {
+bool ThreadPool::shutdown_for(TimeLimit timeout) {
   std::list<std::thread> mine;
   std::vector<std::thread> gone;
   const auto me = std::this_thread::get_id();

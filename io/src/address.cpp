@@ -13,8 +13,11 @@
 #include <system_error>
 #include <thread>
 
+#include <spindle/detail/waiting_core.hpp>
 #include <spindle/future.hpp>
 #include <spindle/io/errors.hpp>
+
+#include "syscall.hpp"
 
 namespace spindle {
 
@@ -200,7 +203,9 @@ std::vector<SocketAddress> lookup(const std::string& host, uint16_t port) {
 }
 }  // namespace
 
-std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) {
+std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) { return detail::resolve_until(host, port, 0); }
+
+std::vector<SocketAddress> detail::resolve_until(std::string_view host, uint16_t port, int64_t deadline_ns) {
   if (host.empty()) throw std::invalid_argument("resolve: empty host name");
   check_no_nul(host, "resolve: host name");
   SocketAddress a;
@@ -228,7 +233,14 @@ std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) {
       try { fut.set_exception(std::current_exception()); } catch (const InvalidStateError&) {}
     }
   }).detach();
-  return fut.get();
+  if (deadline_ns == 0) return fut.get();
+  // At the deadline the future is cancelled (the thread's late result is then dropped).
+  try {
+    wait_for_core(fut.core_ptr(), deadline_ns, std::source_location::current());
+  } catch (const TimeoutError&) {
+    throw TimeoutError("resolve(" + std::string(host) + "): timed out");
+  }
+  return fut.result();
 }
 
 namespace {

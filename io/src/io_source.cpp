@@ -21,7 +21,20 @@ namespace {
 [[noreturn]] void throw_closed(const char* what) { throw std::system_error(EBADF, std::generic_category(), what); }
 
 [[noreturn]] void throw_timeout(const char* what) { throw TimeoutError(std::string(what) + ": timed out"); }
+
+// poll(2) events that mean "the syscall may make progress now" for d (an error or a
+// hang-up too: the retried syscall reports it).
+short poll_events(Dir d) noexcept { return short(d == Dir::read ? (POLLIN | POLLRDHUP) : POLLOUT); }
 }  // namespace
+
+bool FdSource::ready_now(Dir d) const noexcept {
+  pollfd p{fd_, poll_events(d), 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0;
+}
 
 void FdSource::lock() noexcept {
   for (;;) {
@@ -93,6 +106,13 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
     wait_foreign(d, deadline_ns, what);
     return;
   }
+  // A deadline already passed (a zero or negative timeout, or a call whose time is up)
+  // gets no suspension but one look at the fd: readiness the reactor has not reported
+  // yet (a connect the kernel completed after connect(2) returned EINPROGRESS, bytes
+  // that arrived after a short read) lets the caller retry its syscall, so an operation
+  // that can complete without waiting does. Not ready: the wait below times out at once
+  // (or raises a pending cancellation first, as every wait does).
+  if (deadline_ns != 0 && deadline_ns <= monotonic_ns() && ready_now(d)) return;
   Waiter me;
   bool& flag = d == Dir::read ? ready_read_ : ready_write_;
   Waiter*& slot = d == Dir::read ? reader_ : writer_;
@@ -163,18 +183,25 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
 void FdSource::wait_foreign(Dir d, int64_t deadline_ns, const char* what) {
   // A thread outside the runtime blocks in poll(2), in slices so that a close() from
   // elsewhere is noticed.
-  pollfd p{fd_, short(d == Dir::read ? (POLLIN | POLLRDHUP) : POLLOUT), 0};
+  // A deadline already passed gets one look (slice 0), as in wait().
+  pollfd p{fd_, poll_events(d), 0};
   for (;;) {
     if (closed()) throw_closed(what);
     int slice = 50;
+    bool passed = false;
     if (deadline_ns) {
       const int64_t left = deadline_ns - monotonic_ns();
-      if (left <= 0) throw_timeout(what);
-      if (left / 1'000'000 < slice) slice = int(left / 1'000'000) + 1;
+      passed = left <= 0;
+      if (passed) {
+        slice = 0;
+      } else if (left / 1'000'000 < slice) {
+        slice = int(left / 1'000'000) + 1;
+      }
     }
     const int r = ::poll(&p, 1, slice);
     if (r > 0) return;
     if (r < 0 && errno != EINTR) throw std::system_error(errno, std::generic_category(), what);
+    if (r == 0 && passed) throw_timeout(what);
   }
 }
 

@@ -72,9 +72,11 @@ class FdSource final : public IoSource {
 
   /// Suspends the calling fibre until `d` may be ready again (an edge arrived since the
   /// caller's syscall failed with EAGAIN), or until deadline_ns (CLOCK_MONOTONIC; 0 =
-  /// none). From a thread outside the runtime it blocks in poll(2). Throws
-  /// CancelledError if the calling task is cancelled, TimeoutError at the deadline,
-  /// std::system_error(EBADF, what) if the source is (or gets) closed.
+  /// none). From a thread outside the runtime it blocks in poll(2). A deadline that has
+  /// already passed does not suspend: one poll(2) look at the fd returns if it is ready
+  /// (the caller retries its syscall), else TimeoutError. Throws CancelledError if the
+  /// calling task is cancelled, TimeoutError at the deadline, std::system_error(EBADF,
+  /// what) if the source is (or gets) closed.
   void wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where);
 
   /// Runs the close sequence above. Called once, by the object that owns the source;
@@ -125,6 +127,7 @@ class FdSource final : public IoSource {
   // null), so that the caller registers with its own loop. A no-op while it still runs.
   void drop_ended_owner_locked() noexcept;
   void wait_foreign(Dir d, int64_t deadline_ns, const char* what);
+  bool ready_now(Dir d) const noexcept;  // a poll(2) with timeout 0: may `d` progress now?
   void retire() noexcept;       // step 3 of the close sequence
   bool spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept;
   void destroy_here() noexcept;  // on the owner (or with its runtime stopped)

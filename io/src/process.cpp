@@ -467,9 +467,9 @@ Process Process::spawn(std::vector<std::string> argv, ProcessOptions opts) {
 
 std::optional<ExitStatus> Process::returncode() { return state("returncode").poll(); }
 
-ExitStatus Process::wait(std::chrono::nanoseconds timeout) {
+ExitStatus Process::wait(TimeLimit timeout) {
   ChildState& c = state("wait");
-  return c.wait(detail::deadline_unless_zero(timeout));
+  return c.wait(detail::deadline_of(timeout));
 }
 
 void Process::send_signal(int sig) { state("send_signal").signal(sig); }

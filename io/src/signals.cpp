@@ -76,10 +76,10 @@ void block_signals(std::initializer_list<int> sigs) {
   if (int e = pthread_sigmask(SIG_BLOCK, &set, nullptr); e != 0) detail::throw_errno(e, "pthread_sigmask");
 }
 
-int wait_signal(std::initializer_list<int> sigs, std::chrono::nanoseconds timeout) {
+int wait_signal(std::initializer_list<int> sigs, TimeLimit timeout) {
   const sigset_t set = make_set(sigs, "wait_signal");
   check_blocked(sigs, "wait_signal");
-  const int64_t deadline = detail::deadline_unless_zero(timeout);
+  const int64_t deadline = detail::deadline_of(timeout);
   SignalFd sfd(set);
   return sfd.read(deadline, std::source_location::current());
 }

@@ -48,7 +48,7 @@ SocketStream::SocketStream(SocketStream&& o) noexcept
       rbuf_(std::move(o.rbuf_)),
       rbeg_(std::exchange(o.rbeg_, 0)),
       rend_(std::exchange(o.rend_, 0)),
-      timeout_ns_(o.timeout_ns_) {}
+      timeout_(o.timeout_) {}
 
 SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
   if (this != &o) {
@@ -57,7 +57,7 @@ SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
     rbuf_ = std::move(o.rbuf_);
     rbeg_ = std::exchange(o.rbeg_, 0);
     rend_ = std::exchange(o.rend_, 0);
-    timeout_ns_ = o.timeout_ns_;
+    timeout_ = o.timeout_;
     pipe_ = o.pipe_;
   }
   return *this;
@@ -86,7 +86,7 @@ detail::FdSource* SocketStream::source(const char* what) const {
 // The one place a call's deadline is computed, once at the start of each public read
 // or write: every syscall and wait of that call shares it (set_timeout bounds the call).
 int64_t SocketStream::deadline() const noexcept {
-  return detail::deadline_unless_zero(std::chrono::nanoseconds(timeout_ns_));
+  return detail::deadline_of(timeout_);
 }
 
 std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns,

@@ -62,6 +62,10 @@ void set_nonblocking(int fd);
 /// is EPIPE, and the SIGPIPE that write raised is consumed (process.cpp).
 ssize_t write_nosigpipe(int fd, const void* buf, std::size_t n);
 
+/// resolve(host, port), giving up at deadline_ns (0: none) with TimeoutError: a name
+/// looked up on a thread is abandoned (its late answer dropped). Defined in address.cpp.
+std::vector<SocketAddress> resolve_until(std::string_view host, uint16_t port, int64_t deadline_ns);
+
 /// Makes a socket of `type` for a's family and connects it before deadline_ns (0: none);
 /// returns its source. Throws system_error, TimeoutError, CancelledError (the socket is
 /// closed on every failure).

@@ -81,25 +81,19 @@ SocketAddress sock_name(int fd, bool peer, const char* what) {
 namespace {
 using detail::sock_name;
 using detail::throw_errno;
-
-int64_t deadline_after(std::chrono::nanoseconds t) noexcept {
-  return detail::deadline_unless_zero(t);
-}
-
-
 }  // namespace
 
 // ---- TcpStream --------------------------------------------------------------------
 
-TcpStream TcpStream::connect(const SocketAddress& addr, std::chrono::nanoseconds timeout) {
+TcpStream TcpStream::connect(const SocketAddress& addr, TimeLimit timeout) {
   TcpStream s;
-  s.src_ = detail::connect_source(addr, SOCK_STREAM, deadline_after(timeout));
+  s.src_ = detail::connect_source(addr, SOCK_STREAM, detail::deadline_of(timeout));
   return s;
 }
 
-TcpStream TcpStream::connect(std::string_view host, uint16_t port, std::chrono::nanoseconds timeout) {
-  const int64_t dl = deadline_after(timeout);
-  const std::vector<SocketAddress> addrs = resolve(host, port);
+TcpStream TcpStream::connect(std::string_view host, uint16_t port, TimeLimit timeout) {
+  const int64_t dl = detail::deadline_of(timeout);
+  const std::vector<SocketAddress> addrs = detail::resolve_until(host, port, dl);
   std::exception_ptr last;
   for (const SocketAddress& a : addrs) {
     try {
@@ -196,11 +190,11 @@ SocketAddress TcpListener::local_address() const {
   return sock_name(src_->fd(), false, "getsockname");
 }
 
-TcpStream TcpListener::accept(SocketAddress* peer, std::chrono::nanoseconds timeout) {
+TcpStream TcpListener::accept(SocketAddress* peer, TimeLimit timeout) {
   if (!src_) throw_errno(EBADF, "accept");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = detail::accept_fd(src_, &ss, &len, deadline_after(timeout));
+  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_of(timeout));
   if (peer) *peer = SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
   TcpStream s;
   try {

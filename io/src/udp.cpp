@@ -108,12 +108,12 @@ std::size_t UdpSocket::send(const void* buf, std::size_t n) {
                                      [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
 }
 
-RecvResult UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, std::chrono::nanoseconds timeout) {
+RecvResult UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, TimeLimit timeout) {
   if (n == 0) throw std::invalid_argument("UdpSocket::recv_from: buffer of size 0");
   if (!src_) throw_errno(EBADF, "recvfrom");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int64_t dl = detail::deadline_unless_zero(timeout);
+  const int64_t dl = detail::deadline_of(timeout);
   const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
     len = sizeof ss;
     // MSG_TRUNC: recvfrom returns the datagram's real size even when it exceeds n.

@@ -13,10 +13,10 @@ namespace spindle {
 
 using detail::throw_errno;
 
-UnixStream UnixStream::connect(std::string_view path, std::chrono::nanoseconds timeout) {
+UnixStream UnixStream::connect(std::string_view path, TimeLimit timeout) {
   const SocketAddress a = SocketAddress::from_path(path);
   UnixStream s;
-  s.src_ = detail::connect_source(a, SOCK_STREAM, detail::deadline_unless_zero(timeout));
+  s.src_ = detail::connect_source(a, SOCK_STREAM, detail::deadline_of(timeout));
   return s;
 }
 
@@ -101,11 +101,11 @@ void UnixListener::close() noexcept {
   }
 }
 
-UnixStream UnixListener::accept(std::chrono::nanoseconds timeout) {
+UnixStream UnixListener::accept(TimeLimit timeout) {
   if (!src_) throw_errno(EBADF, "accept");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_unless_zero(timeout));
+  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_of(timeout));
   UnixStream s;
   try {
     s.src_ = new detail::FdSource(fd);

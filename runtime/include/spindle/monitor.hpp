@@ -35,6 +35,7 @@
 #include <vector>
 
 #include <spindle/task.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -72,8 +73,9 @@ struct TaskInfo {
 
 struct DumpOptions {
   bool stacks = false;  ///< capture the call stack of every suspended task
-  /// How long to wait for each loop to list its queues.
-  std::chrono::milliseconds wait{200};
+  /// How long to wait for the loops to list their queues (a loop that has not answered
+  /// by then is left out of the dump). std::nullopt: wait for every loop.
+  TimeLimit wait = std::chrono::milliseconds(200);
 };
 
 /// A dump of the calling fibre's runtime (throws RuntimeError outside a runtime). From a

@@ -25,6 +25,7 @@
 #include <spindle/result.hpp>
 #include <spindle/task.hpp>
 #include <spindle/task_group.hpp>
+#include <spindle/time_limit.hpp>
 #include <spindle/timers.hpp>
 #include <spindle/waiting.hpp>
 
@@ -94,7 +95,10 @@ class Runtime {
   /// another thread either throws RuntimeError or gives a task that ran or ended
   /// cancelled. Handles stay usable after the Runtime is destroyed. A task that never
   /// suspends cannot be stopped: shutdown then waits for it for ever. Idempotent.
-  void shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
+  /// `grace` is a TimeLimit: std::nullopt waits in (3) until every task has ended, as
+  /// asyncio.run does (nothing is then reported nor abandoned); zero or negative looks
+  /// once in (3) and (4) and moves on.
+  void shutdown(TimeLimit grace = std::chrono::seconds(5));
 
   /// Number of worker threads (event loops).
   unsigned workers() const noexcept;

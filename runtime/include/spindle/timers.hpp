@@ -61,10 +61,10 @@ class TimerHandle {
 /// or negative d just yields; a d too large for the clock sleeps until cancelled (a
 /// foreign thread: for ever). Raises CancelledError if the task is cancelled meanwhile.
 void sleep(std::chrono::nanoseconds d, std::source_location where = std::source_location::current());
-/// The same for any other integral duration, converted without overflow (hours::max()
-/// is "never", not a wrapped-around negative count of nanoseconds).
+/// The same for any other duration (integral or floating-point), converted without
+/// overflow (hours::max() is "never", not a wrapped-around negative count of nanoseconds).
 template <class Rep, class Period>
-  requires(std::is_integral_v<Rep> && !std::is_same_v<std::chrono::duration<Rep, Period>, std::chrono::nanoseconds>)
+  requires(std::is_arithmetic_v<Rep> && !std::is_same_v<std::chrono::duration<Rep, Period>, std::chrono::nanoseconds>)
 void sleep(std::chrono::duration<Rep, Period> d, std::source_location where = std::source_location::current()) {
   sleep(detail::saturating_ns(d), where);
 }

@@ -14,6 +14,14 @@
 // Cancellation follows asyncio: the caller's CancelledError is raised at these waits;
 // wait_for, timeout and gather pass it on to what they wait for (and wait for it to
 // end), while wait, as_completed and shield leave what they wait for alone.
+//
+// Timeouts are TimeLimits (time_limit.hpp), read as asyncio reads them: none waits
+// until done, zero or negative has already passed (after the one look asyncio takes),
+// a duration too large for the clock never passes. Arguments come in asyncio's order:
+// what is waited on first and the timeout after it (wait_for(aw, timeout),
+// wait(aws, {.timeout}), as_completed(aws, timeout)); where asyncio has a block (`async
+// with timeout(delay):`) the C++ callable takes the block's place, last:
+// timeout(delay, fn), timeout_at(when, fn), as call_later(delay, cb) does.
 #pragma once
 
 #include <spindle/detail/cxx20.hpp>
@@ -40,6 +48,7 @@
 #include <spindle/future.hpp>
 #include <spindle/result.hpp>
 #include <spindle/task.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -142,9 +151,11 @@ struct JoinGuard {
 /// rethrows its exception). At the deadline it cancels the task, waits for it to end and
 /// throws TimeoutError — unless the task finished with a value or an exception
 /// meanwhile, which is then returned / rethrown (a result that races with the timeout
-/// is never lost). A zero or negative timeout still returns the value of a task that is
-/// already done. If the caller is cancelled while waiting, the task is cancelled (with
-/// the caller's message) and joined; if it ended cancelled, the caller gets
+/// is never lost). With no timeout (std::nullopt) it waits until the task is done. A
+/// zero or negative timeout still returns the value of a task that is already done
+/// (asyncio's wait_for(fut, 0)); one that is not is cancelled and joined at once. If
+/// the caller is cancelled while waiting, the task is cancelled (with the caller's
+/// message) and joined; if it ended cancelled, the caller gets
 /// CancelledError. If it ended otherwise — it completed at that same moment, or it
 /// turned the cancellation into a value or an error (a Queue::get() already served
 /// returns its item; a handler catches CancelledError and returns) — that value is
@@ -152,16 +163,14 @@ struct JoinGuard {
 /// caller's own cancellation stays pending, raised at its next suspension point.
 /// (asyncio 3.12 also returns such a value; there the caller's cancellation is spent.)
 template <class T>
-T wait_for(Task<T> task, std::chrono::nanoseconds timeout,
-           std::source_location where = std::source_location::current()) {
-  detail::wait_for_core(detail::checked_core(task), detail::deadline_after(timeout), where);
+T wait_for(Task<T> task, TimeLimit timeout, std::source_location where = std::source_location::current()) {
+  detail::wait_for_core(detail::checked_core(task), detail::deadline_of(timeout), where);
   return task.result();
 }
 /// The same for a Future: at the deadline the future is cancelled.
 template <class T>
-T wait_for(Future<T> fut, std::chrono::nanoseconds timeout,
-           std::source_location where = std::source_location::current()) {
-  detail::wait_for_core(detail::checked_core(fut), detail::deadline_after(timeout), where);
+T wait_for(Future<T> fut, TimeLimit timeout, std::source_location where = std::source_location::current()) {
+  detail::wait_for_core(detail::checked_core(fut), detail::deadline_of(timeout), where);
   return fut.result();
 }
 /// Starts fn() as a task and waits for it as above. The task always ends before this
@@ -172,43 +181,55 @@ T wait_for(Future<T> fut, std::chrono::nanoseconds timeout,
 /// outside a runtime.
 template <class F>
   requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>)
-auto wait_for(F&& fn, std::chrono::nanoseconds timeout, std::source_location where = std::source_location::current()) {
-  if (timeout.count() <= 0) throw TimeoutError();
+auto wait_for(F&& fn, TimeLimit timeout, std::source_location where = std::source_location::current()) {
+  if (timeout.expired()) throw TimeoutError();
   auto task = spawn(std::forward<F>(fn));
   detail::JoinGuard guard{task.core_ptr(), where};  // declared after `task`: runs first
   return wait_for(task, timeout, where);
 }
 
+namespace detail {
+// timeout's and timeout_at's body, for a deadline in deadline.hpp's encoding (0: none)
+// that has not passed yet.
+template <class F>
+auto timeout_until(int64_t deadline_ns, F&& fn, std::source_location where) {
+  auto task = spawn(TaskOptions{.name = "timeout"}, std::forward<F>(fn));
+  JoinGuard guard{task.core_ptr(), where};  // declared after `task`: runs first
+  wait_for_core(task.core_ptr(), deadline_ns, where);
+  return task.result();
+}
+}  // namespace detail
+
 /// asyncio.timeout(d) around a block: runs fn() in a task of its own and returns its
 /// value; if it has not ended `d` from now, it is cancelled, joined, and TimeoutError is
 /// thrown (unless it finished with a value or an exception meanwhile, which is then
-/// returned / rethrown). Cancelling the caller cancels fn's task (CancelledError, not
-/// TimeoutError); if fn's task ends with a value or an error anyway, that is returned /
-/// rethrown and the caller's cancellation stays pending, as for wait_for. fn's task
-/// always ends before this returns, so fn may capture locals by
-/// reference. C++ shape: the block is a callable run in a child task (asyncio runs it
-/// in the calling task), so inside fn current_task() is the child; and a deadline that
-/// has already passed (d <= 0) throws TimeoutError without running fn (asyncio would run
-/// the block up to its first suspension). Throws RuntimeError outside a runtime.
+/// returned / rethrown). With no limit (std::nullopt) fn just runs to its end.
+/// Cancelling the caller cancels fn's task (CancelledError, not TimeoutError); if fn's
+/// task ends with a value or an error anyway, that is returned / rethrown and the
+/// caller's cancellation stays pending, as for wait_for. fn's task always ends before
+/// this returns, so fn may capture locals by reference. C++ shape: the block is a
+/// callable run in a child task (asyncio runs it in the calling task), so inside fn
+/// current_task() is the child; and a limit that has already passed (d <= 0) throws
+/// TimeoutError without running fn (asyncio would run the block up to its first
+/// suspension). Throws RuntimeError outside a runtime.
 template <class F>
   requires std::is_invocable_v<std::decay_t<F>>
-auto timeout(std::chrono::nanoseconds d, F&& fn, std::source_location where = std::source_location::current()) {
-  if (d.count() <= 0) throw TimeoutError();
-  auto task = spawn(TaskOptions{.name = "timeout"}, std::forward<F>(fn));
-  detail::JoinGuard guard{task.core_ptr(), where};  // declared after `task`: runs first
-  detail::wait_for_core(task.core_ptr(), detail::deadline_after(d), where);
-  return task.result();
+auto timeout(TimeLimit d, F&& fn, std::source_location where = std::source_location::current()) {
+  if (d.expired()) throw TimeoutError();
+  return detail::timeout_until(detail::deadline_of(d), std::forward<F>(fn), where);
 }
-/// asyncio.timeout_at: the same with an absolute steady_clock deadline.
+/// asyncio.timeout_at: the same with an absolute steady_clock deadline. std::nullopt
+/// (asyncio's timeout_at(None)) and time_point::max() mean none; a point already passed
+/// throws TimeoutError without running fn.
 template <class F>
   requires std::is_invocable_v<std::decay_t<F>>
-auto timeout_at(std::chrono::steady_clock::time_point deadline, F&& fn,
+auto timeout_at(std::optional<std::chrono::steady_clock::time_point> deadline, F&& fn,
                 std::source_location where = std::source_location::current()) {
   // Not `deadline - now()`: that overflows for time_point::min(). deadline_at maps
   // time_point::max() to "none" (0) and any past point to a positive passed deadline.
-  const int64_t dl = detail::deadline_at(deadline);
-  const auto d = dl == 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds(dl - detail::monotonic_ns());
-  return timeout(d, std::forward<F>(fn), where);
+  const int64_t dl = deadline ? detail::deadline_at(*deadline) : 0;
+  if (dl != 0 && dl <= detail::monotonic_ns()) throw TimeoutError();
+  return detail::timeout_until(dl, std::forward<F>(fn), where);
 }
 
 // ---- wait ----------------------------------------------------------------------------------
@@ -224,8 +245,9 @@ inline constexpr ReturnWhen FIRST_EXCEPTION = ReturnWhen::first_exception;
 inline constexpr ReturnWhen ALL_COMPLETED = ReturnWhen::all_completed;
 
 struct WaitOptions {
-  /// Return at the latest after this long (nothing is cancelled); none by default.
-  std::optional<std::chrono::nanoseconds> timeout{};
+  /// Return at the latest after this long (nothing is cancelled); none by default. Zero
+  /// or negative: return at once, with the handles already done in `done`.
+  TimeLimit timeout{};
   ReturnWhen return_when = ALL_COMPLETED;
 };
 
@@ -252,7 +274,7 @@ auto wait(R&& handles, WaitOptions opts = {}, std::source_location where = std::
   detail::WatchMode mode = detail::WatchMode::all;
   if (opts.return_when == FIRST_COMPLETED) mode = detail::WatchMode::any;
   if (opts.return_when == FIRST_EXCEPTION) mode = detail::WatchMode::exception_or_all;
-  detail::wait_many(cores.data(), cores.size(), opts.timeout ? detail::deadline_after(*opts.timeout) : 0, mode, where);
+  detail::wait_many(cores.data(), cores.size(), detail::deadline_of(opts.timeout), mode, where);
   WaitResult<H> r;
   for (auto& h : hs) (h.done() ? r.done : r.pending).push_back(std::move(h));
   return r;
@@ -411,15 +433,15 @@ class AsCompleted {
 /// asyncio.as_completed: `for (auto t : as_completed(tasks, 5s)) use(t.get());` yields
 /// the handles (repeats dropped) in the order they finish; those already done come
 /// first, in input order. With a timeout, the deadline is `timeout` from this call and
-/// passing it throws TimeoutError from the iteration (nothing is cancelled). C++ shape:
+/// passing it throws TimeoutError from the iteration (nothing is cancelled); with a zero
+/// or negative one, the handles already done are still yielded before it. C++ shape:
 /// it yields the original handles (as asyncio 3.13's `async for` does), so which one
 /// finished is known.
 template <std::ranges::input_range R>
   requires Awaitable<std::ranges::range_value_t<R>>
-auto as_completed(R&& handles, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-                  std::source_location where = std::source_location::current()) {
+auto as_completed(R&& handles, TimeLimit timeout = {}, std::source_location where = std::source_location::current()) {
   using H = std::remove_cvref_t<std::ranges::range_value_t<R>>;
-  return AsCompleted<H>(detail::collect_handles(handles, true), timeout ? detail::deadline_after(*timeout) : 0, where);
+  return AsCompleted<H>(detail::collect_handles(handles, true), detail::deadline_of(timeout), where);
 }
 
 // ---- shield --------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o) {
   std::vector<Collection::Found> found;
   {
     Close close{*col, collectors};
-    const int64_t deadline = deadline_after(saturating_ns(o.wait));
+    const int64_t deadline = deadline_of(o.wait);
     for (auto& t : collectors) {
       if (!t.core_ptr()->wait_done_until(deadline, std::source_location::current())) break;
     }

@@ -202,11 +202,11 @@ std::vector<TaskHeader*> RuntimeImpl::snapshot_tasks() {
   return out;
 }
 
-void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
+void RuntimeImpl::shutdown(TimeLimit grace) {
   if (owns_thread()) throw RuntimeError("Runtime::shutdown called from one of its own tasks");
   std::lock_guard lk(shutdown_mu_);
   if (closed.load(std::memory_order_acquire)) return;
-  // A grace too large for the clock (milliseconds::max()) waits without a deadline.
+  // No grace, or one too large for the clock (milliseconds::max()): no deadline.
   auto wait_until_idle = [&](int64_t deadline) {
     while (live_tasks() > 0 && (deadline == 0 || monotonic_ns() < deadline))
       std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -222,7 +222,7 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
     t->unref();
   }
   // 3. Wait for them to end.
-  if (!wait_until_idle(deadline_after(saturating_ns(grace)))) {
+  if (!wait_until_idle(deadline_of(grace))) {
     // 4. Report the ones that would not end, and make their cancellation sticky: every
     //    wait they make from now on is cancelled again. Give them one more grace period.
     for (TaskHeader* t : snapshot_tasks()) {
@@ -235,7 +235,7 @@ void RuntimeImpl::shutdown(std::chrono::milliseconds grace) {
       cancel_task(t, "runtime shutdown");
       t->unref();
     }
-    if (!wait_until_idle(deadline_after(saturating_ns(grace)))) {
+    if (!wait_until_idle(deadline_of(grace))) {
       sink->report({Report::Kind::task_would_not_end, "",
                     std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
       // Abandon them: from now on a wait of theirs suspends instead of raising (and a
@@ -360,7 +360,7 @@ Runtime::~Runtime() {
   if (impl_) impl_->shutdown(std::chrono::seconds(5));
 }
 
-void Runtime::shutdown(std::chrono::milliseconds grace) { impl_->shutdown(grace); }
+void Runtime::shutdown(TimeLimit grace) { impl_->shutdown(grace); }
 
 unsigned Runtime::workers() const noexcept { return static_cast<unsigned>(impl_->workers.size()); }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <spindle/options.hpp>
+#include <spindle/time_limit.hpp>
 #include <spindle/detail/task_header.hpp>
 #include <spindle/internal/runtime_services.hpp>
 
@@ -85,7 +86,7 @@ class RuntimeImpl {
   void release_blocking_pool() noexcept;
 
   void start();
-  void shutdown(std::chrono::milliseconds grace);
+  void shutdown(TimeLimit grace);
   /// After the loops stopped: cancels and releases every timer left in their heaps and
   /// timer inboxes (callbacks destroyed, never run), and makes later arms release
   /// themselves. Any thread, once the workers are joined.

@@ -51,6 +51,7 @@
 
 #include <spindle/executors/executor.hpp>
 #include <spindle/executors/thread_pool.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -403,9 +404,10 @@ struct ProcessPoolOptions {
   /// Worker processes, at least 1 (0 is refused, as asyncio refuses max_workers=0).
   /// By default one per CPU: std::thread::hardware_concurrency(), or 1 if unknown.
   unsigned workers = default_workers();
-  /// Per-call timeout (0: none): at the deadline the worker is killed (and replaced)
-  /// and the call throws TimeoutError.
-  std::chrono::milliseconds timeout{0};
+  /// Per-call timeout, none by default: at the deadline the worker is killed (and
+  /// replaced) and the call throws TimeoutError. Zero or negative: every call throws
+  /// TimeoutError without reaching a worker (as wait_for(fn, 0) does not run fn).
+  TimeLimit timeout{};
   /// The program to start as a worker: it must call serve_process_worker().
   std::string executable = "/proc/self/exe";
 
@@ -418,8 +420,7 @@ struct ProcessPoolOptions {
 /// calling thread until in-flight calls end.
 class ProcessPool {
  public:
-  /// Throws std::invalid_argument for 0 workers, a negative timeout or an empty
-  /// executable path.
+  /// Throws std::invalid_argument for 0 workers or an empty executable path.
   explicit ProcessPool(ProcessPoolOptions opts = {});
   /// shutdown(true).
   ~ProcessPool();

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include <spindle/executors/executor.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -23,8 +24,9 @@ struct PoolState;
 struct ThreadPoolOptions {
   /// The most threads the pool runs at once; must be at least 1.
   unsigned max_workers = 1;
-  /// An idle thread exits after waiting this long for work.
-  std::chrono::milliseconds keep_alive{10'000};
+  /// An idle thread exits after waiting this long for work. std::nullopt: never (it
+  /// stays until shutdown); zero or negative: as soon as it finds no job.
+  TimeLimit keep_alive = std::chrono::milliseconds(10'000);
   /// When the queue runs dry, one thread at a time polls this long for the next job
   /// before it sleeps: jobs submitted one after another (a task calling to_thread in a
   /// loop) then start without a thread wake-up. 0 turns it off; must not be negative.
@@ -45,9 +47,8 @@ struct ThreadPoolOptions {
 /// must keep running (use shutdown(false) there, or a to_thread call).
 class ThreadPool {
  public:
-  /// Throws std::invalid_argument if max_workers is 0 (or keep_alive or spin negative).
-  explicit ThreadPool(unsigned max_workers,
-                      std::chrono::milliseconds keep_alive = ThreadPoolOptions{}.keep_alive);
+  /// Throws std::invalid_argument if max_workers is 0 (or spin negative).
+  explicit ThreadPool(unsigned max_workers, TimeLimit keep_alive = ThreadPoolOptions{}.keep_alive);
   explicit ThreadPool(ThreadPoolOptions opts);
   /// shutdown(true).
   ~ThreadPool();
@@ -68,8 +69,9 @@ class ThreadPool {
   /// shutdown(true), but waits at most `timeout` for the queued jobs to run and the
   /// threads to exit (asyncio's shutdown_default_executor(timeout)). Returns true if
   /// they all did (they are joined); false if some job was still running at the
-  /// timeout (every thread is then detached: each ends after its job).
-  bool shutdown_for(std::chrono::milliseconds timeout);
+  /// timeout (every thread is then detached: each ends after its job). std::nullopt
+  /// waits as shutdown(true) does; zero or negative only looks whether they are done.
+  bool shutdown_for(TimeLimit timeout);
 
   /// Threads alive now (running a job or idle); never more than max_workers().
   std::size_t threads() const;

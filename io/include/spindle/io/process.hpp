@@ -145,12 +145,13 @@ class Process {
   std::optional<ExitStatus> returncode();
 
   /// Waits until the child ends, reaps it and returns its status (at once if it ended
-  /// already; the same status on every later call). timeout 0 means none. Throws
+  /// already; the same status on every later call). No timeout by default; zero or
+  /// negative only looks whether it has ended. Throws
   /// TimeoutError at the timeout and CancelledError if the calling task is cancelled —
   /// either way the child is left running, unreaped, and may be killed and waited for
   /// later; RuntimeError if another fibre is already waiting; std::system_error (ECHILD);
   /// std::logic_error for an empty Process.
-  ExitStatus wait(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  ExitStatus wait(TimeLimit timeout = {});
 
   /// Writes `input` to the child's stdin and closes it, while reading its stdout and
   /// stderr to EOF, all at once (a child that fills both output pipes before reading its

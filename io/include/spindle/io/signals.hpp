@@ -23,6 +23,7 @@
 #include <initializer_list>
 
 #include <spindle/task.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -35,11 +36,11 @@ void block_signals(std::initializer_list<int> sigs);
 
 /// Waits until one of `sigs` arrives and returns its number (consuming it). From a fibre
 /// only the calling fibre suspends; from a thread outside the runtime the thread blocks.
-/// timeout 0 means none. Throws std::invalid_argument for an empty set or an invalid
+/// No timeout by default; zero or negative takes only a signal already pending. Throws std::invalid_argument for an empty set or an invalid
 /// signal, RuntimeError if one of `sigs` is not blocked in the calling thread (see
 /// block_signals), TimeoutError at the timeout, CancelledError if the calling task is
 /// cancelled (no signal is consumed), std::system_error from signalfd.
-int wait_signal(std::initializer_list<int> sigs, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+int wait_signal(std::initializer_list<int> sigs, TimeLimit timeout = {});
 
 /// Runs cb(sig) in a task of its own (named "on_signal") each time `sig` arrives, until
 /// that task is cancelled (the returned handle's cancel(), or the runtime's shutdown).

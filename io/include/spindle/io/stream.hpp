@@ -19,7 +19,11 @@
 //
 // Timeouts: set_timeout(d) bounds each read or write call as a whole: read_exact,
 // read_until, read_line and write_all throw TimeoutError once d has passed since the
-// call began, however the peer trickles bytes meanwhile.
+// call began, however the peer trickles bytes meanwhile. d is a TimeLimit
+// (time_limit.hpp), read the same way as every spindle timeout: std::nullopt (the
+// default) is none; zero or negative has passed already, so a call completes only with
+// what it can do without waiting (bytes already received, room already free in the
+// socket's buffer) and otherwise throws TimeoutError.
 //
 // Cancellation: a fibre cancelled in a read gets CancelledError and no byte is lost —
 // what read_exact / read_until had gathered stays buffered for the next read. A
@@ -35,6 +39,7 @@
 #include <string_view>
 
 #include <spindle/io/errors.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -92,12 +97,16 @@ class SocketStream {
   /// Bytes received and buffered, not yet read.
   std::size_t buffered() const noexcept { return rend_ - rbeg_; }
 
-  /// Time limit for each later read and write call as a whole (0: none, the default):
-  /// a call still waiting t after it began throws TimeoutError, however many bytes
-  /// arrived meanwhile (read_line against a peer that drips a byte at a time included).
-  /// A read that times out loses nothing: what it had received stays buffered for the
-  /// next read. After write_all times out an unknown prefix was sent.
-  void set_timeout(std::chrono::nanoseconds t) noexcept { timeout_ns_ = t.count() > 0 ? t.count() : 0; }
+  /// Time limit for each later read and write call as a whole (std::nullopt: none, the
+  /// default): a call still waiting t after it began throws TimeoutError, however many
+  /// bytes arrived meanwhile (read_line against a peer that drips a byte at a time
+  /// included). Zero or negative: each call does what it can without waiting, then
+  /// throws TimeoutError. A read that times out loses nothing: what it had received
+  /// stays buffered for the next read. After write_all times out an unknown prefix was
+  /// sent.
+  void set_timeout(TimeLimit t) noexcept { timeout_ = t; }
+  /// The limit set_timeout set.
+  TimeLimit timeout() const noexcept { return timeout_; }
 
  protected:
   detail::FdSource* source(const char* what) const;
@@ -118,7 +127,7 @@ class SocketStream {
   // Read buffer: bytes [rbeg_, rend_) of rbuf_ are received and not yet read.
   std::string rbuf_;
   std::size_t rbeg_ = 0, rend_ = 0;
-  int64_t timeout_ns_ = 0;
+  TimeLimit timeout_{};
 };
 
 }  // namespace spindle

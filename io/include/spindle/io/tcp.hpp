@@ -31,13 +31,15 @@ class TcpStream : public SocketStream {
   explicit TcpStream(int fd) : SocketStream(fd) {}
 
   /// Connects to host:port (a name, or a numeric IPv4/IPv6 address), trying each
-  /// resolved address in turn. timeout (0: none) bounds the whole attempt. Throws
+  /// resolved address in turn. timeout (none by default) bounds the whole attempt, name
+  /// resolution included. Zero or negative connects only if that needs no wait: on
+  /// loopback the kernel has usually completed the handshake when connect(2) returns,
+  /// and one look finds it; a name that needs a lookup times out. Throws
   /// TimeoutError, std::system_error (ECONNREFUSED, ENETUNREACH, ...; the last
   /// address's error), std::invalid_argument for a bad address, CancelledError (the
   /// half-made socket is closed). Any fibre or thread.
-  static TcpStream connect(std::string_view host, uint16_t port,
-                           std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
-  static TcpStream connect(const SocketAddress& addr, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  static TcpStream connect(std::string_view host, uint16_t port, TimeLimit timeout = {});
+  static TcpStream connect(const SocketAddress& addr, TimeLimit timeout = {});
 
   /// TCP_NODELAY on or off. Throws std::system_error.
   void set_nodelay(bool on = true);
@@ -78,8 +80,9 @@ class TcpListener {
   /// Waits for a connection and returns it (non-blocking, close-on-exec). Transient
   /// errors (ECONNABORTED, EPROTO, ...) are retried. Throws std::system_error (EMFILE /
   /// ENFILE when out of fds: the caller should back off; EBADF when closed),
-  /// CancelledError, TimeoutError after `timeout` (0: none).
-  TcpStream accept(SocketAddress* peer = nullptr, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// CancelledError, TimeoutError after `timeout` (none by default; zero or negative:
+  /// only a connection already queued is taken).
+  TcpStream accept(SocketAddress* peer = nullptr, TimeLimit timeout = {});
   /// Stops listening. Idempotent, never throws.
   void close() noexcept;
   bool is_open() const noexcept { return src_ != nullptr; }
@@ -163,8 +166,7 @@ Server start_server(std::function<void(TcpStream)> handler, std::string_view hos
                     ServerOptions opts = {});
 
 /// asyncio.open_connection: TcpStream::connect(host, port, timeout).
-inline TcpStream open_connection(std::string_view host, uint16_t port,
-                                 std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
+inline TcpStream open_connection(std::string_view host, uint16_t port, TimeLimit timeout = {}) {
   return TcpStream::connect(host, port, timeout);
 }
 

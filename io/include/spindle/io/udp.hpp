@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include <spindle/io/address.hpp>
+#include <spindle/time_limit.hpp>
 
 namespace spindle {
 
@@ -50,13 +51,13 @@ class UdpSocket {
   /// Receives one datagram; `from` gets the sender. A datagram larger than n is
   /// truncated to n bytes (its tail is lost, as with recvfrom(2)), and the result says
   /// so: `truncated`, with the full `datagram_size`. Throws std::invalid_argument if
-  /// n == 0, std::system_error, CancelledError, TimeoutError after timeout (0: none).
-  RecvResult recv_from(void* buf, std::size_t n, SocketAddress* from = nullptr,
-                       std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  /// n == 0, std::system_error, CancelledError, TimeoutError after timeout (none by
+  /// default; zero or negative: only a datagram already queued is taken).
+  RecvResult recv_from(void* buf, std::size_t n, SocketAddress* from = nullptr, TimeLimit timeout = {});
   /// On a connected socket.
   std::size_t send(const void* buf, std::size_t n);
   std::size_t send(std::string_view s) { return send(s.data(), s.size()); }
-  RecvResult recv(void* buf, std::size_t n, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0)) {
+  RecvResult recv(void* buf, std::size_t n, TimeLimit timeout = {}) {
     return recv_from(buf, n, nullptr, timeout);
   }
 

@@ -23,9 +23,10 @@ class UnixStream : public SocketStream {
   /// Adopts a connected AF_UNIX stream socket. Throws std::system_error.
   explicit UnixStream(int fd) : SocketStream(fd) {}
   /// Connects to the socket at path. Throws std::system_error (ENOENT, ECONNREFUSED...),
-  /// TimeoutError after timeout (0: none), std::invalid_argument for a bad path,
+  /// TimeoutError after timeout (none by default; zero or negative: connects only if
+  /// the listener's queue has room now), std::invalid_argument for a bad path,
   /// CancelledError. Any fibre or thread.
-  static UnixStream connect(std::string_view path, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  static UnixStream connect(std::string_view path, TimeLimit timeout = {});
   /// Two connected streams (socketpair). Throws std::system_error.
   static std::pair<UnixStream, UnixStream> pair();
   SocketAddress local_address() const;
@@ -51,7 +52,7 @@ class UnixListener {
   ~UnixListener();
 
   /// Waits for a connection. Throws as TcpListener::accept.
-  UnixStream accept(std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+  UnixStream accept(TimeLimit timeout = {});
   /// Stops listening and removes the socket file if the path still names the file this
   /// listener's bind made (same device and inode). Idempotent, never throws.
   void close() noexcept;

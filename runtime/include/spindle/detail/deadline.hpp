@@ -3,9 +3,11 @@
 // Rule: a duration too large for the clock (nanoseconds::max(), hours::max(), or any d
 // whose now + d overflows) means "no deadline", never a deadline in the past; a zero or
 // negative duration means a deadline that has already passed (asyncio's sleep(0),
-// call_later(-1, cb)). Every timer, timed wait and I/O timeout goes through these, so
-// none of them computes a time point by plain addition (signed overflow is undefined,
-// and in practice wraps to a deadline in the past).
+// call_later(-1, cb), wait_for(aw, 0)). Every timer, timed wait and I/O timeout goes
+// through these, so none of them computes a time point by plain addition (signed
+// overflow is undefined, and in practice wraps to a deadline in the past). The public
+// spelling of a timeout, with "none" beside the durations, is TimeLimit
+// (spindle/time_limit.hpp); detail::deadline_of turns it into a deadline here.
 //
 // Deadlines are CLOCK_MONOTONIC nanoseconds (steady_clock's clock on Linux), and 0 is
 // the encoding of "none" (a real deadline is never 0: the clock started long ago).
@@ -26,12 +28,24 @@ namespace spindle::detail {
 int64_t monotonic_ns() noexcept;
 
 /// d converted to nanoseconds, saturated at nanoseconds::min()/max() instead of
-/// overflowing (hours::max() becomes nanoseconds::max()). Integral representations only.
+/// overflowing (hours::max() becomes nanoseconds::max()). A floating-point count is
+/// truncated toward zero, saturated the same way, and a NaN gives zero (a limit that has
+/// passed, never "no deadline").
 template <class Rep, class Period>
-  requires std::is_integral_v<Rep>
+  requires std::is_arithmetic_v<Rep>
 constexpr std::chrono::nanoseconds saturating_ns(std::chrono::duration<Rep, Period> d) noexcept {
   using namespace std::chrono;
-  if constexpr (std::ratio_greater_v<Period, std::nano>) {
+  if constexpr (std::is_floating_point_v<Rep>) {
+    // In long double ns; +-2^63 are exact in every binary floating type, so the range
+    // checks are exact and the cast below never leaves int64 (out of range it would be
+    // undefined). An infinite count (from the scaling too) compares like a huge one.
+    const long double ns = duration_cast<duration<long double, std::nano>>(d).count();
+    constexpr long double two63 = 9223372036854775808.0L;
+    if (ns != ns) return nanoseconds::zero();  // NaN
+    if (ns >= two63) return nanoseconds::max();
+    if (ns <= -two63) return nanoseconds::min();
+    return nanoseconds(int64_t(ns));
+  } else if constexpr (std::ratio_greater_v<Period, std::nano>) {
     // Coarser than ns: the bounds in d's unit are exact (a division), and the counts are
     // compared as integers of whatever sign (std::cmp_*), so nothing can overflow.
     using Wide = duration<intmax_t, Period>;
@@ -64,12 +78,6 @@ constexpr int64_t deadline_from(int64_t now_ns, std::chrono::nanoseconds d) noex
 /// The deadline d from now (see deadline_from): already passed for d <= 0, 0 ("none")
 /// for a d too large. Any thread.
 inline int64_t deadline_after(std::chrono::nanoseconds d) noexcept { return deadline_from(monotonic_ns(), d); }
-
-/// For the I/O calls whose documented convention is "timeout 0: none": a zero or
-/// negative d gives 0 ("none"); otherwise deadline_after(d). Any thread.
-inline int64_t deadline_unless_zero(std::chrono::nanoseconds d) noexcept {
-  return d.count() > 0 ? deadline_after(d) : 0;
-}
 
 /// The deadline of a steady_clock time point: time_point::max() (or anything at or
 /// beyond the int64 ns range) gives 0 ("none"); a point at or before the clock's epoch
