@@ -4,6 +4,7 @@
 // Watch's SpinLock; the consumer parks one Waiter at a time.
 #include <spindle/detail/waiting_core.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/task.hpp>
 #include <spindle/waiting.hpp>
 
@@ -76,24 +77,10 @@ Waiter::Outcome wait_one(FutureCore* c, int64_t deadline_ns, bool cancellable, s
   if (c->done()) return Waiter::Outcome::notified;
   Waiter w;
   if (!link_done_node(c, &w)) return Waiter::Outcome::notified;
-  Waiter::Outcome o;
-  try {
-    o = w.wait(cancellable, where, deadline_ns);
-  } catch (...) {
-    // No memory for the deadline's timer: take w back (or let its notify land) first.
-    if (!unlink_done_node(c, &w))
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-    throw;
-  }
-  if (o == Waiter::Outcome::notified) return o;
-  if (!unlink_done_node(c, &w)) {
-    // A completer detached w and will notify it: let that land before w dies.
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;
-  }
-  return o;
+  // c's completer detaches w and notifies it.
+  const ParkEnd e = wait_parked(w, [&]() noexcept { return unlink_done_node(c, &w); }, cancellable, where, deadline_ns);
+  // Completed as the deadline passed: done, so not timed out.
+  return e.taken && e.outcome == Waiter::Outcome::timed_out ? Waiter::Outcome::notified : e.outcome;
 }
 
 void join_uncancellable(FutureCore* c, std::source_location where) noexcept {
@@ -330,25 +317,20 @@ Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_l
   Waiter w;
   parked_ = &w;
   lock_.unlock();
-  Waiter::Outcome o = Waiter::Outcome::timed_out;
-  std::exception_ptr err;
-  try {
-    o = w.wait(cancellable, where, deadline_ns);
-  } catch (...) {
-    err = std::current_exception();  // no memory for the deadline's timer: unpark first
-  }
-  lock_.lock();
-  const bool taken = parked_ != &w;  // a completer took w and notifies it
-  if (!taken) parked_ = nullptr;
-  const bool ready = ready_locked();
-  lock_.unlock();
-  if (taken) {
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-  }
-  if (err) std::rethrow_exception(err);
+  // A completion that makes the condition hold takes w and notifies it (wake_if_ready).
+  bool ready = true;
+  const ParkEnd e = wait_parked(
+      w,
+      [&]() noexcept {
+        std::lock_guard g(lock_);
+        ready = ready_locked();  // it may hold now even if nobody took w yet
+        if (parked_ != &w) return false;
+        parked_ = nullptr;
+        return true;
+      },
+      cancellable, where, deadline_ns);
   settle_recorded();  // what the caller looks at next reads as done
-  return ready ? Waiter::Outcome::notified : o;
+  return ready ? Waiter::Outcome::notified : e.outcome;
 }
 
 std::size_t Watch::next() noexcept {

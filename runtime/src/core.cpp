@@ -11,11 +11,14 @@
 #include <climits>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 #include <thread>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/spin.hpp>
+#include <spindle/detail/waiting_core.hpp>
 #include <spindle/task.hpp>
 
 #include "frame.hpp"
@@ -176,38 +179,30 @@ void FutureCore::wait_done(std::source_location where) {
   }
   link_waiter(&w);
   unlock();
-  if (w.wait(true, where) == Waiter::Outcome::notified) return;
-
-  // The waiting task was cancelled. Take our node back unless a completer already has.
-  lock();
-  const bool linked = unlink_waiter(waiters(), &w);
-  unlock();
-  if (!linked) {
-    // Completed at the same moment: the result is not lost; the cancellation stays
-    // pending and is raised at the next suspension point.
-    (void)w.wait(false, where);
-    return;
-  }
+  // The completer detaches w and notifies it. A completion at the same moment as a
+  // cancellation of the waiting task counts: the result is not lost; the cancellation
+  // stays pending and is raised at the next suspension point.
+  const ParkEnd e = wait_parked(
+      w,
+      [&]() noexcept {
+        std::lock_guard g(*this);
+        return unlink_waiter(waiters(), &w);
+      },
+      true, where);
+  if (e.taken) return;
   // asyncio: cancelling the awaiter cancels what it awaits; we then wait for it to end.
   TaskHeader* self = w.task();
   std::string msg;
-  self->lock();
-  if (Extra* x = self->extra()) msg = x->cancel_message;
-  self->unlock();
+  {
+    std::lock_guard g(*self);
+    if (Extra* x = self->extra()) msg = x->cancel_message;
+  }
   if (is_task()) {
     cancel_task(this, msg);
   } else {
     cancel_future(msg);
   }
-  Waiter w2;
-  lock();
-  if (!done()) {
-    link_waiter(&w2);
-    unlock();
-    (void)w2.wait(false, where);
-  } else {
-    unlock();
-  }
+  join_uncancellable(this, where);
   throw take_cancel(self);
 }
 

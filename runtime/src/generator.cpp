@@ -17,6 +17,7 @@
 //                the state.
 #include <spindle/generator.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/runtime.hpp>
 
 #include "runtime_impl.hpp"
@@ -93,17 +94,9 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
     Waiter w;
     consumer_ = &w;
     lock_.unlock();
-    const Waiter::Outcome o = w.wait(cancellable && !passed_on, where);
+    // The body (yielding or ending) takes w and notifies it.
+    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock_, consumer_, w), cancellable && !passed_on, where).outcome;
     lock_.lock();
-    if (consumer_ == &w) {
-      consumer_ = nullptr;
-    } else {
-      // The body took w and notifies it: let that land before w dies.
-      lock_.unlock();
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-      lock_.lock();
-    }
     if (o == Waiter::Outcome::cancelled && phase_ == Phase::running) {
       // The consumer is cancelled while the body runs for it. asyncio raises the
       // CancelledError inside the body (it runs in the consumer's task); here the
@@ -251,17 +244,9 @@ void GenCore::yield_point(std::source_location where) {
   producer_ = &w;
   lock_.unlock();
   if (wake) wake->notify();
-  const Waiter::Outcome o = w.wait(true, where);
+  // The consumer (resuming or closing) takes w and notifies it.
+  const Waiter::Outcome o = wait_parked(w, take_back_slot(lock_, producer_, w), true, where).outcome;
   lock_.lock();
-  if (producer_ == &w) {
-    producer_ = nullptr;
-  } else {
-    // The consumer took w and notifies it: let that land before w dies.
-    lock_.unlock();
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    lock_.lock();
-  }
   // Cancelled before the consumer took the value just yielded: the consumer is inside
   // next()/send(), woken by this yield (only a consumer's call lets the body run), and
   // takes it at once. The value is the consumer's (a cancellation the consumer passed

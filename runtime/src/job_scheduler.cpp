@@ -21,6 +21,7 @@
 //                3. cancel every active job; 4. wait until none is left.
 #include <spindle/job_scheduler.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/waiting_core.hpp>
 #include <spindle/runtime.hpp>
 
@@ -160,17 +161,15 @@ Waiter::Outcome JobCtl::park_locked(WaiterList& list, bool cancellable, std::sou
   Waiter w;
   list.push(&w);
   lock.unlock();
-  const Waiter::Outcome o = w.wait(cancellable, where);
+  const ParkEnd e = wait_parked(
+      w,
+      [&]() noexcept {
+        std::lock_guard g(lock);
+        return list.remove(&w);
+      },
+      cancellable, where);
   lock.lock();
-  if (!list.remove(&w)) {
-    // Taken by a notifier, which notifies it: let that land before w dies.
-    lock.unlock();
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    lock.lock();
-    return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;
-  }
-  return o;
+  return e.outcome;  // no deadline: notified or cancelled (a notifier may have chosen us then)
 }
 
 std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, TaskHeader* t, const TaskOptions* o,

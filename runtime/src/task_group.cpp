@@ -20,6 +20,7 @@
 //      destructor: drop them unretrieved, so that the runtime reports them.
 #include <spindle/task_group.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/waiting_core.hpp>
 #include <spindle/runtime.hpp>
 
@@ -172,17 +173,9 @@ bool GroupState::wait_until_empty(bool cancellable, std::source_location where) 
     Waiter w;
     joiner = &w;
     lock.unlock();
-    const Waiter::Outcome o = w.wait(cancellable && !saw_cancel, where);
+    // The last child to finish takes w and notifies it.
+    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock, joiner, w), cancellable && !saw_cancel, where).outcome;
     lock.lock();
-    if (joiner == &w) {
-      joiner = nullptr;
-    } else {
-      // A finishing child took w and notifies it: let that land before w dies.
-      lock.unlock();
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-      lock.lock();
-    }
     if (o == Waiter::Outcome::cancelled) {
       saw_cancel = true;  // from now on wait without cancellation; it stays pending
       if (!aborting) abort_locked();
