@@ -9,6 +9,7 @@
 #include <spindle/waiting.hpp>
 
 #include <memory>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -18,15 +19,6 @@
 namespace spindle::detail {
 
 namespace {
-// Waits for `landed` to become true: a completer detached a node and is about to fire
-// it (a window of a few instructions, unless its thread is preempted).
-void await_landing(const std::atomic<bool>& landed) noexcept {
-  // acquire: pairs with the release store at the end of fire(); after it, the completer
-  // no longer touches the node.
-  Backoff b;
-  while (!landed.load(std::memory_order_acquire)) b.pause();
-}
-
 void mark_retrieved(FutureCore* c) noexcept {
   // relaxed: the bit only silences the "never retrieved" report made when the object is
   // destroyed; destruction follows the last unref (acq_rel), which orders this store.
@@ -49,27 +41,29 @@ struct SilenceNode final : DoneNode {
 // ---- small pieces -------------------------------------------------------------------------
 
 bool link_done_node(FutureCore* c, Waiter* node) noexcept {
-  c->lock();
-  if (c->done()) {
-    c->unlock();
-    return false;
-  }
+  std::lock_guard g(*c);
+  if (c->done()) return false;
   c->link_waiter(node);
-  c->unlock();
   return true;
 }
 
 bool unlink_done_node(FutureCore* c, Waiter* node) noexcept {
-  c->lock();
+  std::lock_guard g(*c);
   for (Waiter** p = &c->waiters(); *p; p = &(*p)->next) {
     if (*p == node) {
       *p = node->next;
       node->next = nullptr;
-      c->unlock();
       return true;
     }
   }
-  c->unlock();
+  return false;
+}
+
+bool OwnedDoneNode::reclaim(FutureCore* c) noexcept {
+  if (unlink_done_node(c, this)) return true;
+  // acquire: pairs with the release in landed(), the completer's last touch of the node.
+  Backoff b;
+  while (!landed_.load(std::memory_order_acquire)) b.pause();
   return false;
 }
 
@@ -122,16 +116,9 @@ void silence_when_done(FutureCore* c) {
 std::string own_cancel_message() {
   TaskHeader* t = current_task_header();
   if (!t) return {};
-  t->lock();
-  std::string m;
-  try {
-    if (Extra* x = t->extra()) m = x->cancel_message;
-  } catch (...) {
-    t->unlock();
-    throw;
-  }
-  t->unlock();
-  return m;
+  std::lock_guard g(*t);
+  if (Extra* x = t->extra()) return x->cancel_message;
+  return {};
 }
 
 void raise_own_cancel() {
@@ -201,16 +188,14 @@ void shield_core(FutureCore* c, std::source_location where) {
 
 // ---- Watch -------------------------------------------------------------------------------
 
-struct Watch::Node final : DoneNode {
+struct Watch::Node final : OwnedDoneNode {
   Watch* owner = nullptr;
   std::size_t index = 0;
   bool linked = false;  // the owner's own bookkeeping
-  std::atomic<bool> landed{false};
   void on_complete(Status s) noexcept override { owner->on_done(index, s); }
   void fire() noexcept override {
     owner->wake_if_ready();
-    // release: the owner may free this node (and itself) once it sees `landed`.
-    landed.store(true, std::memory_order_release);
+    landed();  // the owner may free this node (and itself) from here on
   }
 };
 
@@ -238,9 +223,8 @@ Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mo
     node.index = i;
     node.linked = link_done_node(futs_[i], &node);
     if (!node.linked) {
-      lock_.lock();
+      std::lock_guard g(lock_);
       record_locked(i, futs_[i]->status());
-      lock_.unlock();
     }
   }
 }
@@ -248,7 +232,7 @@ Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mo
 Watch::~Watch() {
   for (std::size_t i = 0; i < n_; ++i) {
     Node& node = nodes_[i];
-    if (node.linked && !unlink_done_node(futs_[i], &node)) await_landing(node.landed);
+    if (node.linked) (void)node.reclaim(futs_[i]);
   }
   delete[] nodes_;
   delete[] order_;
@@ -308,15 +292,15 @@ void Watch::settle_recorded() noexcept {
 }
 
 Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_location where) {
-  lock_.lock();
+  std::unique_lock g(lock_);
   if (ready_locked()) {
-    lock_.unlock();
+    g.unlock();
     settle_recorded();
     return Waiter::Outcome::notified;
   }
   Waiter w;
   parked_ = &w;
-  lock_.unlock();
+  g.unlock();
   // A completion that makes the condition hold takes w and notifies it (wake_if_ready).
   bool ready = true;
   const ParkEnd e = wait_parked(

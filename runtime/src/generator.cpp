@@ -20,6 +20,8 @@
 #include <spindle/detail/parked_waiter.hpp>
 #include <spindle/runtime.hpp>
 
+#include <mutex>
+
 #include "runtime_impl.hpp"
 
 namespace spindle::detail {
@@ -47,34 +49,32 @@ void GenCore::unref() noexcept {
 }
 
 bool GenCore::started() noexcept {
-  lock_.lock();
-  const bool s = phase_ != Phase::unstarted;
-  lock_.unlock();
-  return s;
+  std::lock_guard g(lock_);
+  return phase_ != Phase::unstarted;
 }
 
 bool GenCore::finished() noexcept {
-  lock_.lock();
-  const bool f = phase_ == Phase::finished;
-  lock_.unlock();
-  return f;
+  std::lock_guard g(lock_);
+  return phase_ == Phase::finished;
 }
 
 void GenCore::EndNode::fire() noexcept { owner->on_end(); }
 
 void GenCore::on_end() noexcept {
-  lock_.lock();
-  phase_ = Phase::finished;
-  Waiter* wake = std::exchange(consumer_, nullptr);
-  lock_.unlock();
+  Waiter* wake;
+  {
+    std::lock_guard g(lock_);
+    phase_ = Phase::finished;
+    wake = std::exchange(consumer_, nullptr);
+  }
   if (wake) wake->notify();
   unref();  // EndNode's reference; the consumer's keeps the state alive if it waits
 }
 
 void GenCore::start() {
-  TaskHeader* t = make_body_task();
-  task_ = Task<>(t);  // adopts the handle's reference
-  ref();              // EndNode's
+  task_ = make_body_task();
+  TaskHeader* t = task_of(task_);
+  ref();  // EndNode's
   (void)link_done_node(t, &end_);  // not submitted yet, so it cannot be done
   try {
     TaskOptions o{.name = "generator"};
@@ -119,18 +119,19 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
 }
 
 void GenCore::enter() {
-  lock_.lock();
-  const bool busy = std::exchange(consumer_inside_, true);
-  lock_.unlock();
+  bool busy;
+  {
+    std::lock_guard g(lock_);
+    busy = std::exchange(consumer_inside_, true);
+  }
   if (busy)
     throw InvalidStateError(
         "Generator: already running (next()/send()/close() called while another task or thread is inside one)");
 }
 
 void GenCore::leave() noexcept {
-  lock_.lock();
+  std::lock_guard g(lock_);
   consumer_inside_ = false;
-  lock_.unlock();
 }
 
 bool GenCore::resume(std::source_location where) {
@@ -148,9 +149,8 @@ bool GenCore::resume(std::source_location where) {
       try {
         start();
       } catch (...) {
-        lock_.lock();
+        std::lock_guard g(lock_);
         phase_ = Phase::finished;
-        lock_.unlock();
         throw;
       }
       lock_.lock();
