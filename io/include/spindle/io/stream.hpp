@@ -35,12 +35,9 @@
 #include <string_view>
 
 #include <spindle/io/errors.hpp>
+#include <spindle/io/fd_handle.hpp>
 
 namespace spindle {
-
-namespace detail {
-class FdSource;
-}
 
 class SocketStream {
  public:
@@ -86,9 +83,9 @@ class SocketStream {
   /// when it returns none of them touches this object any more. Buffered bytes are
   /// dropped. Any fibre or thread.
   void close() noexcept;
-  bool is_open() const noexcept { return src_ != nullptr; }
+  bool is_open() const noexcept { return src_.is_open(); }
   /// The socket's fd (-1 when closed), for setsockopt and the like. Still owned here.
-  int native_handle() const noexcept;
+  int native_handle() const noexcept { return src_.fd(); }
   /// Bytes received and buffered, not yet read.
   std::size_t buffered() const noexcept { return rend_ - rbeg_; }
 
@@ -100,9 +97,8 @@ class SocketStream {
   void set_timeout(std::chrono::nanoseconds t) noexcept { timeout_ns_ = t.count() > 0 ? t.count() : 0; }
 
  protected:
-  detail::FdSource* source(const char* what) const;
   int64_t deadline() const noexcept;
-  detail::FdSource* src_ = nullptr;
+  detail::FdHandle src_;
   /// Set by PipeStream (process.hpp): the fd is one end of a pipe, read with read(2) and
   /// written with write(2) (SIGPIPE held back: a gone reader is EPIPE); shutdown_write()
   /// closes it.
