@@ -108,7 +108,7 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   g.unlock();
 
   // on_ready or close() takes `me` and notifies it, with its tag saying which.
-  const ParkEnd e = wait_parked(
+  const ParkEnd e = wait_parked_until(
       me,
       [&]() noexcept {
         std::lock_guard g(mu_);

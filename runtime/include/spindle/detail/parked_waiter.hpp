@@ -10,7 +10,7 @@
 //   2. A notifier, under that lock, takes the Waiter out (and may complete the operation
 //      on the waiter's behalf), releases the lock, then calls notify(). Taking it out
 //      is what gives the notifier the right to notify it; nobody else ever does.
-//   3. The waiting side waits (wait_parked). If the wait ends notified, the Waiter is
+//   3. The waiting side waits (wait_parked, wait_parked_until). If the wait ends notified, the Waiter is
 //      out of every slot and the notify has landed: it may go at once. If it ends for
 //      another reason (a cancellation, the deadline, or no memory for the deadline's
 //      timer), the waiting side retakes the lock and takes its Waiter back if it is
@@ -44,35 +44,50 @@ struct ParkEnd {
   bool taken;
 };
 
+namespace parked {
+// After a wait that ended without a notify: takes w back, or lets the notify of whoever
+// took it land. True if a notifier had taken it.
+template <class TakeBack>
+inline bool settle(Waiter& w, TakeBack& take_back, std::source_location where) {
+  if (take_back()) return false;
+  (void)w.wait(false, where);  // not cancellable, no deadline: returns only once notified
+  return true;
+}
+}  // namespace parked
+
 /// Waits on `w`, which the caller has parked in a slot or list and whose lock it has
 /// released (step 1 above). `take_back()` is called at most once, with no lock held,
 /// when the wait ends without a notify: under the slot's lock it takes `w` out if it is
 /// still there and returns true, or returns false if a notifier took it (it may also
-/// fix, under that same lock hold, what depends on the answer). `cancellable` and
-/// `deadline_ns` (CLOCK_MONOTONIC ns; 0: none) are those of Waiter::wait.
+/// fix, under that same lock hold, what depends on the answer). `cancellable` is
+/// Waiter::wait's.
 ///
 /// Returns once `w` is out of every slot and no notify of it is still on its way, so
-/// that the caller may destroy it. Throws what Waiter::wait throws (std::bad_alloc for
-/// the deadline's timer), after that same cleanup. Any fibre or thread.
+/// that the caller may destroy it. Throws nothing (a wait without a deadline allocates
+/// nothing). Any fibre or thread.
 template <class TakeBack>
-[[nodiscard]] ParkEnd wait_parked(Waiter& w, TakeBack&& take_back, bool cancellable, std::source_location where,
-                                  int64_t deadline_ns = 0) {
-  // Takes w back, or lets the notify of whoever took it land. True if it was taken.
-  auto settle = [&]() noexcept {
-    if (take_back()) return false;
-    // Not cancellable and no deadline: returns only once notified.
-    (void)w.wait(false, where);
-    return true;
-  };
+[[nodiscard]] inline ParkEnd wait_parked(Waiter& w, TakeBack&& take_back, bool cancellable, std::source_location where) {
+  const Waiter::Outcome o = w.wait(cancellable, where);
+  if (o == Waiter::Outcome::notified) return {o, true};
+  return {o, parked::settle(w, take_back, where)};
+}
+
+/// wait_parked with a deadline (deadline_ns: CLOCK_MONOTONIC ns; 0: none), which may end
+/// `timed_out`. Throws what Waiter::wait throws (std::bad_alloc for the deadline's
+/// timer), after the same cleanup: nothing stays parked, no notify is on its way.
+/// (Apart from wait_parked so that the waits without one carry no exception path.)
+template <class TakeBack>
+[[nodiscard]] ParkEnd wait_parked_until(Waiter& w, TakeBack&& take_back, bool cancellable,
+                                        std::source_location where, int64_t deadline_ns) {
   Waiter::Outcome o;
   try {
     o = w.wait(cancellable, where, deadline_ns);
   } catch (...) {
-    (void)settle();  // nothing was waited for, and nothing stays parked
+    (void)parked::settle(w, take_back, where);
     throw;
   }
   if (o == Waiter::Outcome::notified) return {o, true};
-  return {o, settle()};
+  return {o, parked::settle(w, take_back, where)};
 }
 
 /// The take_back of a Waiter parked alone in `slot`, a pointer that `lk` guards and that

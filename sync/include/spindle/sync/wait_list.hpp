@@ -179,11 +179,11 @@ enum class Parked : uint8_t {
 /// queue). A foreign thread's wait never ends `cancelled` or `served_late`; neither does
 /// a fibre's when `cancellable` is false.
 template <class L, class F>
-[[nodiscard]] Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, F&& on_unlink,
-                          bool cancellable = true) {
+[[nodiscard]] inline Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, F&& on_unlink,
+                                 bool cancellable = true) {
   const ParkEnd e = wait_parked(
       w,
-      [&]() noexcept {
+      [&] {
         std::lock_guard g(lk);
         if (!w.linked) return false;  // a waker unlinked us: we were served
         q.erase(&w);
@@ -201,7 +201,8 @@ template <class L, class F>
   return e.taken ? Parked::served_late : Parked::cancelled;
 }
 template <class L>
-[[nodiscard]] Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, bool cancellable = true) {
+[[nodiscard]] inline Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where,
+                                 bool cancellable = true) {
   return park(w, lk, q, where, [] {}, cancellable);
 }
 

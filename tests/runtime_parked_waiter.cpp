@@ -1,0 +1,187 @@
+// detail::wait_parked and wait_parked_until, the one protocol by which a wait hands its
+// Waiter to a notifier (a slot or list under a lock) and gets it back: how each way a
+// wait can end is reported (notified; cancelled or timed out while still parked; taken
+// by a notifier as the wait ended for another reason), and that a Waiter a notifier
+// took is never given up before that notify has landed.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include <spindle/detail/parked_waiter.hpp>
+#include <spindle/detail/spin.hpp>
+
+#include "support.hpp"
+
+using namespace spindle;
+using detail::ParkEnd;
+using detail::Waiter;
+using test::until_suspended;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One slot, as a TaskGroup's joiner or a Generator's consumer: a notifier takes the
+// Waiter out under the lock, then notifies it.
+struct Slot {
+  detail::SpinLock lock;
+  Waiter* parked = nullptr;
+
+  void park(Waiter& w) {
+    std::lock_guard g(lock);
+    parked = &w;
+  }
+  // The notifier's side. False if nobody was parked.
+  bool serve() {
+    Waiter* w;
+    {
+      std::lock_guard g(lock);
+      w = std::exchange(parked, nullptr);
+    }
+    if (w) w->notify();
+    return w != nullptr;
+  }
+  bool empty() {
+    std::lock_guard g(lock);
+    return parked == nullptr;
+  }
+};
+
+struct Seen {
+  ParkEnd end{Waiter::Outcome::timed_out, false};
+  int take_backs = 0;         // calls of take_back
+  bool landed = false;        // the Waiter read as notified when wait_parked returned
+};
+
+}  // namespace
+
+TEST_CASE("a parked waiter that is served ends notified, without taking itself back", "[parked]") {
+  test::Checked harness(SPINDLE_WORKERS());
+  harness.rt.block_on([] {
+    Slot slot;
+    Seen seen;
+    auto t = spawn([&] {
+      Waiter w;
+      slot.park(w);
+      seen.end = detail::wait_parked(w, detail::take_back_slot(slot.lock, slot.parked, w), true,
+                                     std::source_location::current());
+      seen.landed = w.notified();
+    });
+    until_suspended(t);
+    CHECK(slot.serve());
+    t.get();
+    CHECK(seen.end.outcome == Waiter::Outcome::notified);
+    CHECK(seen.end.taken);
+    CHECK(seen.landed);
+    CHECK(slot.empty());
+  });
+}
+
+TEST_CASE("a parked waiter cancelled while still parked takes itself back: not served", "[parked]") {
+  test::Checked harness(SPINDLE_WORKERS());
+  harness.rt.block_on([] {
+    Slot slot;
+    Seen seen;
+    auto t = spawn([&] {
+      Waiter w;
+      slot.park(w);
+      auto take_back = detail::take_back_slot(slot.lock, slot.parked, w);
+      seen.end = detail::wait_parked(
+          w,
+          [&] {
+            ++seen.take_backs;
+            return take_back();
+          },
+          true, std::source_location::current());
+      seen.landed = w.notified();
+      if (seen.end.outcome == Waiter::Outcome::cancelled) w.raise_cancelled();
+    });
+    until_suspended(t);
+    t.cancel("stop");
+    CHECK_THROWS_AS(t.get(), CancelledError);
+    CHECK(seen.end.outcome == Waiter::Outcome::cancelled);
+    CHECK_FALSE(seen.end.taken);
+    CHECK(seen.take_backs == 1);
+    CHECK_FALSE(seen.landed);
+    CHECK(slot.empty());
+    CHECK_FALSE(slot.serve());  // nothing left for a notifier to take
+  });
+}
+
+TEST_CASE("a parked waiter taken by a notifier as its wait is cancelled waits for that notify", "[parked]") {
+  test::Checked harness(SPINDLE_WORKERS());
+  harness.rt.block_on([] {
+    Slot slot;
+    Seen seen;
+    Task<> notifier;
+    auto t = spawn([&] {
+      Waiter w;
+      slot.park(w);
+      seen.end = detail::wait_parked(
+          w,
+          [&] {
+            ++seen.take_backs;
+            // A notifier takes w out just as the cancelled wait comes to take it back,
+            // and notifies it only later, from a task of its own (on one loop it cannot
+            // run before this fibre suspends again).
+            Waiter* taken;
+            {
+              std::lock_guard g(slot.lock);
+              taken = std::exchange(slot.parked, nullptr);
+            }
+            notifier = spawn([taken] { taken->notify(); });
+            return false;
+          },
+          true, std::source_location::current());
+      seen.landed = w.notified();
+    });
+    until_suspended(t);
+    t.cancel("stop");
+    t.get();  // served: the wait returns, its cancellation left pending (never raised here)
+    notifier.get();
+    CHECK(seen.end.outcome == Waiter::Outcome::cancelled);
+    CHECK(seen.end.taken);
+    CHECK(seen.take_backs == 1);
+    CHECK(seen.landed);  // wait_parked returned only once the notify had landed
+    CHECK(slot.empty());
+  });
+}
+
+TEST_CASE("wait_parked_until: the deadline passes while parked, or as a notifier takes the waiter", "[parked]") {
+  test::Checked harness(SPINDLE_WORKERS());
+  harness.rt.block_on([] {
+    for (const bool taken_at_deadline : {false, true}) {
+      CAPTURE(taken_at_deadline);
+      Slot slot;
+      Seen seen;
+      Task<> notifier;
+      auto t = spawn([&] {
+        Waiter w;
+        slot.park(w);
+        auto take_back = detail::take_back_slot(slot.lock, slot.parked, w);
+        seen.end = detail::wait_parked_until(
+            w,
+            [&] {
+              ++seen.take_backs;
+              if (!taken_at_deadline) return take_back();
+              Waiter* taken;
+              {
+                std::lock_guard g(slot.lock);
+                taken = std::exchange(slot.parked, nullptr);
+              }
+              notifier = spawn([taken] { taken->notify(); });
+              return false;
+            },
+            true, std::source_location::current(), detail::deadline_after(1ms));
+        seen.landed = w.notified();
+      });
+      t.get();
+      if (notifier) notifier.get();
+      CHECK(seen.end.outcome == Waiter::Outcome::timed_out);
+      CHECK(seen.end.taken == taken_at_deadline);
+      CHECK(seen.take_backs == 1);
+      CHECK(seen.landed == taken_at_deadline);
+      CHECK(slot.empty());
+    }
+  });
+}
