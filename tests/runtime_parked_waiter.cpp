@@ -45,13 +45,47 @@ struct Slot {
     std::lock_guard g(lock);
     return parked == nullptr;
   }
+  // A notifier that takes the parked Waiter out now and notifies it only later, from a
+  // task of its own (on one loop that task cannot run before the waiting fibre
+  // suspends again). For a take_back: returns false, "taken".
+  bool taken_now_notified_later(Task<>& notifier) {
+    Waiter* taken;
+    {
+      std::lock_guard g(lock);
+      taken = std::exchange(parked, nullptr);
+    }
+    notifier = spawn([taken] { taken->notify(); });
+    return false;
+  }
 };
 
 struct Seen {
   ParkEnd end{Waiter::Outcome::timed_out, false};
-  int take_backs = 0;         // calls of take_back
-  bool landed = false;        // the Waiter read as notified when wait_parked returned
+  int take_backs = 0;   // calls of take_back
+  bool landed = false;  // the Waiter read as notified when the wait returned
 };
+
+// Spawns a task that parks a Waiter in `slot` and waits on it (until deadline_ns, when
+// not 0), with `how(own)` as its take_back (`own`: the slot's plain take_back); records
+// in `seen` how the wait ended. Raises CancelledError when cancelled and not served.
+template <class How>
+Task<> spawn_parked(Slot& slot, Seen& seen, How how, int64_t deadline_ns = 0) {
+  return spawn([&slot, &seen, how, deadline_ns]() mutable {
+    Waiter w;
+    slot.park(w);
+    auto own = detail::take_back_slot(slot.lock, slot.parked, w);
+    auto take_back = [&] {
+      ++seen.take_backs;
+      return how(own);
+    };
+    const auto where = std::source_location::current();
+    seen.end = deadline_ns ? detail::wait_parked_until(w, take_back, true, where, deadline_ns)
+                           : detail::wait_parked(w, take_back, true, where);
+    seen.landed = w.notified();
+    if (seen.end.outcome == Waiter::Outcome::cancelled && !seen.end.taken) w.raise_cancelled();
+  });
+}
+constexpr auto kOwn = [](auto& own) { return own(); };
 
 }  // namespace
 
@@ -60,18 +94,13 @@ TEST_CASE("a parked waiter that is served ends notified, without taking itself b
   harness.rt.block_on([] {
     Slot slot;
     Seen seen;
-    auto t = spawn([&] {
-      Waiter w;
-      slot.park(w);
-      seen.end = detail::wait_parked(w, detail::take_back_slot(slot.lock, slot.parked, w), true,
-                                     std::source_location::current());
-      seen.landed = w.notified();
-    });
+    auto t = spawn_parked(slot, seen, kOwn);
     until_suspended(t);
     CHECK(slot.serve());
     t.get();
     CHECK(seen.end.outcome == Waiter::Outcome::notified);
     CHECK(seen.end.taken);
+    CHECK(seen.take_backs == 0);
     CHECK(seen.landed);
     CHECK(slot.empty());
   });
@@ -82,20 +111,7 @@ TEST_CASE("a parked waiter cancelled while still parked takes itself back: not s
   harness.rt.block_on([] {
     Slot slot;
     Seen seen;
-    auto t = spawn([&] {
-      Waiter w;
-      slot.park(w);
-      auto take_back = detail::take_back_slot(slot.lock, slot.parked, w);
-      seen.end = detail::wait_parked(
-          w,
-          [&] {
-            ++seen.take_backs;
-            return take_back();
-          },
-          true, std::source_location::current());
-      seen.landed = w.notified();
-      if (seen.end.outcome == Waiter::Outcome::cancelled) w.raise_cancelled();
-    });
+    auto t = spawn_parked(slot, seen, kOwn);
     until_suspended(t);
     t.cancel("stop");
     CHECK_THROWS_AS(t.get(), CancelledError);
@@ -114,27 +130,8 @@ TEST_CASE("a parked waiter taken by a notifier as its wait is cancelled waits fo
     Slot slot;
     Seen seen;
     Task<> notifier;
-    auto t = spawn([&] {
-      Waiter w;
-      slot.park(w);
-      seen.end = detail::wait_parked(
-          w,
-          [&] {
-            ++seen.take_backs;
-            // A notifier takes w out just as the cancelled wait comes to take it back,
-            // and notifies it only later, from a task of its own (on one loop it cannot
-            // run before this fibre suspends again).
-            Waiter* taken;
-            {
-              std::lock_guard g(slot.lock);
-              taken = std::exchange(slot.parked, nullptr);
-            }
-            notifier = spawn([taken] { taken->notify(); });
-            return false;
-          },
-          true, std::source_location::current());
-      seen.landed = w.notified();
-    });
+    // A notifier takes w out just as the cancelled wait comes to take it back.
+    auto t = spawn_parked(slot, seen, [&](auto&) { return slot.taken_now_notified_later(notifier); });
     until_suspended(t);
     t.cancel("stop");
     t.get();  // served: the wait returns, its cancellation left pending (never raised here)
@@ -142,7 +139,7 @@ TEST_CASE("a parked waiter taken by a notifier as its wait is cancelled waits fo
     CHECK(seen.end.outcome == Waiter::Outcome::cancelled);
     CHECK(seen.end.taken);
     CHECK(seen.take_backs == 1);
-    CHECK(seen.landed);  // wait_parked returned only once the notify had landed
+    CHECK(seen.landed);  // the wait returned only once the notify had landed
     CHECK(slot.empty());
   });
 }
@@ -155,26 +152,10 @@ TEST_CASE("wait_parked_until: the deadline passes while parked, or as a notifier
       Slot slot;
       Seen seen;
       Task<> notifier;
-      auto t = spawn([&] {
-        Waiter w;
-        slot.park(w);
-        auto take_back = detail::take_back_slot(slot.lock, slot.parked, w);
-        seen.end = detail::wait_parked_until(
-            w,
-            [&] {
-              ++seen.take_backs;
-              if (!taken_at_deadline) return take_back();
-              Waiter* taken;
-              {
-                std::lock_guard g(slot.lock);
-                taken = std::exchange(slot.parked, nullptr);
-              }
-              notifier = spawn([taken] { taken->notify(); });
-              return false;
-            },
-            true, std::source_location::current(), detail::deadline_after(1ms));
-        seen.landed = w.notified();
-      });
+      auto t = spawn_parked(
+          slot, seen,
+          [&](auto& own) { return taken_at_deadline ? slot.taken_now_notified_later(notifier) : own(); },
+          detail::deadline_after(1ms));
       t.get();
       if (notifier) notifier.get();
       CHECK(seen.end.outcome == Waiter::Outcome::timed_out);
