@@ -2,7 +2,8 @@
 #   make test   installs what is missing, builds, runs every test: a debug build, an
 #               ASan+UBSan build and a TSan build of the whole suite.
 #   make bench  installs what is missing, builds a release build, runs the benchmark
-#               suite beside its peers and prints the table (QUICK=1: one repetition).
+#               suite beside its peers and prints the table (QUICK=1: one repetition;
+#               the contended rows three).
 # Other targets: make deps, make build, make serve (the HTTP example), make clean.
 
 MESON ?= meson

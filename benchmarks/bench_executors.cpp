@@ -1,4 +1,4 @@
-// spindle's executor workloads (issue 6), on a runtime of 2 workers:
+// spindle's executor workloads, on a runtime of 2 workers:
 //  - to_thread_latency: one task calls to_thread(fn, i) kCalls times in a row, where fn
 //    returns i + 1 at once; ns per call (the round trip: a fibre hands a job to the
 //    blocking pool and is woken with the result).
@@ -77,17 +77,17 @@ Outcome to_thread_throughput(spindle::Runtime& rt) {
 }
 
 // --- process pool calls --------------------------------------------------------------------
-int echo_int(int v) { return v; }
-uint64_t byte_count(std::vector<uint8_t> v) { return v.size() + v[v.size() / 2]; }
-SPINDLE_PROCESS_FUNCTION(echo_int);
-SPINDLE_PROCESS_FUNCTION(byte_count);
+int echo_int_impl(int v) { return v; }
+uint64_t byte_count_impl(std::vector<uint8_t> v) { return v.size() + v[v.size() / 2]; }
+const auto echo_int = spindle::process_function("echo_int", &echo_int_impl);
+const auto byte_count = spindle::process_function("byte_count", &byte_count_impl);
 
 Outcome process_call_empty(spindle::Runtime& rt, spindle::ProcessPool& pool) {
   return rt.block_on([&] {
-    (void)pool.call<int>("echo_int", 0);  // starts the worker process
+    (void)pool.call(echo_int, 0);  // starts the worker process
     uint64_t sum = 0;
     const auto t0 = Clock::now();
-    for (uint64_t i = 0; i < kProcCalls; ++i) sum += uint64_t(pool.call<int>("echo_int", int(i)));
+    for (uint64_t i = 0; i < kProcCalls; ++i) sum += uint64_t(pool.call(echo_int, int(i)));
     const double s = seconds_since(t0);
     return Outcome{s, bench::expect("sum", sum, kProcCalls * (kProcCalls - 1) / 2)};
   });
@@ -96,10 +96,10 @@ Outcome process_call_empty(spindle::Runtime& rt, spindle::ProcessPool& pool) {
 Outcome process_call_1mib(spindle::Runtime& rt, spindle::ProcessPool& pool) {
   return rt.block_on([&] {
     std::vector<uint8_t> big(kBig, 1);
-    (void)pool.call<uint64_t>("byte_count", big);  // starts the worker process
+    (void)pool.call(byte_count, big);  // starts the worker process
     uint64_t sum = 0;
     const auto t0 = Clock::now();
-    for (uint64_t i = 0; i < kBigCalls; ++i) sum += pool.call<uint64_t>("byte_count", big);
+    for (uint64_t i = 0; i < kBigCalls; ++i) sum += pool.call(byte_count, big);
     const double s = seconds_since(t0);
     return Outcome{s, bench::expect("bytes", sum, kBigCalls * (kBig + 1))};
   });

@@ -1,4 +1,4 @@
-// The peer and the floors for spindle's workloads (benchmarks.md), without spindle:
+// The peer and the floors for spindle's workloads, without spindle:
 //  - Boost.Fiber 1.74 with the work_stealing algorithm (its default, spinning, idle mode):
 //    yield_pingpong, spawn_join, skynet, cross_thread_pingpong;
 //  - floors: a raw Boost.Context switch (yield_pingpong) and two plain threads bouncing

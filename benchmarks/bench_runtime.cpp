@@ -1,10 +1,11 @@
-// spindle's runtime workloads (benchmarks.md): yield_pingpong, spawn_join, skynet and
-// cross_thread_pingpong. Each benchmark call makes a fresh Runtime (start-up and shutdown
-// are not timed), runs the workload once inside a task, checks its result and reports
-// its figure as a user counter. The peers and floors are in bench_peer_fiber.cpp.
+// spindle's runtime workloads: yield_pingpong, spawn_join, skynet,
+// cross_thread_pingpong and idle. Each benchmark call makes a fresh Runtime (start-up and
+// shutdown are not timed), runs the workload once inside a task, checks its result and
+// reports its figure as a user counter. The peers and floors are in bench_peer_fiber.cpp.
 // Peak RSS is process-wide: run each workload alone (scripts/bench.py does).
 #include <spindle/spindle.hpp>
 
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -108,6 +109,21 @@ Outcome cross_thread_pingpong(spindle::Runtime& rt) {
   });
 }
 
+// --- idle: a runtime with nothing to do, watched for kIdleFor ---------------------------
+// One empty task first, so every worker has started and gone idle the way it does after
+// work; then the main thread sleeps and the process's CPU time (all threads: the
+// workers are the only ones awake) is read before and after.
+Outcome idle(spindle::Runtime& rt, double& cpu_percent) {
+  rt.block_on([] {});
+  const double cpu0 = bench::process_cpu_seconds();
+  const auto t0 = Clock::now();
+  std::this_thread::sleep_for(bench::kIdleFor);
+  const double cpu = bench::process_cpu_seconds() - cpu0;
+  const double s = seconds_since(t0);
+  cpu_percent = 100.0 * cpu / s;
+  return Outcome{s, {}};
+}
+
 // --- registration: one timed run per call; --benchmark_repetitions gives the medians ------
 void yield_pingpong_w1(benchmark::State& st) {
   spindle::Runtime rt(workers(1));
@@ -138,12 +154,25 @@ void cross_thread_pingpong_w2(benchmark::State& st) {
     st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
 }
 
+void idle_on(benchmark::State& st, unsigned n) {
+  spindle::Runtime rt(workers(n));
+  Outcome out;
+  double cpu_percent = 0;
+  if (bench::timed(st, out, [&] { return idle(rt, cpu_percent); })) st.counters["cpu_percent"] = cpu_percent;
+}
+void idle_w2(benchmark::State& st) { idle_on(st, 2); }
+void idle_w4(benchmark::State& st) { idle_on(st, 4); }
+void idle_w8(benchmark::State& st) { idle_on(st, 8); }
+
 #define WORKLOAD(fn) BENCHMARK(fn)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond)
 WORKLOAD(yield_pingpong_w1);
 WORKLOAD(spawn_join_w1);
 WORKLOAD(spawn_join_w2);
 WORKLOAD(skynet_w2);
 WORKLOAD(cross_thread_pingpong_w2);
+WORKLOAD(idle_w2);
+WORKLOAD(idle_w4);
+WORKLOAD(idle_w8);
 
 }  // namespace
 

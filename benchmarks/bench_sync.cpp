@@ -1,7 +1,7 @@
 // spindle's synchronisation workloads; the Boost.Fiber peer is peer_fiber_sync.cpp (run
 // both in the same session and compare the figures of that run only).
 //
-//   mpsc_w2            (benchmarks.md) one Channel<uint64_t> of capacity 1024; 4 producer
+//   mpsc_w2            one Channel<uint64_t> of capacity 1024; 4 producer
 //                      tasks each send 0..999,999; one consumer task sums all 4,000,000;
 //                      the sum must be 4 x 499999500000. Figure: million msgs/s.
 //   lock_uncontended   one task locks and unlocks a Lock 10,000,000 times: ns per pair.
@@ -11,7 +11,7 @@
 //   event_latency_w2   a task pinned on loop 0 and one pinned on loop 1 wake each other
 //                      through two Events, 100,000 round trips. Figure: us per wake-up
 //                      (round trip / 2).
-//   idle_memory_w2     (benchmarks.md) VmRSS before; 100,000 tasks each bump a counter and
+//   idle_memory_w2     VmRSS before; 100,000 tasks each bump a counter and
 //                      wait on one shared Event; once all have started, 20 ms later, VmRSS
 //                      again; set the Event, join all, check all 100,000 finished. Figure:
 //                      (VmRSS after - before) / 100,000, bytes per idle task.

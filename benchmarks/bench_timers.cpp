@@ -1,5 +1,5 @@
-// spindle's timer workloads (issue 3; benchmarks.md "timers"), each on 2 workers:
-//  - timers_w2: 100,000 tasks, task i sleeps d_i ms (the LCG of benchmarks.md), all at
+// spindle's timer workloads, each on 2 workers:
+//  - timers_w2: 100,000 tasks, task i sleeps d_i ms (the LCG below), all at
 //    once; total ms (the floor is 100) and peak RSS.
 //  - timer_cancel_w2: 1,000,000 call_later timers inserted (deadlines 1-100 s, from the
 //    same LCG, so none fires), then each cancelled through its TimerHandle; ns per timer
@@ -34,7 +34,7 @@ spindle::Options workers(unsigned n) {
   return o;
 }
 
-// benchmarks.md's LCG: x = 42, then x = x * 6364136223846793005 + 1442695040888963407
+// The workload's LCG: x = 42, then x = x * 6364136223846793005 + 1442695040888963407
 // (mod 2^64) per task, d = 1 + (x >> 33) mod 100.
 std::vector<uint32_t> lcg_delays(uint64_t n) {
   std::vector<uint32_t> d(n);

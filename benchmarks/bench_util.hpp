@@ -1,6 +1,6 @@
-// Shared by the benchmark binaries: the fixed workload sizes of docs benchmarks.md, a
-// monotonic stopwatch, memory figures from /proc/self/status, and the reporting rule
-// (one timed run per benchmark call; figures as user counters; a wrong result skips).
+// Shared by the benchmark binaries: the fixed workload sizes, a monotonic stopwatch, the
+// process's CPU time, memory figures from /proc/self/status, and the reporting rule (one
+// timed run per benchmark call; figures as user counters; a wrong result skips).
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -13,19 +13,30 @@
 #include <exception>
 #include <string>
 
+#include <sys/resource.h>
+
 namespace bench {
 
-// Sizes are fixed by benchmarks.md; never scale them down.
+// Sizes are part of the workloads' definitions: never scale them down.
 inline constexpr uint64_t kYieldN = 10'000'000;          // yield_pingpong: total yields
 inline constexpr uint64_t kSpawnN = 1'000'000;           // spawn_join: tasks
 inline constexpr uint64_t kSkynetSize = 1'000'000;       // skynet: leaves
 inline constexpr uint64_t kSkynetSum = 499'999'500'000;  // skynet: expected result
 inline constexpr uint64_t kRoundTrips = 100'000;         // cross_thread_pingpong
+inline constexpr std::chrono::seconds kIdleFor{5};       // idle: how long nothing happens
 
 using Clock = std::chrono::steady_clock;
 
 inline double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// User + system CPU time of this process so far (every thread), in seconds.
+inline double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto secs = [](const timeval& tv) { return double(tv.tv_sec) + double(tv.tv_usec) * 1e-6; };
+  return secs(ru.ru_utime) + secs(ru.ru_stime);
 }
 
 /// A field of /proc/self/status in MiB ("VmHWM" = peak RSS, "VmRSS" = RSS now); -1 if absent.

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 
 namespace {

@@ -1,5 +1,6 @@
-// The http_plaintext workload's server written with Boost.Asio (benchmarks.md), the
-// peer of examples/http_server.cpp: same response bytes, same 16 KiB read buffer, same
+// The http_plaintext workload's server written with Boost.Asio, the
+// peer of examples/http_server.cpp: the same response (Server and Date included, the
+// date formatted once per second per thread), same 16 KiB read buffer, same
 // request counting ("\r\n\r\n" per request, pipelining and split reads handled), same
 // 64-response write batches and 64 KiB head limit, keep-alive, TCP_NODELAY.
 //
@@ -14,6 +15,8 @@
 #include "asio_server.hpp"
 
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <cstdlib>
 #include <exception>
 #include <memory>
@@ -27,20 +30,41 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-constexpr std::string_view kResponse =
-    "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+// The same response as the example's: Server and Date (RFC 9110 6.6.1), the date
+// formatted at most once per second per thread, into this thread's batch of responses.
+constexpr std::string_view kOkHead = "HTTP/1.1 200 OK\r\nServer: asio\r\nDate: ";
+constexpr std::string_view kOkTail = "\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+constexpr std::size_t kDateLen = 29;  // IMF-fixdate always has 29 characters
+constexpr std::size_t kResponseLen = kOkHead.size() + kDateLen + kOkTail.size();
 constexpr std::string_view k431 =
     "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 constexpr std::size_t kMaxHead = 64 * 1024;
 constexpr std::size_t kBatch = 64;  // responses per write at most
 
-const std::string& responses() {
-  static const std::string s = [] {
-    std::string r;
-    for (std::size_t i = 0; i < kBatch; ++i) r += kResponse;
-    return r;
-  }();
-  return s;
+// kBatch responses carrying the current second's date. Each connection copies what it
+// writes out of this (as the example copies into its write buffer), so a refresh never
+// changes bytes a write in flight still reads.
+const char* responses() {
+  struct Batch {
+    std::time_t sec = -1;
+    char bytes[kBatch * kResponseLen];
+  };
+  static thread_local Batch b;
+  const std::time_t t = std::time(nullptr);
+  if (t != b.sec) {
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char date[kDateLen + 1];
+    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      char* r = b.bytes + i * kResponseLen;
+      std::memcpy(r, kOkHead.data(), kOkHead.size());
+      std::memcpy(r + kOkHead.size(), date, kDateLen);
+      std::memcpy(r + kOkHead.size() + kDateLen, kOkTail.data(), kOkTail.size());
+    }
+    b.sec = t;
+  }
+  return b.bytes;
 }
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -87,7 +111,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     const std::size_t k = pending_ < kBatch ? pending_ : kBatch;
     pending_ -= k;
-    asio::async_write(sock_, asio::buffer(responses().data(), k * kResponse.size()),
+    std::memcpy(out_, responses(), k * kResponseLen);
+    asio::async_write(sock_, asio::buffer(out_, k * kResponseLen),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                         if (!ec) self->write();
                       });
@@ -95,6 +120,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   tcp::socket sock_;
   char buf_[16 * 1024];
+  char out_[kBatch * kResponseLen];  // the responses being written
   unsigned matched_ = 0;       // how much of "\r\n\r\n" the bytes so far end with
   std::size_t head_len_ = 0;   // bytes of the request head being read
   std::size_t pending_ = 0;    // responses still to write

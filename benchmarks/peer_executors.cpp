@@ -1,4 +1,4 @@
-// The peers of bench_executors.cpp (issue 6), with the same sizes; does not link spindle.
+// The peers of bench_executors.cpp, with the same sizes; does not link spindle.
 //  - to_thread_latency: std::async(std::launch::async, fn, i).get() kCalls times in a
 //    row from a plain thread (a new thread per call); ns per call.
 //  - to_thread_latency_asio: boost::asio::post(pool, packaged_task) then future.get(),

@@ -22,7 +22,7 @@
 #include <string>
 #include <unordered_map>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/sync/channel.hpp>
 

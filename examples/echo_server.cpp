@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 
 namespace {

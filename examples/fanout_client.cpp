@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 
 namespace {

@@ -21,7 +21,7 @@
 #include <cstdlib>
 #include <exception>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/io/signals.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/waiting.hpp>
@@ -61,7 +61,7 @@ int serve(uint16_t port, std::chrono::milliseconds grace) {
                    static_cast<long long>(grace.count()));
       for (auto& t : spindle::all_tasks())
         if (t != spindle::current_task())
-          std::fprintf(stderr, "  task '%s' waits at %s\n", t.name().c_str(), t.where().c_str());
+          std::fprintf(stderr, "  task '%s' waits at %s\n", t.name().c_str(), spindle::to_string(t.where()).c_str());
       return 1;
     }
     try {

@@ -1,4 +1,4 @@
-// An HTTP/1.1 plaintext server, as benchmarks.md's http_plaintext workload defines it:
+// An HTTP/1.1 plaintext server, as the benchmark suite's http_plaintext workload defines it:
 // every request gets the same "Hello, World!" (without the body for HEAD). Requests are
 // read by RequestScanner (http_parser.hpp), which handles pipelining, requests split
 // across reads, Content-Length and chunked bodies, and RFC 9112's faults; the responses
@@ -36,7 +36,7 @@
 #include <string_view>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 
 #include "http_parser.hpp"

@@ -35,7 +35,7 @@
 #include <string_view>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/io/signals.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/waiting.hpp>

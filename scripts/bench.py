@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs spindle's benchmark suite (the workloads of benchmarks.md) and prints one table:
+"""Runs spindle's benchmark suite (the workloads listed in README.md, "Benchmarks") and prints one table:
 spindle beside its peer (Boost.Fiber) and the floor, with the spindle/peer ratio.
 
 Every workload runs alone in its own process, because peak RSS (VmHWM) is process-wide
@@ -7,13 +7,21 @@ and Boost.Fiber's work_stealing can be set up only once per process. Each proces
 R repetitions (default 3; QUICK=1 in the environment means 1 — sizes never shrink) and
 the median of each figure is reported. Raw figures go to bench-results/latest.json.
 
-Usage: scripts/bench.py [--build DIR]   (default DIR: build/release)
+The contended rows (scripts/bench_contended.py) run some workloads again beside busy-loop
+processes: at least 5 repetitions (QUICK=1: 3), reported as median and worst.
+
+Usage: scripts/bench.py [--build DIR] [--only REGEX]   (default DIR: build/release)
+  --only REGEX: run only the workloads whose key matches (re.search): "binary/benchmark"
+  (bench_runtime/idle_w2), "net/<workload>_w<threads>" (net/http_paced_w1) or
+  "contended/<workload>" (contended/skynet_w2); the table keeps the rows that ran, and
+  the raw figures go to bench-results/only.json (no report, latest.json untouched).
 Exit status: 0 when every workload ran and passed its own result check, 1 otherwise.
 """
 import argparse
 import datetime
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,6 +53,9 @@ AREAS += [("bench_executors", "peer_executors",
            ("to_thread_latency", "to_thread_throughput", "process_call_empty", "process_call_1mib"))]
 RUNS += [("peer_executors", n) for n in ("to_thread_latency_asio", "to_thread_throughput_asio")]
 RUNS += [("peer_fiber_timers", "timers_floor_w2")]
+# Idle: a runtime with no work (spindle only; its floor is the target, 1% of one CPU).
+IDLE_WORKERS = (2, 4, 8)
+RUNS += [(RUNTIME, f"idle_w{n}") for n in IDLE_WORKERS]
 for s_bin, p_bin, names in AREAS:
     RUNS += [(s_bin, n) for n in names] + [(p_bin, n) for n in names]
 
@@ -110,6 +121,9 @@ ROWS = [
      ("peer_executors", "process_call_1mib", "us_per_call"), "lower"),
 ]
 
+ROWS += [(f"idle: {n} workers, no work, 5 s", "CPU % of one CPU", "cpu_percent",
+          ((RUNTIME, f"idle_w{n}"), (RUNTIME, "none")), 1, "lower") for n in IDLE_WORKERS]
+
 
 # Fields of a Google Benchmark JSON entry that are not our user counters.
 NOT_COUNTERS = {"family_index", "per_family_instance_index", "repetitions", "repetition_index",
@@ -126,13 +140,19 @@ def run_one(binary_path, name, reps):
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {}, f"timed out after {TIMEOUT_S} s"
-    tail = " | ".join(p.stderr.strip().splitlines()[-3:])
-    if p.returncode != 0:
-        return {}, f"exit status {p.returncode}: {tail}"
-    if not p.stdout.strip():
+    return parse_output(p.returncode, p.stdout, p.stderr)
+
+
+def parse_output(returncode, stdout, stderr):
+    """A benchmark process's exit status and Google Benchmark JSON output, read into
+    (counters: {name: [values, one per repetition]}, error or None)."""
+    tail = " | ".join(stderr.strip().splitlines()[-3:])
+    if returncode != 0:
+        return {}, f"exit status {returncode}: {tail}"
+    if not stdout.strip():
         return {}, f"no output: {tail}"
     try:
-        entries = json.loads(p.stdout)["benchmarks"]
+        entries = json.loads(stdout)["benchmarks"]
     except (ValueError, KeyError) as e:
         return {}, f"unreadable output ({e})"
     counters, errors = {}, []
@@ -157,6 +177,8 @@ def fmt(v):
         return "-"
     if isinstance(v, str):
         return v
+    if 0 < abs(v) < 0.1:
+        return f"{v:.2g}"  # e.g. an idle runtime's CPU %: two significant digits, not 0.00
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
@@ -172,14 +194,19 @@ def print_table(header, lines):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
+    ap.add_argument("--only", metavar="REGEX", help="run only the workloads whose key matches REGEX")
     args = ap.parse_args()
     build = Path(args.build).resolve()
     quick = os.environ.get("QUICK", "") not in ("", "0")
     reps = 1 if quick else 3
+    import bench_contended
+    contended_reps = bench_contended.QUICK_REPS if quick else bench_contended.REPS
 
     results = {}
     for binary, name in RUNS:
         key = f"{binary}/{name}"
+        if args.only and not re.search(args.only, key):
+            continue
         print(f"bench: {key} x{reps} ...", end="", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         counters, error = run_one(build / "benchmarks" / binary, name, reps)
@@ -207,29 +234,41 @@ def main():
     # The network workloads (scripts/bench_net.py): spindle's servers beside the same
     # servers on Boost.Asio, loaded by wrk and a spindle echo client; the peer is Asio.
     import bench_net
-    net_results, net_rows = bench_net.run(build, reps)
+    net_results, net_rows = bench_net.run(build, reps, only=args.only)
     results.update(net_results)
     table += net_rows
+
+    # The contended rows: some workloads again beside busy loops (scripts/bench_contended.py).
+    contended_results, contended_rows = bench_contended.run(build, contended_reps, only=args.only)
+    results.update(contended_results)
+    table += contended_rows
+    if args.only:
+        table = [r for r in table if r["spindle"] is not None or r["peer"] is not None]
 
     header = ["workload", "figure", "spindle", "peer (Boost.Fiber)", "floor", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
-    print(f"medians of {reps} run(s) each; spindle/peer below 1 is better where lower is better")
+    print(f"medians of {reps} run(s) each (contended rows: median and worst of {contended_reps}); "
+          "spindle/peer below 1 is better where lower is better")
     print_table(header, lines)
 
     failed = {k: r["error"] for k, r in results.items() if r["error"]}
-    out = ROOT / "bench-results" / "latest.json"
+    # A partial run (--only) goes to only.json and leaves the full run's report alone.
+    out = ROOT / "bench-results" / ("only.json" if args.only else "latest.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "build": str(build), "repetitions": reps, "runs": results, "table": table, "failed": failed,
+        "build": str(build), "repetitions": reps, "contended_repetitions": contended_reps,
+        "only": args.only, "runs": results, "table": table, "failed": failed,
     }, indent=2) + "\n")
     print(f"raw figures: {out.relative_to(ROOT)}")
     # The report (scripts/bench_report.py): a timestamped copy of the figures and the
     # chart, bench-results/latest.png. `scripts/bench_report.py --readme` puts the table
     # in README.md.
-    import bench_report
-    report_status = bench_report.publish(out)
+    report_status = 0
+    if not args.only:
+        import bench_report
+        report_status = bench_report.publish(out)
     for k, e in failed.items():
         print(f"FAILED {k}: {e}", file=sys.stderr)
     return 1 if failed or report_status else 0

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The network workloads (benchmarks.md http_plaintext; issue 5's echo): spindle's example
+"""The network workloads (http_plaintext, echo and kv): spindle's example
 servers beside the same servers written with Boost.Asio, with the same thread counts,
 in the same run.
 
@@ -11,7 +11,12 @@ in the same run.
   http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
       (the same program, its library built with metrics compiled out), loaded as above:
       the cost of metrics.
-  kv (issue 20): examples/kv_server with 1 worker beside Debian's redis-server (one
+  http_plaintext, paced: examples/http_server and benchmarks/peer_asio_http with 1 and 2
+      threads at a light load that does not depend on the server: benchmarks/paced_client
+      sends 2,000 requests per second over 16 keep-alive connections for 5 s. The
+      figure is the server's CPU time per request; the achieved rate and the p99
+      latency (from each request's due time) beside it.
+  kv: examples/kv_server with 1 worker beside Debian's redis-server (one
       thread, nothing saved to disk), each loaded by `redis-benchmark -q -t set,get`
       (50 connections) unpipelined (-P 1) and with 16 requests in flight per
       connection (-P 16).
@@ -25,7 +30,7 @@ second of server CPU time is the fair figure. Spindle and Asio alternate within 
 repetition. Every figure is the median of R repetitions (QUICK=1 in the environment:
 R=1, otherwise 3).
 
-Usage: scripts/bench_net.py [--build DIR]   (default DIR: build/release)
+Usage: scripts/bench_net.py [--build DIR] [--only REGEX]   (default DIR: build/release)
 Writes the raw figures to bench-results/net.json and prints the rows; scripts/bench.py
 imports run() and adds the same rows to its table. Exit status 1 if anything failed.
 """
@@ -48,8 +53,8 @@ CONNECTIONS = 64
 HOST = "127.0.0.1"
 TICKS = os.sysconf("SC_CLK_TCK")
 
-# Two responses; Server and Date are optional (spindle's example sends them, the peer not).
-RESPONSE_RE = re.compile(rb"(?:HTTP/1\.1 200 OK\r\n(?:Server: [^\r\n]*\r\nDate: [^\r\n]*\r\n)?Content-Length: 13\r\n"
+# Two responses, each with Server and Date (both servers send them, RFC 9110).
+RESPONSE_RE = re.compile(rb"(?:HTTP/1\.1 200 OK\r\nServer: [^\r\n]*\r\nDate: [^\r\n]*\r\nContent-Length: 13\r\n"
                          rb"Content-Type: text/plain\r\n\r\nHello, World!){2}")
 REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -63,10 +68,17 @@ REDIS = "redis-server"
 KV_P1 = ("kv_p1", "examples/kv_server", REDIS)
 KV_P16 = ("kv_p16", "examples/kv_server", REDIS)
 WORKLOADS = (HTTP, ECHO, HTTP_METRICS, KV_P1, KV_P16)
+# The light load: a fixed request rate (benchmarks/paced_client) instead of wrk's
+# as-fast-as-answered; server CPU per request at that pace.
+HTTP_PACED = ("http_paced", "examples/http_server", "benchmarks/peer_asio_http")
+WORKLOADS += (HTTP_PACED,)
+PACED_CLIENT = "benchmarks/paced_client"
+PACED_RATE, PACED_CONNECTIONS = 2000, 16
 # Each workload's load ("http", "echo" or "kv"), and its peer: (results key, table title).
 LOAD = {"http": "http", "echo": "echo", "http_metrics": "http", "kv_p1": "kv", "kv_p16": "kv"}
 PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off"),
          "kv_p1": ("redis", "redis-server"), "kv_p16": ("redis", "redis-server")}
+LOAD["http_paced"], PEERS["http_paced"] = "paced", ("asio", "Asio")
 CLIENT = "benchmarks/echo_client"
 THREADS = (1, 2)
 # redis-server runs its commands on one thread: the kv rows compare 1 worker with it.
@@ -93,8 +105,12 @@ FIGURES = {
               ("server CPU %", "cpu_percent", "-")],
 }
 FIGURES["kv_p16"] = FIGURES["kv_p1"]
+FIGURES["http_paced"] = [("server CPU us per request", "server_us_per_request", "lower"),
+                         ("requests/s achieved", "requests_per_s", "-"),
+                         ("p99 latency ms", "p99_ms", "lower")]
 TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)", "http_metrics": "http_plaintext",
           "kv_p1": "kv SET+GET -P 1 (50 conns)", "kv_p16": "kv SET+GET -P 16 (50 conns)"}
+TITLES["http_paced"] = f"http_plaintext paced, {PACED_RATE:,} req/s over {PACED_CONNECTIONS} conns"
 
 
 class Failed(Exception):
@@ -108,7 +124,15 @@ def free_port():
 
 
 def cpu_seconds(pid):
-    """User + system CPU time of process pid (all its threads), in seconds."""
+    """User + system CPU time of process pid (all its threads, ended ones included), in
+    seconds: from the process's CPU-time clock (nanoseconds; Linux's clock id for another
+    process is ((~pid) << 3) | CPUCLOCK_SCHED, what clock_getcpuclockid returns), else from
+    /proc/PID/stat in clock ticks (10 ms, too coarse for the light-load rows, where the
+    server spends a fraction of a second in all)."""
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)
+    except OSError:
+        pass
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()  # after "(comm)": field 3 is fields[0]
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
@@ -139,7 +163,7 @@ def recv_exactly(s, n):
 
 def check_http(port):
     """Two pipelined requests, the second split across writes: exactly two responses.
-    spindle's example sends Server and Date (RFC 9110), the Asio peer does not."""
+    Both servers send Server and Date (RFC 9110)."""
     with socket.create_connection((HOST, port), timeout=5) as s:
         s.sendall(REQUEST + REQUEST[:10])
         time.sleep(0.02)
@@ -235,6 +259,21 @@ def load_echo(build, port):
     return {"messages": r["messages"], "messages_per_s": r["messages_per_s"]}
 
 
+def load_paced(build, port):
+    """benchmarks/paced_client at PACED_RATE for LOAD_SECONDS: its JSON figures."""
+    path = build / PACED_CLIENT
+    if not path.exists():
+        raise Failed(f"{path} not found (build it first)")
+    cmd = [str(path), str(port), str(PACED_RATE), str(LOAD_SECONDS), str(PACED_CONNECTIONS), HOST]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=LOAD_SECONDS + 60)
+    if p.returncode != 0:
+        raise Failed(f"paced_client exit status {p.returncode}: {p.stderr.strip()[-200:]}")
+    try:
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise Failed(f"unreadable paced_client output: {p.stdout[-200:]!r}")
+
+
 def server_command(build, server, port, threads):
     if server == REDIS:
         # One thread for commands (redis's default), nothing written to disk, loopback only.
@@ -257,12 +296,14 @@ def run_one(build, kind, server, threads):
         proc = subprocess.Popen(server_command(build, server, port, threads), stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_accepting(proc, port)
-            {"http": check_http, "echo": check_echo, "kv": check_kv}[kind](port)
+            {"http": check_http, "paced": check_http, "echo": check_echo, "kv": check_kv}[kind](port)
             c0, t0 = cpu_seconds(proc.pid), time.monotonic()
             if kind == "http":
                 r = load_http(port)
             elif kind == "kv":
                 r = load_kv(port, workload)
+            elif kind == "paced":
+                r = load_paced(build, port)
             else:
                 r = load_echo(build, port)
             c1, t1 = cpu_seconds(proc.pid), time.monotonic()
@@ -285,18 +326,22 @@ def run_one(build, kind, server, threads):
     r["cpu_percent"] = 100.0 * (c1 - c0) / (t1 - t0)
     if kind in ("http", "kv"):
         r["requests_per_cpu_s"] = r["requests"] / cpu
-    else:
+    elif kind == "echo":
         r["messages_per_cpu_s"] = r["messages"] / cpu
+    if kind == "paced":
+        r["server_us_per_request"] = 1e6 * (c1 - c0) / r["requests"]
     return r
 
 
-def run(build, reps, log=sys.stderr):
-    """Runs every network workload reps times. Returns (results, rows): results maps
+def run(build, reps, log=sys.stderr, only=None):
+    """Runs every network workload reps times (only those whose "net/<workload>_w<threads>"
+    matches the regex `only`, if given). Returns (results, rows): results maps
     "net/<workload>_w<threads>/<spindle|asio|metrics_off>" to {"values", "error", "median"}
     as bench.py's runs do; rows are bench.py table rows (spindle beside its peer)."""
     build = Path(build)
     configs = [(kind, spindle_srv, peer_srv, t) for kind, spindle_srv, peer_srv in WORKLOADS
                for t in WORKLOAD_THREADS.get(kind, THREADS)]
+    configs = [c for c in configs if only is None or re.search(only, f"net/{c[0]}_w{c[3]}")]
     results = {}
 
     def key(kind, t, who):
@@ -322,7 +367,8 @@ def run(build, reps, log=sys.stderr):
                 for name, v in figures.items():
                     r["values"].setdefault(name, []).append(v)
                 main = figures.get("requests_per_s", figures.get("messages_per_s"))
-                print(f" {main:.0f}/s, {figures['cpu_percent']:.0f}% CPU", file=log)
+                p99 = f", p99 {figures['p99_ms']:.2f} ms" if "p99_ms" in figures else ""
+                print(f" {main:.0f}/s, {figures['cpu_percent']:.0f}% CPU{p99}", file=log)
     for r in results.values():
         r["median"] = {n: statistics.median(v) for n, v in r["values"].items()}
 
@@ -349,10 +395,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=str(ROOT / "build" / "release"), help="meson build directory")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "net.json"), help="where the raw figures go")
+    ap.add_argument("--only", metavar="REGEX", help="run only the workloads whose net/<workload>_w<threads> matches")
     args = ap.parse_args()
     build = Path(args.build).resolve()
     reps = 1 if os.environ.get("QUICK", "") not in ("", "0") else 3
-    results, rows = run(build, reps)
+    results, rows = run(build, reps, only=args.only)
 
     header = ["workload", "figure", "spindle", "peer (as named)", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]),

@@ -57,6 +57,8 @@ def fmt(v):
         return v
     if num(v) is None:
         return "-"
+    if 0 < abs(v) < 0.1:
+        return f"{v:.2g}"  # e.g. an idle runtime's CPU %: two significant digits, not 0.00
     return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
 
 
@@ -78,6 +80,9 @@ def archive(data, src):
 def describe(data):
     reps = data.get("repetitions")
     kind = "quick run, 1 repetition" if reps == 1 else f"median of {reps} repetitions"
+    contended = data.get("contended_repetitions")
+    if contended:
+        kind += f"; contended rows: median and worst of {contended}"
     return f"{data.get('when', '?')}, {kind}"
 
 

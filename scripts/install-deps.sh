@@ -6,12 +6,13 @@ set -euo pipefail
 
 base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
       libconcurrentqueue-dev libmimalloc-dev catch2 libbenchmark-dev)
-# clang + its runtime are used for the TSan build (gcc's TSan cannot see through
-# fcontext switches as reliably) and later for libFuzzer.
+# clang (14, Debian 12's) is one of the compilers tests/consumer/ checks a user's build
+# with (it must give the one clear C++20 error); every test build itself uses g++.
+# clang-format checks that the tree keeps the root .clang-format (the `format` test).
 # The HTTP example's client test (tests/stress/http_clients.py) drives it with real
 # clients: curl, ab (apache2-utils), h2load (nghttp2-client) and wrk (also in bench);
 # redis-tools (redis-cli, redis-benchmark) are the clients of tests/stress/kv_clients.py.
-test_extra=(clang libclang-rt-14-dev curl apache2-utils nghttp2-client wrk redis-tools)
+test_extra=(clang libclang-rt-14-dev clang-format curl apache2-utils nghttp2-client wrk redis-tools)
 # gnuplot-nox draws the benchmark chart (scripts/bench_report.py): one small package
 # with a PNG terminal, where matplotlib would bring numpy, pillow and fonts.
 # redis-server is the reference beside examples/kv_server in scripts/bench_net.py, and

@@ -1,4 +1,4 @@
-// Executor timeouts at the edges (issue 16): ProcessPoolOptions::timeout =
+// Executor timeouts at the edges: ProcessPoolOptions::timeout =
 // milliseconds::max() means "no timeout" (its conversion to a deadline overflowed and
 // killed the worker with TimeoutError); ThreadPool's keep_alive and shutdown_for take
 // huge durations too.
@@ -18,11 +18,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-int nap(int ms) {
+int nap_impl(int ms) {
   ::usleep(useconds_t(ms) * 1000);
   return ms;
 }
-SPINDLE_PROCESS_FUNCTION(nap);
+const auto nap = process_function("nap", &nap_impl);
 
 // After the registrations: in a worker process this never returns.
 const bool served = (serve_process_worker(), true);
@@ -33,9 +33,9 @@ TEST_CASE("ProcessPool with a huge timeout runs calls to the end", "[executors][
   for (auto t : {std::chrono::milliseconds::max(), std::chrono::milliseconds(INT64_MAX / 1'000'000 + 1)}) {
     INFO("timeout " << t.count() << " ms");
     ProcessPool pool({.workers = 1, .timeout = t});
-    CHECK(pool.call<int>("nap", 30) == 30);  // from a thread
+    CHECK(pool.call(nap, 30) == 30);  // from a thread
     Runtime rt(test::opts(2));
-    CHECK(rt.block_on([&] { return pool.call<int>("nap", 30); }) == 30);  // from a task
+    CHECK(rt.block_on([&] { return pool.call(nap, 30); }) == 30);  // from a task
   }
 }
 

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include <spindle/executors/executors.hpp>
+#include <spindle/executors.hpp>
 
 #include "support.hpp"
 

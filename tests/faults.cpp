@@ -235,7 +235,7 @@ void echo(TcpStream s) {
 // ---- process pool functions (run in worker processes of this program) -----------------
 
 // Writes the worker's pid to `path`, then waits to be killed.
-int tell_pid_and_hang(std::string path) {
+int tell_pid_and_hang_impl(std::string path) {
   {
     std::ofstream f(path + ".tmp");
     f << ::getpid();
@@ -244,12 +244,12 @@ int tell_pid_and_hang(std::string path) {
   ::sleep(60);
   return 0;
 }
-int slow_add(int a, int b) {
+int slow_add_impl(int a, int b) {
   ::usleep(100'000);
   return a + b;
 }
-SPINDLE_PROCESS_FUNCTION(tell_pid_and_hang);
-SPINDLE_PROCESS_FUNCTION(slow_add);
+const auto tell_pid_and_hang = process_function("tell_pid_and_hang", &tell_pid_and_hang_impl);
+const auto slow_add = process_function("slow_add", &slow_add_impl);
 // After the registrations: in a worker process this never returns.
 const bool served = (serve_process_worker(), true);
 
@@ -439,10 +439,10 @@ TEST_CASE("a process-pool worker killed with SIGKILL from outside fails only its
   Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 2});
   rt.block_on([&] {
-    auto doomed = spawn([&] { return pool.call<int>("tell_pid_and_hang", pid_file); });
+    auto doomed = spawn([&] { return pool.call(tell_pid_and_hang, pid_file); });
     // Waits until the doomed call runs in its worker, then kills that worker.
     REQUIRE(eventually([&] { return std::filesystem::exists(pid_file); }));
-    auto bystander = spawn([&] { return pool.call<int>("slow_add", 20, 22); });
+    auto bystander = spawn([&] { return pool.call(slow_add, 20, 22); });
     int pid = 0;
     std::ifstream(pid_file) >> pid;
     REQUIRE(pid > 0);
@@ -452,7 +452,7 @@ TEST_CASE("a process-pool worker killed with SIGKILL from outside fails only its
     CHECK(bystander.get() == 42);  // the other worker's call is untouched
     // The pool replaced the dead worker and goes on.
     std::vector<Task<int>> more;
-    for (int i = 0; i < 4; ++i) more.push_back(spawn([&, i] { return pool.call<int>("slow_add", i, 1); }));
+    for (int i = 0; i < 4; ++i) more.push_back(spawn([&, i] { return pool.call(slow_add, i, 1); }));
     for (int i = 0; i < 4; ++i) CHECK(more[i].get() == i + 1);
   });
   CHECK(pool.processes() <= 2);

@@ -1,4 +1,4 @@
-// Cancel-then-serve races over the I/O and executor waits (issue 17): a task waits in a
+// Cancel-then-serve races over the I/O and executor waits: a task waits in a
 // stream read, an accept, a UDP recv, wait_signal, Process::wait, to_thread,
 // run_in_executor or ProcessPool::call, and at once it is cancelled and what it waits
 // for arrives, in both orders, from one task, from two loops and from a foreign thread
@@ -18,8 +18,8 @@
 #include <fstream>
 #include <string>
 
-#include <spindle/executors/executors.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/executors.hpp>
+#include <spindle/io.hpp>
 
 #include "cancel_serve.hpp"
 
@@ -35,12 +35,12 @@ const bool blocked_at_start = (block_signals({SIGUSR2}), true);
 
 // In a ProcessPool worker (this program re-run): waits until the file `go` exists, then
 // appends one line to `log` (the call's side effect) and returns n.
-int append_when(std::string go, std::string log, int n) {
+int append_when_impl(std::string go, std::string log, int n) {
   while (!std::filesystem::exists(go)) ::usleep(100);
   std::ofstream(log, std::ios::app) << n << '\n';
   return n;
 }
-SPINDLE_PROCESS_FUNCTION(append_when);
+const auto append_when = process_function("append_when", &append_when_impl);
 // After the registrations: in a worker process this never returns.
 const bool served = (serve_process_worker(), true);
 
@@ -362,7 +362,7 @@ TEST_CASE("ProcessPool::call cancelled as the call ends: it ran once, the pool s
         for (int i = 0; i < rounds; ++i, ++id) {
           const std::string go = (dir / ("go" + std::to_string(id))).string();
           const std::string log = (dir / ("log" + std::to_string(id))).string();
-          auto caller = spawn([&] { return pool.call<int>("append_when", go, log, id); });
+          auto caller = spawn([&] { return pool.call(append_when, go, log, id); });
           until_suspended(caller);
           racer.cancel_and_serve(order, caller, [&] { std::ofstream{go}; });
           try {
@@ -374,7 +374,7 @@ TEST_CASE("ProcessPool::call cancelled as the call ends: it ran once, the pool s
           // The next call runs after it in the one worker, so it has ended by then.
           const std::string go2 = log + ".next";
           std::ofstream{go2};
-          if (pool.call<int>("append_when", go2, log + ".2", -1) != -1) ++t.bad;
+          if (pool.call(append_when, go2, log + ".2", -1) != -1) ++t.bad;
           if (line_count(log) != 1) ++t.bad;
         }
         INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", cancelled "

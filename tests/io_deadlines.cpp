@@ -1,4 +1,4 @@
-// I/O timeouts at the edges (issue 16): a timeout too large for the clock
+// I/O timeouts at the edges: a timeout too large for the clock
 // (nanoseconds::max(), or one that overflows only once added to now) means "none", like
 // the documented 0 (and a negative one), instead of a deadline in the past that timed
 // out at once.
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include <spindle/detail/deadline.hpp>
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "support.hpp"
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 

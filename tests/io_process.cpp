@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/io/signals.hpp>
 
 #include "io_support.hpp"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 

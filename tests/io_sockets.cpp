@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 

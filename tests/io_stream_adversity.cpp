@@ -1,4 +1,4 @@
-// SocketStream under adversity (issue 17): close() from another task while an operation
+// SocketStream under adversity: close() from another task while an operation
 // is blocked (the stream is destroyed the moment close() returns), a stream used in a
 // runtime after the one it was registered with has ended, and a peer that drips bytes
 // to hold a read open past its timeout. socketpair streams only.
@@ -14,7 +14,7 @@
 #include <thread>
 #include <utility>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 

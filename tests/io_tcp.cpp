@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 
 #include "io_support.hpp"
 

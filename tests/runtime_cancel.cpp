@@ -128,7 +128,7 @@ TEST_CASE("cancel from a foreign thread wakes a suspended task", "[cancel]") {
   Runtime& rt = harness.rt;
   Future<> never;
   auto t = rt.spawn([never]() mutable { never.get(); });
-  while (t.where() == "not started" || t.where() == "running") std::this_thread::yield();
+  while (!test::has_suspended(t)) std::this_thread::yield();
   std::thread([t]() mutable { t.cancel("from outside"); }).join();
   CHECK_THROWS_AS(t.get(), CancelledError);
 }

@@ -1,4 +1,4 @@
-// Cancel-then-serve races over the runtime's waits (issue 16): a task waits (Future::get,
+// Cancel-then-serve races over the runtime's waits: a task waits (Future::get,
 // Task::get, gather, wait, as_completed, shield, wait_for, a TaskGroup's join, a
 // Generator's next/send, a JobScheduler's spawn and wait), and at once it is cancelled
 // and what it waits for is served, in both orders, from one task, from two loops and

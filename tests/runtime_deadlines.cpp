@@ -1,4 +1,4 @@
-// Deadlines at the edges (issue 16): a duration too large for the clock means "never"
+// Deadlines at the edges: a duration too large for the clock means "never"
 // (not "at once", which is what a wrapped-around now + d gave), zero and negative
 // durations are already due; timers armed from outside around shutdown are released;
 // TaskOptions::loop out of range is refused.
@@ -189,7 +189,7 @@ TEST_CASE("wait_for, timeout and timeout_at with a huge duration wait until canc
   });
 }
 
-// ---- timers armed from outside around shutdown (issue 16, item 2) ------------------
+// ---- timers armed from outside around shutdown ------------------
 
 TEST_CASE("timers armed from foreign threads around shutdown are all released", "[deadlines][shutdown]") {
   const unsigned n = SPINDLE_WORKERS();
@@ -237,7 +237,7 @@ TEST_CASE("timers armed from foreign threads around shutdown are all released", 
   }
 }
 
-// ---- TaskOptions::loop (issue 16, item 3) --------------------------------------------
+// ---- TaskOptions::loop --------------------------------------------
 
 TEST_CASE("spawn refuses a TaskOptions::loop out of range", "[deadlines][pinned]") {
   const unsigned n = SPINDLE_WORKERS();

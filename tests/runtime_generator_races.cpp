@@ -1,4 +1,4 @@
-// Generator and shield at their edges (issue 17): a body that catches the consumer's
+// Generator and shield at their edges: a body that catches the consumer's
 // cancellation and yields (it used to deadlock with its consumer), two tasks consuming
 // one generator at once (a data race and use-after-free; now InvalidStateError), and a
 // shielded task that fails after its caller was cancelled (reported as never retrieved).

@@ -234,10 +234,9 @@ TEST_CASE("shutdown cancels what is left, awaits it, and reports tasks that woul
     });
     // Every task must be waiting before shutdown begins (a task that has not started is
     // cancelled without running: the stubborn one would then never get to refuse).
-    auto suspended = [](const Task<>& t) { return t.where() != "not started" && t.where() != "running"; };
     for (auto& t : waiting)
-      while (!suspended(t)) std::this_thread::yield();
-    while (!suspended(stubborn)) std::this_thread::yield();
+      while (!test::has_suspended(t)) std::this_thread::yield();
+    while (!test::has_suspended(stubborn)) std::this_thread::yield();
     rt.shutdown(std::chrono::milliseconds(100));
     CHECK(rt.closed());
   }
@@ -270,7 +269,7 @@ TEST_CASE("a task that ignores cancellation is reported, then cancelled for good
       }
       return swallowed;
     });
-    while (stubborn.where() == "not started" || stubborn.where() == "running") std::this_thread::yield();
+    while (!test::has_suspended(stubborn)) std::this_thread::yield();
     rt.shutdown(std::chrono::milliseconds(20));
   }
   CHECK(stubborn.cancelled());
@@ -289,7 +288,7 @@ TEST_CASE("unstarted tasks at shutdown end cancelled without running", "[schedul
     // The one worker is parked in this task until shutdown cancels it; everything
     // queued behind it is still unstarted then.
     auto blocker = rt.spawn([block]() mutable { block.get(); });
-    while (blocker.where() == "not started") std::this_thread::yield();
+    while (!test::has_started(blocker)) std::this_thread::yield();
     for (int i = 0; i < 100; ++i) ts.push_back(rt.spawn([&] { ++ran; }));
     rt.shutdown(std::chrono::seconds(5));
   }

@@ -271,7 +271,7 @@ TEST_CASE("TaskGroup: cancelling a child that owns a group cancels the grandchil
     // mid and its three children suspended (all_tasks lists queued tasks too: count waits)
     auto waiting = [] {
       std::size_t k = 0;
-      for (auto& t : all_tasks()) k += t.where() != "not started" && t.where() != "running";
+      for (auto& t : all_tasks()) k += test::has_suspended(t);
       return k;
     };
     while (waiting() < 4) yield();

@@ -114,12 +114,17 @@ TEST_CASE("names, where() and current_task()", "[tasks]") {
     CHECK(anon.name().rfind("Task-", 0) == 0);
     anon.set_name("renamed");
     CHECK(anon.name() == "renamed");
-    CHECK(anon.where() == "done");
+    CHECK(anon.where().state == TaskState::done);
+    CHECK(to_string(anon.where()) == "done");
 
     Future<> gate;
     auto waiting = spawn([gate]() mutable { gate.get(); });
-    while (waiting.where() == "not started" || waiting.where() == "running") yield();
-    CHECK(waiting.where().find("runtime_tasks.cpp") != std::string::npos);
+    test::until_suspended(waiting);
+    const TaskWhere w = waiting.where();
+    CHECK(w.state == TaskState::suspended);
+    CHECK(w.started);
+    CHECK(w.file.find("runtime_tasks.cpp") != std::string::npos);
+    CHECK(to_string(w) == w.function + " at " + w.file + ":" + std::to_string(w.line));
     gate.set_result();
     waiting.get();
     CHECK(current_task().name() == "main");
@@ -137,7 +142,7 @@ TEST_CASE("all_tasks lists suspended tasks and the caller", "[tasks]") {
     for (int i = 0; i < 10; ++i)
       ts.push_back(spawn(TaskOptions{.name = "sleeper-" + std::to_string(i)}, [gate]() mutable { gate.get(); }));
     for (auto& t : ts)
-      while (t.where() == "not started" || t.where() == "running") yield();
+      test::until_suspended(t);
     auto all = all_tasks();
     int sleepers = 0;
     bool me = false;

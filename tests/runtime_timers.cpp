@@ -85,7 +85,7 @@ TEST_CASE("a sleeping task is cancellable, and its timer does not fire later", "
       sleep(10s);
       after = true;
     });
-    while (t.where() == "not started" || t.where() == "running") yield();
+    test::until_suspended(t);
     const auto t0 = Clock::now();
     t.cancel("wake up");
     CHECK_THROWS_AS(t.get(), CancelledError);

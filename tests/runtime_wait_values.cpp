@@ -1,6 +1,6 @@
 // wait_for and timeout when the caller is cancelled just as the task they wait for
 // receives something: what the task ends with is handed to the caller, never dropped
-// (issue 16: a child parked in q.get() was handed an item, the caller was cancelled,
+// (a child parked in q.get() was handed an item, the caller was cancelled,
 // and the item was neither returned nor left in the queue).
 #include <atomic>
 #include <chrono>

@@ -53,13 +53,22 @@ struct Reports {
   }
 };
 
+// Whether t has got to a wait: it started and is not running (it waits, or is ready again
+// after a wait, or has ended), or it ended without starting.
+inline bool has_suspended(const spindle::Task<>& t) {
+  const spindle::TaskWhere w = t.where();
+  return w.state == spindle::TaskState::done || (w.started && w.state != spindle::TaskState::running);
+}
+
+// Whether t's body has run (or it ended without running).
+inline bool has_started(const spindle::Task<>& t) {
+  const spindle::TaskWhere w = t.where();
+  return w.started || w.state == spindle::TaskState::done;
+}
+
 // Waits until t has suspended somewhere (so a cancel hits a task that really waits).
 inline void until_suspended(const spindle::Task<>& t) {
-  for (;;) {
-    const std::string w = t.where();
-    if (w != "not started" && w != "running") return;
-    spindle::yield();
-  }
+  while (!has_suspended(t)) spindle::yield();
 }
 
 // A task body that waits until it is cancelled.

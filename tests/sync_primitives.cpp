@@ -115,7 +115,10 @@ TEST_CASE("Event: Task::where names the line of the wait", "[sync][event]") {
     Event ev;
     auto t = spawn([&] { ev.wait(); });
     until_suspended(t);
-    CHECK(t.where().find("sync_primitives.cpp") != std::string::npos);
+    const TaskWhere w = t.where();
+    CHECK(w.state == TaskState::suspended);
+    CHECK(w.file.find("sync_primitives.cpp") != std::string::npos);
+    CHECK(w.line > 0);
     ev.set();
     t.get();
   });
@@ -295,7 +298,7 @@ TEST_CASE("Lock: a cancelled waiter does not take the lock and loses no one's tu
 
 TEST_CASE("Lock: a waiter handed the lock and then cancelled keeps no lock after raising", "[sync][lock][cancel]") {
   // One worker: the hand-off (unlock) lands before the waiter runs again, then it is
-  // cancelled. Its lock() raises without taking the lock (asyncio; issue 16: it used to
+  // cancelled. Its lock() raises without taking the lock (asyncio; it used to
   // return holding it); the lock is free afterwards and the next waiter gets it.
   Rt r(1);
   r.rt.block_on([] {

@@ -508,8 +508,9 @@ TEST_CASE("Channel: Task::where names the line of the range-for that waits", "[s
       return n;
     });
     until_suspended(t);
-    const std::string w = t.where();
-    CHECK(w.find("sync_queues.cpp") != std::string::npos);
+    const TaskWhere w = t.where();
+    CHECK(w.state == TaskState::suspended);
+    CHECK(w.file.find("sync_queues.cpp") != std::string::npos);
     ch.send(3);
     ch.close();
     CHECK(t.get() == 3);

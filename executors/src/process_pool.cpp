@@ -7,6 +7,12 @@
 //            never block (the calling fibre waits on run_in_executor's future).
 // Threads:   ProcessPoolState's fields are guarded by `mu`. A checked-out ProcWorker is
 //            touched only by the thread that holds it.
+// Registry: name -> (parameters' type tags, function, invoker), filled by process_function()
+//            from static initialisers, in the caller and in every worker alike (the same
+//            program). A worker finds each request's function by its name and compares the
+//            tags before it decodes anything: they can differ only when the workers run
+//            another program (ProcessPoolOptions::executable) that registered the name
+//            otherwise, as the handle's types were checked when the caller compiled.
 // Protocol:  process_wire.hpp: a request carries the name, the arguments' type tags
 //            and their bytes; a response a status (ok, threw, unknown name, arguments
 //            that do not match) and the result or the message.
@@ -66,6 +72,7 @@ namespace {
 
 struct Registered {
   std::string signature;  // the parameters' type tags (signature_of)
+  void (*fn)();           // the function, to tell a second registration of it from a clash
   ProcessInvoker invoke;
 };
 
@@ -215,10 +222,13 @@ std::string end_worker(ProcWorker& w, bool kill) {
 
 }  // namespace
 
-void register_process_invoker(std::string name, std::string signature, ProcessInvoker inv) {
-  if (name.empty()) throw std::invalid_argument("register_process_function: empty name");
-  if (!registry().emplace(name, Registered{std::move(signature), std::move(inv)}).second)
-    throw std::invalid_argument("register_process_function: '" + name + "' is already registered");
+void register_process_invoker(std::string name, std::string signature, void (*fn)(), ProcessInvoker inv) {
+  if (name.empty()) throw std::invalid_argument("process_function: empty name");
+  const auto [it, fresh] = registry().try_emplace(name, Registered{signature, fn, std::move(inv)});
+  // The same function under the same name again: a handle defined in a header without
+  // `inline` (a const at namespace scope is one object per file) registers once per file.
+  if (!fresh && (it->second.fn != fn || it->second.signature != signature))
+    throw std::invalid_argument("process_function: '" + name + "' is already registered for another function");
 }
 
 struct ProcessPoolState {
@@ -372,6 +382,12 @@ void serve_process_worker() {
     using detail::buf;
     if (detail::send_all(fd, -1, 0, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
   }
+}
+
+std::string ProcessPool::roundtrip(const std::string& name, std::string signature, std::string request) {
+  return run_in_executor(*calls_, [st = st_, n = name, sig = std::move(signature), req = std::move(request)]() mutable {
+    return detail::process_pool_roundtrip(st, n, std::move(sig), std::move(req));
+  });
 }
 
 unsigned ProcessPoolOptions::default_workers() noexcept { return std::max(1u, std::thread::hardware_concurrency()); }

@@ -15,9 +15,6 @@
 #include <spindle/errors.hpp>
 #include <spindle/task.hpp>
 
-#include "../../runtime/src/runtime_impl.hpp"
-#include "../../runtime/src/worker.hpp"
-
 namespace spindle::detail {
 
 namespace {
@@ -30,9 +27,9 @@ namespace {
 void FdSource::register_locked(Worker* w) {
   // Edge-triggered; adding reports the current state as a first edge, so readiness that
   // arrived between the caller's EAGAIN and now is not missed.
-  w->reactor.add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+  loop_watch(w, fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
   owner_ = w;
-  sink_ = w->rt->sink;
+  sink_ = runtime_sink(loop_runtime(w));
 }
 
 FdSource::Op::Op(FdSource* s, const char* what) : s_(s) {
@@ -55,11 +52,10 @@ void FdSource::drop_ended_owner_locked() noexcept {
   // clears sink->rt under the lock).
   std::lock_guard lk(sink->mu);
   if (RuntimeImpl* rt = sink->rt) {
-    // acquire: pairs with the release store of `closed` after the workers were joined;
-    // no worker polls the owner's reactor any more, so it is ours to touch. Not closed
-    // yet: its loop still serves the fd.
-    if (!rt->closed.load(std::memory_order_acquire)) return;
-    owner_->reactor.remove(fd_);
+    // Once it is closed (the workers joined) no worker polls the owner's reactor any
+    // more, so it is ours to touch. Not closed yet: its loop still serves the fd.
+    if (!runtime_closed(rt)) return;
+    loop_unwatch(owner_, fd_);
   }
   // Otherwise the runtime is gone, and its epoll instance with it: nothing to remove.
   owner_ = nullptr;
@@ -93,7 +89,7 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   }
   // Registered with a loop of another runtime (compared by sink: owner_ may dangle once
   // that runtime is destroyed): if it has ended, register again with ours below.
-  if (owner_ != nullptr && sink_.get() != w->rt->sink.get()) drop_ended_owner_locked();
+  if (owner_ != nullptr && sink_ != runtime_sink(loop_runtime(w))) drop_ended_owner_locked();
   if (owner_ == nullptr) register_locked(w);
   if (flag) {  // an edge arrived since the caller's syscall failed: retry it
     flag = false;
@@ -205,8 +201,7 @@ void FdSource::close() noexcept {
 
 void FdSource::destroy_here() noexcept {
   if (owner_) {
-    owner_->reactor.remove(fd_);
-    owner_->reactor.quiesce();  // another worker's poll may still be dispatching to us
+    loop_unwatch(owner_, fd_);  // waits for another worker's poll still dispatching to us
   }
   ::close(fd_);
   delete this;
@@ -242,7 +237,7 @@ struct Retirer {
 bool FdSource::spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept {
   auto destroy = [](FdSource* s) noexcept { s->destroy_here(); };
   try {
-    const TaskOptions o{.name = "io-retire", .pinned = true, .loop = int(owner_->index)};
+    const TaskOptions o{.name = "io-retire", .pinned = true, .loop = int(loop_index(owner_))};
     (void)spawn_on(rt, &o, Retirer(this, destroy, owner_, done));
     return true;
   } catch (...) {
@@ -261,7 +256,7 @@ void FdSource::retire() noexcept {
   Worker* cur = current_worker();
   // Compared by sink first: owner_ dangles once its runtime is destroyed, and a worker of
   // a later runtime may have been allocated at the same address.
-  const bool same_runtime = cur && cur->rt->sink == sink_;
+  const bool same_runtime = cur && runtime_sink(loop_runtime(cur)) == sink_;
   if (same_runtime && cur == owner_) {
     destroy_here();
     return;
@@ -272,7 +267,7 @@ void FdSource::retire() noexcept {
   if (same_runtime) {
     // Another worker of the same runtime: the owner's loop is running (or finishing
     // its late tasks), and spawns from inside are accepted even while closing.
-    if (spawn_retirer(owner_->rt, &done)) {
+    if (spawn_retirer(loop_runtime(owner_), &done)) {
       (void)done.wait(false, std::source_location::current());
       return;
     }
@@ -289,9 +284,8 @@ void FdSource::retire() noexcept {
       delete this;
       return;
     }
-    // acquire: pairs with the release store of `closed` after the workers were joined;
-    // no worker polls any more, so the owner's reactor is ours to touch.
-    if (rt->closed.load(std::memory_order_acquire)) {
+    // Closed: no worker polls any more, so the owner's reactor is ours to touch.
+    if (runtime_closed(rt)) {
       destroy_here();
       return;
     }
@@ -304,7 +298,7 @@ void FdSource::retire() noexcept {
   }
   // Last resort: deregister and close now, and leak this object, which the owner may
   // still be dispatching to (invariant 2). Only during shutdown or out of memory.
-  ::epoll_ctl(owner_->reactor.epoll_fd(), EPOLL_CTL_DEL, fd_, nullptr);
+  loop_unwatch_now(owner_, fd_);
   ::close(fd_);
 }
 

@@ -50,13 +50,9 @@
 #include <spindle/detail/core.hpp>
 #include <spindle/detail/spin.hpp>
 
-#include "../../runtime/src/reactor.hpp"
+#include <spindle/internal/runtime_services.hpp>
 
 namespace spindle::detail {
-
-struct Worker;
-struct ReportSink;
-class RuntimeImpl;
 
 enum class Dir : uint8_t { read, write };
 

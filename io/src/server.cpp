@@ -35,7 +35,7 @@
 #include <spindle/runtime.hpp>
 #include <spindle/timers.hpp>
 
-#include "../../runtime/src/runtime_impl.hpp"
+#include <spindle/internal/runtime_services.hpp>
 
 namespace spindle {
 namespace detail {
@@ -195,7 +195,7 @@ Server start_server(std::function<void(TcpStream)> handler, std::string_view hos
   auto st = std::make_shared<detail::ServerState>();
   st->handler = std::move(handler);
   st->opts = std::move(opts);
-  const std::size_t n = st->opts.reuse_port ? rt->workers.size() : 1;
+  const std::size_t n = st->opts.reuse_port ? detail::runtime_loops(rt) : 1;
   const ListenOptions lo{.backlog = st->opts.backlog, .reuse_port = st->opts.reuse_port};
   st->listeners.reserve(n);
   st->listeners.emplace_back(host, port, lo);

@@ -1,21 +1,32 @@
 #!/usr/bin/env python3
-"""Compiles consumer.cpp (syntax only) with one compiler against spindle's headers and
+"""Compiles a source file (syntax only) with one compiler against spindle's headers and
 checks the outcome: `clean` expects no diagnostic at all under -Wall -Wextra -Werror;
 `one-error TEXT` expects the compilation to fail with exactly one error, containing TEXT
-(the message of spindle/detail/cxx20.hpp). Exit 77 (meson: skipped) when the compiler
-is not installed.
+(consumer.cpp: the message of spindle/detail/cxx20.hpp; tests/compile_fail.cpp: what a
+misuse of a typed API gets). Options after those: -DNAME=VALUE is passed to the compiler;
+--note=TEXT also requires TEXT somewhere in the output (in a note under the error, say).
+Exit 77 (meson: skipped) when the compiler is not installed.
 
-Usage: compile_check.py COMPILER STD SOURCE INCDIRS(:-separated) clean|one-error [TEXT]"""
+Usage: compile_check.py COMPILER STD SOURCE INCDIRS(:-separated) clean|one-error [TEXT]
+                        [-DNAME=VALUE...] [--note=TEXT...]"""
 import shutil
 import subprocess
 import sys
 
 
-def main(compiler, std, source, incdirs, expect, text=""):
+def main(compiler, std, source, incdirs, expect, *rest):
+    text = rest[0] if expect == "one-error" and rest else ""
+    options = rest[1:] if expect == "one-error" else rest
+    defines = [o for o in options if o.startswith("-D")]
+    notes = [o[len("--note="):] for o in options if o.startswith("--note=")]
+    unknown = [o for o in options if not o.startswith(("-D", "--note="))]
+    if unknown:
+        print(f"unknown options: {unknown}")
+        return 2
     if shutil.which(compiler) is None:
         print(f"{compiler} not installed: skipped")
         return 77
-    cmd = [compiler, f"-std={std}", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"]
+    cmd = [compiler, f"-std={std}", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", *defines]
     cmd += [f"-I{d}" for d in incdirs.split(":") if d] + [source]
     print(" ".join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -29,6 +40,10 @@ def main(compiler, std, source, incdirs, expect, text=""):
         ok = r.returncode != 0 and len(errors) == 1 and text in errors[0]
         if not ok:
             print(f"expected one error saying '{text}', got {len(errors)}: {errors[:5]}")
+    for n in notes:
+        if n not in out:
+            print(f"expected the output to say '{n}'")
+            ok = False
     return 0 if ok else 1
 
 

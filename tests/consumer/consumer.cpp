@@ -4,7 +4,7 @@
 // server, and checks every result. Exit status 0 only if all of it worked. It uses the
 // documented style (designated initializers for the option structs) and is built with
 // -Wall -Wextra -Werror, so the headers stay clean for user code.
-#include <spindle/io/io.hpp>
+#include <spindle/io.hpp>
 #include <spindle/spindle.hpp>
 #include <spindle/sync.hpp>
 

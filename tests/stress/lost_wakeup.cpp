@@ -53,7 +53,7 @@ std::string one_round(Runtime& rt, uint64_t& sum) {
       return std::string();
     }
     std::string stuck;
-    for (auto& t : pending) stuck += t.name() + " waiting at " + t.where() + "; ";
+    for (auto& t : pending) stuck += t.name() + " waiting at " + to_string(t.where()) + "; ";
     // Clean up: wake them (a cancel does), and let the channel refuse further sends.
     for (auto& t : pending) t.cancel();
     ch.close();

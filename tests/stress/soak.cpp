@@ -644,7 +644,7 @@ class Watchdog {
           std::fprintf(stderr, "soak: run with %u workers (seed %llu) did not end within %llds; live tasks:\n",
                        workers, static_cast<unsigned long long>(seed), static_cast<long long>(budget.count()));
           for (auto& t : all_tasks(rt))
-            std::fprintf(stderr, "  %s: %s\n", t.name().c_str(), t.where().c_str());
+            std::fprintf(stderr, "  %s: %s\n", t.name().c_str(), to_string(t.where()).c_str());
           std::abort();
         }) {}
   ~Watchdog() {

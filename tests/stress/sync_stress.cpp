@@ -52,7 +52,7 @@ Task<> spawn_canceller(std::vector<Task<>>& victims, std::atomic<bool>& stop, ui
     // A task cancelled before it starts never runs its body; wait until every victim
     // has started so that each one's own loop sees (and survives) its cancellations.
     for (auto& v : victims)
-      while (v.where() == "not started") yield();
+      while (!test::has_started(v)) yield();
     Rng rng(seed);
     while (!stop.load()) {
       for (uint64_t k = 1 + rng.below(3); k > 0; --k) {

@@ -40,13 +40,7 @@ namespace spindle {
 
 class Runtime;
 
-enum class TaskState {
-  running,    ///< a loop is running its fibre
-  ready,      ///< queued to run (see TaskInfo::started)
-  suspended,  ///< waiting (see TaskInfo::where)
-  done,       ///< ended while the dump was taken
-};
-const char* to_string(TaskState s) noexcept;
+// TaskState (a task's state in a dump, as in Task::where()) is in <spindle/task.hpp>.
 
 /// One frame of a suspended fibre's call stack, innermost first.
 struct StackFrame {

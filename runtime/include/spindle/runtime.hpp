@@ -1,5 +1,8 @@
 // spindle::Runtime — the worker threads and their event loops — and the free functions
 // that reach the running one: run, spawn (task.hpp), yield, current_task, all_tasks.
+// Also the runtime module's one include: #include <spindle/runtime.hpp> brings every
+// public header of runtime/ (tasks, futures, waiting, timers, TaskGroup, JobScheduler,
+// Generator, the monitor); <spindle/spindle.hpp> brings every module.
 #pragma once
 
 #include <spindle/detail/cxx20.hpp>
@@ -12,10 +15,18 @@
 #include <utility>
 #include <vector>
 
+#include <spindle/errors.hpp>
+#include <spindle/future.hpp>
+#include <spindle/generator.hpp>
+#include <spindle/job_scheduler.hpp>
 #include <spindle/metrics.hpp>
+#include <spindle/monitor.hpp>
 #include <spindle/options.hpp>
+#include <spindle/result.hpp>
 #include <spindle/task.hpp>
+#include <spindle/task_group.hpp>
 #include <spindle/timers.hpp>
+#include <spindle/waiting.hpp>
 
 namespace spindle {
 
@@ -38,11 +49,13 @@ class Runtime {
   /// From a foreign thread the task goes to the global queue. Throws RuntimeError
   /// once the runtime is shut down.
   template <class F, class... Args>
-    requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+    requires Spawnable<F, Args...>
   auto spawn(F&& fn, Args&&... args) {
     return detail::spawn_on(impl_.get(), nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
   }
+  /// The same with a name, a stack size or pinning (TaskOptions).
   template <class F, class... Args>
+    requires Spawnable<F, Args...>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return detail::spawn_on(impl_.get(), &opts, std::forward<F>(fn), std::forward<Args>(args)...);
   }
@@ -66,6 +79,7 @@ class Runtime {
   /// Runs fn as a task and waits for it (loop.run_until_complete): blocks the calling
   /// thread, returns fn's value or rethrows its exception.
   template <class F>
+    requires Spawnable<F>
   auto block_on(F&& fn) {
     return spawn(TaskOptions{.name = "main"}, std::forward<F>(fn)).get();
   }
@@ -104,6 +118,7 @@ class Runtime {
 /// down (cancelling and awaiting what the main task left behind) and returns fn's value
 /// or rethrows its exception. Call from a thread outside any runtime.
 template <class F>
+  requires Spawnable<F>
 auto run(F&& fn, Options opts = {}) {
   Runtime rt(std::move(opts));
   return rt.block_on(std::forward<F>(fn));

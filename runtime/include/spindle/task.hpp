@@ -3,6 +3,7 @@
 
 #include <spindle/detail/cxx20.hpp>
 
+#include <concepts>
 #include <functional>
 #include <source_location>
 #include <string>
@@ -16,6 +17,41 @@
 namespace spindle {
 
 class Runtime;
+
+/// What spawn runs (spindle::spawn, Runtime::spawn, TaskGroup::spawn, JobScheduler::spawn):
+/// fn and args are decayed and moved into the task, whose body is
+/// std::invoke(std::move(fn), std::move(args)...). A call that does not satisfy it is
+/// refused at compile time, naming this concept: fn does not take these arguments (a
+/// missing or extra one, one of the wrong type), or the options were not passed first.
+template <class F, class... Args>
+concept Spawnable = std::invocable<std::decay_t<F>, std::decay_t<Args>...>;
+
+/// A task's state, as Task::where() and the task dumps (<spindle/monitor.hpp>) see it.
+enum class TaskState {
+  running,    ///< a loop is running its fibre
+  ready,      ///< queued to run: not started yet, or woken (see TaskWhere::started)
+  suspended,  ///< waiting (at TaskWhere's file:line)
+  done,       ///< ended (a dump: ended while the dump was taken)
+};
+/// "running", "ready", "suspended", "done".
+const char* to_string(TaskState s) noexcept;
+
+/// Where a task is: what Task::where() answers.
+struct TaskWhere {
+  TaskState state = TaskState::ready;
+  /// false while its body has not run (state is then ready, or done for a task
+  /// cancelled before it started).
+  bool started = false;
+  /// The suspension point (the std::source_location of the wait) it waits at when
+  /// suspended, or waited at last when ready again after a wake-up; "" and 0 otherwise
+  /// (not started, running, done).
+  std::string function, file;
+  unsigned line = 0;
+};
+/// "function at file:line" for a suspended task (a bare "suspended" if its wait has no
+/// location); "ready, after function at file:line" for a woken one; "not started",
+/// "running" or "done" otherwise.
+std::string to_string(const TaskWhere& w);
 
 /// A handle to a running fibre and to its result. Copies share the task. A task runs
 /// whether or not anyone holds a handle; dropping every handle does not cancel it.
@@ -63,9 +99,10 @@ class Task : public detail::HandleBase {
   /// ID of the monitor console.
   uint64_t id() const;
   void set_name(std::string name);
-  /// Where the task is suspended: "function at file:line", or "running" / "done" /
-  /// "not started".
-  std::string where() const;
+  /// Where the task is: its state and, while it waits, the suspension point it waits at
+  /// (TaskWhere; to_string() makes the text a dump shows). A snapshot: the task may have
+  /// moved on by the time it is read.
+  TaskWhere where() const;
   /// Calls fn(task) once the task is done, in a new task of its own on the caller's
   /// runtime; never inline on the completer's stack. Throws RuntimeError outside a runtime.
   /// The callback holds no reference to the task (a running task is kept by its
@@ -89,7 +126,7 @@ bool cancel_task(FutureCore* c, std::string msg);
 std::string task_name(FutureCore* c);
 uint64_t task_id(FutureCore* c);
 void set_task_name(FutureCore* c, std::string name);
-std::string task_where(FutureCore* c);
+TaskWhere task_where(FutureCore* c);
 RuntimeImpl* runtime_impl(Runtime& rt) noexcept;
 
 template <class F, class... Args>
@@ -144,18 +181,19 @@ uint64_t Task<T>::id() const { return detail::task_id(&core()); }
 template <class T>
 void Task<T>::set_name(std::string n) { detail::set_task_name(&core(), std::move(n)); }
 template <class T>
-std::string Task<T>::where() const { return detail::task_where(&core()); }
+TaskWhere Task<T>::where() const { return detail::task_where(&core()); }
 
 /// Starts fn(args...) as a new task on the calling fibre's runtime (asyncio.create_task).
 /// The task is queued, not run inline. Throws RuntimeError outside a runtime or when the
 /// runtime is closed. Arguments are moved into the task.
 template <class F, class... Args>
-  requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+  requires Spawnable<F, Args...>
 auto spawn(F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
 }
 /// The same with a name, a stack size or pinning (TaskOptions).
 template <class F, class... Args>
+  requires Spawnable<F, Args...>
 auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, &opts, std::forward<F>(fn), std::forward<Args>(args)...);
 }

@@ -34,7 +34,8 @@ class Runtime;
 
 /// Several exceptions raised together (Python's ExceptionGroup): TaskGroup::join throws
 /// one holding every failure of its children, in the order they happened. Unlike
-/// CancelledError it derives from std::exception.
+/// CancelledError it derives from std::exception. It is not a spindle::Error: what it
+/// carries are the children's exceptions, the program's own.
 class ExceptionGroup : public std::exception {
  public:
   ExceptionGroup(std::string message, std::vector<std::exception_ptr> errors);
@@ -117,13 +118,13 @@ class TaskGroup {
   /// (a RuntimeError) once the group was joined or is shutting down after a failure, and
   /// RuntimeError if the runtime is shut down; fn then never runs.
   template <class F, class... Args>
-    requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+    requires Spawnable<F, Args...>
   auto spawn(F&& fn, Args&&... args) {
     return spawn_with(nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
   }
   /// The same with TaskOptions (name, stack size, pinning).
   template <class F, class... Args>
-    requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+    requires Spawnable<F, Args...>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return spawn_with(&opts, std::forward<F>(fn), std::forward<Args>(args)...);
   }

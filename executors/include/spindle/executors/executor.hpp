@@ -20,9 +20,9 @@ namespace spindle {
 
 /// An executor cannot take work: it is shut down, or it dropped a job without running it
 /// (concurrent.futures.BrokenExecutor).
-class BrokenExecutor : public std::runtime_error {
+class BrokenExecutor : public detail::ErrorOf<std::runtime_error> {
  public:
-  using std::runtime_error::runtime_error;
+  using ErrorOf::ErrorOf;
 };
 
 /// What run_in_executor needs from an executor `e`:

@@ -25,15 +25,16 @@
 #include <source_location>
 #include <stdexcept>
 
+#include <spindle/errors.hpp>
 #include <spindle/sync/wait_list.hpp>
 
 namespace spindle {
 
 /// Raised by Barrier::wait when the barrier is broken (abort) or reset while waiting
 /// (asyncio.BrokenBarrierError).
-class BrokenBarrierError : public std::runtime_error {
+class BrokenBarrierError : public detail::ErrorOf<std::runtime_error> {
  public:
-  using std::runtime_error::runtime_error;
+  using ErrorOf::ErrorOf;
 };
 
 class Barrier {

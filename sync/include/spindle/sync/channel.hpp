@@ -65,14 +65,15 @@
 #include <type_traits>
 #include <utility>
 
+#include <spindle/errors.hpp>
 #include <spindle/sync/wait_list.hpp>
 
 namespace spindle {
 
 /// A send on a closed channel.
-class ChannelClosed : public std::runtime_error {
+class ChannelClosed : public detail::ErrorOf<std::runtime_error> {
  public:
-  ChannelClosed() : std::runtime_error("channel is closed") {}
+  ChannelClosed() : ErrorOf("channel is closed") {}
 };
 
 /// What try_send() did.

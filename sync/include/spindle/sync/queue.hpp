@@ -39,25 +39,26 @@
 #include <utility>
 #include <vector>
 
+#include <spindle/errors.hpp>
 #include <spindle/sync/wait_list.hpp>
 
 namespace spindle {
 
 /// put_nowait() on a full queue (asyncio.QueueFull).
-class QueueFull : public std::runtime_error {
+class QueueFull : public detail::ErrorOf<std::runtime_error> {
  public:
-  QueueFull() : std::runtime_error("queue is full") {}
+  QueueFull() : ErrorOf("queue is full") {}
 };
 /// get_nowait() on an empty queue (asyncio.QueueEmpty).
-class QueueEmpty : public std::runtime_error {
+class QueueEmpty : public detail::ErrorOf<std::runtime_error> {
  public:
-  QueueEmpty() : std::runtime_error("queue is empty") {}
+  QueueEmpty() : ErrorOf("queue is empty") {}
 };
 /// A put after shutdown(), or a get once the queue is shut down and empty
 /// (asyncio.QueueShutDown, Python 3.13).
-class QueueShutDown : public std::runtime_error {
+class QueueShutDown : public detail::ErrorOf<std::runtime_error> {
  public:
-  QueueShutDown() : std::runtime_error("queue is shut down") {}
+  QueueShutDown() : ErrorOf("queue is shut down") {}
 };
 
 namespace detail {

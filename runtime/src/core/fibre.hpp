@@ -1,0 +1,20 @@
+// Making, entering and leaving task fibres, with the sanitizer annotations that go with
+// every switch (sanitizer.hpp).
+#pragma once
+
+#include <boost/context/fiber.hpp>
+
+#include <spindle/detail/task_header.hpp>
+
+#include "core/stack_pool.hpp"
+
+namespace spindle::detail {
+
+/// A fibre that will run t's body on stack s; the stack goes back to the pool (the
+/// current worker's cache) the moment the fibre ends.
+boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber);
+
+/// The calling thread's C++ exception globals (see fibre.cpp).
+void* thread_eh_globals() noexcept;
+
+}  // namespace spindle::detail

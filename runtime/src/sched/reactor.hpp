@@ -1,0 +1,61 @@
+// One loop's reactor: an epoll instance plus an eventfd that other threads write to wake
+// the loop when it is parked in epoll_wait.
+//
+// Threads: poll() is called only by the owning worker; poll_foreign() by another worker
+// of the same runtime that has run out of work, so that the events of a loop whose
+// thread the OS has preempted are not held until it runs again. Each edge is delivered
+// to one caller only, but two edges of one source (in, out) may be dispatched at once on
+// two threads: a source orders them with its own lock. unpark() may be called from any thread. A source may be freed only
+// after remove() and then quiesce() (no foreign poll still holds its pointer).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include <spindle/internal/runtime_services.hpp>  // IoSource
+
+struct epoll_event;
+
+namespace spindle::detail {
+
+class Reactor {
+ public:
+  Reactor();
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  /// Waits up to timeout_ns (0: just look, negative: forever) and dispatches what is
+  /// ready. Returns the number of events handled (the wake-up eventfd included).
+  int poll(int64_t timeout_ns) noexcept;
+  /// Another worker looks without waiting and dispatches what is ready (the wake-up
+  /// eventfd is left to the owner). Returns the number of sources dispatched.
+  int poll_foreign() noexcept;
+  /// Waits until no poll_foreign() is in progress: after remove(fd), a source's pointer
+  /// can no longer be in anyone's hands.
+  void quiesce() const noexcept;
+  /// Wakes the loop out of epoll_wait (or makes its next poll return at once). Any thread.
+  void unpark() noexcept;
+
+  /// Edge-triggered registration of fd for `events`; source is called on readiness.
+  void add(int fd, uint32_t events, IoSource* source);
+  void modify(int fd, uint32_t events, IoSource* source);
+  void remove(int fd) noexcept;
+  int epoll_fd() const noexcept { return epfd_; }
+  /// Registered fds (the wake-up eventfd not counted). Exact on the owner's thread, a
+  /// hint on others.
+  std::size_t sources() const noexcept {
+    // relaxed: only the owner writes it; other threads use it to skip idle reactors.
+    return sources_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  void dispatch(const ::epoll_event* evs, int n, bool owner) noexcept;
+  int epfd_ = -1;
+  std::atomic<std::size_t> sources_{0};
+  std::atomic<int> foreign_{0};  // poll_foreign() calls in progress
+  int wakefd_ = -1;
+};
+
+}  // namespace spindle::detail

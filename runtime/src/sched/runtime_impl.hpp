@@ -1,0 +1,132 @@
+// RuntimeImpl: everything a Runtime owns. Created by Runtime's constructor, which starts
+// the workers; destroyed after shutdown() has joined them.
+#pragma once
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <spindle/options.hpp>
+#include <spindle/detail/task_header.hpp>
+#include <spindle/internal/runtime_services.hpp>
+
+#include "sched/idle.hpp"
+#include "core/stack_pool.hpp"
+#include "sched/worker.hpp"
+
+namespace spindle::detail {
+
+class MonitorServer;
+class StepWatch;
+
+class RuntimeImpl {
+ public:
+  explicit RuntimeImpl(Options o);
+  ~RuntimeImpl();
+
+  const Options opts;
+  const std::shared_ptr<ReportSink> sink;
+  StackPool stacks;
+  Idle idle;
+  std::vector<Worker*> workers;  // fixed after construction
+  moodycamel::ConcurrentQueue<TaskHeader*> global;
+  // Tasks that had already run and were moved out of a full run queue (a burst of wake-
+  // ups, e.g. many timers due at once). Kept apart from `global` so that they do not wait
+  // behind a backlog of tasks that have not started yet (100k spawned at once): workers
+  // take from here first, and from `global` first one time in four so neither starves.
+  moodycamel::ConcurrentQueue<TaskHeader*> spill;
+  // An exact upper bound of the two queues' lengths together: moodycamel's size_approx()
+  // is only a hint, and a parking worker must not miss work. Incremented (seq_cst) after
+  // each enqueue, decremented after each dequeue.
+  std::atomic<int64_t> global_len{0};
+  void push_global(TaskHeader* const* ts, std::size_t n) noexcept;
+  void push_spill(TaskHeader* const* ts, std::size_t n) noexcept;
+  std::chrono::nanoseconds spin;
+
+  std::atomic<bool> closing{false};   // shutdown began
+  std::atomic<bool> stopping{false};  // workers must exit their loops
+  // A parked worker is the I/O watcher: it wakes every Worker::kIoStealPark to take the
+  // events of loops that are not parked. One at a time, so that idle workers of a big
+  // runtime do not all wake a thousand times a second.
+  std::atomic<bool> io_watcher{false};
+  std::atomic<bool> closed{false};    // shutdown finished
+  // The loops have stopped and their timers were released (release_timers): a timer
+  // armed from outside after this is released by its arming thread. seq_cst: see
+  // arm_callback (timers.cpp).
+  std::atomic<bool> timers_closed{false};
+  // Foreign threads (not this runtime's workers) between their look at `closing` and
+  // the end of their queue push: submits, and wake-ups of started tasks. Shutdown waits
+  // for it to be 0 before it drains the queues for the last time (after the workers are
+  // joined) and before it returns, so that no task lands in a queue nobody reads and no
+  // thread still touches the runtime once it may be destroyed. seq_cst increment against
+  // shutdown's seq_cst store of `closing` (Dekker), release decrement (the push is then
+  // visible to the drain).
+  std::atomic<int64_t> foreign_inflight{0};
+  std::atomic<uint64_t> foreign_spawned{0};
+  std::atomic<uint64_t> foreign_ended{0};
+  std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
+  std::atomic<uint64_t> abandoned_fibres{0};   // of foreign_ended: fibres left by shutdown (step 6)
+  std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
+  const int64_t start_ns;  // when the runtime started (metrics' uptime)
+  std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any
+  std::unique_ptr<StepWatch> step_watch;   // slow-step reports (Options::debug), if on
+  // The blocking pool (runtime_blocking_pool): made on first use by the executors module,
+  // released by shutdown once the workers are joined (step 5), so that no later call
+  // makes another.
+  std::mutex blocking_mu;
+  std::shared_ptr<BlockingPool> blocking;  // guarded by blocking_mu
+  bool blocking_released = false;          // guarded by blocking_mu
+  BlockingPoolStats blocking_stats() noexcept;
+  void release_blocking_pool() noexcept;
+
+  void start();
+  void shutdown(std::chrono::milliseconds grace);
+  /// After the loops stopped: cancels and releases every timer left in their heaps and
+  /// timer inboxes (callbacks destroyed, never run), and makes later arms release
+  /// themselves. Any thread, once the workers are joined.
+  void release_timers() noexcept;
+  void submit(TaskHeader* t, const TaskOptions* o);
+  /// t has just been made QUEUED (woken, yielded, or new): put it where it can run.
+  void make_ready(TaskHeader* t, bool wake) noexcept;
+  /// make_ready for a caller that knows the calling thread's worker of this runtime
+  /// (null: a foreign thread, which must be counted in foreign_inflight).
+  void make_ready_from(Worker* cur, TaskHeader* t, bool wake) noexcept;
+  void notify_work() noexcept;
+  int64_t live_tasks() const noexcept;
+  std::vector<TaskHeader*> snapshot_tasks();  // referenced; caller unrefs
+  bool owns_thread() const noexcept;
+
+ private:
+  std::mutex shutdown_mu_;
+  void submit_counted(TaskHeader* t, const TaskOptions* o, bool inside);
+  void end_leftovers() noexcept;
+};
+
+/// Moves t (QUEUED, not started, never to start) to cancelled and releases the
+/// scheduler's reference.
+void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept;
+
+/// The calling fibre gives up its worker until woken (spurious returns are possible:
+/// callers loop on their condition). `where` is recorded for Task::where().
+void suspend_current(std::source_location where) noexcept;
+
+/// IDLE -> QUEUED (and scheduled), or RUNNING -> RUNNING|NOTIFIED. Any thread.
+/// Makes a suspended task runnable. `lifo`: it runs next on this worker (a task woken by
+/// the one running now, which is likely to want its data); timers pass false, so that
+/// tasks whose timers fire in one batch run in deadline order.
+void wake_task(TaskHeader* t, bool lifo = true) noexcept;
+/// wake_task for a caller that knows t's runtime: does not read t's frame, which lives
+/// on t's (likely cold) stack. Timers use it: a timer fires on its task's runtime.
+void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
+
+/// True if the calling fibre's task has a cancellation it should raise now.
+bool cancel_pending(TaskHeader* t) noexcept;
+/// Consumes the pending cancellation and returns the CancelledError to throw.
+CancelledError take_cancel(TaskHeader* t);
+
+}  // namespace spindle::detail

@@ -1,0 +1,534 @@
+#include "sched/worker.hpp"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+
+#include "core/fibre.hpp"
+#include "core/frame.hpp"
+#include "core/overflow_guard.hpp"
+#include "sched/runtime_impl.hpp"
+#include "core/sanitizer.hpp"
+#include "sched/timer_heap.hpp"
+
+#include <spindle/detail/spin.hpp>
+#include <spindle/task.hpp>
+
+namespace spindle::detail {
+
+Worker::Worker(RuntimeImpl* r, unsigned i)
+    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle),
+      slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0), gctok_(r->global), sctok_(r->spill) {}
+
+Worker::~Worker() { drop_timers(); }  // nothing left after a shutdown; this covers a failed start
+
+void Worker::drop_timer_inbox() noexcept {
+  struct Dropper {
+    void push_back(TimerEntry* e) noexcept {
+      e->cancel();  // destroys the callback (and what it captured) even if a handle lives on
+      e->unref();   // the heap's reference, which the inbox held
+    }
+  } drop;
+  timer_inbox.drain_into(drop);
+}
+
+void Worker::drop_timers() noexcept {
+  drop_timer_inbox();
+  timers.cancel_all();
+}
+
+void Worker::sample_stacks() noexcept {
+  // Fibres alive now: started minus ended-with-a-fibre, summed over every worker. Every
+  // `started` is read before any `ended`, so a race can only make this low, never report
+  // a peak that did not happen (relaxed: each counter has a single writer).
+  uint64_t started_all = 0, ended_all = 0;
+  for (Worker* w : rt->workers) started_all += w->started.load(std::memory_order_relaxed);
+  for (Worker* w : rt->workers)
+    ended_all += w->ended.load(std::memory_order_relaxed) - w->ended_unstarted.load(std::memory_order_relaxed);
+  const uint64_t in_use = started_all > ended_all ? started_all - ended_all : 0;
+  if (in_use > stacks_peak.load(std::memory_order_relaxed)) stacks_peak.store(in_use, std::memory_order_relaxed);
+}
+
+void Worker::collect_queued(std::vector<TaskHeader*>& out) {
+  inbox.drain_into(pinned);  // as next_task would; the order is kept
+  // Tasks waiting in the global queues come into our ring first (as from_global takes
+  // them), as many as fit, so that they are listed too.
+  // relaxed: a hint, as in from_global.
+  while (rt->global_len.load(std::memory_order_relaxed) > 0 && ring.size() < RunQueue::kCap) {
+    TaskHeader* buf[32];
+    const uint32_t room = RunQueue::kCap - ring.size();
+    const std::size_t n = take_global(buf, room < 32 ? room : 32);
+    if (n == 0) break;
+    for (std::size_t i = 0; i < n; ++i) push_ring(buf[i]);  // fits: room was checked
+  }
+  // Reserve first: once the run queue is emptied below, nothing may throw.
+  out.reserve(out.size() + 2 + pinned.size() + ring.size());
+  auto take = [&out](TaskHeader* t) {
+    t->ref();
+    out.push_back(t);
+  };
+  if (lifo) take(lifo);
+  if (pending) take(pending);
+  for (TaskHeader* t : pinned) take(t);
+  // Thieves only ever shrink the ring, and only we push: what we pop fits back.
+  TaskHeader* buf[RunQueue::kCap];
+  uint32_t n = 0;
+  while (n < RunQueue::kCap && (buf[n] = ring.pop())) ++n;
+  for (uint32_t i = 0; i < n; ++i) {
+    take(buf[i]);
+    ring.push(buf[i]);
+  }
+}
+
+bool Worker::has_local_work() const noexcept {
+  return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() ||
+         !timer_inbox.empty();
+}
+
+void Worker::push_ring(TaskHeader* t) {
+  while (!ring.push(t)) {
+    // Full: move the older half out where any worker can take it. Tasks that had run
+    // before (woken ones) go to the spill queue, new ones to the back of the global queue.
+    TaskHeader* buf[RunQueue::kCap / 2];
+    const uint32_t n = ring.take_half(buf);
+    TaskHeader* fresh[RunQueue::kCap / 2];
+    uint32_t resumed = 0, unstarted = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      // relaxed: kStarted was set by the run that came before this queueing, which the
+      // queue hand-off ordered before us; nobody clears it.
+      if (buf[i]->sched.load(std::memory_order_relaxed) & kStarted) buf[resumed++] = buf[i];
+      else fresh[unstarted++] = buf[i];
+    }
+    count(tasks_spilled, n);
+    if (resumed) rt->push_spill(buf, resumed);
+    if (unstarted) rt->push_global(fresh, unstarted);
+  }
+}
+
+bool Worker::push_local(TaskHeader* t, bool wake) {
+  if (t->word.load(std::memory_order_relaxed) & kPinned) {
+    if (wake && lifo == nullptr) lifo = t; else pinned.push_back(t);
+    return false;
+  }
+  if (wake) {
+    TaskHeader* old = std::exchange(lifo, t);
+    if (!old) return false;  // the LIFO slot is not stealable: nothing for others
+    if (old->word.load(std::memory_order_relaxed) & kPinned) {
+      pinned.push_back(old);
+      return false;
+    }
+    push_ring(old);
+    return true;
+  }
+  push_ring(t);
+  return true;
+}
+
+std::size_t Worker::take_global(TaskHeader** buf, std::size_t want) {
+  // Woken tasks before new ones, except one time in four (new tasks must not starve
+  // while wake-ups keep spilling).
+  const bool spill_first = (++global_takes & 3) != 0;
+  std::size_t n = spill_first ? rt->spill.try_dequeue_bulk(sctok_, buf, want)
+                              : rt->global.try_dequeue_bulk(gctok_, buf, want);
+  if (n == 0)
+    n = spill_first ? rt->global.try_dequeue_bulk(gctok_, buf, want) : rt->spill.try_dequeue_bulk(sctok_, buf, want);
+  // relaxed: the count is only ever high, never low (decremented after the dequeue).
+  if (n) rt->global_len.fetch_sub(int64_t(n), std::memory_order_relaxed);
+  return n;
+}
+
+TaskHeader* Worker::from_global() {
+  // relaxed: a hint; the parking protocol re-reads it after its fence.
+  if (rt->global_len.load(std::memory_order_relaxed) <= 0) return nullptr;
+  // Take a batch: one to run now, the rest into our queue (stealable by others).
+  TaskHeader* buf[32];
+  const uint32_t room = (RunQueue::kCap - ring.size()) / 2;
+  const std::size_t n = take_global(buf, room < 32 ? (room ? room : 1) : 32);
+  if (n == 0) return nullptr;
+  for (std::size_t i = 1; i < n; ++i) push_ring(buf[i]);
+  return buf[0];
+}
+
+TaskHeader* Worker::steal() {
+  const auto& all = rt->workers;
+  const unsigned n = static_cast<unsigned>(all.size());
+  const unsigned start = next_random() % n;
+  for (unsigned k = 0; k < n; ++k) {
+    Worker* v = all[(start + k) % n];
+    if (v == this) continue;
+    count(steal_attempts);
+    if (TaskHeader* t = v->ring.steal_into(ring)) {
+      count(steals);
+      count(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+int64_t Worker::run_timers() {
+  struct ToHeap {
+    TimerHeap& h;
+    void push_back(TimerEntry* e) { h.push(e); }
+  } to_heap{timers};
+  timer_inbox.drain_into(to_heap);
+  if (timers.empty()) return INT64_MAX;
+  timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
+    count(timers_fired);
+    if (t->task) {
+      wake_task_in(rt, t->task, false);  // FIFO: a batch of due timers resumes in deadline order
+    } else {
+      try {
+        TaskOptions o{.name = "call_later"};
+        (void)spawn_on(rt, &o, std::move(t->callback));
+      } catch (...) {
+        rt->sink->report({Report::Kind::callback_failed, "", "timer callback could not be scheduled",
+                          std::current_exception()});
+      }
+    }
+  });
+  return timers.next_deadline();
+}
+
+TaskHeader* Worker::next_task() {
+  const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
+  tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
+  if (--global_countdown == 0) {
+    global_countdown = 61;
+    // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
+    // without blocking every 61 turns, and take from the global queue.
+    if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));
+    if (TaskHeader* t = from_global()) return t;
+  }
+  if ((turn & 15) == 0) run_timers();
+  if (shuffle) shuffle_ready();
+  if (lifo) {
+    if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
+      ++lifo_streak;
+      return std::exchange(lifo, nullptr);
+    }
+    // Two tasks waking each other would otherwise keep the queue waiting forever.
+    TaskHeader* t = std::exchange(lifo, nullptr);
+    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+  }
+  lifo_streak = 0;
+  TaskHeader* t = nullptr;
+  if ((turn & 1) && !pinned.empty()) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  if (inbox.drain_into(pinned)) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  if ((t = ring.pop())) return t;
+  if (!pinned.empty()) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  return from_global();
+}
+
+void Worker::shuffle_ready() {
+  // Only ever moves tasks between this worker's own structures with owner operations
+  // (pop/push), so thieves see an ordinary queue. Every task stays ready exactly once.
+  const uint32_t r = next_random();
+  if (lifo && (r & 1)) {  // half the time the just-woken task loses its head start
+    TaskHeader* t = std::exchange(lifo, nullptr);
+    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+  }
+  // Rotate the run queue by a random amount (at most 15 places per turn), so the task
+  // at its head is not always the oldest.
+  for (uint32_t k = (r >> 1) % 16, n = ring.size(); k && n > 1; --k) {
+    TaskHeader* t = ring.pop();
+    if (!t) break;
+    ring.push(t);  // we just freed a slot: it fits
+  }
+  if (pinned.size() > 1 && (r & 2)) std::swap(pinned.front(), pinned[(r >> 5) % pinned.size()]);
+}
+
+TaskHeader* Worker::search() {
+  const bool multi = rt->workers.size() > 1;
+  if (multi && !searching) searching = rt->idle.try_start_searching();
+  // A loop that owns fds is woken by the kernel through its own epoll: spinning would
+  // only take the CPU from the work it waits for (on a 2-core machine serving loopback
+  // clients, 50 us of spin cost 20% of the server's CPU), so it parks after one pass.
+  // Loops without I/O keep the spin that makes cross-thread wake-ups cheap.
+  const auto spin = reactor.sources() != 0 ? std::chrono::nanoseconds(0) : rt->spin;
+  const auto deadline = std::chrono::steady_clock::now() + spin;
+  for (unsigned i = 1;; ++i) {
+    TaskHeader* t = nullptr;
+    if (inbox.drain_into(pinned)) {
+      t = pinned.front();
+      pinned.pop_front();
+    }
+    if (!t) t = from_global();
+    if (!t && multi) t = steal();
+    if (!t && multi && (i == 1 || (i & 63) == 0)) t = steal_io();
+    if (t) return t;
+    if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
+    // No spin: one pass, then park (which runs the timers and polls the reactor). 63
+    // pauses and a poll(0) first cost 7% of a one-loop HTTP server's CPU.
+    if (spin.count() == 0) return nullptr;
+    if ((i & 63) == 0) {
+      run_timers();  // a due timer may have made a task ready here
+      if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
+      if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
+    }
+    cpu_relax();
+  }
+}
+
+TaskHeader* Worker::steal_io() {
+  // Events wait in the epoll of the loop that owns their fds. If that loop's thread is
+  // preempted by the OS (a timeslice is milliseconds), its connections would stall while
+  // we sit idle: take its ready events and run the tasks they wake here. A parked owner
+  // is woken by its epoll itself and needs no help.
+  const auto& all = rt->workers;
+  const unsigned n = static_cast<unsigned>(all.size());
+  const unsigned start = next_random() % n;
+  for (unsigned k = 0; k < n; ++k) {
+    Worker* v = all[(start + k) % n];
+    // relaxed: both are hints; a stale one costs one poll or one missed chance.
+    if (v == this || v->reactor.sources() == 0 || v->parked.load(std::memory_order_relaxed)) continue;
+    const int got = v->reactor.poll_foreign();
+    if (got == 0) continue;
+    count(io_steals);
+    count(reactor_events, uint64_t(got));
+    // The woken tasks came to us (make_ready on this worker): the LIFO slot, the ring.
+    if (lifo) return std::exchange(lifo, nullptr);
+    if (TaskHeader* t = ring.pop()) return t;
+  }
+  return nullptr;
+}
+
+bool Worker::others_may_hold_io() const noexcept {
+  for (Worker* v : rt->workers)
+    // relaxed: hints, as in steal_io().
+    if (v != this && v->reactor.sources() != 0 && !v->parked.load(std::memory_order_relaxed)) return true;
+  return false;
+}
+
+void Worker::park() {
+  count(parks);
+  rt->idle.park(this, searching);
+  searching = false;
+  // seq_cst fence: our registration as parked comes before the re-check below (pairs
+  // with the fence in Idle::notify_*; see idle.hpp).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool work = has_local_work() || rt->global_len.load(std::memory_order_relaxed) > 0 ||
+              rt->stopping.load(std::memory_order_relaxed);
+  for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
+  if (!work) {
+    const int64_t next = run_timers();
+    if (has_local_work()) {
+      work = true;
+    } else {
+      int64_t timeout = -1;
+      if (next != INT64_MAX) {
+        const int64_t now = monotonic_ns();
+        timeout = next > now ? next - now : 0;
+      }
+      // While another loop with I/O is running (or preempted), one parked worker (the
+      // watcher) wakes now and then to take the events it has not looked at (steal_io);
+      // a parked runtime sleeps for good. relaxed: the flag only spreads the duty; two
+      // watchers for a moment, or none until the next park, cost nothing but a delay.
+      bool watcher = false;
+      if (rt->workers.size() > 1 && (timeout < 0 || timeout > kIoStealPark) && others_may_hold_io() &&
+          !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
+        watcher = true;
+        timeout = kIoStealPark;
+      }
+      count(reactor_events, uint64_t(reactor.poll(timeout)));
+      if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
+    }
+  }
+  if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
+}
+
+void Worker::start_fibre(TaskHeader* t) {
+  std::size_t size = 0;
+  if (t->word.load(std::memory_order_relaxed) & kCustomStack) {
+    size = t->extra()->stack_size;  // kCustomStack: made at spawn, fixed since
+  }
+  Stack s = stacks.take(size);
+  void* tf = san::tsan_create();
+  boost::context::fiber f;
+  try {
+    f = make_fibre(t, s, &rt->stacks, tf);
+  } catch (...) {
+    san::tsan_destroy(tf);
+    stacks.give(s);
+    throw;
+  }
+  // QUEUED -> RUNNING|STARTED. A store: nobody else writes a QUEUED task's state, and we
+  // own it (we took it from a queue). relaxed: wakers only need to see RUNNING, which
+  // they act on with their own CAS; the context hand-over is ordered by the queues.
+  t->sched.store(kRunning | kStarted, std::memory_order_relaxed);
+  count(started);
+  if (const uint64_t turn = tick.load(std::memory_order_relaxed); turn - clock_turn >= kClockTurns) {
+    clock_ns = monotonic_ns();  // for the stamp of this fibre's start (fibre_main)
+    clock_turn = turn;
+    if constexpr (kMetrics) sample_stacks();  // the fibre count's peak, sampled while busy too
+  }
+  current.store(t, std::memory_order_relaxed);
+  step_began();
+#if defined(SPINDLE_ASAN)
+  san::start_switch(&asan_fake, s.guard_end(), s.usable());
+#endif
+  san::tsan_switch_to(tf);
+  switched_back(std::move(f).resume());
+}
+
+void Worker::run_task(TaskHeader* t) {
+  if (!(t->sched.load(std::memory_order_relaxed) & kStarted)) {
+    const uint32_t w0 = t->word.load(std::memory_order_acquire);
+    if ((w0 & kCancelReq) || (rt->closing.load(std::memory_order_relaxed) && !(w0 & kLateSpawn))) {
+      finish_unstarted(t, Status::cancelled, nullptr);  // never runs its body
+      count(cancelled);
+      count(ended_unstarted);
+      bump(ended);
+      return;
+    }
+    try {
+      start_fibre(t);
+    } catch (...) {
+      finish_unstarted(t, Status::exception, std::current_exception());  // e.g. no memory for a stack
+      count(failed);
+      count(ended_unstarted);
+      bump(ended);
+    }
+    return;
+  }
+  TaskFrame* fr = t->frame;
+  boost::context::fiber f = std::move(fr->ctx);
+  // QUEUED -> RUNNING, keeping NOTIFIED. An RMW, not a store: acq_rel pairs with a
+  // waker's CAS on a QUEUED task (see wake_task), so the fibre sees its signal.
+  t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
+  current.store(t, std::memory_order_relaxed);
+  step_began();
+#if defined(SPINDLE_ASAN)
+  san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.usable());
+#endif
+  san::tsan_switch_to(fr->tsan_fiber);
+  switched_back(std::move(f).resume());
+}
+
+void Worker::switched_back(boost::context::fiber&& f) {
+  san::finish_switch(asan_fake, nullptr, nullptr);
+  // Fibres may have switched among themselves (suspend_current's direct switch): the
+  // one that came back is `current`, not necessarily the one we resumed.
+  TaskHeader* t = current.load(std::memory_order_relaxed);
+  step_ended(t);  // t is still referenced here (an ended task is unref'd below)
+  current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
+  if (tsan_to_destroy) {
+    // The fibre ended (fibre_main handed us its TSan fibre to destroy).
+    san::tsan_destroy(std::exchange(tsan_to_destroy, nullptr));
+  }
+  if (!f) {
+    // Ended: RUNNING -> ENDED; a late wake-up (NOTIFIED) no longer matters. A waker's CAS
+    // that lands first is simply overwritten; one that comes later sees ENDED.
+    yielding = false;
+    t->sched.store(kEnded | kStarted, std::memory_order_release);
+    bump(ended);
+    t->unref();  // the scheduler's reference
+    return;
+  }
+  t->frame->ctx = std::move(f);
+  after_suspend(t);
+}
+
+void Worker::after_suspend(TaskHeader* t) noexcept {
+  // Suspended: RUNNING -> IDLE, or -> QUEUED if it yielded or was woken meanwhile.
+  // acq_rel: the release publishes frame->ctx to whoever schedules it next (a waker
+  // that acquires IDLE); the acquire pairs with a waker's NOTIFIED.
+  const bool requeue = std::exchange(yielding, false);
+  uint16_t cur = t->sched.load(std::memory_order_relaxed);
+  uint16_t next;
+  do {
+    next = (requeue || (cur & kNotified)) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
+  } while (!t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));
+  if (next & kQueued) {
+    // Yielded, or woken while it ran: back of this worker's queue (the common case is
+    // handled here without the general make_ready).
+    if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
+      push_ring(t);
+      if (rt->workers.size() > 1) rt->notify_work();
+    } else {
+      rt->make_ready(t, false);
+    }
+  }
+}
+
+TaskHeader* Worker::next_for_direct_switch() noexcept {
+  if (pending || rt->stopping.load(std::memory_order_relaxed)) return nullptr;
+  TaskHeader* n = next_task();
+  if (!n) {
+    count(empty_turns);
+    return nullptr;
+  }
+  if (!(n->sched.load(std::memory_order_relaxed) & kStarted)) {
+    pending = n;  // it needs a new fibre: the worker's loop starts it next
+    return nullptr;
+  }
+  return n;
+}
+
+void Worker::main() {
+  set_current_worker(this);
+  tsan_fiber = san::tsan_current();
+  eh_globals = thread_eh_globals();
+  AltStack alt;  // so a fibre's stack overflow can be reported
+  clock_ns = monotonic_ns();
+  int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
+  for (;;) {
+    TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
+    if (!t) {
+      count(empty_turns);
+      if (idle_start == 0) {
+        if constexpr (kMetrics) {
+          idle_start = monotonic_ns();
+          idle_since.store(idle_start, std::memory_order_relaxed);
+          sample_stacks();  // a loop going idle is a cheap moment to sample the peak
+        } else {
+          idle_start = 1;  // only marks the spell (the clock is refreshed at its end)
+        }
+      }
+      if ((t = search())) count(search_found);
+    }
+    if (t) {
+      if (idle_start != 0) {
+        // relaxed: single writer; a metrics reader may see the two stores apart, which
+        // only makes one snapshot's busy time off by this spell.
+        clock_ns = monotonic_ns();
+        clock_turn = tick.load(std::memory_order_relaxed);
+        if constexpr (kMetrics) {
+          idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (clock_ns - idle_start), std::memory_order_relaxed);
+          idle_since.store(0, std::memory_order_relaxed);
+        }
+        idle_start = 0;
+      }
+      if (searching) {
+        searching = false;
+        // The last searcher to find work wakes another: there may be more.
+        if (rt->idle.stop_searching()) rt->notify_work();
+      }
+      run_task(t);
+      continue;
+    }
+    if (rt->stopping.load(std::memory_order_acquire)) break;
+    park();
+  }
+  if (searching) {
+    searching = false;
+    rt->idle.stop_searching();
+  }
+  set_current_worker(nullptr);
+}
+
+}  // namespace spindle::detail

@@ -1,0 +1,228 @@
+// A worker thread and the event loop it runs.
+//
+// Owns: its run queue (others may steal from it), its LIFO slot and pinned queue (only
+// it touches them), an inbox (any thread pushes pinned tasks it made ready), its reactor
+// (epoll + wake-up eventfd), its stack cache and its registry shard.
+//
+// One turn of the loop: take the next ready task — LIFO slot (at most kLifoStreak times
+// in a row), pinned queue, inbox, run queue, and the global queue first on every 61st
+// turn so that a busy run queue cannot starve it — and run its fibre until it suspends.
+// With nothing ready: search (steal half of another worker's queue, take from the global
+// queue, poll the reactor without blocking, take the ready events of a loop that is not
+// parked) for up to Options::spin, and only then park in epoll_wait, because unparking a
+// thread on another CPU costs 60-80 µs here. While another loop with I/O runs, a parked
+// loop wakes every kIoStealPark to take the events that loop has not looked at (its
+// thread may be preempted for a whole OS timeslice); one parked loop at a time does this.
+#pragma once
+
+#include <boost/context/fiber.hpp>
+#include <concurrentqueue/concurrentqueue.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include <spindle/detail/task_header.hpp>
+
+#include "sched/inbox.hpp"
+#include "sched/reactor.hpp"
+#include "observe/registry.hpp"
+#include "sched/run_queue.hpp"
+#include "core/stack_pool.hpp"
+#include "sched/timer_heap.hpp"
+
+// Metrics can be compiled out of the library (meson -Dmetrics=false defines
+// SPINDLE_METRICS=0 for its own sources only): the metrics-only counters below are then
+// never written (Worker::count is a no-op) and idle spells are not timed, so
+// Runtime::metrics() reports zeros for them (metrics.hpp lists the fields). The struct
+// keeps every field either way.
+#ifndef SPINDLE_METRICS
+#define SPINDLE_METRICS 1
+#endif
+
+namespace spindle::detail {
+
+inline constexpr bool kMetrics = SPINDLE_METRICS != 0;
+
+class RuntimeImpl;
+
+struct Worker {
+  Worker(RuntimeImpl* rt, unsigned index);
+  ~Worker();
+
+  RuntimeImpl* const rt;
+  const unsigned index;
+
+  RunQueue ring;
+  TaskHeader* lifo = nullptr;           // owner only
+  unsigned lifo_streak = 0;             // owner only
+  std::deque<TaskHeader*> pinned;       // owner only: ready pinned tasks
+  Inbox inbox;                          // pinned tasks readied by other threads
+  Reactor reactor;
+  StackCache stacks;
+  RegistryShard registry;
+  TimerHeap timers;                                  // owner only
+  BasicInbox<TimerEntry*> timer_inbox;  // timers armed by other threads
+
+  // The task whose fibre is running. Written only by the owner; an atomic so that a task
+  // dump on another thread may read which task each loop runs (relaxed: a diagnostic; a
+  // relaxed store is a plain store on x86, so the switch path pays nothing).
+  std::atomic<TaskHeader*> current{nullptr};
+  bool yielding = false;          // owner only: `current` asked to be requeued (yield)
+  TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
+  // Direct fibre-to-fibre switch state (see suspend_current): owner only.
+  TaskHeader* switch_prev = nullptr;
+  boost::context::fiber handoff_back;  // the worker's own context, passed between fibres
+  const void* stack_bottom = nullptr;  // the worker thread's stack bounds (ASan)
+  std::size_t stack_size = 0;
+  std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
+  bool searching = false;
+  bool in_parked_list = false;    // guarded by Idle's mutex
+  // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
+  // without it after a seq_cst fence: see Idle::notify_worker).
+  std::atomic<bool> parked{false};
+  uint32_t rng;
+  const bool shuffle;             // Options::shuffle (debug): see shuffle_ready()
+  // Debug mode's slow steps (step_watch.hpp): slow_step in ns, 0 when debug is off (then
+  // the switch paths pay one predictable branch). step_start: when the running step
+  // began, written by the owner at each resume (relaxed: the watchdog only samples it;
+  // see StepWatch::run for why a stale pairing with `current` cannot report early).
+  // step_reported: the start of the last step reported, claimed by exchange so that the
+  // watchdog and the loop (at the step's end) report each step once between them.
+  const int64_t slow_step_ns;
+  std::atomic<int64_t> step_start{0};
+  std::atomic<int64_t> step_reported{0};
+  void step_began() noexcept {
+    if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  }
+  void step_ended(TaskHeader* t) noexcept {
+    if (slow_step_ns) step_ended_slow(t);
+  }
+  void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
+
+  // Counters: written only by this worker (single writer, relaxed), read by anyone.
+  std::atomic<uint64_t> ended{0};
+  std::atomic<uint64_t> spawned{0};
+  // Metrics (metrics.cpp): the same rule, bumped through count() (compiled out when
+  // !kMetrics). Most are bumped off the hot paths (idle, stealing, timers,
+  // cancellation); `started` is one store per new fibre.
+  std::atomic<uint64_t> started{0};           // fibres started here
+  std::atomic<uint64_t> ended_unstarted{0};   // of `ended`: tasks that ended without a fibre
+  std::atomic<uint64_t> cancelled{0};         // tasks that ended cancelled here
+  std::atomic<uint64_t> failed{0};            // tasks that ended with an exception here
+  std::atomic<uint64_t> empty_turns{0};       // next_task calls that found nothing
+  std::atomic<uint64_t> search_found{0};      // tasks found by search() (not by next_task)
+  std::atomic<uint64_t> steal_attempts{0};    // other workers' queues probed
+  std::atomic<uint64_t> steals{0};            // probes that took tasks
+  std::atomic<uint64_t> io_steals{0};         // poll_foreign calls that found events
+  std::atomic<uint64_t> tasks_spilled{0};     // moved out of a full run queue
+  std::atomic<uint64_t> tasks_stolen{0};      // tasks those probes took
+  std::atomic<uint64_t> parks{0};
+  std::atomic<uint64_t> reactor_events{0};    // epoll events handled (wake-ups included)
+  std::atomic<uint64_t> timers_fired{0};
+  std::atomic<int64_t> idle_ns{0};            // time spent searching or parked, finished spells
+  std::atomic<int64_t> idle_since{0};         // start of the current idle spell, 0 when busy
+  std::atomic<uint64_t> stacks_peak{0};       // highest fibre count this worker sampled
+  void sample_stacks() noexcept;              // updates stacks_peak (reads every worker)
+
+  // A coarse clock for task ages (owner only): a fibre's start is stamped with it, since
+  // reading the clock at every start would cost more than the start's other bookkeeping
+  // together. Refreshed when a loop ends an idle spell and at a start at least
+  // kClockTurns turns after the last refresh, so a stamp is at most that many turns old.
+  static constexpr uint64_t kClockTurns = 256;
+  int64_t clock_ns = 0;
+  uint64_t clock_turn = 0;  // tick at the last refresh
+
+  // Sanitizer state of the worker's own (thread) stack.
+  void* tsan_fiber = nullptr;
+  void* asan_fake = nullptr;
+  void* tsan_to_destroy = nullptr;
+  void* eh_globals = nullptr;  // this thread's C++ exception globals (fibre.cpp)
+  unsigned global_countdown = 61;  // the fibre that just ended, destroyed after the switch
+
+  std::thread thread;
+
+  void main();  // the thread's body
+
+  /// Makes t runnable on this worker (owner thread only). `wake`: it was just woken,
+  /// so it goes in the LIFO slot; otherwise at the back of the run queue.
+  /// Returns true if it put a task where other workers can steal it (worth a notify).
+  bool push_local(TaskHeader* t, bool wake);
+  /// True if anything is queued here that this worker could run now.
+  bool has_local_work() const noexcept;
+  /// Owner thread only (a fibre of this worker): takes a reference on every task queued
+  /// here (LIFO slot, pending, pinned queue, inbox, run queue) and appends it to `out`.
+  /// The run queue is emptied and refilled in the same order, so thieves cannot take a
+  /// task (and run it to its end) while we hold its pointer without a reference.
+  void collect_queued(std::vector<TaskHeader*>& out);
+
+  static void bump(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
+    // Single writer: a plain load+store is enough, and avoids a locked instruction.
+    c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
+  /// bump() for a metrics-only counter: nothing at all when metrics are compiled out
+  /// (the argument is still evaluated, e.g. a reactor poll).
+  static void count(std::atomic<uint64_t>& c, uint64_t by = 1) noexcept {
+    if constexpr (kMetrics) bump(c, by);
+  }
+
+ private:
+  TaskHeader* next_task();
+  /// Debug (Options::shuffle): perturbs the order of this loop's ready tasks.
+  void shuffle_ready();
+  uint32_t next_random() noexcept {
+    rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5;  // xorshift32
+    return rng;
+  }
+  TaskHeader* search();
+  TaskHeader* steal();
+  /// Dispatches the ready events of another loop that is not parked (Reactor::
+  /// poll_foreign); returns a task they woke, now queued here.
+  TaskHeader* steal_io();
+  /// True if another loop with I/O sources is not parked (its events may wait for it).
+  bool others_may_hold_io() const noexcept;
+  /// How long a worker parks at most while others_may_hold_io().
+  static constexpr int64_t kIoStealPark = 1'000'000;  // ns
+  TaskHeader* from_global();
+  void park();
+  /// Moves timers from the inbox to the heap and fires those that are due. Returns the
+  /// earliest remaining deadline (INT64_MAX if none).
+  int64_t run_timers();
+  void run_task(TaskHeader* t);
+  void switched_back(boost::context::fiber&& f);
+
+ public:
+  /// Once the loop has stopped (or from its destructor): cancels and releases every
+  /// timer in the heap and the inbox. The inbox part may run on several threads at once
+  /// (the inbox's lock hands each entry to one of them); the heap part only on the
+  /// thread that owns the stopped worker (shutdown's).
+  void drop_timers() noexcept;
+  void drop_timer_inbox() noexcept;
+  /// Publishes a fibre that has switched out: IDLE, or requeued if it yielded or was
+  /// woken meanwhile. Called on this worker's thread after the switch.
+  void after_suspend(TaskHeader* t) noexcept;
+  /// For a fibre about to suspend: the next ready task, if it has a fibre already (the
+  /// caller then switches to it directly), else null (a new task is kept in `pending`).
+  TaskHeader* next_for_direct_switch() noexcept;
+
+ private:
+  void start_fibre(TaskHeader* t);
+  void push_ring(TaskHeader* t);
+  static constexpr unsigned kLifoStreak = 3;
+  /// Up to `want` tasks from the spill and global queues (RuntimeImpl::spill says which
+  /// first); keeps global_len.
+  std::size_t take_global(TaskHeader** buf, std::size_t want);
+  unsigned global_takes = 0;
+  moodycamel::ConsumerToken gctok_;
+  moodycamel::ConsumerToken sctok_;
+};
+
+// current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
+// move to another thread across any suspension).
+/// The running fibre asks its worker to requeue it at the back once it has switched out.
+void mark_yielding() noexcept;
+void set_current_worker(Worker* w) noexcept;
+
+}  // namespace spindle::detail
