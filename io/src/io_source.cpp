@@ -10,6 +10,7 @@
 #include <system_error>
 #include <utility>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/spin.hpp>
 #include <spindle/errors.hpp>
 #include <spindle/task.hpp>
@@ -34,21 +35,6 @@ bool FdSource::ready_now(Dir d) const noexcept {
     r = ::poll(&p, 1, 0);
   } while (r < 0 && errno == EINTR);
   return r > 0;
-}
-
-void FdSource::lock() noexcept {
-  for (;;) {
-    // acquire: pairs with the release in unlock(); everything the previous holder did
-    // under the lock is visible to us.
-    if (!lock_.exchange(true, std::memory_order_acquire)) return;
-    // relaxed: spin on a read so the cache line is not bounced while it is held.
-    while (lock_.load(std::memory_order_relaxed)) cpu_relax();
-  }
-}
-
-void FdSource::unlock() noexcept {
-  // release: publishes our changes under the lock to the next holder.
-  lock_.store(false, std::memory_order_release);
 }
 
 void FdSource::register_locked(Worker* w) {
@@ -116,67 +102,48 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   Waiter me;
   bool& flag = d == Dir::read ? ready_read_ : ready_write_;
   Waiter*& slot = d == Dir::read ? reader_ : writer_;
-  lock();
+  std::unique_lock g(mu_);
   if (closed_.load(std::memory_order_relaxed)) {  // relaxed: under the lock
-    unlock();
+    g.unlock();
     throw_closed(what);
   }
   // Registered with a loop of another runtime (compared by sink: owner_ may dangle once
   // that runtime is destroyed): if it has ended, register again with ours below.
   if (owner_ != nullptr && sink_ != runtime_sink(loop_runtime(w))) drop_ended_owner_locked();
-  if (owner_ == nullptr) {
-    try {
-      register_locked(w);
-    } catch (...) {
-      unlock();
-      throw;
-    }
-  }
+  if (owner_ == nullptr) register_locked(w);
   if (flag) {  // an edge arrived since the caller's syscall failed: retry it
     flag = false;
-    unlock();
     return;
   }
   if (slot != nullptr) {
-    unlock();
+    g.unlock();
     throw RuntimeError(std::string(what) + ": another fibre is already waiting on this " +
                        (d == Dir::read ? "read" : "write") + " side");
   }
   slot = &me;
-  unlock();
+  g.unlock();
 
-  // Takes `me` back from the slot (a waiter that gives up), or lets the notify of
-  // whoever took it land first, since `me` dies with this frame.
-  auto take_back = [&]() noexcept {
-    lock();
-    if (slot == &me) {
-      slot = nullptr;
-      unlock();
-    } else {
-      // on_ready or close() took us and is notifying: that must land before `me` dies.
-      unlock();
-      (void)me.wait(false, where);
-      if (me.tag == kTagReady) {
-        lock();
-        flag = true;  // give the edge back for the next waiter (invariant 1)
-        unlock();
-      }
-    }
-  };
-  Waiter::Outcome o;
-  try {
-    o = me.wait(true, where, deadline_ns);
-  } catch (...) {
-    take_back();  // no memory for the deadline's timer: nothing waited, nothing stays linked
-    throw;
-  }
-  if (o == Waiter::Outcome::notified) {
+  // on_ready or close() takes `me` and notifies it, with its tag saying which.
+  const ParkEnd e = wait_parked_until(
+      me,
+      [&]() noexcept {
+        std::lock_guard g(mu_);
+        if (slot == &me) {
+          slot = nullptr;
+          return true;
+        }
+        // Taken (the tag was written under this lock): an edge handed to a waiter that
+        // gives up is given back for the next one (invariant 1).
+        if (me.tag == kTagReady) flag = true;
+        return false;
+      },
+      true, where, deadline_ns);
+  if (e.outcome == Waiter::Outcome::notified) {
     // tag was written under the lock before the notify; notify/wait order it for us.
     if (me.tag == kTagClosed) throw_closed(what);
     return;
   }
-  take_back();
-  if (o == Waiter::Outcome::cancelled) me.raise_cancelled();
+  if (e.outcome == Waiter::Outcome::cancelled) me.raise_cancelled();
   throw_timeout(what);
 }
 
@@ -208,7 +175,7 @@ void FdSource::wait_foreign(Dir d, int64_t deadline_ns, const char* what) {
 void FdSource::on_ready(uint32_t ev) noexcept {
   Waiter* r = nullptr;
   Waiter* w = nullptr;
-  lock();
+  mu_.lock();
   if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     // relaxed: stored before the notify or the latch below, which the reader
     // synchronises with (see read_drained).
@@ -230,20 +197,20 @@ void FdSource::on_ready(uint32_t ev) noexcept {
       ready_write_ = true;
     }
   }
-  unlock();
+  mu_.unlock();
   if (r) r->notify();
   if (w) w->notify();
 }
 
 void FdSource::close() noexcept {
   // 1. Mark closed and wake whoever waits; they fail with EBADF.
-  lock();
+  mu_.lock();
   closed_.store(true, std::memory_order_relaxed);  // relaxed: under the lock; readers outside it only take a hint
   Waiter* r = std::exchange(reader_, nullptr);
   Waiter* w = std::exchange(writer_, nullptr);
   if (r) r->tag = kTagClosed;
   if (w) w->tag = kTagClosed;
-  unlock();
+  mu_.unlock();
   if (r) r->notify();
   if (w) w->notify();
 

@@ -48,6 +48,7 @@
 #include <source_location>
 
 #include <spindle/detail/core.hpp>
+#include <spindle/detail/spin.hpp>
 
 #include <spindle/internal/runtime_services.hpp>
 
@@ -120,8 +121,6 @@ class FdSource final : public IoSource {
 
  private:
   ~FdSource() = default;
-  void lock() noexcept;
-  void unlock() noexcept;
   void register_locked(Worker* w);  // throws system_error from epoll_ctl
   // Registered with a runtime that has shut down: forget that registration (owner_ =
   // null), so that the caller registers with its own loop. A no-op while it still runs.
@@ -137,7 +136,7 @@ class FdSource final : public IoSource {
   static constexpr uint32_t kClosing = 1u << 31;  // in ops_: close() is waiting to retire
 
   const int fd_;
-  std::atomic<bool> lock_{false};
+  SpinLock mu_;  // guards the fields the header comment lists
   std::atomic<bool> closed_{false};
   std::atomic<uint32_t> ops_{0};  // operations inside, plus kClosing
   bool ready_read_ = false;

@@ -48,22 +48,19 @@ void check_blocked(std::initializer_list<int> sigs, const char* what) {
   }
 }
 
-// Owns one signalfd's FdSource; close() runs the source's close sequence.
+// Owns one signalfd's source; destroying it runs the source's close sequence.
 struct SignalFd {
-  detail::FdSource* src;
+  detail::FdHandle src;
   explicit SignalFd(const sigset_t& set) {
     const int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (fd < 0) detail::throw_errno(errno, "signalfd");
-    src = new detail::FdSource(fd);
+    src = detail::FdHandle::adopt(fd);
   }
-  SignalFd(const SignalFd&) = delete;
-  SignalFd& operator=(const SignalFd&) = delete;
-  ~SignalFd() { src->close(); }
 
   // One signal: waits for readability as a socket read does.
   int read(int64_t deadline_ns, std::source_location where) {
     signalfd_siginfo info;
-    detail::io_call(src, detail::Dir::read, deadline_ns, "read(signalfd)", where,
+    detail::io_call(src.get("read(signalfd)"), detail::Dir::read, deadline_ns, "read(signalfd)", where,
                     [&](int fd) { return ::read(fd, &info, sizeof info); });
     return int(info.ssi_signo);
   }

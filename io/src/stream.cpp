@@ -39,11 +39,11 @@ constexpr auto never_transient = [](int) { return false; };
 SocketStream::SocketStream(int fd) {
   if (fd < 0) throw std::invalid_argument("SocketStream: negative fd");
   detail::set_nonblocking(fd);
-  src_ = new detail::FdSource(fd);
+  src_ = detail::FdHandle::adopt(fd);
 }
 
 SocketStream::SocketStream(SocketStream&& o) noexcept
-    : src_(std::exchange(o.src_, nullptr)),
+    : src_(std::move(o.src_)),
       pipe_(o.pipe_),
       rbuf_(std::move(o.rbuf_)),
       rbeg_(std::exchange(o.rbeg_, 0)),
@@ -53,7 +53,7 @@ SocketStream::SocketStream(SocketStream&& o) noexcept
 SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
   if (this != &o) {
     close();
-    src_ = std::exchange(o.src_, nullptr);
+    src_ = std::move(o.src_);
     rbuf_ = std::move(o.rbuf_);
     rbeg_ = std::exchange(o.rbeg_, 0);
     rend_ = std::exchange(o.rend_, 0);
@@ -66,21 +66,9 @@ SocketStream& SocketStream::operator=(SocketStream&& o) noexcept {
 SocketStream::~SocketStream() { close(); }
 
 void SocketStream::close() noexcept {
-  // src_ is cleared only once FdSource::close() has waited for the operations inside:
-  // they read it when they began, and the source's lock and operation count are what
-  // order that read before this write.
-  if (src_ != nullptr) {
-    src_->close();
-    src_ = nullptr;
-  }
+  // FdHandle::close waits for the operations inside before it forgets the source.
+  (void)src_.close();
   rbeg_ = rend_ = 0;
-}
-
-int SocketStream::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
-
-detail::FdSource* SocketStream::source(const char* what) const {
-  if (!src_) detail::throw_errno(EBADF, what);
-  return src_;
 }
 
 // The one place a call's deadline is computed, once at the start of each public read
@@ -134,7 +122,7 @@ std::size_t SocketStream::read(void* buf, std::size_t n) {
     consume(k);
     return k;
   }
-  detail::FdSource* s = source("recv");
+  detail::FdSource* s = src_.get("recv");
   const int64_t dl = deadline();
   const detail::FdSource::Op op(s, "recv");
   return recv_some(s, buf, n, dl, "recv");
@@ -159,7 +147,7 @@ void SocketStream::read_exact(void* buf, std::size_t n) {
   // Outlives the handler below: unread() runs while close() still waits for us.
   std::optional<detail::FdSource::Op> op;
   try {
-    detail::FdSource* s = source("recv");
+    detail::FdSource* s = src_.get("recv");
     op.emplace(s, "recv");
     while (got < n) {
       const std::size_t k = recv_some(s, p + got, n - got, dl, "recv");
@@ -203,7 +191,7 @@ std::string SocketStream::read_until(std::string_view delim, std::size_t limit) 
       throw LimitOverrunError("read_until: no delimiter within the limit of " + std::to_string(limit), have.size());
     scanned = have.size() >= delim.size() ? have.size() - delim.size() + 1 : 0;
     if (s == nullptr) {
-      s = source("recv");
+      s = src_.get("recv");
       op.emplace(s, "recv");
     }
     // A timeout, cancellation or error leaves what was gathered buffered for the next read.
@@ -224,7 +212,7 @@ std::string SocketStream::read_line(std::size_t limit) {
 }
 
 std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
-  return std::size_t(detail::io_call(source("send"), detail::Dir::write, deadline(), "send",
+  return std::size_t(detail::io_call(src_.get("send"), detail::Dir::write, deadline(), "send",
                                      std::source_location::current(),
                                      [&](int fd) {
                                        return pipe_ ? detail::write_nosigpipe(fd, buf, n) : ::send(fd, buf, n, MSG_NOSIGNAL);
@@ -233,7 +221,7 @@ std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
 
 void SocketStream::write_all(const void* buf, std::size_t n) {
   const auto* p = static_cast<const char*>(buf);
-  detail::FdSource* s = source("send");
+  detail::FdSource* s = src_.get("send");
   const int64_t dl = deadline();
   const detail::FdSource::Op op(s, "send");  // one for the whole loop: s stays valid between sends
   while (n > 0) {
@@ -251,7 +239,7 @@ void SocketStream::shutdown_write() {
     close();
     return;
   }
-  if (::shutdown(source("shutdown")->fd(), SHUT_WR) != 0) detail::throw_errno(errno, "shutdown");
+  if (::shutdown(src_.get("shutdown")->fd(), SHUT_WR) != 0) detail::throw_errno(errno, "shutdown");
 }
 
 }  // namespace spindle

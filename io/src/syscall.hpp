@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include <spindle/io/address.hpp>
+#include <spindle/io/fd_handle.hpp>
 
 #include "io_source.hpp"
 
@@ -69,7 +70,7 @@ std::vector<SocketAddress> resolve_until(std::string_view host, uint16_t port, i
 /// Makes a socket of `type` for a's family and connects it before deadline_ns (0: none);
 /// returns its source. Throws system_error, TimeoutError, CancelledError (the socket is
 /// closed on every failure).
-FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns);
+FdHandle connect_source(const SocketAddress& a, int type, int64_t deadline_ns);
 /// Accepts one connection on a listening socket (non-blocking, close-on-exec), retrying
 /// transient errors. Throws system_error (EMFILE...), TimeoutError, CancelledError.
 int accept_fd(FdSource* s, sockaddr_storage* ss, socklen_t* len, int64_t deadline_ns);

@@ -17,15 +17,11 @@ namespace spindle {
 
 namespace detail {
 
-FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns) {
+FdHandle connect_source(const SocketAddress& a, int type, int64_t deadline_ns) {
   const int fd = ::socket(a.family(), type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw_errno(errno, "socket");
-  struct Guard {  // closes the half-made socket on every failure, cancellation included
-    FdSource* s;
-    ~Guard() {
-      if (s) s->close();
-    }
-  } g{new FdSource(fd)};
+  FdHandle h = FdHandle::adopt(fd);  // closes the half-made socket on every failure, cancellation included
+  FdSource* s = h.get("connect");
   int r;
   do {
     r = ::connect(fd, a.data(), a.size());
@@ -35,8 +31,8 @@ FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns) 
     for (;;) {
       // Writable means connected or failed; SO_ERROR tells which.
       {
-        FdSource::Op op(g.s, "connect");
-        g.s->wait(Dir::write, deadline_ns, "connect", std::source_location::current());
+        FdSource::Op op(s, "connect");
+        s->wait(Dir::write, deadline_ns, "connect", std::source_location::current());
       }
       int err = 0;
       socklen_t len = sizeof err;
@@ -49,7 +45,7 @@ FdSource* connect_source(const SocketAddress& a, int type, int64_t deadline_ns) 
       // An early edge (the socket is not connected yet): wait for the next one.
     }
   }
-  return std::exchange(g.s, nullptr);
+  return h;
 }
 
 int accept_fd(FdSource* s, sockaddr_storage* ss, socklen_t* len, int64_t deadline_ns) {
@@ -110,15 +106,15 @@ TcpStream TcpStream::connect(std::string_view host, uint16_t port, TimeLimit tim
 
 void TcpStream::set_nodelay(bool on) {
   const int v = on ? 1 : 0;
-  if (::setsockopt(source("setsockopt(TCP_NODELAY)")->fd(), IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0)
+  if (::setsockopt(src_.get("setsockopt(TCP_NODELAY)")->fd(), IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) != 0)
     throw_errno(errno, "setsockopt(TCP_NODELAY)");
 }
 
 SocketAddress TcpStream::local_address() const {
-  return sock_name(source("getsockname")->fd(), false, "getsockname");
+  return sock_name(src_.get("getsockname")->fd(), false, "getsockname");
 }
 
-SocketAddress TcpStream::peer_address() const { return sock_name(source("getpeername")->fd(), true, "getpeername"); }
+SocketAddress TcpStream::peer_address() const { return sock_name(src_.get("getpeername")->fd(), true, "getpeername"); }
 
 // ---- TcpListener ------------------------------------------------------------------
 
@@ -158,51 +154,21 @@ void TcpListener::open(const SocketAddress& a, const ListenOptions& opts) {
   }
   if (::bind(fd, a.data(), a.size()) != 0) fail("bind");
   if (::listen(fd, opts.backlog) != 0) fail("listen");
-  close();
-  src_ = new detail::FdSource(fd);
+  src_ = detail::FdHandle::adopt(fd);  // closes a socket this listener held before
 }
-
-TcpListener::TcpListener(TcpListener&& o) noexcept : src_(std::exchange(o.src_, nullptr)) {}
-
-TcpListener& TcpListener::operator=(TcpListener&& o) noexcept {
-  if (this != &o) {
-    close();
-    src_ = std::exchange(o.src_, nullptr);
-  }
-  return *this;
-}
-
-TcpListener::~TcpListener() { close(); }
-
-void TcpListener::close() noexcept {
-  // Cleared after the close sequence, which orders a blocked accept's read of src_
-  // before this write (SocketStream::close).
-  if (src_ != nullptr) {
-    src_->close();
-    src_ = nullptr;
-  }
-}
-
-int TcpListener::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
 
 SocketAddress TcpListener::local_address() const {
-  if (!src_) throw_errno(EBADF, "getsockname");
-  return sock_name(src_->fd(), false, "getsockname");
+  return sock_name(src_.get("getsockname")->fd(), false, "getsockname");
 }
 
 TcpStream TcpListener::accept(SocketAddress* peer, TimeLimit timeout) {
-  if (!src_) throw_errno(EBADF, "accept");
+  detail::FdSource* l = src_.get("accept");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_of(timeout));
+  const int fd = detail::accept_fd(l, &ss, &len, detail::deadline_of(timeout));
   if (peer) *peer = SocketAddress(reinterpret_cast<sockaddr*>(&ss), len);
   TcpStream s;
-  try {
-    s.src_ = new detail::FdSource(fd);  // accept4 made it non-blocking and close-on-exec
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  s.src_ = detail::FdHandle::adopt(fd);  // accept4 made it non-blocking and close-on-exec
   return s;
 }
 

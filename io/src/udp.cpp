@@ -17,20 +17,20 @@ using detail::throw_errno;
 namespace {
 // Makes a datagram socket for `a`, applies `setup(fd)` (bind or connect) on it.
 template <class F>
-detail::FdSource* make_udp(const SocketAddress& a, F&& setup) {
+detail::FdHandle make_udp(const SocketAddress& a, F&& setup) {
   const int fd = ::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw_errno(errno, "socket");
   try {
     setup(fd);
-    return new detail::FdSource(fd);
   } catch (...) {
     ::close(fd);
     throw;
   }
+  return detail::FdHandle::adopt(fd);
 }
 
 template <class F>
-detail::FdSource* first_that_works(std::string_view host, uint16_t port, F&& make) {
+detail::FdHandle first_that_works(std::string_view host, uint16_t port, F&& make) {
   std::exception_ptr last;
   for (const SocketAddress& a : resolve(host, port)) {
     try {
@@ -68,53 +68,27 @@ UdpSocket UdpSocket::connect(std::string_view host, uint16_t port) {
   return u;
 }
 
-UdpSocket::UdpSocket(UdpSocket&& o) noexcept : src_(std::exchange(o.src_, nullptr)) {}
-
-UdpSocket& UdpSocket::operator=(UdpSocket&& o) noexcept {
-  if (this != &o) {
-    close();
-    src_ = std::exchange(o.src_, nullptr);
-  }
-  return *this;
-}
-
-UdpSocket::~UdpSocket() { close(); }
-
-void UdpSocket::close() noexcept {
-  // Cleared after the close sequence, which orders a blocked receive's read of src_
-  // before this write (SocketStream::close).
-  if (src_ != nullptr) {
-    src_->close();
-    src_ = nullptr;
-  }
-}
-
-int UdpSocket::native_handle() const noexcept { return src_ ? src_->fd() : -1; }
-
 SocketAddress UdpSocket::local_address() const {
-  if (!src_) throw_errno(EBADF, "getsockname");
-  return detail::sock_name(src_->fd(), false, "getsockname");
+  return detail::sock_name(src_.get("getsockname")->fd(), false, "getsockname");
 }
 
 std::size_t UdpSocket::send_to(const void* buf, std::size_t n, const SocketAddress& to) {
-  if (!src_) throw_errno(EBADF, "sendto");
-  return std::size_t(detail::io_call(src_, detail::Dir::write, 0, "sendto", std::source_location::current(),
+  return std::size_t(detail::io_call(src_.get("sendto"), detail::Dir::write, 0, "sendto", std::source_location::current(),
                                      [&](int fd) { return ::sendto(fd, buf, n, MSG_NOSIGNAL, to.data(), to.size()); }));
 }
 
 std::size_t UdpSocket::send(const void* buf, std::size_t n) {
-  if (!src_) throw_errno(EBADF, "send");
-  return std::size_t(detail::io_call(src_, detail::Dir::write, 0, "send", std::source_location::current(),
+  return std::size_t(detail::io_call(src_.get("send"), detail::Dir::write, 0, "send", std::source_location::current(),
                                      [&](int fd) { return ::send(fd, buf, n, MSG_NOSIGNAL); }));
 }
 
 RecvResult UdpSocket::recv_from(void* buf, std::size_t n, SocketAddress* from, TimeLimit timeout) {
   if (n == 0) throw std::invalid_argument("UdpSocket::recv_from: buffer of size 0");
-  if (!src_) throw_errno(EBADF, "recvfrom");
+  detail::FdSource* s = src_.get("recvfrom");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   const int64_t dl = detail::deadline_of(timeout);
-  const auto r = detail::io_call(src_, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
+  const auto r = detail::io_call(s, detail::Dir::read, dl, "recvfrom", std::source_location::current(), [&](int fd) {
     len = sizeof ss;
     // MSG_TRUNC: recvfrom returns the datagram's real size even when it exceeds n.
     return ::recvfrom(fd, buf, n, MSG_TRUNC, reinterpret_cast<sockaddr*>(&ss), &len);

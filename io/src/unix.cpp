@@ -24,16 +24,21 @@ std::pair<UnixStream, UnixStream> UnixStream::pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) throw_errno(errno, "socketpair");
   std::pair<UnixStream, UnixStream> p;
-  p.first.src_ = new detail::FdSource(fds[0]);
-  p.second.src_ = new detail::FdSource(fds[1]);
+  try {
+    p.first.src_ = detail::FdHandle::adopt(fds[0]);
+  } catch (...) {
+    ::close(fds[1]);
+    throw;
+  }
+  p.second.src_ = detail::FdHandle::adopt(fds[1]);
   return p;
 }
 
 SocketAddress UnixStream::local_address() const {
-  return detail::sock_name(source("getsockname")->fd(), false, "getsockname");
+  return detail::sock_name(src_.get("getsockname")->fd(), false, "getsockname");
 }
 SocketAddress UnixStream::peer_address() const {
-  return detail::sock_name(source("getpeername")->fd(), true, "getpeername");
+  return detail::sock_name(src_.get("getpeername")->fd(), true, "getpeername");
 }
 
 UnixListener::UnixListener(std::string_view path, int backlog) {
@@ -58,10 +63,13 @@ UnixListener::UnixListener(std::string_view path, int backlog) {
     if (::stat(p.c_str(), &st) == 0) dev_ = st.st_dev, ino_ = st.st_ino;
   }
   try {
-    if (::listen(fd, backlog) != 0) throw_errno(errno, "listen");
-    src_ = new detail::FdSource(fd);
+    if (::listen(fd, backlog) != 0) {
+      const int e = errno;
+      ::close(fd);
+      throw_errno(e, "listen");
+    }
+    src_ = detail::FdHandle::adopt(fd);
   } catch (...) {
-    ::close(fd);
     if (!abstract) unlink_if_mine(p, dev_, ino_);
     throw;
   }
@@ -75,13 +83,10 @@ void UnixListener::unlink_if_mine(const std::string& path, dev_t dev, ino_t ino)
   if (ino != 0 && ::stat(path.c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) ::unlink(path.c_str());
 }
 
-UnixListener::UnixListener(UnixListener&& o) noexcept
-    : src_(std::exchange(o.src_, nullptr)), path_(std::move(o.path_)), dev_(o.dev_), ino_(o.ino_) {}
-
 UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
   if (this != &o) {
     close();
-    src_ = std::exchange(o.src_, nullptr);
+    src_ = std::move(o.src_);
     path_ = std::move(o.path_);
     dev_ = o.dev_;
     ino_ = o.ino_;
@@ -92,27 +97,16 @@ UnixListener& UnixListener::operator=(UnixListener&& o) noexcept {
 UnixListener::~UnixListener() { close(); }
 
 void UnixListener::close() noexcept {
-  // Cleared after the close sequence, which orders a blocked accept's read of src_
-  // before this write (SocketStream::close).
-  if (src_ != nullptr) {
-    src_->close();
-    src_ = nullptr;
-    if (!path_.empty() && path_[0] != '@') unlink_if_mine(path_, dev_, ino_);
-  }
+  if (src_.close() && !path_.empty() && path_[0] != '@') unlink_if_mine(path_, dev_, ino_);
 }
 
 UnixStream UnixListener::accept(TimeLimit timeout) {
-  if (!src_) throw_errno(EBADF, "accept");
+  detail::FdSource* l = src_.get("accept");
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
-  const int fd = detail::accept_fd(src_, &ss, &len, detail::deadline_of(timeout));
+  const int fd = detail::accept_fd(l, &ss, &len, detail::deadline_of(timeout));
   UnixStream s;
-  try {
-    s.src_ = new detail::FdSource(fd);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  s.src_ = detail::FdHandle::adopt(fd);
   return s;
 }
 

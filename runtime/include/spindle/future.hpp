@@ -4,6 +4,7 @@
 
 #include <spindle/detail/cxx20.hpp>
 
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <utility>
@@ -47,19 +48,13 @@ class Future : public detail::HandleBase {
   template <class... A>
   void set_result(A&&... value) {
     auto* s = state();
-    s->lock();
+    std::unique_lock g(*s);
     if (s->status() != detail::Status::pending) {
-      s->unlock();
+      g.unlock();
       throw InvalidStateError("Future::set_result: the future is already done");
     }
-    if constexpr (!std::is_void_v<T>) {
-      try {
-        s->slot.emplace(std::forward<A>(value)...);
-      } catch (...) {
-        s->unlock();
-        throw;
-      }
-    }
+    if constexpr (!std::is_void_v<T>) s->slot.emplace(std::forward<A>(value)...);
+    g.release();  // publish_and_unlock releases it
     s->publish_and_unlock(detail::Status::result);
   }
   /// Sets an exception. Throws InvalidStateError if already done, std::invalid_argument
@@ -67,12 +62,13 @@ class Future : public detail::HandleBase {
   void set_exception(std::exception_ptr e) {
     if (!e) throw std::invalid_argument("Future::set_exception: null exception_ptr");
     auto* s = state();
-    s->lock();
+    std::unique_lock g(*s);
     if (s->status() != detail::Status::pending) {
-      s->unlock();
+      g.unlock();
       throw InvalidStateError("Future::set_exception: the future is already done");
     }
-    s->extra_locked().error = std::move(e);
+    s->extra_locked().error = std::move(e);  // may throw std::bad_alloc: g releases the lock
+    g.release();  // publish_and_unlock releases it
     s->publish_and_unlock(detail::Status::exception);
   }
   /// Cancels: waiters get CancelledError(msg). Returns false if already done.

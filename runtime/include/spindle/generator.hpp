@@ -102,8 +102,9 @@ class GenCore {
   void yield_point(std::source_location where);
 
  protected:
-  /// Makes (does not submit) the task that runs the body; two references, as spawn_on.
-  virtual TaskHeader* make_body_task() = 0;
+  /// Makes (does not submit) the task that runs the body: new_task's handle, the
+  /// scheduler's reference still to hand over.
+  virtual Task<> make_body_task() = 0;
 
  private:
   enum class Phase : uint8_t { unstarted, running, suspended, finished };
@@ -146,8 +147,8 @@ template <class T, class In, class F>
 struct GenBody final : GenState<T, In> {
   GenBody(RuntimeImpl* rt, F&& f) : GenState<T, In>(rt), body(std::move(f)) {}
   F body;
-  TaskHeader* make_body_task() override {
-    auto* t = make_task([this] {
+  Task<> make_body_task() override {
+    return new_task([this] {
       Yield<T, In> co(this);
       try {
         std::invoke(body, co);
@@ -155,9 +156,6 @@ struct GenBody final : GenState<T, In> {
         // closed early: a normal end
       }
     });
-    // relaxed: the task is not shared yet; submitting it publishes it.
-    t->refs.store(2, std::memory_order_relaxed);
-    return t;
   }
 };
 

@@ -132,13 +132,10 @@ class JobScheduler {
  private:
   template <class F, class... Args>
   auto spawn_with(const TaskOptions* opts, F&& fn, Args&&... args) {
-    auto* t = detail::make_task(std::forward<F>(fn), std::forward<Args>(args)...);
-    using T = typename detail::SlotValue<detail::task_result_t<std::remove_pointer_t<decltype(t)>>>::type;
-    // relaxed: the task is not shared yet; submitting it (now or later) publishes it.
-    t->refs.store(2, std::memory_order_relaxed);  // the handle's and the scheduler's
-    Task<T> handle(t);
-    auto rec = detail::jobs_enqueue(ctl_, t, opts, std::source_location::current());
-    return Job<T>(std::move(handle), std::move(rec));
+    auto handle = detail::new_task(std::forward<F>(fn), std::forward<Args>(args)...);
+    // Takes the scheduler's reference, and submits the task now or later.
+    auto rec = detail::jobs_enqueue(ctl_, detail::task_of(handle), opts, std::source_location::current());
+    return Job(std::move(handle), std::move(rec));
   }
 
   std::size_t limit_, pending_limit_;

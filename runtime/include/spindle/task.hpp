@@ -149,13 +149,25 @@ using task_result_t = std::remove_cvref_t<decltype(std::declval<Impl&>().slot)>;
 template <class S> struct SlotValue;
 template <class T> struct SlotValue<ResultSlot<T>> { using type = T; };
 
+/// Makes the task that runs f(args...), not submitted yet, and returns its handle. The
+/// task starts with two references: the handle's, and the scheduler's, which the call
+/// that submits it takes over (submit, and a TaskGroup's or a JobScheduler's adopt, drop
+/// it when they throw; the handle's goes with the handle as the exception unwinds).
 template <class F, class... Args>
-auto spawn_on(RuntimeImpl* rt, const TaskOptions* opts, F&& f, Args&&... args) {
+auto new_task(F&& f, Args&&... args) {
   auto* t = make_task(std::forward<F>(f), std::forward<Args>(args)...);
   using T = typename SlotValue<task_result_t<std::remove_pointer_t<decltype(t)>>>::type;
+  // relaxed: the task is not shared yet; submitting it publishes it.
   t->refs.store(2, std::memory_order_relaxed);  // the handle's and the scheduler's
-  Task<T> handle(t);
-  submit(rt, t, opts);  // on failure it drops the scheduler's reference and throws
+  return Task<T>(t);
+}
+/// The task behind a handle that new_task made, for the call that submits it.
+inline TaskHeader* task_of(const HandleBase& h) noexcept { return static_cast<TaskHeader*>(h.core_ptr()); }
+
+template <class F, class... Args>
+auto spawn_on(RuntimeImpl* rt, const TaskOptions* opts, F&& f, Args&&... args) {
+  auto handle = new_task(std::forward<F>(f), std::forward<Args>(args)...);
+  submit(rt, task_of(handle), opts);  // on failure it drops the scheduler's reference and throws
   return handle;
 }
 }  // namespace detail

@@ -143,12 +143,8 @@ class TaskGroup {
  private:
   template <class F, class... Args>
   auto spawn_with(const TaskOptions* opts, F&& fn, Args&&... args) {
-    auto* t = detail::make_task(std::forward<F>(fn), std::forward<Args>(args)...);
-    using T = typename detail::SlotValue<detail::task_result_t<std::remove_pointer_t<decltype(t)>>>::type;
-    // relaxed: the task is not shared yet; submitting it publishes it.
-    t->refs.store(2, std::memory_order_relaxed);  // the handle's and the scheduler's
-    Task<T> handle(t);
-    detail::group_adopt(st_, t, opts);
+    auto handle = detail::new_task(std::forward<F>(fn), std::forward<Args>(args)...);
+    detail::group_adopt(st_, detail::task_of(handle), opts);  // takes the scheduler's reference
     return handle;
   }
 

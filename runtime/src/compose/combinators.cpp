@@ -4,10 +4,12 @@
 // Watch's SpinLock; the consumer parks one Waiter at a time.
 #include <spindle/detail/waiting_core.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/task.hpp>
 #include <spindle/waiting.hpp>
 
 #include <memory>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -17,15 +19,6 @@
 namespace spindle::detail {
 
 namespace {
-// Waits for `landed` to become true: a completer detached a node and is about to fire
-// it (a window of a few instructions, unless its thread is preempted).
-void await_landing(const std::atomic<bool>& landed) noexcept {
-  // acquire: pairs with the release store at the end of fire(); after it, the completer
-  // no longer touches the node.
-  Backoff b;
-  while (!landed.load(std::memory_order_acquire)) b.pause();
-}
-
 void mark_retrieved(FutureCore* c) noexcept {
   // relaxed: the bit only silences the "never retrieved" report made when the object is
   // destroyed; destruction follows the last unref (acq_rel), which orders this store.
@@ -48,27 +41,29 @@ struct SilenceNode final : DoneNode {
 // ---- small pieces -------------------------------------------------------------------------
 
 bool link_done_node(FutureCore* c, Waiter* node) noexcept {
-  c->lock();
-  if (c->done()) {
-    c->unlock();
-    return false;
-  }
+  std::lock_guard g(*c);
+  if (c->done()) return false;
   c->link_waiter(node);
-  c->unlock();
   return true;
 }
 
 bool unlink_done_node(FutureCore* c, Waiter* node) noexcept {
-  c->lock();
+  std::lock_guard g(*c);
   for (Waiter** p = &c->waiters(); *p; p = &(*p)->next) {
     if (*p == node) {
       *p = node->next;
       node->next = nullptr;
-      c->unlock();
       return true;
     }
   }
-  c->unlock();
+  return false;
+}
+
+bool OwnedDoneNode::reclaim(FutureCore* c) noexcept {
+  if (unlink_done_node(c, this)) return true;
+  // acquire: pairs with the release in landed(), the completer's last touch of the node.
+  Backoff b;
+  while (!landed_.load(std::memory_order_acquire)) b.pause();
   return false;
 }
 
@@ -76,24 +71,11 @@ Waiter::Outcome wait_one(FutureCore* c, int64_t deadline_ns, bool cancellable, s
   if (c->done()) return Waiter::Outcome::notified;
   Waiter w;
   if (!link_done_node(c, &w)) return Waiter::Outcome::notified;
-  Waiter::Outcome o;
-  try {
-    o = w.wait(cancellable, where, deadline_ns);
-  } catch (...) {
-    // No memory for the deadline's timer: take w back (or let its notify land) first.
-    if (!unlink_done_node(c, &w))
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-    throw;
-  }
-  if (o == Waiter::Outcome::notified) return o;
-  if (!unlink_done_node(c, &w)) {
-    // A completer detached w and will notify it: let that land before w dies.
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;
-  }
-  return o;
+  // c's completer detaches w and notifies it.
+  const ParkEnd e = wait_parked_until(w, [&]() noexcept { return unlink_done_node(c, &w); }, cancellable, where,
+                                       deadline_ns);
+  // Completed as the deadline passed: done, so not timed out.
+  return e.taken && e.outcome == Waiter::Outcome::timed_out ? Waiter::Outcome::notified : e.outcome;
 }
 
 void join_uncancellable(FutureCore* c, std::source_location where) noexcept {
@@ -135,16 +117,9 @@ void silence_when_done(FutureCore* c) {
 std::string own_cancel_message() {
   TaskHeader* t = current_task_header();
   if (!t) return {};
-  t->lock();
-  std::string m;
-  try {
-    if (Extra* x = t->extra()) m = x->cancel_message;
-  } catch (...) {
-    t->unlock();
-    throw;
-  }
-  t->unlock();
-  return m;
+  std::lock_guard g(*t);
+  if (Extra* x = t->extra()) return x->cancel_message;
+  return {};
 }
 
 void raise_own_cancel() {
@@ -214,16 +189,14 @@ void shield_core(FutureCore* c, std::source_location where) {
 
 // ---- Watch -------------------------------------------------------------------------------
 
-struct Watch::Node final : DoneNode {
+struct Watch::Node final : OwnedDoneNode {
   Watch* owner = nullptr;
   std::size_t index = 0;
   bool linked = false;  // the owner's own bookkeeping
-  std::atomic<bool> landed{false};
   void on_complete(Status s) noexcept override { owner->on_done(index, s); }
   void fire() noexcept override {
     owner->wake_if_ready();
-    // release: the owner may free this node (and itself) once it sees `landed`.
-    landed.store(true, std::memory_order_release);
+    landed();  // the owner may free this node (and itself) from here on
   }
 };
 
@@ -251,9 +224,8 @@ Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mo
     node.index = i;
     node.linked = link_done_node(futs_[i], &node);
     if (!node.linked) {
-      lock_.lock();
+      std::lock_guard g(lock_);
       record_locked(i, futs_[i]->status());
-      lock_.unlock();
     }
   }
 }
@@ -261,7 +233,7 @@ Watch::Watch(FutureCore* const* futs, std::size_t n, WatchMode mode) : n_(n), mo
 Watch::~Watch() {
   for (std::size_t i = 0; i < n_; ++i) {
     Node& node = nodes_[i];
-    if (node.linked && !unlink_done_node(futs_[i], &node)) await_landing(node.landed);
+    if (node.linked) (void)node.reclaim(futs_[i]);
   }
   delete[] nodes_;
   delete[] order_;
@@ -321,34 +293,29 @@ void Watch::settle_recorded() noexcept {
 }
 
 Waiter::Outcome Watch::wait(int64_t deadline_ns, bool cancellable, std::source_location where) {
-  lock_.lock();
+  std::unique_lock g(lock_);
   if (ready_locked()) {
-    lock_.unlock();
+    g.unlock();
     settle_recorded();
     return Waiter::Outcome::notified;
   }
   Waiter w;
   parked_ = &w;
-  lock_.unlock();
-  Waiter::Outcome o = Waiter::Outcome::timed_out;
-  std::exception_ptr err;
-  try {
-    o = w.wait(cancellable, where, deadline_ns);
-  } catch (...) {
-    err = std::current_exception();  // no memory for the deadline's timer: unpark first
-  }
-  lock_.lock();
-  const bool taken = parked_ != &w;  // a completer took w and notifies it
-  if (!taken) parked_ = nullptr;
-  const bool ready = ready_locked();
-  lock_.unlock();
-  if (taken) {
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-  }
-  if (err) std::rethrow_exception(err);
+  g.unlock();
+  // A completion that makes the condition hold takes w and notifies it (wake_if_ready).
+  bool ready = true;
+  const ParkEnd e = wait_parked_until(
+      w,
+      [&]() noexcept {
+        std::lock_guard g(lock_);
+        ready = ready_locked();  // it may hold now even if nobody took w yet
+        if (parked_ != &w) return false;
+        parked_ = nullptr;
+        return true;
+      },
+      cancellable, where, deadline_ns);
   settle_recorded();  // what the caller looks at next reads as done
-  return ready ? Waiter::Outcome::notified : o;
+  return ready ? Waiter::Outcome::notified : e.outcome;
 }
 
 std::size_t Watch::next() noexcept {

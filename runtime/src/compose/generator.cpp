@@ -17,7 +17,10 @@
 //                the state.
 #include <spindle/generator.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/runtime.hpp>
+
+#include <mutex>
 
 #include "sched/runtime_impl.hpp"
 
@@ -46,34 +49,32 @@ void GenCore::unref() noexcept {
 }
 
 bool GenCore::started() noexcept {
-  lock_.lock();
-  const bool s = phase_ != Phase::unstarted;
-  lock_.unlock();
-  return s;
+  std::lock_guard g(lock_);
+  return phase_ != Phase::unstarted;
 }
 
 bool GenCore::finished() noexcept {
-  lock_.lock();
-  const bool f = phase_ == Phase::finished;
-  lock_.unlock();
-  return f;
+  std::lock_guard g(lock_);
+  return phase_ == Phase::finished;
 }
 
 void GenCore::EndNode::fire() noexcept { owner->on_end(); }
 
 void GenCore::on_end() noexcept {
-  lock_.lock();
-  phase_ = Phase::finished;
-  Waiter* wake = std::exchange(consumer_, nullptr);
-  lock_.unlock();
+  Waiter* wake;
+  {
+    std::lock_guard g(lock_);
+    phase_ = Phase::finished;
+    wake = std::exchange(consumer_, nullptr);
+  }
   if (wake) wake->notify();
   unref();  // EndNode's reference; the consumer's keeps the state alive if it waits
 }
 
 void GenCore::start() {
-  TaskHeader* t = make_body_task();
-  task_ = Task<>(t);  // adopts the handle's reference
-  ref();              // EndNode's
+  task_ = make_body_task();
+  TaskHeader* t = task_of(task_);
+  ref();  // EndNode's
   (void)link_done_node(t, &end_);  // not submitted yet, so it cannot be done
   try {
     TaskOptions o{.name = "generator"};
@@ -93,17 +94,9 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
     Waiter w;
     consumer_ = &w;
     lock_.unlock();
-    const Waiter::Outcome o = w.wait(cancellable && !passed_on, where);
+    // The body (yielding or ending) takes w and notifies it.
+    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock_, consumer_, w), cancellable && !passed_on, where).outcome;
     lock_.lock();
-    if (consumer_ == &w) {
-      consumer_ = nullptr;
-    } else {
-      // The body took w and notifies it: let that land before w dies.
-      lock_.unlock();
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-      lock_.lock();
-    }
     if (o == Waiter::Outcome::cancelled && phase_ == Phase::running) {
       // The consumer is cancelled while the body runs for it. asyncio raises the
       // CancelledError inside the body (it runs in the consumer's task); here the
@@ -126,18 +119,19 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
 }
 
 void GenCore::enter() {
-  lock_.lock();
-  const bool busy = std::exchange(consumer_inside_, true);
-  lock_.unlock();
+  bool busy;
+  {
+    std::lock_guard g(lock_);
+    busy = std::exchange(consumer_inside_, true);
+  }
   if (busy)
     throw InvalidStateError(
         "Generator: already running (next()/send()/close() called while another task or thread is inside one)");
 }
 
 void GenCore::leave() noexcept {
-  lock_.lock();
+  std::lock_guard g(lock_);
   consumer_inside_ = false;
-  lock_.unlock();
 }
 
 bool GenCore::resume(std::source_location where) {
@@ -155,9 +149,8 @@ bool GenCore::resume(std::source_location where) {
       try {
         start();
       } catch (...) {
-        lock_.lock();
+        std::lock_guard g(lock_);
         phase_ = Phase::finished;
-        lock_.unlock();
         throw;
       }
       lock_.lock();
@@ -251,17 +244,9 @@ void GenCore::yield_point(std::source_location where) {
   producer_ = &w;
   lock_.unlock();
   if (wake) wake->notify();
-  const Waiter::Outcome o = w.wait(true, where);
+  // The consumer (resuming or closing) takes w and notifies it.
+  const Waiter::Outcome o = wait_parked(w, take_back_slot(lock_, producer_, w), true, where).outcome;
   lock_.lock();
-  if (producer_ == &w) {
-    producer_ = nullptr;
-  } else {
-    // The consumer took w and notifies it: let that land before w dies.
-    lock_.unlock();
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    lock_.lock();
-  }
   // Cancelled before the consumer took the value just yielded: the consumer is inside
   // next()/send(), woken by this yield (only a consumer's call lets the body run), and
   // takes it at once. The value is the consumer's (a cancellation the consumer passed

@@ -21,9 +21,11 @@
 //                3. cancel every active job; 4. wait until none is left.
 #include <spindle/job_scheduler.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/waiting_core.hpp>
 #include <spindle/runtime.hpp>
 
+#include <mutex>
 #include <optional>
 
 #include "sched/runtime_impl.hpp"
@@ -106,10 +108,8 @@ class JobCtl {
  private:
   template <class V, class F>
   V read(F f) noexcept {
-    lock.lock();
-    const V v = f();
-    lock.unlock();
-    return v;
+    std::lock_guard g(lock);
+    return f();
   }
   bool can_start_locked() const noexcept { return n_pending == 0 && (limit == 0 || n_active < limit); }
   bool has_room_locked() const noexcept {
@@ -119,8 +119,8 @@ class JobCtl {
   void unlink_locked(JobRec*& head, JobRec*& tail, JobRec* r) noexcept;
   void start(std::shared_ptr<JobRec> r) noexcept;
   // Parks the caller in `list` until woken (or cancelled, when cancellable); returns the
-  // wait's outcome with the lock held again.
-  Waiter::Outcome park_locked(WaiterList& list, bool cancellable, std::source_location where);
+  // wait's outcome with the lock held again (`g` holds it before and after).
+  Waiter::Outcome park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable, std::source_location where);
 
   RuntimeImpl* const rt;
   const std::size_t limit, pending_limit;
@@ -156,21 +156,20 @@ void JobCtl::push_active_locked(JobRec* r) noexcept {
   r->phase = JobPhase::starting;
 }
 
-Waiter::Outcome JobCtl::park_locked(WaiterList& list, bool cancellable, std::source_location where) {
+Waiter::Outcome JobCtl::park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable,
+                             std::source_location where) {
   Waiter w;
   list.push(&w);
-  lock.unlock();
-  const Waiter::Outcome o = w.wait(cancellable, where);
-  lock.lock();
-  if (!list.remove(&w)) {
-    // Taken by a notifier, which notifies it: let that land before w dies.
-    lock.unlock();
-    while (w.wait(false, where) != Waiter::Outcome::notified) {
-    }
-    lock.lock();
-    return o == Waiter::Outcome::cancelled ? o : Waiter::Outcome::notified;
-  }
-  return o;
+  g.unlock();
+  const ParkEnd e = wait_parked(
+      w,
+      [&]() noexcept {
+        std::lock_guard g(lock);
+        return list.remove(&w);
+      },
+      cancellable, where);
+  g.lock();
+  return e.outcome;  // no deadline: notified or cancelled (a notifier may have chosen us then)
 }
 
 std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, TaskHeader* t, const TaskOptions* o,
@@ -186,18 +185,18 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
     t->unref();  // the reference meant for the scheduler
     throw;
   }
-  lock.lock();
+  std::unique_lock g(lock);
   for (;;) {
     if (closed) {
-      lock.unlock();
+      g.unlock();
       t->unref();
       throw RuntimeError("JobScheduler::spawn: the scheduler is closed");
     }
     if (has_room_locked()) break;
-    if (park_locked(room_waiters, true, where) == Waiter::Outcome::cancelled) {
+    if (park(g, room_waiters, true, where) == Waiter::Outcome::cancelled) {
       // If a notifier chose us, pass its wake-up on: there is room for someone.
       Waiter* next = has_room_locked() ? room_waiters.pop() : nullptr;
-      lock.unlock();
+      g.unlock();
       if (next) next->notify();
       t->unref();
       raise_own_cancel();
@@ -207,7 +206,7 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
   rec->self = rec;
   if (can_start_locked()) {
     push_active_locked(rec.get());
-    lock.unlock();
+    g.unlock();
     start(rec);
   } else {
     rec->phase = JobPhase::pending;
@@ -217,7 +216,7 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
     else pend_head = rec.get();
     pend_tail = rec.get();
     ++n_pending;
-    lock.unlock();
+    g.unlock();
   }
   return rec;
 }
@@ -233,20 +232,22 @@ void JobCtl::start(std::shared_ptr<JobRec> r) noexcept {
   }
   if (!submitted) {
     // The runtime is shut down: this job cannot run, and neither can those pending.
-    lock.lock();
-    broken = true;
-    lock.unlock();
+    {
+      std::lock_guard g(lock);
+      broken = true;
+    }
     finish_unstarted(t, Status::cancelled, nullptr);  // drops our reference; fires on_done
     return;
   }
   t->unref();
-  lock.lock();
   std::optional<std::string> msg;
-  if (r->phase == JobPhase::starting) {
-    r->phase = JobPhase::active;
-    msg = std::move(r->cancel_while_starting);
+  {
+    std::lock_guard g(lock);
+    if (r->phase == JobPhase::starting) {
+      r->phase = JobPhase::active;
+      msg = std::move(r->cancel_while_starting);
+    }
   }
-  lock.unlock();
   if (msg) {
     try {
       cancel_task(t, std::move(*msg));
@@ -297,7 +298,7 @@ void JobCtl::on_done(JobRec* r) noexcept {
 }
 
 bool JobCtl::cancel(JobRec* r, std::string msg) {
-  lock.lock();
+  std::unique_lock g(lock);
   switch (r->phase) {
     case JobPhase::pending: {
       unlink_locked(pend_head, pend_tail, r);
@@ -305,16 +306,15 @@ bool JobCtl::cancel(JobRec* r, std::string msg) {
       r->phase = JobPhase::dropped;
       Waiter* room = room_waiters.pop();
       if (room) room->next = nullptr;
-      lock.unlock();
+      g.unlock();
       notify_chain(room);
       auto* t = static_cast<TaskHeader*>(r->task.core_ptr());
       if (!msg.empty()) {
-        t->lock();
+        std::lock_guard tg(*t);
         try {
           t->extra_locked().cancel_message = std::move(msg);
         } catch (...) {  // no memory for the message: cancel without it
         }
-        t->unlock();
       }
       std::shared_ptr<JobRec> keep = r->self;  // on_done releases the scheduler's
       finish_unstarted(t, Status::cancelled, nullptr);  // fires on_done
@@ -322,28 +322,25 @@ bool JobCtl::cancel(JobRec* r, std::string msg) {
     }
     case JobPhase::starting:
       r->cancel_while_starting = std::move(msg);
-      lock.unlock();
       return true;
     case JobPhase::active:
-      lock.unlock();
+      g.unlock();
       return cancel_task(r->task.core_ptr(), std::move(msg));
     case JobPhase::dropped:
     case JobPhase::done:
       break;
   }
-  lock.unlock();
   return false;
 }
 
 void JobCtl::wait(std::source_location where) {
-  lock.lock();
+  std::unique_lock g(lock);
   while (n_active + n_pending > 0) {
-    if (park_locked(idle_waiters, true, where) == Waiter::Outcome::cancelled) {
-      lock.unlock();
+    if (park(g, idle_waiters, true, where) == Waiter::Outcome::cancelled) {
+      g.unlock();
       raise_own_cancel();
     }
   }
-  lock.unlock();
 }
 
 void JobCtl::close(std::source_location where) noexcept {
@@ -368,9 +365,8 @@ void JobCtl::close(std::source_location where) noexcept {
     drop = p->lnext;
     finish_unstarted(static_cast<TaskHeader*>(p->task.core_ptr()), Status::cancelled, nullptr);
   }
-  lock.lock();
-  while (n_active + n_pending > 0) (void)park_locked(idle_waiters, false, where);
-  lock.unlock();
+  std::unique_lock g(lock);
+  while (n_active + n_pending > 0) (void)park(g, idle_waiters, false, where);
 }
 
 // ---- the functions job_scheduler.hpp calls -------------------------------------------------

@@ -20,8 +20,11 @@
 //      destructor: drop them unretrieved, so that the runtime reports them.
 #include <spindle/task_group.hpp>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/waiting_core.hpp>
 #include <spindle/runtime.hpp>
+
+#include <mutex>
 
 #include "sched/runtime_impl.hpp"
 
@@ -62,10 +65,8 @@ class GroupState {
   void destroy(bool unwinding, std::source_location where) noexcept;
   [[noreturn]] void fail_body(std::exception_ptr body_error, std::source_location where);
   std::size_t size() noexcept {
-    lock.lock();
-    const std::size_t n = live;
-    lock.unlock();
-    return n;
+    std::lock_guard g(lock);
+    return live;
   }
 
  private:
@@ -122,27 +123,30 @@ void GroupState::adopt(TaskHeader* t, const TaskOptions* o) {
     t->unref();  // the reference meant for the scheduler
     throw;
   }
-  lock.lock();
-  if (finished || aborting) {
-    const bool was_finished = finished;
-    lock.unlock();
-    delete node;
-    t->unref();
-    throw TaskGroupClosed(was_finished ? "TaskGroup::spawn: the group is finished (joined)"
-                                       : "TaskGroup::spawn: the group is shutting down (a child failed)");
+  {
+    std::unique_lock g(lock);
+    if (finished || aborting) {
+      const bool was_finished = finished;
+      g.unlock();
+      delete node;
+      t->unref();
+      throw TaskGroupClosed(was_finished ? "TaskGroup::spawn: the group is finished (joined)"
+                                         : "TaskGroup::spawn: the group is shutting down (a child failed)");
+    }
+    (void)link_done_node(t, node);  // t is not submitted yet, so it cannot be done
+    push_live_locked(node);
   }
-  (void)link_done_node(t, node);  // t is not submitted yet, so it cannot be done
-  push_live_locked(node);
-  lock.unlock();
   try {
     submit(rt, t, o);
   } catch (...) {
     // submit dropped the scheduler's reference: t will never run, nor end. Forget it.
-    lock.lock();
-    (void)unlink_done_node(t, node);
-    remove_live_locked(node);
-    Waiter* wake = live == 0 ? std::exchange(joiner, nullptr) : nullptr;
-    lock.unlock();
+    Waiter* wake;
+    {
+      std::lock_guard g(lock);
+      (void)unlink_done_node(t, node);
+      remove_live_locked(node);
+      wake = live == 0 ? std::exchange(joiner, nullptr) : nullptr;
+    }
     if (wake) wake->notify();
     delete node;
     throw;
@@ -172,17 +176,9 @@ bool GroupState::wait_until_empty(bool cancellable, std::source_location where) 
     Waiter w;
     joiner = &w;
     lock.unlock();
-    const Waiter::Outcome o = w.wait(cancellable && !saw_cancel, where);
+    // The last child to finish takes w and notifies it.
+    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock, joiner, w), cancellable && !saw_cancel, where).outcome;
     lock.lock();
-    if (joiner == &w) {
-      joiner = nullptr;
-    } else {
-      // A finishing child took w and notifies it: let that land before w dies.
-      lock.unlock();
-      while (w.wait(false, where) != Waiter::Outcome::notified) {
-      }
-      lock.lock();
-    }
     if (o == Waiter::Outcome::cancelled) {
       saw_cancel = true;  // from now on wait without cancellation; it stays pending
       if (!aborting) abort_locked();
@@ -195,10 +191,12 @@ bool GroupState::wait_until_empty(bool cancellable, std::source_location where) 
 
 std::vector<std::exception_ptr> GroupState::take_failures(bool retrieve) {
   std::vector<std::exception_ptr> errors;
-  lock.lock();
-  GroupNode* list = std::exchange(failed_head, nullptr);
-  failed_tail = nullptr;
-  lock.unlock();
+  GroupNode* list;
+  {
+    std::lock_guard g(lock);
+    list = std::exchange(failed_head, nullptr);
+    failed_tail = nullptr;
+  }
   while (list) {
     GroupNode* n = list;
     list = n->gnext;
@@ -215,17 +213,15 @@ std::vector<std::exception_ptr> GroupState::take_failures(bool retrieve) {
 }
 
 void GroupState::join(std::source_location where) {
-  lock.lock();
-  if (finished) {
-    lock.unlock();
-    return;
+  {
+    std::unique_lock g(lock);
+    if (finished) return;
+    if (joining) {
+      g.unlock();
+      throw InvalidStateError("TaskGroup::join: another task is already joining this group");
+    }
+    joining = true;
   }
-  if (joining) {
-    lock.unlock();
-    throw InvalidStateError("TaskGroup::join: another task is already joining this group");
-  }
-  joining = true;
-  lock.unlock();
   const bool cancelled = wait_until_empty(true, where);
   std::vector<std::exception_ptr> errors = take_failures(true);
   if (!errors.empty()) throw ExceptionGroup("unhandled errors in a TaskGroup", std::move(errors));
@@ -233,9 +229,10 @@ void GroupState::join(std::source_location where) {
 }
 
 void GroupState::destroy(bool unwinding, std::source_location where) noexcept {
-  lock.lock();
-  if (!finished && unwinding && !aborting) abort_locked();
-  lock.unlock();
+  {
+    std::lock_guard g(lock);
+    if (!finished && unwinding && !aborting) abort_locked();
+  }
   try {
     (void)wait_until_empty(true, where);
   } catch (...) {  // wait_until_empty throws nothing on these paths; be safe
@@ -244,9 +241,10 @@ void GroupState::destroy(bool unwinding, std::source_location where) noexcept {
 }
 
 void GroupState::fail_body(std::exception_ptr body_error, std::source_location where) {
-  lock.lock();
-  if (!aborting && !finished) abort_locked();
-  lock.unlock();
+  {
+    std::lock_guard g(lock);
+    if (!aborting && !finished) abort_locked();
+  }
   (void)wait_until_empty(true, where);
   std::vector<std::exception_ptr> errors = take_failures(true);
   bool body_cancelled = false;

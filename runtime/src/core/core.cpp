@@ -11,11 +11,14 @@
 #include <climits>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 #include <thread>
 
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/spin.hpp>
+#include <spindle/detail/waiting_core.hpp>
 #include <spindle/task.hpp>
 
 #include "core/frame.hpp"
@@ -41,16 +44,6 @@ void futex_wake(std::atomic<uint32_t>* word) noexcept {
 
 int64_t now_ns() noexcept { return monotonic_ns(); }
 
-bool unlink_waiter(Waiter*& head, Waiter* w) noexcept {
-  for (Waiter** p = &head; *p; p = &(*p)->next) {
-    if (*p == w) {
-      *p = w->next;
-      w->next = nullptr;
-      return true;
-    }
-  }
-  return false;
-}
 }  // namespace
 
 // ---- FutureCore -------------------------------------------------------------------
@@ -127,28 +120,23 @@ void FutureCore::publish_and_unlock(Status s) noexcept {
 }
 
 bool FutureCore::cancel_future(const std::string& msg) noexcept {
-  lock();
-  if (status() != Status::pending) {
-    unlock();
-    return false;
-  }
+  std::unique_lock g(*this);
+  if (status() != Status::pending) return false;
   if (!msg.empty()) {
     try {
       extra_locked().cancel_message = msg;
     } catch (...) {  // no memory for the message: cancel without it
     }
   }
+  g.release();  // publish_and_unlock releases it
   publish_and_unlock(Status::cancelled);
   return true;
 }
 
 std::string FutureCore::cancel_message() const {
-  auto* self = const_cast<FutureCore*>(this);
-  self->lock();
+  std::lock_guard g(*const_cast<FutureCore*>(this));
   Extra* x = extra();
-  std::string m = x ? x->cancel_message : std::string();
-  self->unlock();
-  return m;
+  return x ? x->cancel_message : std::string();
 }
 
 void FutureCore::check_outcome(const char* what) {
@@ -170,46 +158,24 @@ void FutureCore::check_outcome(const char* what) {
 void FutureCore::wait_done(std::source_location where) {
   if (done()) return;
   Waiter w;
-  lock();
-  if (done()) {
-    unlock();
-    return;
+  {
+    std::lock_guard g(*this);
+    if (done()) return;
+    link_waiter(&w);
   }
-  link_waiter(&w);
-  unlock();
-  if (w.wait(true, where) == Waiter::Outcome::notified) return;
-
-  // The waiting task was cancelled. Take our node back unless a completer already has.
-  lock();
-  const bool linked = unlink_waiter(waiters(), &w);
-  unlock();
-  if (!linked) {
-    // Completed at the same moment: the result is not lost; the cancellation stays
-    // pending and is raised at the next suspension point.
-    (void)w.wait(false, where);
-    return;
-  }
+  // The completer detaches w and notifies it. A completion at the same moment as a
+  // cancellation of the waiting task counts: the result is not lost; the cancellation
+  // stays pending and is raised at the next suspension point.
+  if (wait_parked(w, [&]() noexcept { return unlink_done_node(this, &w); }, true, where).taken) return;
   // asyncio: cancelling the awaiter cancels what it awaits; we then wait for it to end.
-  TaskHeader* self = w.task();
-  std::string msg;
-  self->lock();
-  if (Extra* x = self->extra()) msg = x->cancel_message;
-  self->unlock();
+  const std::string msg = own_cancel_message();
   if (is_task()) {
     cancel_task(this, msg);
   } else {
     cancel_future(msg);
   }
-  Waiter w2;
-  lock();
-  if (!done()) {
-    link_waiter(&w2);
-    unlock();
-    (void)w2.wait(false, where);
-  } else {
-    unlock();
-  }
-  throw take_cancel(self);
+  join_uncancellable(this, where);
+  throw take_cancel(w.task());
 }
 
 bool FutureCore::wait_done_until(int64_t deadline_ns, std::source_location where) {
@@ -221,18 +187,14 @@ bool FutureCore::wait_done_until(int64_t deadline_ns, std::source_location where
 
 namespace {
 // One node per future in wait_any: when its future completes, it wakes the shared waiter
-// (once). Nodes live on the waiting stack; `landed` tells the owner that a completer
-// that detached the node has finished touching it.
-struct RelayNode final : Waiter {
-  RelayNode() noexcept : Waiter(CallbackTag{}) {}
+// (once). The waiting call owns the nodes and reclaims each before freeing them.
+struct RelayNode final : OwnedDoneNode {
   Waiter* target = nullptr;
   std::atomic<uint32_t>* first = nullptr;
-  std::atomic<bool> landed{false};
   void fire() noexcept override {
     // acq_rel: exactly one relay notifies the target; pairs with the other relays.
     if (first->exchange(1, std::memory_order_acq_rel) == 0) target->notify();
-    // release: the owner may destroy this node once it sees `landed`.
-    landed.store(true, std::memory_order_release);
+    landed();  // the owner may destroy this node from here on
   }
 };
 }  // namespace
@@ -252,14 +214,10 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
     RelayNode& r = nodes[linked];
     r.target = &w;
     r.first = &first;
-    f->lock();
-    if (f->done()) {
-      f->unlock();
+    if (!link_done_node(f, &r)) {
       already = true;
       break;
     }
-    f->link_waiter(&r);
-    f->unlock();
   }
   Waiter::Outcome o = Waiter::Outcome::notified;
   std::exception_ptr err;  // no memory for the deadline's timer: unlink, then rethrow
@@ -274,14 +232,7 @@ Waiter::Outcome wait_any(FutureCore* const* futs, std::size_t n, int64_t deadlin
   // Take every node back; a node a completer already detached must land before it dies.
   bool any_fired = false;
   for (std::size_t i = 0; i < linked; ++i) {
-    FutureCore* f = futs[i];
-    f->lock();
-    const bool was_linked = unlink_waiter(f->waiters(), &nodes[i]);
-    f->unlock();
-    if (!was_linked) {
-      any_fired = true;
-      while (!nodes[i].landed.load(std::memory_order_acquire)) cpu_relax();
-    }
+    if (!nodes[i].reclaim(futs[i])) any_fired = true;
   }
   // If a relay claimed `first`, it notified w: let that notify land before w dies.
   if (any_fired && o != Waiter::Outcome::notified && first.load(std::memory_order_acquire)) (void)w.wait(false, where);
@@ -382,14 +333,7 @@ void CallbackWaiter::fire() noexcept {
 }
 
 void add_callback(FutureCore* core, CallbackWaiter* cb) {
-  core->lock();
-  if (!core->done()) {
-    core->link_waiter(cb);
-    core->unlock();
-    return;
-  }
-  core->unlock();
-  cb->notify();
+  if (!link_done_node(core, cb)) cb->notify();  // already done: schedule it now
 }
 
 // ---- Scheduling-state transitions -------------------------------------------------
@@ -412,13 +356,15 @@ bool cancel_pending(TaskHeader* t) noexcept {
 }
 
 CancelledError take_cancel(TaskHeader* t) {
-  t->lock();
-  Extra* x = t->extra();
-  std::string msg = x ? x->cancel_message : std::string();
-  // Sticky (shutdown gave up on the task): every later wait is cancelled again.
-  if (!(t->word.load(std::memory_order_relaxed) & kStickyCancel))
-    t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
-  t->unlock();
+  std::string msg;
+  {
+    std::lock_guard g(*t);
+    Extra* x = t->extra();
+    if (x) msg = x->cancel_message;
+    // Sticky (shutdown gave up on the task): every later wait is cancelled again.
+    if (!(t->word.load(std::memory_order_relaxed) & kStickyCancel))
+      t->word.fetch_and(uint16_t(~kCancelReq), std::memory_order_relaxed);
+  }
   return CancelledError(std::move(msg));
 }
 

@@ -4,6 +4,7 @@
 #include <spindle/task.hpp>
 
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include "core/frame.hpp"
@@ -47,16 +48,8 @@ std::string name_locked(FutureCore* c) {
 }  // namespace
 
 uint64_t task_id(FutureCore* c) {
-  c->lock();
-  uint64_t id;
-  try {
-    id = id_locked(c);
-  } catch (...) {
-    c->unlock();
-    throw;
-  }
-  c->unlock();
-  return id;
+  std::lock_guard g(*c);
+  return id_locked(c);
 }
 
 void ReportSink::report(Report r) noexcept {
@@ -125,48 +118,25 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept {
 
 bool cancel_task(FutureCore* c, std::string msg) {
   auto* t = static_cast<TaskHeader*>(c);
-  t->lock();
-  if (t->status() != Status::pending) {
-    t->unlock();
-    return false;
+  {
+    std::lock_guard g(*t);
+    if (t->status() != Status::pending) return false;
+    if (!msg.empty()) t->extra_locked().cancel_message = std::move(msg);
+    // Under the lock, so it cannot race with fibre_main clearing it at the end.
+    t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
   }
-  if (!msg.empty()) {
-    try {
-      t->extra_locked().cancel_message = std::move(msg);
-    } catch (...) {
-      t->unlock();
-      throw;
-    }
-  }
-  // Under the lock, so it cannot race with fibre_main clearing it at the end.
-  t->word.fetch_or(kCancelReq, std::memory_order_acq_rel);
-  t->unlock();
   wake_task(t);  // if it is suspended, it wakes up in its wait and raises CancelledError
   return true;
 }
 
 std::string task_name(FutureCore* c) {
-  c->lock();
-  std::string n;
-  try {
-    n = name_locked(c);
-  } catch (...) {
-    c->unlock();
-    throw;
-  }
-  c->unlock();
-  return n;
+  std::lock_guard g(*c);
+  return name_locked(c);
 }
 
 void set_task_name(FutureCore* c, std::string name) {
-  c->lock();
-  try {
-    c->extra_locked().name = std::move(name);
-  } catch (...) {
-    c->unlock();
-    throw;
-  }
-  c->unlock();
+  std::lock_guard g(*c);
+  c->extra_locked().name = std::move(name);
 }
 
 TaskWhere task_where(FutureCore* c) {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include <spindle/detail/spin.hpp>
@@ -46,35 +47,31 @@ class RegistryShard {
   /// Lists f. Throws std::bad_alloc (f not listed) if the table had to grow and could not.
   void add(TaskFrame* f) {
     lock();
+    std::lock_guard g(mu_, std::adopt_lock);
     uint32_t i;
     if (!free_.empty()) {
       i = free_.back();
       free_.pop_back();
       slots_[i] = f;
     } else {
-      try {
-        grow(f);
-      } catch (...) {
-        mu_.unlock();
-        throw;
-      }
+      grow(f);
       i = uint32_t(slots_.size() - 1);
     }
     f->slot = i;
     f->shard = this;
-    mu_.unlock();
   }
   void remove(TaskFrame* f) noexcept {
     lock();
+    std::lock_guard g(mu_, std::adopt_lock);
     slots_[f->slot] = nullptr;
     free_.push_back(f->slot);  // never reallocates: free_ has room for every slot (grow)
-    mu_.unlock();
   }
   /// Takes a reference on each registered task and appends it to `out`.
   void snapshot(std::vector<TaskHeader*>& out);
   void snapshot(std::vector<RegistryEntry>& out);
 
  private:
+  // Takes mu_ (the caller then adopts it in a guard).
   void lock() noexcept {
     if (!mu_.try_lock()) lock_contended();
   }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <vector>
 
 #include <spindle/detail/spin.hpp>
@@ -18,28 +19,21 @@ class BasicInbox {
  public:
   /// Any thread.
   void push(T t) {
-    lock();
-    try {
-      items_.push_back(t);
-    } catch (...) {
-      unlock();
-      throw;
-    }
+    std::lock_guard g(lock_);
+    items_.push_back(t);
     // release: pairs with the owner's acquire in empty(), so a non-zero count means the
     // item is there once the owner takes the lock.
     count_.fetch_add(1, std::memory_order_release);
-    unlock();
   }
   /// Owner: moves everything into `out` (FIFO). Returns false if there was nothing.
   template <class Out>
   bool drain_into(Out& out) {
     if (empty()) return false;
-    lock();
+    std::lock_guard g(lock_);
     for (T t : items_) out.push_back(t);
     const auto n = static_cast<uint32_t>(items_.size());
     items_.clear();
     count_.fetch_sub(n, std::memory_order_relaxed);  // under the lock: exact
-    unlock();
     return n != 0;
   }
   bool empty() const noexcept { return count_.load(std::memory_order_acquire) == 0; }
@@ -47,8 +41,6 @@ class BasicInbox {
   std::size_t size() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
-  void lock() noexcept { lock_.lock(); }
-  void unlock() noexcept { lock_.unlock(); }
   SpinLock lock_;  // guards items_
   std::atomic<uint32_t> count_{0};
   std::vector<T> items_;

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -102,8 +103,8 @@ void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool insid
     if (!o->name.empty() || o->pinned || custom) {
       // The task may be shared already (a TaskGroup hands out its handle before it
       // submits), and cancel(msg) or set_name may have made `extra`: merge, under the lock.
-      t->lock();
       try {
+        std::lock_guard g(*t);
         Extra& x = t->extra_locked();
         if (!o->name.empty()) x.name = o->name;
         if (custom) {
@@ -116,11 +117,9 @@ void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool insid
           bits |= kPinned;
         }
       } catch (...) {
-        t->unlock();
-        t->unref();
+        t->unref();  // after g released the lock
         throw;
       }
-      t->unlock();
     }
   }
   // relaxed: the queue push below publishes the task to the worker that runs it.

@@ -39,13 +39,10 @@
 #include <string_view>
 
 #include <spindle/io/errors.hpp>
+#include <spindle/io/fd_handle.hpp>
 #include <spindle/time_limit.hpp>
 
 namespace spindle {
-
-namespace detail {
-class FdSource;
-}
 
 class SocketStream {
  public:
@@ -91,9 +88,9 @@ class SocketStream {
   /// when it returns none of them touches this object any more. Buffered bytes are
   /// dropped. Any fibre or thread.
   void close() noexcept;
-  bool is_open() const noexcept { return src_ != nullptr; }
+  bool is_open() const noexcept { return src_.is_open(); }
   /// The socket's fd (-1 when closed), for setsockopt and the like. Still owned here.
-  int native_handle() const noexcept;
+  int native_handle() const noexcept { return src_.fd(); }
   /// Bytes received and buffered, not yet read.
   std::size_t buffered() const noexcept { return rend_ - rbeg_; }
 
@@ -109,9 +106,8 @@ class SocketStream {
   TimeLimit timeout() const noexcept { return timeout_; }
 
  protected:
-  detail::FdSource* source(const char* what) const;
   int64_t deadline() const noexcept;
-  detail::FdSource* src_ = nullptr;
+  detail::FdHandle src_;
   /// Set by PipeStream (process.hpp): the fd is one end of a pipe, read with read(2) and
   /// written with write(2) (SIGPIPE held back: a gone reader is EPIPE); shutdown_write()
   /// closes it.

@@ -71,11 +71,12 @@ class TcpListener {
   /// ...), std::invalid_argument for a bad address.
   TcpListener(std::string_view host, uint16_t port, ListenOptions opts = {});
   explicit TcpListener(const SocketAddress& addr, ListenOptions opts = {});
-  TcpListener(TcpListener&& o) noexcept;
-  TcpListener& operator=(TcpListener&& o) noexcept;
+  TcpListener(TcpListener&& o) noexcept = default;
+  /// Closes this listener first, then takes o's socket.
+  TcpListener& operator=(TcpListener&& o) noexcept = default;
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
-  ~TcpListener();
+  ~TcpListener() = default;  // closes
 
   /// Waits for a connection and returns it (non-blocking, close-on-exec). Transient
   /// errors (ECONNABORTED, EPROTO, ...) are retried. Throws std::system_error (EMFILE /
@@ -84,15 +85,15 @@ class TcpListener {
   /// only a connection already queued is taken).
   TcpStream accept(SocketAddress* peer = nullptr, TimeLimit timeout = {});
   /// Stops listening. Idempotent, never throws.
-  void close() noexcept;
-  bool is_open() const noexcept { return src_ != nullptr; }
+  void close() noexcept { (void)src_.close(); }
+  bool is_open() const noexcept { return src_.is_open(); }
   SocketAddress local_address() const;
   uint16_t port() const { return local_address().port(); }
-  int native_handle() const noexcept;
+  int native_handle() const noexcept { return src_.fd(); }
 
  private:
   void open(const SocketAddress& addr, const ListenOptions& opts);
-  detail::FdSource* src_ = nullptr;
+  detail::FdHandle src_;
 };
 
 /// Options of start_server.

@@ -13,13 +13,10 @@
 #include <string_view>
 
 #include <spindle/io/address.hpp>
+#include <spindle/io/fd_handle.hpp>
 #include <spindle/time_limit.hpp>
 
 namespace spindle {
-
-namespace detail {
-class FdSource;
-}
 
 /// What recv_from / recv received. Converts to the number of bytes stored, so code
 /// written for a plain size (`std::size_t n = u.recv(...)`) keeps working.
@@ -38,11 +35,12 @@ class UdpSocket {
   static UdpSocket bind(std::string_view host, uint16_t port, bool reuse_port = false);
   /// A socket connected to host:port (send/recv then talk to it only).
   static UdpSocket connect(std::string_view host, uint16_t port);
-  UdpSocket(UdpSocket&& o) noexcept;
-  UdpSocket& operator=(UdpSocket&& o) noexcept;
+  UdpSocket(UdpSocket&& o) noexcept = default;
+  /// Closes this socket first, then takes o's.
+  UdpSocket& operator=(UdpSocket&& o) noexcept = default;
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
-  ~UdpSocket();
+  ~UdpSocket() = default;  // closes
 
   /// Sends one datagram; returns its size. Throws std::system_error (EMSGSIZE...),
   /// CancelledError.
@@ -63,12 +61,12 @@ class UdpSocket {
 
   SocketAddress local_address() const;
   /// Closes the socket. Idempotent, never throws.
-  void close() noexcept;
-  bool is_open() const noexcept { return src_ != nullptr; }
-  int native_handle() const noexcept;
+  void close() noexcept { (void)src_.close(); }
+  bool is_open() const noexcept { return src_.is_open(); }
+  int native_handle() const noexcept { return src_.fd(); }
 
  private:
-  detail::FdSource* src_ = nullptr;
+  detail::FdHandle src_;
 };
 
 }  // namespace spindle

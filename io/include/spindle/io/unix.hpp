@@ -45,7 +45,8 @@ class UnixListener {
   /// std::system_error, std::invalid_argument for a bad path (a NUL byte in it
   /// included).
   explicit UnixListener(std::string_view path, int backlog = 1024);
-  UnixListener(UnixListener&& o) noexcept;
+  UnixListener(UnixListener&& o) noexcept = default;
+  /// Closes this listener first (see close()), then takes o's socket and path.
   UnixListener& operator=(UnixListener&& o) noexcept;
   UnixListener(const UnixListener&) = delete;
   UnixListener& operator=(const UnixListener&) = delete;
@@ -56,12 +57,12 @@ class UnixListener {
   /// Stops listening and removes the socket file if the path still names the file this
   /// listener's bind made (same device and inode). Idempotent, never throws.
   void close() noexcept;
-  bool is_open() const noexcept { return src_ != nullptr; }
+  bool is_open() const noexcept { return src_.is_open(); }
   const std::string& path() const noexcept { return path_; }
 
  private:
   static void unlink_if_mine(const std::string& path, dev_t dev, ino_t ino) noexcept;
-  detail::FdSource* src_ = nullptr;
+  detail::FdHandle src_;
   std::string path_;
   dev_t dev_ = 0;  // the socket file bind made (ino_ 0: none, or abstract)
   ino_t ino_ = 0;

@@ -40,6 +40,27 @@ class DoneNode : public Waiter {
   DoneNode() noexcept : Waiter(CallbackTag{}) {}
 };
 
+/// A DoneNode that its owner frees (it lives on the owner's stack, or in an array the
+/// owner holds), not the list: fire() must end with landed(), after which the completer
+/// no longer touches it, and the owner gives it up only through reclaim().
+class OwnedDoneNode : public DoneNode {
+ public:
+  /// Takes the node back from c's waiter list (true), or, if a completer detached it
+  /// first, waits until that completer's fire() has landed (false; a window of a few
+  /// instructions, unless its thread is preempted). Either way the node may go then.
+  bool reclaim(FutureCore* c) noexcept;
+
+ protected:
+  /// The last thing fire() does.
+  void landed() noexcept {
+    // release: pairs with the acquire in reclaim(); the owner may free the node after it.
+    landed_.store(true, std::memory_order_release);
+  }
+
+ private:
+  std::atomic<bool> landed_{false};
+};
+
 /// Links `node` into c's waiter list unless c is already done (returns false then).
 bool link_done_node(FutureCore* c, Waiter* node) noexcept;
 /// Takes `node` back from c's waiter list; false if a completer detached it first (it

@@ -11,7 +11,8 @@
 //   WakeList    the waiters a waker has taken off a queue, notified when the WakeList is
 //               destroyed — i.e. after the primitive's lock is released (declare the
 //               WakeList before the lock guard).
-//   park()      the one waiting protocol (see its comment), including cancellation.
+//   park()      the one waiting protocol (see its comment), including cancellation; built
+//               on detail::wait_parked (spindle/detail/parked_waiter.hpp).
 //
 // The protocol, shared by every primitive (the "hand-off" design):
 //   1. Under the primitive's lock the caller finds it must wait: it links its waiter at
@@ -52,6 +53,7 @@
 #include <source_location>
 
 #include <spindle/detail/core.hpp>
+#include <spindle/detail/parked_waiter.hpp>
 #include <spindle/detail/spin.hpp>
 
 namespace spindle::detail::sync {
@@ -171,36 +173,36 @@ enum class Parked : uint8_t {
                 ///< its behalf. The caller cleans up and calls w.raise_cancelled().
 };
 
-/// Waits on `w`, which the caller linked into `q` under `lk` and then released `lk`.
-/// On cancellation, retakes `lk` and, if `w` is still linked, unlinks it and runs
-/// `on_unlink()` under `lk` (to fix counters that track the queue). A foreign thread's
-/// wait never ends `cancelled` or `served_late`; neither does a fibre's when
-/// `cancellable` is false.
+/// Waits on `w`, which the caller linked into `q` under `lk` and then released `lk`
+/// (detail::wait_parked's protocol). On cancellation, retakes `lk` and, if `w` is still
+/// linked, unlinks it and runs `on_unlink()` under `lk` (to fix counters that track the
+/// queue). A foreign thread's wait never ends `cancelled` or `served_late`; neither does
+/// a fibre's when `cancellable` is false.
 template <class L, class F>
-[[nodiscard]] Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, F&& on_unlink,
-                          bool cancellable = true) {
-  if (w.wait(cancellable, where) == Waiter::Outcome::notified) {
+[[nodiscard]] inline Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, F&& on_unlink,
+                                 bool cancellable = true) {
+  const ParkEnd e = wait_parked(
+      w,
+      [&] {
+        std::lock_guard g(lk);
+        if (!w.linked) return false;  // a waker unlinked us: we were served
+        q.erase(&w);
+        on_unlink();
+        return true;
+      },
+      cancellable, where);
+  if (e.outcome == Waiter::Outcome::notified) {
     // wait() prefers the notify when both have landed by the time the fibre runs (cancel
     // then serve, or serve then cancel): the cancellation must not be lost on that
     // account — the primitive would keep what it was handed and raise only at the next
     // suspension point, holding it (a Lock's next waiter then never got it).
     return cancellable && w.cancel_requested() ? Parked::served_late : Parked::served;
   }
-  {
-    std::lock_guard g(lk);
-    if (w.linked) {
-      q.erase(&w);
-      on_unlink();
-      return Parked::cancelled;
-    }
-  }
-  // A waker unlinked us before we could: its notify() may still be on its way, and w
-  // must not die before it lands.
-  (void)w.wait(false, where);
-  return Parked::served_late;
+  return e.taken ? Parked::served_late : Parked::cancelled;
 }
 template <class L>
-[[nodiscard]] Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where, bool cancellable = true) {
+[[nodiscard]] inline Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where,
+                                 bool cancellable = true) {
   return park(w, lk, q, where, [] {}, cancellable);
 }
 
