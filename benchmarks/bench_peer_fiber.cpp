@@ -93,8 +93,9 @@ std::unique_ptr<FiberPool> g_pool;
 FiberPool* pool_for(benchmark::State& st, unsigned threads, bool suspend = false) {
   if (!g_pool) g_pool = std::make_unique<FiberPool>(threads, suspend);
   if (g_pool->threads() == threads) return g_pool.get();
-  st.SkipWithError("Boost.Fiber work_stealing is already set up with another thread count "
-                   "in this process: run each workload alone (--benchmark_filter)");
+  st.SkipWithError(
+      "Boost.Fiber work_stealing is already set up with another thread count "
+      "in this process: run each workload alone (--benchmark_filter)");
   return nullptr;
 }
 
@@ -102,8 +103,12 @@ FiberPool* pool_for(benchmark::State& st, unsigned threads, bool suspend = false
 Outcome fiber_yield_pingpong() {
   uint64_t yields[2] = {0, 0};
   const auto t0 = Clock::now();
-  fibers::fiber a(fibers::launch::post, [&] { for (uint64_t i = 0; i < bench::kYieldN / 2; ++i, ++yields[0]) boost::this_fiber::yield(); });
-  fibers::fiber b(fibers::launch::post, [&] { for (uint64_t i = 0; i < bench::kYieldN / 2; ++i, ++yields[1]) boost::this_fiber::yield(); });
+  fibers::fiber a(fibers::launch::post, [&] {
+    for (uint64_t i = 0; i < bench::kYieldN / 2; ++i, ++yields[0]) boost::this_fiber::yield();
+  });
+  fibers::fiber b(fibers::launch::post, [&] {
+    for (uint64_t i = 0; i < bench::kYieldN / 2; ++i, ++yields[1]) boost::this_fiber::yield();
+  });
   a.join();
   b.join();
   const double s = seconds_since(t0);
@@ -160,7 +165,8 @@ uint64_t fiber_skynet(uint64_t num, uint64_t size) {
   uint64_t part[10];
   fibers::fiber kids[10];
   for (uint64_t i = 0; i < 10; ++i)
-    kids[i] = fibers::fiber(fibers::launch::dispatch, [&part, i, num, sub] { part[i] = fiber_skynet(num + i * sub, sub); });
+    kids[i] =
+        fibers::fiber(fibers::launch::dispatch, [&part, i, num, sub] { part[i] = fiber_skynet(num + i * sub, sub); });
   uint64_t sum = 0;
   for (uint64_t i = 0; i < 10; ++i) {
     kids[i].join();
@@ -281,7 +287,8 @@ void cross_thread_pingpong_suspend_w2(benchmark::State& st) {
 }
 void cross_thread_pingpong_floor(benchmark::State& st) {
   Outcome out;
-  if (bench::timed(st, out, thread_cv_pingpong)) st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
+  if (bench::timed(st, out, thread_cv_pingpong))
+    st.counters["us_per_round_trip"] = out.seconds * 1e6 / bench::kRoundTrips;
 }
 
 #define WORKLOAD(fn) BENCHMARK(fn)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond)

@@ -24,9 +24,9 @@ using bench::Clock;
 using bench::Outcome;
 using bench::seconds_since;
 
-constexpr uint64_t kSleepers = 100'000;    // timers: tasks
-constexpr uint64_t kTimers = 1'000'000;    // timer_cancel: timers
-constexpr uint64_t kWaitFors = 200'000;    // wait_for: operations of each kind
+constexpr uint64_t kSleepers = 100'000;  // timers: tasks
+constexpr uint64_t kTimers = 1'000'000;  // timer_cancel: timers
+constexpr uint64_t kWaitFors = 200'000;  // wait_for: operations of each kind
 
 spindle::Options workers(unsigned n) {
   spindle::Options o;

@@ -27,9 +27,7 @@ inline constexpr std::chrono::seconds kIdleFor{5};       // idle: how long nothi
 
 using Clock = std::chrono::steady_clock;
 
-inline double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+inline double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 /// User + system CPU time of this process so far (every thread), in seconds.
 inline double process_cpu_seconds() {
@@ -68,8 +66,8 @@ inline void reset_peak_rss() {
 
 /// What one timed run of a workload produced.
 struct Outcome {
-  double seconds = 0;   // from just before the first spawn to just after the last join
-  std::string error;    // non-empty: the self-check failed (or the workload threw)
+  double seconds = 0;  // from just before the first spawn to just after the last join
+  std::string error;   // non-empty: the self-check failed (or the workload threw)
 };
 
 /// Checks a result; returns an error message for Outcome::error, or "" when it matches.

@@ -196,10 +196,11 @@ int main(int argc, char** argv) {
     std::sort(all.begin(), all.end());
     auto pct = [&](double p) { return all[std::min(all.size() - 1, std::size_t(p * double(all.size())))]; };
     const double secs = std::chrono::duration<double>(end - t0).count();
-    std::printf("{\"requests\": %llu, \"seconds\": %.3f, \"target_per_s\": %u, \"requests_per_s\": %.1f, "
-                "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, \"late\": %llu, \"connections\": %u}\n",
-                static_cast<unsigned long long>(all.size()), secs, rate, double(all.size()) / secs, pct(0.50),
-                pct(0.99), all.back(), static_cast<unsigned long long>(late), conns);
+    std::printf(
+        "{\"requests\": %llu, \"seconds\": %.3f, \"target_per_s\": %u, \"requests_per_s\": %.1f, "
+        "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, \"late\": %llu, \"connections\": %u}\n",
+        static_cast<unsigned long long>(all.size()), secs, rate, double(all.size()) / secs, pct(0.50), pct(0.99),
+        all.back(), static_cast<unsigned long long>(late), conns);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "paced_client: %s\n", e.what());

@@ -34,9 +34,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void write(std::size_t n) {
-    asio::async_write(sock_, asio::buffer(buf_, n), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-      if (!ec) self->read();
-    });
+    asio::async_write(sock_, asio::buffer(buf_, n),
+                      [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                        if (!ec) self->read();
+                      });
   }
 
   tcp::socket sock_;

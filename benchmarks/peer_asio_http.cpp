@@ -121,9 +121,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket sock_;
   char buf_[16 * 1024];
   char out_[kBatch * kResponseLen];  // the responses being written
-  unsigned matched_ = 0;       // how much of "\r\n\r\n" the bytes so far end with
-  std::size_t head_len_ = 0;   // bytes of the request head being read
-  std::size_t pending_ = 0;    // responses still to write
+  unsigned matched_ = 0;             // how much of "\r\n\r\n" the bytes so far end with
+  std::size_t head_len_ = 0;         // bytes of the request head being read
+  std::size_t pending_ = 0;          // responses still to write
 };
 
 }  // namespace

@@ -225,7 +225,8 @@ Outcome fiber_idle_memory(double& bytes_per_task) {
       go.wait();
       finished.fetch_add(1, std::memory_order_relaxed);
     });
-  while (started.load(std::memory_order_relaxed) < kIdleTasks) boost::this_fiber::sleep_for(std::chrono::milliseconds(1));
+  while (started.load(std::memory_order_relaxed) < kIdleTasks)
+    boost::this_fiber::sleep_for(std::chrono::milliseconds(1));
   boost::this_fiber::sleep_for(std::chrono::milliseconds(20));
   const double after = bench::proc_status_mb("VmRSS");
   go.set();
@@ -244,7 +245,8 @@ void mpsc_w2(benchmark::State& st) {
 void lock_uncontended_w2(benchmark::State& st) {
   threads();
   Outcome out;
-  if (bench::timed(st, out, fiber_lock_uncontended)) st.counters["ns_per_lock_unlock"] = out.seconds * 1e9 / kUncontended;
+  if (bench::timed(st, out, fiber_lock_uncontended))
+    st.counters["ns_per_lock_unlock"] = out.seconds * 1e9 / kUncontended;
 }
 void lock_contended_w2(benchmark::State& st) {
   threads();

@@ -115,8 +115,8 @@ void serve_client(Room& room, spindle::TcpStream stream) {
   try {
     for (;;) {
       std::string l = conn->read_line(kMaxLine);
-      if (l.empty()) return;                 // EOF
-      if (l.back() != '\n') l += '\n';       // a last line without its newline
+      if (l.empty()) return;            // EOF
+      if (l.back() != '\n') l += '\n';  // a last line without its newline
       room.broadcast(me.get(), l);
     }
   } catch (const spindle::LimitOverrunError&) {

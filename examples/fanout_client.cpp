@@ -114,9 +114,8 @@ int main(int argc, char** argv) {
       const std::string request = message + "\n";
       // One task per server, all at once; each bounds itself with wait_for.
       std::vector<spindle::Task<Outcome>> tasks;
-      for (const Target& t : targets) tasks.push_back(spindle::spawn([&t, &request, timeout] {
-        return ask(t, request, timeout);
-      }));
+      for (const Target& t : targets)
+        tasks.push_back(spindle::spawn([&t, &request, timeout] { return ask(t, request, timeout); }));
       std::vector<Outcome> out;
       for (auto& task : tasks) out.push_back(task.get());
       return out;

@@ -70,9 +70,9 @@ enum class Event : uint8_t { none, request, expect };
 
 /// What the response to the last request (or expect event) needs.
 struct RequestInfo {
-  bool head = false;        // method HEAD: no body in the response
-  bool http10 = false;      // HTTP/1.0 (else HTTP/1.1)
-  bool keep_alive = true;   // the connection persists after the response (RFC 9112 9.3)
+  bool head = false;       // method HEAD: no body in the response
+  bool http10 = false;     // HTTP/1.0 (else HTTP/1.1)
+  bool keep_alive = true;  // the connection persists after the response (RFC 9112 9.3)
 };
 
 class RequestScanner {
@@ -109,29 +109,37 @@ class RequestScanner {
     list_value,    // a value read as a list of tokens (Connection, Transfer-Encoding, Expect, Host)
     end_lf,        // expect the LF ending the head
     // Body states (not in_head()) from here on.
-    body,          // body_left_ bytes to skip
-    chunk_size,    // hex digits of a chunk size
-    chunk_ext,     // after the size: ";" extension (skipped) or CR
-    chunk_lf,      // the LF ending a chunk-size line
-    chunk_data,    // body_left_ bytes of chunk data
-    chunk_cr,      // CR after the chunk data
-    chunk_data_lf, // LF after the chunk data
-    trailer_start, // a trailer field, or CR of the empty line ending the body
-    trailer,       // a trailer field line, then CR
-    trailer_lf,    // the LF ending a trailer field line
-    body_end_lf,   // the LF ending the chunked body
+    body,           // body_left_ bytes to skip
+    chunk_size,     // hex digits of a chunk size
+    chunk_ext,      // after the size: ";" extension (skipped) or CR
+    chunk_lf,       // the LF ending a chunk-size line
+    chunk_data,     // body_left_ bytes of chunk data
+    chunk_cr,       // CR after the chunk data
+    chunk_data_lf,  // LF after the chunk data
+    trailer_start,  // a trailer field, or CR of the empty line ending the body
+    trailer,        // a trailer field line, then CR
+    trailer_lf,     // the LF ending a trailer field line
+    body_end_lf,    // the LF ending the chunked body
   };
   // Fields whose values matter; the name matcher narrows to one by its characters.
-  enum Field : uint8_t { f_content_length, f_transfer_encoding, f_connection, f_expect, f_host, f_count, f_none = 0xff };
+  enum Field : uint8_t {
+    f_content_length,
+    f_transfer_encoding,
+    f_connection,
+    f_expect,
+    f_host,
+    f_count,
+    f_none = 0xff
+  };
   static constexpr const char* kFieldName[f_count] = {"content-length", "transfer-encoding", "connection", "expect",
-                                                     "host"};
+                                                      "host"};
   static constexpr uint8_t kFieldLen[f_count] = {14, 17, 10, 6, 4};
   // Tokens of list values that matter.
   enum Word : uint8_t { w_close, w_keep_alive, w_chunked, w_continue, w_count, w_none = 0xff };
   static constexpr const char* kWord[w_count] = {"close", "keep-alive", "chunked", "100-continue"};
   static constexpr uint8_t kWordLen[w_count] = {5, 10, 7, 12};
   static constexpr uint64_t kMaxBody = 1'000'000'000'000'000;  // 10^15: no overflow below it
-  static constexpr uint8_t kMaxChunkDigits = 15;                // 16^15 > any body we would skip
+  static constexpr uint8_t kMaxChunkDigits = 15;               // 16^15 > any body we would skip
 
   static constexpr bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
   static constexpr unsigned char lower(unsigned char c) noexcept {
@@ -160,29 +168,29 @@ class RequestScanner {
 
   std::size_t max_head_;
   std::size_t max_target_;
-  std::size_t head_len_ = 0;     // bytes of the current head (or chunk line, trailer section) so far
-  std::size_t target_len_ = 0;   // of the request-target
-  uint64_t body_left_ = 0;       // Content-Length value being read, then the bytes to skip
+  std::size_t head_len_ = 0;    // bytes of the current head (or chunk line, trailer section) so far
+  std::size_t target_len_ = 0;  // of the request-target
+  uint64_t body_left_ = 0;      // Content-Length value being read, then the bytes to skip
   State state_ = State::idle;
   ScanError error_ = ScanError::none;
   Event event_ = Event::none;
   RequestInfo info_;
-  uint8_t pos_ = 0;              // method: of "HEAD" matched (0xff none); version: of "HTTP/d.d"; name: of its field
-  uint8_t field_ = f_none;       // the field whose name is being matched, or whose value is read
-  uint8_t word_pos_ = 0;         // list value: characters of the token matched against word_mask_
-  uint8_t version_ = 0;          // 10 * major + minor
+  uint8_t pos_ = 0;         // method: of "HEAD" matched (0xff none); version: of "HTTP/d.d"; name: of its field
+  uint8_t field_ = f_none;  // the field whose name is being matched, or whose value is read
+  uint8_t word_pos_ = 0;    // list value: characters of the token matched against word_mask_
+  uint8_t version_ = 0;     // 10 * major + minor
   uint8_t chunk_digits_ = 0;
-  bool cl_seen_ = false;         // this head has a Content-Length field
-  bool cl_digits_ = false;       // its value has a digit
-  bool tail_ = false;            // a value token (or the CL digits) has ended in whitespace
-  uint8_t field_mask_ = 0;       // name: the fields (bits) it may still be, pos_ characters matched
-  uint8_t word_mask_ = 0;        // list value: the words (bits) the token may still be
-  bool tok_chars_ = false;       // the current list token has characters
-  bool tok_bad_ = false;         // and is not a word (a space inside it, or a mismatch)
+  bool cl_seen_ = false;    // this head has a Content-Length field
+  bool cl_digits_ = false;  // its value has a digit
+  bool tail_ = false;       // a value token (or the CL digits) has ended in whitespace
+  uint8_t field_mask_ = 0;  // name: the fields (bits) it may still be, pos_ characters matched
+  uint8_t word_mask_ = 0;   // list value: the words (bits) the token may still be
+  bool tok_chars_ = false;  // the current list token has characters
+  bool tok_bad_ = false;    // and is not a word (a space inside it, or a mismatch)
   bool conn_close_ = false, conn_keep_ = false, expect_ = false;
   bool te_seen_ = false, te_last_chunked_ = false, host_bad_ = false;
-  uint8_t te_tokens_ = 0;        // codings listed (saturates)
-  uint8_t hosts_ = 0;            // Host fields (saturates at 2)
+  uint8_t te_tokens_ = 0;  // codings listed (saturates)
+  uint8_t hosts_ = 0;      // Host fields (saturates at 2)
 };
 
 inline void RequestScanner::end_token() noexcept {
@@ -334,7 +342,8 @@ inline bool RequestScanner::end_head(State& st) noexcept {
       }
       if (!(k & char_class::kTchar)) return fail(ScanError::bad_request);
       for (uint8_t f = 0; f < f_count; ++f)
-        if ((field_mask_ >> f & 1) && !(pos_ < kFieldLen[f] && lower(c) == static_cast<unsigned char>(kFieldName[f][pos_])))
+        if ((field_mask_ >> f & 1) &&
+            !(pos_ < kFieldLen[f] && lower(c) == static_cast<unsigned char>(kFieldName[f][pos_])))
           field_mask_ &= uint8_t(~(1u << f));
       ++pos_;
       return true;

@@ -50,10 +50,10 @@ using http_example::ScanError;
 
 constexpr std::size_t kMaxHead = 64 * 1024;
 constexpr std::size_t kMaxTarget = 8 * 1024;
-constexpr std::size_t kOut = 8 * 1024;            // responses gathered before a write
-constexpr std::size_t kMaxResponse = 256;         // the longest response head and body
-constexpr std::size_t kMaxDrain = 1024 * 1024;    // bytes read and dropped before closing after an error
-constexpr std::chrono::seconds kMaxLinger{1};     // and for how long at most
+constexpr std::size_t kOut = 8 * 1024;          // responses gathered before a write
+constexpr std::size_t kMaxResponse = 256;       // the longest response head and body
+constexpr std::size_t kMaxDrain = 1024 * 1024;  // bytes read and dropped before closing after an error
+constexpr std::chrono::seconds kMaxLinger{1};   // and for how long at most
 
 // Set by main before the server starts, read-only afterwards.
 struct Config {
@@ -292,8 +292,7 @@ int main(int argc, char** argv) {
     const bool reuse_port = pos.size() > 3 && std::strcmp(pos[3], "reuse_port") == 0;
     spindle::run(
         [&] {
-          spindle::Server srv =
-              spindle::start_server(serve, host, port, {.reuse_port = reuse_port, .nodelay = true});
+          spindle::Server srv = spindle::start_server(serve, host, port, {.reuse_port = reuse_port, .nodelay = true});
           std::printf("http server listening on %s with %u worker(s)%s\n", srv.addresses()[0].to_string().c_str(),
                       workers, reuse_port ? ", one listener per worker" : "");
           std::fflush(stdout);

@@ -152,10 +152,10 @@ class RequestParser {
   }
 
   const std::size_t max_bulk_;
-  std::ptrdiff_t nargs_ = -1;   // -1: the "*N" line is not parsed yet
-  long long bulk_len_ = -1;     // -1: the next "$len" line is not parsed yet
-  std::size_t pos_ = 0;         // next byte to parse, from the request's start
-  std::size_t scanned_ = 0;     // bytes searched for a newline without finding one
+  std::ptrdiff_t nargs_ = -1;  // -1: the "*N" line is not parsed yet
+  long long bulk_len_ = -1;    // -1: the next "$len" line is not parsed yet
+  std::size_t pos_ = 0;        // next byte to parse, from the request's start
+  std::size_t scanned_ = 0;    // bytes searched for a newline without finding one
   std::size_t wanted_ = 0;
   std::size_t consumed_ = 0;
   std::vector<std::pair<std::size_t, std::size_t>> args_;  // (offset, length) of each

@@ -223,8 +223,7 @@ class Command {
         long long t;
         if (!parse_int(arg(++i), t)) return not_integer();
         const long long unit = o.size() == 2 && (o[0] | 0x20) == 'e' ? 1000 : 1;
-        if (t <= 0 || t > (INT64_MAX / 2) / unit)
-          return reply_error(out_, "ERR invalid expire time in 'set' command");
+        if (t <= 0 || t > (INT64_MAX / 2) / unit) return reply_error(out_, "ERR invalid expire time in 'set' command");
         ms = t * unit;
         has_expiry = true;
       } else {

@@ -133,7 +133,7 @@ class Racer {
   unsigned workers_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool quit_ = false;                    // guarded by mu_
+  bool quit_ = false;                     // guarded by mu_
   std::function<void()>* job_ = nullptr;  // guarded by mu_
   std::atomic<int> state_{0};
   std::thread th_;

@@ -32,27 +32,29 @@ inline const auto half = spindle::process_function("half", &half_impl);
   const std::string b = pool.call(label, "x", std::vector<int>{1, 2});
   const double c = pool.call(half, 3) + pool.call(half, 1.5f);
   (void)a, (void)b, (void)c;
-  auto t = rt.spawn(spindle::TaskOptions{.name = "t"}, [](int x) { return x; }, 1);
+  auto t = rt.spawn(
+      spindle::TaskOptions{.name = "t"}, [](int x) { return x; }, 1);
   (void)t;
-#elif CASE == 1  // an argument of another type
+#elif CASE == 1   // an argument of another type
   (void)pool.call(square, std::string("7"));
-#elif CASE == 2  // an argument that would be narrowed
+#elif CASE == 2   // an argument that would be narrowed
   (void)pool.call(square, 7.5);
-#elif CASE == 3  // one argument too many
+#elif CASE == 3   // one argument too many
   (void)pool.call(square, 7, 8);
-#elif CASE == 4  // the result taken as another type
+#elif CASE == 4   // the result taken as another type
   const std::string s = pool.call(square, 7);
   (void)s;
-#elif CASE == 5  // a function named by a string, as before the handles
+#elif CASE == 5   // a function named by a string, as before the handles
   (void)pool.call("square", 7);
-#elif CASE == 6  // a pointer parameter
+#elif CASE == 6   // a pointer parameter
   (void)spindle::process_function("length", &length_impl);
-#elif CASE == 7  // a parameter with no Codec
+#elif CASE == 7   // a parameter with no Codec
   (void)spindle::process_function("opaque_size", &opaque_size_impl);
-#elif CASE == 8  // a result with no Codec
+#elif CASE == 8   // a result with no Codec
   (void)spindle::process_function("make_opaque", &make_opaque_impl);
-#elif CASE == 9  // options first, and an argument the function does not take
-  (void)spindle::spawn(spindle::TaskOptions{.name = "t"}, [](int x) { return x; }, std::string("1"));
+#elif CASE == 9   // options first, and an argument the function does not take
+  (void)spindle::spawn(
+      spindle::TaskOptions{.name = "t"}, [](int x) { return x; }, std::string("1"));
 #elif CASE == 10  // options first, and an argument missing
   (void)rt.spawn(spindle::TaskOptions{.name = "t"}, [](int x) { return x; });
 #endif

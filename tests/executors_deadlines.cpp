@@ -40,7 +40,8 @@ TEST_CASE("ProcessPool with a huge timeout runs calls to the end", "[executors][
 }
 
 TEST_CASE("ThreadPool takes huge keep_alive and shutdown_for durations", "[executors][deadlines]") {
-  ThreadPool pool(ThreadPoolOptions{.max_workers = 2, .keep_alive = std::chrono::milliseconds::max(), .spin = std::chrono::microseconds::max()});
+  ThreadPool pool(ThreadPoolOptions{
+      .max_workers = 2, .keep_alive = std::chrono::milliseconds::max(), .spin = std::chrono::microseconds::max()});
   std::atomic<int> ran{0};
   for (int i = 0; i < 4; ++i) pool.submit([&] { ++ran; });
   CHECK(pool.shutdown_for(std::chrono::milliseconds::max()));

@@ -84,8 +84,18 @@ TEST_CASE("the loop keeps running while to_thread calls block", "[executors]") {
       }
     });
     const int before = ticks.load(std::memory_order_relaxed);
-    auto t1 = spawn([] { return to_thread([] { std::this_thread::sleep_for(200ms); return 1; }); });
-    auto t2 = spawn([] { return to_thread([] { std::this_thread::sleep_for(200ms); return 2; }); });
+    auto t1 = spawn([] {
+      return to_thread([] {
+        std::this_thread::sleep_for(200ms);
+        return 1;
+      });
+    });
+    auto t2 = spawn([] {
+      return to_thread([] {
+        std::this_thread::sleep_for(200ms);
+        return 2;
+      });
+    });
     const int r1 = t1.get();
     const int r2 = t2.get();
     const int during = ticks.load(std::memory_order_relaxed) - before;
@@ -319,7 +329,8 @@ TEST_CASE("run_in_executor works with ThreadPool and with user executors", "[exe
   };
   Out out = rt.block_on([&] {
     Out o;
-    o.pooled = run_in_executor(pool, [](int a, int b) { return a * b; }, 6, 7);
+    o.pooled = run_in_executor(
+        pool, [](int a, int b) { return a * b; }, 6, 7);
     o.inlined = run_in_executor(inl, [] { return 5; });
     o.threaded = run_in_executor(per, [] { return 9; });
     try {
@@ -572,8 +583,7 @@ TEST_CASE("a blocking job that outlasts the shutdown's wait is detached and repo
   CHECK(eventually([&] { return done.load(); }));  // it finished on its detached thread
 }
 
-TEST_CASE("ThreadPool::shutdown_for joins idle threads, and detaches a busy one at the timeout",
-          "[executors]") {
+TEST_CASE("ThreadPool::shutdown_for joins idle threads, and detaches a busy one at the timeout", "[executors]") {
   {
     ThreadPool pool(3);
     std::atomic<int> ran{0};

@@ -35,9 +35,7 @@ int64_t now_ns() {
 }
 
 int add(int a, int b) { return a + b; }
-std::string greet(std::string who, std::vector<int> v) {
-  return "hello " + who + " " + std::to_string(v.size());
-}
+std::string greet(std::string who, std::vector<int> v) { return "hello " + who + " " + std::to_string(v.size()); }
 // Spins on the CPU for `ms` and returns when it ran: [start, end] in CLOCK_MONOTONIC ns
 // (one clock for every process of the machine), so the test can count overlap.
 std::pair<int64_t, int64_t> burn(int ms) {
@@ -102,8 +100,7 @@ TEST_CASE("ProcessPool runs CPU-bound calls in parallel over its workers", "[exe
   ProcessPool pool({.workers = 2});
   auto spans = rt.block_on([&] {
     std::vector<Task<std::pair<int64_t, int64_t>>> ts;
-    for (int i = 0; i < 4; ++i)
-      ts.push_back(spawn([&] { return pool.call(burn, 150); }));
+    for (int i = 0; i < 4; ++i) ts.push_back(spawn([&] { return pool.call(burn, 150); }));
     std::vector<std::pair<int64_t, int64_t>> out;
     for (auto& t : ts) out.push_back(t.get());
     return out;
@@ -197,8 +194,7 @@ TEST_CASE("ProcessPool round-trips a 64 MiB payload", "[executors][process]") {
   CHECK(ok);
 }
 
-TEST_CASE("cancelling a task waiting on a process call abandons it; the pool stays healthy",
-          "[executors][process]") {
+TEST_CASE("cancelling a task waiting on a process call abandons it; the pool stays healthy", "[executors][process]") {
   test::Checked harness(2);  // first: the pool goes before the checks
   Runtime& rt = harness.rt;
   ProcessPool pool({.workers = 1});

@@ -122,7 +122,7 @@ TEST_CASE("ThreadPool keep_alive: none and huge keep an idle thread, zero and ne
     std::atomic<int> ran{0};
     pool.submit([&] { ran.fetch_add(1); });
     CHECK(eventually([&] { return pool.threads() == 0; }));  // gone as soon as idle
-    pool.submit([&] { ran.fetch_add(1); });                 // a new thread takes it
+    pool.submit([&] { ran.fetch_add(1); });                  // a new thread takes it
     CHECK(eventually([&] { return ran.load() == 2; }));
   }
 }

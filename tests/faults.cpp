@@ -390,8 +390,10 @@ TEST_CASE("a peer reset while the server writes fails that stream only; the serv
                 s.write_all(chunk);
               }
             } catch (const std::system_error& e) {
-              if (e.code().value() == ECONNRESET || e.code().value() == EPIPE) ++write_errors;
-              else ++other_errors;
+              if (e.code().value() == ECONNRESET || e.code().value() == EPIPE)
+                ++write_errors;
+              else
+                ++other_errors;
             }
             return;
           }
@@ -408,7 +410,7 @@ TEST_CASE("a peer reset while the server writes fails that stream only; the serv
       victim.write_all("flood\n");
       CHECK(victim.read_exact(64 * 1024) == std::string(64 * 1024, 'x'));
       REQUIRE(eventually([&] { return writing.load() >= 2; }));  // past the first megabyte
-      const linger lg{1, 0};  // close() sends RST, with unread data in the buffers
+      const linger lg{1, 0};                                     // close() sends RST, with unread data in the buffers
       REQUIRE(::setsockopt(victim.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
     }
     REQUIRE(eventually([&] { return write_errors.load() + other_errors.load() >= 1; }));
@@ -432,8 +434,8 @@ TEST_CASE("a peer reset while the server writes fails that stream only; the serv
 
 TEST_CASE("a process-pool worker killed with SIGKILL from outside fails only its own call", "[faults][executors]") {
   REQUIRE(served);
-  const std::string pid_file = (std::filesystem::temp_directory_path() /
-                                ("spindle-faults-" + std::to_string(::getpid()) + ".pid")).string();
+  const std::string pid_file =
+      (std::filesystem::temp_directory_path() / ("spindle-faults-" + std::to_string(::getpid()) + ".pid")).string();
   std::filesystem::remove(pid_file);
   test::Checked harness(2);  // first: the pool goes before the checks
   Runtime& rt = harness.rt;
@@ -471,9 +473,9 @@ TEST_CASE("a blocking pool at its limit runs every to_thread call, in FIFO order
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
-    bool open = false;              // guarded by mu: the gate the first jobs wait at
-    std::vector<int> started;       // guarded by mu: tickets in the order jobs started
-    int running = 0, most = 0;      // guarded by mu
+    bool open = false;          // guarded by mu: the gate the first jobs wait at
+    std::vector<int> started;   // guarded by mu: tickets in the order jobs started
+    int running = 0, most = 0;  // guarded by mu
     void enter() {
       std::lock_guard lk(mu);
       most = std::max(most, ++running);
@@ -691,7 +693,7 @@ TEST_CASE("bad_alloc in call_later: it throws, the callback never runs, the runt
   }
   const long after = fault::live.load();
   UNSCOPED_INFO("call_later allocation sites: " << sweep.sites);
-  check_sweep(sweep, 3);  // the callback's copy, the timer entry, the heap's growth
+  check_sweep(sweep, 3);   // the callback's copy, the timer entry, the heap's growth
   CHECK(calls_last == 1);  // the round without a failure armed a timer that fired
   CHECK(report_count == 0);
   CHECK(after == before);
@@ -760,8 +762,7 @@ bool still_linked(const detail::HandleBase& h) {
 }
 }  // namespace
 
-TEST_CASE("bad_alloc when a timed wait arms its timer: nothing stays linked to what it waited on",
-          "[faults][alloc]") {
+TEST_CASE("bad_alloc when a timed wait arms its timer: nothing stays linked to what it waited on", "[faults][alloc]") {
   const unsigned workers = SPINDLE_WORKERS();
   warm_up();
   const long before = fault::live.load();
@@ -786,7 +787,9 @@ TEST_CASE("bad_alloc when a timed wait arms its timer: nothing stays linked to w
               throw;
             }
           },
-          [&](long) -> const char* { return std::exchange(dangling, 0) ? "a waiter was left on the future" : nullptr; });
+          [&](long) -> const char* {
+            return std::exchange(dangling, 0) ? "a waiter was left on the future" : nullptr;
+          });
       // wait_for on a task that waits for a gate.
       task_sweep = each_allocation_fails(
           [&] {
@@ -861,8 +864,8 @@ TEST_CASE("bad_alloc when a timed wait arms its timer: nothing stays linked to w
   check_sweep(wait_sweep, 1);
   check_sweep(read_sweep, 1);
   UNSCOPED_INFO("timed-wait allocation sites: wait_for(Future) " << fut_sweep.sites << ", wait_for(Task) "
-                                                                << task_sweep.sites << ", wait " << wait_sweep.sites
-                                                                << ", read " << read_sweep.sites);
+                                                                 << task_sweep.sites << ", wait " << wait_sweep.sites
+                                                                 << ", read " << read_sweep.sites);
   CHECK(after == before);
 }
 
@@ -895,8 +898,10 @@ TEST_CASE("bad_alloc in queue and channel pushes: the item is not inserted, the 
           const bool fired = fault::disarm() && armed;
           r.not_surfaced += fired && !threw;
           r.spurious += threw && !fired;
-          if (threw) ++r.failed;
-          else kept.push_back(i);
+          if (threw)
+            ++r.failed;
+          else
+            kept.push_back(i);
         }
         r.size_after = q.qsize();
         r.expected = kept.size();
@@ -934,8 +939,10 @@ TEST_CASE("bad_alloc in queue and channel pushes: the item is not inserted, the 
         const bool fired = fault::disarm() && armed;
         chan.not_surfaced += fired && !threw;
         chan.spurious += threw && !fired;
-        if (threw) ++chan.failed;
-        else kept.push_back(i);
+        if (threw)
+          ++chan.failed;
+        else
+          kept.push_back(i);
       }
       chan.size_after = ch.size();
       chan.expected = kept.size();
@@ -985,9 +992,7 @@ TEST_CASE("a done callback that throws is reported; the task, other callbacks an
     f.set_result(7);
     // Added once done: runs (and throws) all the same.
     t.add_done_callback([](Task<int>) { throw std::runtime_error("late callback boom"); });
-    CHECK(eventually([&] {
-      return good.load() == 2 && reports.count(Report::Kind::unretrieved_exception) == 3;
-    }));
+    CHECK(eventually([&] { return good.load() == 2 && reports.count(Report::Kind::unretrieved_exception) == 3; }));
     // The runtime goes on.
     std::vector<Task<int>> more;
     for (int i = 0; i < 100; ++i) more.push_back(spawn([i] { return i; }));

@@ -169,8 +169,7 @@ TEST_CASE("an accept cancelled as a connection arrives: it is returned or accept
         t.returned += returned;
         t.next += !returned;
       }
-      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", accepted next "
-                                   << t.next);
+      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", accepted next " << t.next);
       CHECK(t.bad == 0);
     }
   });
@@ -220,8 +219,7 @@ TEST_CASE("a UDP recv cancelled as a datagram arrives: it is returned or receive
         t.returned += returned;
         t.next += !returned;
       }
-      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", received next "
-                                   << t.next);
+      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", received next " << t.next);
       CHECK(t.bad == 0);
     }
     ::close(tx);
@@ -260,8 +258,7 @@ TEST_CASE("wait_signal cancelled as the signal arrives: it is returned or stays 
         t.returned += returned;
         t.next += pending;
       }
-      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", left pending "
-                                   << t.next);
+      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", left pending " << t.next);
       CHECK(t.bad == 0);
     }
   });
@@ -293,8 +290,7 @@ TEST_CASE("Process::wait cancelled as the child exits: the status is returned, a
         t.returned += first.has_value();
         t.next += !first;
       }
-      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", waited again "
-                                   << t.next);
+      INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", waited again " << t.next);
       CHECK(t.bad == 0);
     }
   });
@@ -336,9 +332,9 @@ TEST_CASE("to_thread and run_in_executor cancelled as the job ends: the job ran 
           for (int k = 0; effects.load(std::memory_order_acquire) == 0 && k < 10'000'000; ++k) yield();
           if (effects.load(std::memory_order_acquire) != 1) ++t.bad;
         }
-        INFO((own_pool ? "run_in_executor" : "to_thread") << ", " << test::order_name(order) << ", " << n
-                                                          << " workers: returned " << t.returned << ", cancelled "
-                                                          << t.next);
+        INFO((own_pool ? "run_in_executor" : "to_thread")
+             << ", " << test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", cancelled "
+             << t.next);
         CHECK(t.bad == 0);
       }
     }
@@ -377,8 +373,7 @@ TEST_CASE("ProcessPool::call cancelled as the call ends: it ran once, the pool s
           if (pool.call(append_when, go2, log + ".2", -1) != -1) ++t.bad;
           if (line_count(log) != 1) ++t.bad;
         }
-        INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", cancelled "
-                                     << t.next);
+        INFO(test::order_name(order) << ", " << n << " workers: returned " << t.returned << ", cancelled " << t.next);
         CHECK(t.bad == 0);
       }
     });

@@ -44,9 +44,9 @@ struct NoChildLeft {
 
 // Starts the chat server on a free port; returns it and the port it printed.
 std::pair<Process, uint16_t> start_chat(unsigned workers, int outbox) {
-  Process p = Process::spawn({child_path("SPINDLE_CHAT_SERVER"), "0", std::to_string(workers), "127.0.0.1",
-                              std::to_string(outbox)},
-                             {.out = Stdio::pipe});
+  Process p = Process::spawn(
+      {child_path("SPINDLE_CHAT_SERVER"), "0", std::to_string(workers), "127.0.0.1", std::to_string(outbox)},
+      {.out = Stdio::pipe});
   p.out().set_timeout(10s);
   const std::string first = p.out().read_line();  // "listening on 127.0.0.1:PORT\n"
   REQUIRE(first.rfind("listening on 127.0.0.1:", 0) == 0);

@@ -304,7 +304,8 @@ TEST_CASE("env, cwd and the stdio choices", "[io][process]") {
   Runtime& rt = harness.rt;
   auto outs = rt.block_on([] {
     std::vector<std::string> o;
-    o.push_back(Process::spawn({"env"}, {.out = Stdio::pipe, .env = std::map<std::string, std::string>{{"A", "1"}, {"B", "x y"}}})
+    o.push_back(Process::spawn(
+                    {"env"}, {.out = Stdio::pipe, .env = std::map<std::string, std::string>{{"A", "1"}, {"B", "x y"}}})
                     .communicate()
                     .out);
     o.push_back(Process::spawn({"pwd"}, {.out = Stdio::pipe, .cwd = "/"}).communicate().out);
@@ -312,8 +313,8 @@ TEST_CASE("env, cwd and the stdio choices", "[io][process]") {
     o.push_back(Process::spawn({"sh", "-c", "echo a; echo b >&2"}, {.out = Stdio::pipe, .err = Stdio::to_stdout})
                     .communicate()
                     .out);
-    const ProcessOutput both = Process::spawn({"sh", "-c", "echo a; echo b >&2"}, {.out = Stdio::pipe, .err = Stdio::pipe})
-                                   .communicate();
+    const ProcessOutput both =
+        Process::spawn({"sh", "-c", "echo a; echo b >&2"}, {.out = Stdio::pipe, .err = Stdio::pipe}).communicate();
     o.push_back(both.out + "|" + both.err);
     o.push_back(Process::spawn({"sh", "-c", "echo a; echo b >&2"}, {.out = Stdio::pipe, .err = Stdio::devnull})
                     .communicate()

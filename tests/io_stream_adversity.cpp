@@ -28,10 +28,14 @@ enum class Op { read_exact, read_until, read_line, write_all };
 
 const char* name(Op op) {
   switch (op) {
-    case Op::read_exact: return "read_exact";
-    case Op::read_until: return "read_until";
-    case Op::read_line: return "read_line";
-    case Op::write_all: return "write_all";
+    case Op::read_exact:
+      return "read_exact";
+    case Op::read_until:
+      return "read_until";
+    case Op::read_line:
+      return "read_line";
+    case Op::write_all:
+      return "write_all";
   }
   return "?";
 }
@@ -41,10 +45,18 @@ const char* name(Op op) {
 int run_until_error(SocketStream& s, Op op) {
   try {
     switch (op) {
-      case Op::read_exact: (void)s.read_exact(1u << 20); break;
-      case Op::read_until: (void)s.read_until("END"); break;
-      case Op::read_line: (void)s.read_line(); break;
-      case Op::write_all: s.write_all(std::string(8u << 20, 'w')); break;
+      case Op::read_exact:
+        (void)s.read_exact(1u << 20);
+        break;
+      case Op::read_until:
+        (void)s.read_until("END");
+        break;
+      case Op::read_line:
+        (void)s.read_line();
+        break;
+      case Op::write_all:
+        s.write_all(std::string(8u << 20, 'w'));
+        break;
     }
     return 0;
   } catch (const std::system_error& e) {
@@ -133,8 +145,8 @@ TEST_CASE("close() from another task: the woken operation has left the stream wh
 TEST_CASE("a stream whose runtime has ended works in a later runtime", "[io][stream][runtime]") {
   const unsigned workers = SPINDLE_WORKERS();
   const bool first_destroyed = GENERATE(true, false);  // A destroyed, or only shut down
-  INFO((first_destroyed ? "runtime A destroyed" : "runtime A shut down, not destroyed") << ", " << workers
-                                                                                         << " workers");
+  INFO((first_destroyed ? "runtime A destroyed" : "runtime A shut down, not destroyed")
+       << ", " << workers << " workers");
   FdLeakCheck fdc;
   std::optional<UnixStream> a, b;
   std::optional<Runtime> first(std::in_place, test::opts(workers));
@@ -177,8 +189,7 @@ TEST_CASE("a stream whose runtime has ended works in a later runtime", "[io][str
 
 // set_timeout bounds each read call as a whole, not each recv inside it: a peer that
 // sends a byte every 50 ms (never the delimiter) cannot hold a read open for longer.
-TEST_CASE("a dripping peer cannot hold a read past its timeout; what it sent stays buffered",
-          "[io][stream][timeout]") {
+TEST_CASE("a dripping peer cannot hold a read past its timeout; what it sent stays buffered", "[io][stream][timeout]") {
   const unsigned workers = SPINDLE_WORKERS();
   const Op op = GENERATE(Op::read_exact, Op::read_until, Op::read_line);
   INFO(name(op) << " over " << workers << " workers");
@@ -202,9 +213,15 @@ TEST_CASE("a dripping peer cannot hold a read past its timeout; what it sent sta
     bool timed_out = false;
     try {
       switch (op) {
-        case Op::read_exact: (void)a.read_exact(1000); break;
-        case Op::read_until: (void)a.read_until("END"); break;
-        default: (void)a.read_line(); break;
+        case Op::read_exact:
+          (void)a.read_exact(1000);
+          break;
+        case Op::read_until:
+          (void)a.read_until("END");
+          break;
+        default:
+          (void)a.read_line();
+          break;
       }
     } catch (const TimeoutError&) {
       timed_out = true;

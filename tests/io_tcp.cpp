@@ -200,8 +200,8 @@ TEST_CASE("read_exact, read_until and read_line: partial reads, limits and EOF",
       CHECK(e.expected() == 10);
     }
     char b;
-    CHECK(c.read(&b, 1) == 0);            // EOF, repeatedly
-    CHECK(c.read_line().empty());         // readline at EOF: ""
+    CHECK(c.read(&b, 1) == 0);     // EOF, repeatedly
+    CHECK(c.read_line().empty());  // readline at EOF: ""
     CHECK_THROWS_AS(c.read(&b, 0), std::invalid_argument);
     CHECK_THROWS_AS(c.read_until(""), std::invalid_argument);
   });
@@ -290,7 +290,7 @@ TEST_CASE("cancel in the middle of a read: no byte is lost", "[io][tcp][cancel]"
     TcpStream p = peer_task.get();
     p.write_all("abc");
     auto reader = spawn([&] { return c.read_exact(6); });  // gets "abc", then waits
-    test::until_suspended(reader);  // it waits now
+    test::until_suspended(reader);                         // it waits now
     reader.cancel();
     CHECK_THROWS_AS(reader.get(), CancelledError);
     CHECK(c.buffered() == 3);

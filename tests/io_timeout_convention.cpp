@@ -125,8 +125,7 @@ TEST_CASE("stream calls: zero and negative limits take what is there, then time 
   }
 }
 
-TEST_CASE("accept: none and huge wait for a client, zero and negative take one already queued",
-          "[io][timeout]") {
+TEST_CASE("accept: none and huge wait for a client, zero and negative take one already queued", "[io][timeout]") {
   FdLeakCheck fdc;
   test::Checked h(SPINDLE_WORKERS());
   h.rt.block_on([] {
@@ -209,8 +208,7 @@ TEST_CASE("connect: none and huge connect, zero and negative connect only withou
   });
 }
 
-TEST_CASE("UDP recv: none and huge wait for a datagram, zero and negative take one already there",
-          "[io][timeout]") {
+TEST_CASE("UDP recv: none and huge wait for a datagram, zero and negative take one already there", "[io][timeout]") {
   FdLeakCheck fdc;
   test::Checked h(SPINDLE_WORKERS());
   h.rt.block_on([] {

@@ -50,15 +50,24 @@ __attribute__((noinline)) int recurse_big(volatile char* prev, int depth) {
 
 int run_frames(int kib) {
   switch (kib) {
-    case 1: return recurse_big<1>(nullptr, 0);
-    case 5: return recurse_big<5>(nullptr, 0);
-    case 8: return recurse_big<8>(nullptr, 0);
-    case 16: return recurse_big<16>(nullptr, 0);
-    case 32: return recurse_big<32>(nullptr, 0);
-    case 60: return recurse_big<60>(nullptr, 0);
-    case 64: return recurse_big<64>(nullptr, 0);
-    case 70: return recurse_big<70>(nullptr, 0);
-    case 128: return recurse_big<128>(nullptr, 0);
+    case 1:
+      return recurse_big<1>(nullptr, 0);
+    case 5:
+      return recurse_big<5>(nullptr, 0);
+    case 8:
+      return recurse_big<8>(nullptr, 0);
+    case 16:
+      return recurse_big<16>(nullptr, 0);
+    case 32:
+      return recurse_big<32>(nullptr, 0);
+    case 60:
+      return recurse_big<60>(nullptr, 0);
+    case 64:
+      return recurse_big<64>(nullptr, 0);
+    case 70:
+      return recurse_big<70>(nullptr, 0);
+    case 128:
+      return recurse_big<128>(nullptr, 0);
   }
   std::fprintf(stderr, "overflow_child: no frame size %d KiB\n", kib);
   std::_Exit(4);
@@ -173,8 +182,9 @@ int with_neighbours(int kib) {
 int main(int argc, char** argv) {
   if (argc > 1) return with_neighbours(std::atoi(argv[1]));
   spindle::Runtime rt(spindle::Options{.workers = 1});
-  rt.spawn(spindle::TaskOptions{.name = "deep-recursion", .stack_size = 64 * 1024}, [] { return recurse(nullptr, 0); })
-      .get();
+  rt.spawn(spindle::TaskOptions{.name = "deep-recursion", .stack_size = 64 * 1024}, [] {
+      return recurse(nullptr, 0);
+    }).get();
   std::puts("not reached");
   return 0;
 }

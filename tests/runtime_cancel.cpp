@@ -9,7 +9,6 @@
 using namespace spindle;
 using test::until_suspended;
 
-
 TEST_CASE("a task cancelled before it starts never runs its body", "[cancel]") {
   const unsigned n = SPINDLE_WORKERS();
   test::Checked harness(n);

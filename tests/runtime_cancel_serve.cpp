@@ -35,11 +35,11 @@ struct Tally {
   int wrong = 0;     // something else came back, or a rule of the wait was broken
 };
 
-#define CHECK_TALLY(t, n)     \
-  do {                        \
-    CHECK((t).lost == 0);     \
-    CHECK((t).both == 0);     \
-    CHECK((t).wrong == 0);    \
+#define CHECK_TALLY(t, n)                             \
+  do {                                                \
+    CHECK((t).lost == 0);                             \
+    CHECK((t).both == 0);                             \
+    CHECK((t).wrong == 0);                            \
     CHECK((t).returned + (t).kept + (t).left == (n)); \
   } while (0)
 
@@ -138,7 +138,7 @@ void task_round(Via via, Order order, test::Racer& racer, int x, Tally& tally) {
   } else if (q.qsize() != 0) {
     ++tally.wrong;
   }
-  if (returned && !inner_has) ++tally.wrong;               // returned something it was not served
+  if (returned && !inner_has) ++tally.wrong;             // returned something it was not served
   if (!cancels_inner(via) && !inner_has) ++tally.wrong;  // the inner task was cancelled
   if (inner_has && left) ++tally.both;
   if (!inner_has && !left) ++tally.lost;

@@ -13,11 +13,10 @@
 #include "support.hpp"
 
 using namespace spindle;
-using test::until_suspended;
 using test::forever;
+using test::until_suspended;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
 
 // ---- wait_for -------------------------------------------------------------------------------
 
@@ -217,9 +216,9 @@ TEST_CASE("timeout runs the block and turns its deadline into TimeoutError", "[t
   rt.block_on([] {
     int local = 0;
     CHECK(timeout(5s, [&] {
-      local = 1;
-      return local + 1;
-    }) == 2);
+            local = 1;
+            return local + 1;
+          }) == 2);
     std::atomic<bool> unwound{false};
     struct Flag {
       std::atomic<bool>& f;
@@ -236,13 +235,13 @@ TEST_CASE("timeout runs the block and turns its deadline into TimeoutError", "[t
     CHECK(unwound.load());
     // Nested: the inner (shorter) deadline is the inner's TimeoutError; the outer goes on.
     CHECK(timeout(5s, [] {
-      try {
-        timeout(10ms, [] { sleep(1h); });
-      } catch (const TimeoutError&) {
-        return 1;
-      }
-      return 0;
-    }) == 1);
+            try {
+              timeout(10ms, [] { sleep(1h); });
+            } catch (const TimeoutError&) {
+              return 1;
+            }
+            return 0;
+          }) == 1);
     // Nested: the outer (shorter) deadline cancels the inner block: the inner sees
     // CancelledError, the outer caller sees TimeoutError.
     std::atomic<bool> inner_cancelled{false};
@@ -365,7 +364,8 @@ TEST_CASE("gather of handles and callables returns a tuple in argument order", "
     });
     Future<std::string> f;
     call_soon([f]() mutable { f.set_result("two"); });
-    auto [x, y, z, w] = gather(a, f, [] { return 3.5; }, [] {});
+    auto [x, y, z, w] = gather(
+        a, f, [] { return 3.5; }, [] {});
     CHECK(x == 1);
     CHECK(y == "two");
     CHECK(z == 3.5);
@@ -557,8 +557,7 @@ TEST_CASE("as_completed yields tasks in the order they finish (reverse of input)
   });
 }
 
-TEST_CASE("as_completed keeps causal order: a task woken by another's completion comes after it",
-          "[as_completed]") {
+TEST_CASE("as_completed keeps causal order: a task woken by another's completion comes after it", "[as_completed]") {
   // second waits for first, third for second: whatever loops they finish on, as_completed
   // must yield first, second, third (it hears of a completion before anyone it wakes runs).
   const unsigned n = SPINDLE_WORKERS();
@@ -583,8 +582,7 @@ TEST_CASE("as_completed keeps causal order: a task woken by another's completion
   });
 }
 
-TEST_CASE("gather raises the failure that came first even when a later one was caused by it",
-          "[gather]") {
+TEST_CASE("gather raises the failure that came first even when a later one was caused by it", "[gather]") {
   // second fails because first did (it saw first done): gather must raise first's error,
   // whichever loops the two finish on.
   const unsigned n = SPINDLE_WORKERS();

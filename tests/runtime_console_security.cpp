@@ -117,7 +117,8 @@ int stranger_tries(const std::string& path, const std::string& commands) {
     if (fd < 0) ::_exit(kOtherError);
     timeval tv{30, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0) ::_exit(errno == EACCES ? kRefused : kOtherError);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0)
+      ::_exit(errno == EACCES ? kRefused : kOtherError);
     // Errors ignored: the console may have closed already (EPIPE).
     [[maybe_unused]] auto sent = ::send(fd, commands.data(), commands.size(), MSG_NOSIGNAL);
     char c;
@@ -151,15 +152,17 @@ TEST_CASE("monitor console: another user is closed without a word on path and ab
   test::until_suspended(sleeper2);
 
   if (::geteuid() != 0) {
-    WARN("SKIPPED: the cross-user half of this test needs root (to become uid 65534 in a child); "
-         "only the same-user half ran");
+    WARN(
+        "SKIPPED: the cross-user half of this test needs root (to become uid 65534 in a child); "
+        "only the same-user half ran");
   } else {
     // The path socket is mode 0600: another user cannot even connect.
     CHECK(stranger_tries(path, "ps\n") == kRefused);
     // Its mode is not what guards it: with the file opened to everyone, the peer check
     // still closes the connection without a word.
     REQUIRE(::chmod(path.c_str(), 0666) == 0);
-    const std::string cmds = "ps\nwhere " + std::to_string(sleeper.id()) + "\ncancel " + std::to_string(sleeper.id()) + "\n";
+    const std::string cmds =
+        "ps\nwhere " + std::to_string(sleeper.id()) + "\ncancel " + std::to_string(sleeper.id()) + "\n";
     CHECK(stranger_tries(path, cmds) == kClosedSilently);
     // An abstract socket has no mode at all.
     const std::string cmds2 = "ps\ncancel " + std::to_string(sleeper2.id()) + "\nstats\n";

@@ -71,15 +71,15 @@ TEST_CASE("deadline helpers saturate instead of overflowing", "[deadlines]") {
   static_assert(detail::deadline_from(100, nanoseconds::max()) == 0);  // none
   static_assert(detail::deadline_from(100, nanoseconds(INT64_MAX - 100)) == INT64_MAX);
   static_assert(detail::deadline_from(100, nanoseconds(INT64_MAX - 99)) == 0);
-  static_assert(detail::deadline_from(100, 0ns) == 100);   // already due
-  static_assert(detail::deadline_from(100, -5s) == 100);   // already due
-  static_assert(detail::deadline_from(0, 0ns) == 1);       // due, and never "none"
+  static_assert(detail::deadline_from(100, 0ns) == 100);  // already due
+  static_assert(detail::deadline_from(100, -5s) == 100);  // already due
+  static_assert(detail::deadline_from(0, 0ns) == 1);      // due, and never "none"
   static_assert(detail::poll_ms(1) == 1 && detail::poll_ms(1'000'000) == 1 && detail::poll_ms(INT64_MAX) == INT_MAX);
   CHECK(detail::deadline_after(nanoseconds::max()) == 0);
   CHECK(detail::deadline_after(overflows_with_now()) == 0);
-  CHECK(detail::deadline_of(std::nullopt) == 0);                // no limit
-  CHECK(detail::deadline_of(std::chrono::hours::max()) == 0);   // too large: none
-  CHECK(detail::deadline_of(0ns) != 0);                         // passed, never "none"
+  CHECK(detail::deadline_of(std::nullopt) == 0);               // no limit
+  CHECK(detail::deadline_of(std::chrono::hours::max()) == 0);  // too large: none
+  CHECK(detail::deadline_of(0ns) != 0);                        // passed, never "none"
   CHECK(detail::deadline_of(-1s) != 0);
   CHECK(detail::deadline_at(std::chrono::steady_clock::time_point::max()) == 0);
   CHECK(detail::deadline_at(std::chrono::steady_clock::time_point::min()) == 1);

@@ -102,8 +102,7 @@ std::string error_of(F fn) {
 
 }  // namespace
 
-TEST_CASE("every spindle error is caught as a spindle::Error, as its standard base and by its own name",
-          "[errors]") {
+TEST_CASE("every spindle error is caught as a spindle::Error, as its standard base and by its own name", "[errors]") {
   check_caught_every_way<std::runtime_error>(TimeoutError());
   check_caught_every_way<std::runtime_error>(TimeoutError("the deadline passed"));
   check_caught_every_way<std::runtime_error>(RuntimeError("no running runtime"));

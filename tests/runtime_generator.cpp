@@ -17,7 +17,6 @@ using namespace spindle;
 using test::until_suspended;
 using namespace std::chrono_literals;
 
-
 TEST_CASE("a generator yields its values to a range-for", "[generator]") {
   const unsigned n = SPINDLE_WORKERS();
   test::Checked harness(n);
@@ -252,7 +251,7 @@ TEST_CASE("generators nest: one consumes another", "[generator]") {
       if (++k == 1000) break;
     }
     CHECK(sum == 999L * 1000);  // 0 + 2 + ... + 1998
-  });  // breaking out destroys `evens`, which closes `nat` inside it
+  });                           // breaking out destroys `evens`, which closes `nat` inside it
 }
 
 TEST_CASE("a thread outside the runtime consumes a generator", "[generator]") {

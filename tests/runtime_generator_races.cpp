@@ -258,7 +258,5 @@ TEST_CASE("shield: a task that fails after its caller was cancelled is not repor
 TEST_CASE("shield: a failure with nobody cancelled still reaches the caller", "[shield]") {
   const unsigned n = SPINDLE_WORKERS();
   test::QuietRuntime q(n);
-  q.rt.block_on([] {
-    CHECK_THROWS_WITH(shield([]() -> int { throw std::runtime_error("inner"); }), "inner");
-  });
+  q.rt.block_on([] { CHECK_THROWS_WITH(shield([]() -> int { throw std::runtime_error("inner"); }), "inner"); });
 }

@@ -29,11 +29,11 @@ enum class WaitKind { future, event, queue, lock, child_task, sleep };
 enum How : int { not_ended = 0, returned_value, threw_error, cancelled_out, swallowed };
 
 struct Waits {
-  Future<> gate;          // WaitKind::future
-  Event event;            // WaitKind::event
-  Queue<int> queue;       // WaitKind::queue
-  Lock lock;              // WaitKind::lock: held by the test until it serves
-  Future<> child_gate;    // WaitKind::child_task: the child waits on it
+  Future<> gate;        // WaitKind::future
+  Event event;          // WaitKind::event
+  Queue<int> queue;     // WaitKind::queue
+  Lock lock;            // WaitKind::lock: held by the test until it serves
+  Future<> child_gate;  // WaitKind::child_task: the child waits on it
 };
 
 struct Probe {
@@ -47,9 +47,15 @@ constexpr int kSwallowed = 7;
 
 void wait_in(WaitKind k, Waits& w, bool served_soon) {
   switch (k) {
-    case WaitKind::future: w.gate.get(); break;
-    case WaitKind::event: w.event.wait(); break;
-    case WaitKind::queue: (void)w.queue.get(); break;
+    case WaitKind::future:
+      w.gate.get();
+      break;
+    case WaitKind::event:
+      w.event.wait();
+      break;
+    case WaitKind::queue:
+      (void)w.queue.get();
+      break;
     case WaitKind::lock:
       w.lock.lock();
       w.lock.unlock();
@@ -59,18 +65,31 @@ void wait_in(WaitKind k, Waits& w, bool served_soon) {
       spawn([g]() mutable { g.get(); }).get();
       break;
     }
-    case WaitKind::sleep: sleep(served_soon ? std::chrono::milliseconds(1) : std::chrono::hours(1)); break;
+    case WaitKind::sleep:
+      sleep(served_soon ? std::chrono::milliseconds(1) : std::chrono::hours(1));
+      break;
   }
 }
 
 void serve(WaitKind k, Waits& w) {
   switch (k) {
-    case WaitKind::future: w.gate.set_result(); break;
-    case WaitKind::event: w.event.set(); break;
-    case WaitKind::queue: w.queue.put_nowait(1); break;
-    case WaitKind::lock: w.lock.unlock(); break;
-    case WaitKind::child_task: w.child_gate.set_result(); break;
-    case WaitKind::sleep: break;  // a 1 ms sleep serves itself
+    case WaitKind::future:
+      w.gate.set_result();
+      break;
+    case WaitKind::event:
+      w.event.set();
+      break;
+    case WaitKind::queue:
+      w.queue.put_nowait(1);
+      break;
+    case WaitKind::lock:
+      w.lock.unlock();
+      break;
+    case WaitKind::child_task:
+      w.child_gate.set_result();
+      break;
+    case WaitKind::sleep:
+      break;  // a 1 ms sleep serves itself
   }
 }
 
@@ -96,9 +115,8 @@ int body(WaitKind k, Ending e, bool served_soon, std::shared_ptr<Waits> w, std::
 
 // The outcome a combination must end with (once its body started, if it did).
 How expected(CancelAt c, Ending e, bool started) {
-  const bool cancelled_while_waiting =
-      c == CancelAt::suspended || c == CancelAt::twice || c == CancelAt::foreign_thread ||
-      (c == CancelAt::before_start && started);
+  const bool cancelled_while_waiting = c == CancelAt::suspended || c == CancelAt::twice ||
+                                       c == CancelAt::foreign_thread || (c == CancelAt::before_start && started);
   if (c == CancelAt::before_start && !started) return not_ended;  // the body never runs
   if (cancelled_while_waiting) return e == Ending::swallow_cancel ? swallowed : cancelled_out;
   return e == Ending::exception ? threw_error : returned_value;
@@ -117,8 +135,7 @@ struct Combination {
   bool pinned;
   std::string describe() const {
     return "cancel " + std::to_string(int(cancel)) + ", handle " + std::to_string(int(fate)) + ", ending " +
-           std::to_string(int(ending)) + ", wait " + std::to_string(int(wait)) + ", pinned " +
-           std::to_string(pinned);
+           std::to_string(int(ending)) + ", wait " + std::to_string(int(wait)) + ", pinned " + std::to_string(pinned);
   }
 };
 
@@ -193,9 +210,15 @@ void run_one(const Combination& c, std::vector<std::shared_ptr<Probe>>& unheld) 
     yield_until([&] { return t.done(); });  // so that `started` is final below
     const How want = expected(c.cancel, c.ending, p->started.load());
     switch (want) {
-      case returned_value: CHECK(t.get() == kValue); break;
-      case swallowed: CHECK(t.get() == kSwallowed); break;
-      case threw_error: CHECK_THROWS_WITH(t.get(), "the body failed"); break;
+      case returned_value:
+        CHECK(t.get() == kValue);
+        break;
+      case swallowed:
+        CHECK(t.get() == kSwallowed);
+        break;
+      case threw_error:
+        CHECK_THROWS_WITH(t.get(), "the body failed");
+        break;
       case cancelled_out:
       case not_ended:
         CHECK_THROWS_AS(t.get(), CancelledError);
@@ -216,7 +239,8 @@ void run_one(const Combination& c, std::vector<std::shared_ptr<Probe>>& unheld) 
 
 }  // namespace
 
-TEST_CASE("task lifecycles: every cancel point x handle fate x ending x wait kind x pinning", "[tasks][cancel][lifecycle]") {
+TEST_CASE("task lifecycles: every cancel point x handle fate x ending x wait kind x pinning",
+          "[tasks][cancel][lifecycle]") {
   const unsigned n = GENERATE(1u, 2u, 4u);
   const bool pinned = GENERATE(false, true);
   std::vector<std::shared_ptr<Probe>> unheld;

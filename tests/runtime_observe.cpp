@@ -49,7 +49,10 @@ bool eventually(F cond) {
   const auto give_up = std::chrono::steady_clock::now() + 30s;
   while (!cond()) {
     if (std::chrono::steady_clock::now() > give_up) return false;
-    if (in_runtime()) sleep(100us); else std::this_thread::sleep_for(100us);
+    if (in_runtime())
+      sleep(100us);
+    else
+      std::this_thread::sleep_for(100us);
   }
   return true;
 }
@@ -386,16 +389,17 @@ TEST_CASE("metrics: steals are counted, and a single loop never steals", "[obser
   // Loop 0 spins in a task that spawned kTasks into its own queue: another loop can only
   // run them by stealing them.
   bool all_ran = rt.block_on([&] {
-    return spawn(TaskOptions{.pinned = true, .loop = 0}, [&] {
-             std::vector<Task<>> ts;
-             for (int i = 0; i < kTasks; ++i) ts.push_back(spawn([&] { ++ran; }));
-             const auto give_up = std::chrono::steady_clock::now() + 30s;
-             while (ran.load() < kTasks && std::chrono::steady_clock::now() < give_up) {
-             }
-             const bool ok = ran.load() == kTasks;
-             for (auto& t : ts) t.get();
-             return ok;
-           })
+    return spawn(TaskOptions{.pinned = true, .loop = 0},
+                 [&] {
+                   std::vector<Task<>> ts;
+                   for (int i = 0; i < kTasks; ++i) ts.push_back(spawn([&] { ++ran; }));
+                   const auto give_up = std::chrono::steady_clock::now() + 30s;
+                   while (ran.load() < kTasks && std::chrono::steady_clock::now() < give_up) {
+                   }
+                   const bool ok = ran.load() == kTasks;
+                   for (auto& t : ts) t.get();
+                   return ok;
+                 })
         .get();
   });
   REQUIRE(all_ran);
@@ -491,7 +495,7 @@ TEST_CASE("monitor console: ps, where, cancel, stats, help, errors; the socket f
 
     // Bad commands get an error line, and the console goes on.
     CHECK(c.ask("frobnicate") == "error: unknown command 'frobnicate' (try help)\n");
-    CHECK(c.ask("where") .rfind("error: ", 0) == 0);
+    CHECK(c.ask("where").rfind("error: ", 0) == 0);
     CHECK(c.ask("where abc").rfind("error: ", 0) == 0);
     CHECK(c.ask("cancel 99999999999").rfind("error: no live task", 0) == 0);
     CHECK(c.ask("ps now").rfind("error: ", 0) == 0);

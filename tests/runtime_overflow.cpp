@@ -57,15 +57,13 @@ void check_reported(const char* env, int kib) {
 }
 }  // namespace
 
-TEST_CASE("an overflow through frames of any size is reported when the code is built with stack probes",
-          "[overflow]") {
+TEST_CASE("an overflow through frames of any size is reported when the code is built with stack probes", "[overflow]") {
   // 128 KiB is larger than the guard region: only the probes catch it.
   const int kib = GENERATE(1, 5, 8, 16, 32, 64, 70, 128);
   check_reported("SPINDLE_OVERFLOW_CHILD", kib);
 }
 
-TEST_CASE("an overflow through frames smaller than the guard region is reported without stack probes",
-          "[overflow]") {
+TEST_CASE("an overflow through frames smaller than the guard region is reported without stack probes", "[overflow]") {
   const int kib = GENERATE(1, 5, 8, 16, 32, 60);
   check_reported("SPINDLE_OVERFLOW_CHILD_UNPROBED", kib);
 }

@@ -153,8 +153,7 @@ TEST_CASE("wait_parked_until: the deadline passes while parked, or as a notifier
       Seen seen;
       Task<> notifier;
       auto t = spawn_parked(
-          slot, seen,
-          [&](auto& own) { return taken_at_deadline ? slot.taken_now_notified_later(notifier) : own(); },
+          slot, seen, [&](auto& own) { return taken_at_deadline ? slot.taken_now_notified_later(notifier) : own(); },
           detail::deadline_after(1ms));
       t.get();
       if (notifier) notifier.get();

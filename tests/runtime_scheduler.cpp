@@ -28,20 +28,20 @@ TEST_CASE("a fibre suspended on one worker resumes on another; thread-locals fol
   std::set<std::thread::id> seen;
   bool tls_ok = true;
   rt.spawn([&] {
-    // Each round the future is set by a task pinned to loop i, which wakes us onto its
-    // own worker (the waker's LIFO slot).
-    for (int round = 0; round < 40; ++round) {
-      Future<> f;
-      const int loop = round % int(n);
-      spawn(TaskOptions{.pinned = true, .loop = loop}, [f]() mutable {
-        for (int k = 0; k < 50; ++k) yield();  // let the waiter suspend first
-        f.set_result();
-      });
-      f.get();
-      seen.insert(std::this_thread::get_id());
-      tls_ok = tls_ok && read_tls() == std::this_thread::get_id();
-    }
-  }).get();
+      // Each round the future is set by a task pinned to loop i, which wakes us onto its
+      // own worker (the waker's LIFO slot).
+      for (int round = 0; round < 40; ++round) {
+        Future<> f;
+        const int loop = round % int(n);
+        spawn(TaskOptions{.pinned = true, .loop = loop}, [f]() mutable {
+          for (int k = 0; k < 50; ++k) yield();  // let the waiter suspend first
+          f.set_result();
+        });
+        f.get();
+        seen.insert(std::this_thread::get_id());
+        tls_ok = tls_ok && read_tls() == std::this_thread::get_id();
+      }
+    }).get();
   CHECK(seen.size() >= 2);
   CHECK(tls_ok);
 }
@@ -246,7 +246,8 @@ TEST_CASE("shutdown cancels what is left, awaits it, and reports tasks that woul
   // It swallowed the first cancellation, so it outlived the grace period and was
   // reported; its cancellation then became sticky and it gave up.
   bool named = false;
-  for (auto& r : reports.all()) named = named || (r.kind == Report::Kind::task_would_not_end && r.task_name == "stubborn");
+  for (auto& r : reports.all())
+    named = named || (r.kind == Report::Kind::task_would_not_end && r.task_name == "stubborn");
   CHECK(named);
 }
 
@@ -274,7 +275,8 @@ TEST_CASE("a task that ignores cancellation is reported, then cancelled for good
   }
   CHECK(stubborn.cancelled());
   bool named = false;
-  for (auto& r : reports.all()) named = named || (r.kind == Report::Kind::task_would_not_end && r.task_name == "ignores-cancel");
+  for (auto& r : reports.all())
+    named = named || (r.kind == Report::Kind::task_would_not_end && r.task_name == "ignores-cancel");
   CHECK(named);
 }
 

@@ -73,8 +73,12 @@ TEST_CASE("foreign spawns, call_soon and call_later racing shutdown: every handl
               case 0:  // named: the submit takes the task's lock and makes its Extra (a longer path)
                 spawned[i].push_back(rt->spawn(TaskOptions{.name = "racer"}, [k] { return k; }));
                 break;
-              case 1: soon[i].push_back(rt->call_soon([] {})); break;
-              default: later[i].push_back(rt->call_later(std::chrono::microseconds(k % 50), [] {})); break;
+              case 1:
+                soon[i].push_back(rt->call_soon([] {}));
+                break;
+              default:
+                later[i].push_back(rt->call_later(std::chrono::microseconds(k % 50), [] {}));
+                break;
             }
           }
         } catch (const RuntimeError&) {
@@ -140,27 +144,29 @@ TEST_CASE("futures completed and events set from foreign threads during shutdown
 TEST_CASE("a done callback does not keep its future alive", "[futures][callbacks]") {
   auto gone = std::make_shared<std::atomic<int>>(0);
   auto ran = std::make_shared<std::atomic<int>>(0);
-  run([&] {
-    {
-      Future<int> f;
-      f.add_done_callback([t = tracker(gone), ran](Future<int>&) { ++*ran; });
-      // The last handle goes while the future is pending: it is freed, and the callback
-      // with it, never run (asyncio: the future is collected with its callbacks).
-    }
-    CHECK(*gone == 1);
-    // A future that completes still runs its callback, with a handle to the future.
-    Future<int> g;
-    auto seen = std::make_shared<std::atomic<int>>(-1);
-    Event called;
-    g.add_done_callback([seen, &called](Future<int>& x) {
-      *seen = x.result();
-      called.set();
-    });
-    g.set_result(7);
-    g = Future<int>();  // the callback's handle keeps the completed future until it ran
-    called.wait();
-    CHECK(*seen == 7);
-  }, test::opts(2));
+  run(
+      [&] {
+        {
+          Future<int> f;
+          f.add_done_callback([t = tracker(gone), ran](Future<int>&) { ++*ran; });
+          // The last handle goes while the future is pending: it is freed, and the callback
+          // with it, never run (asyncio: the future is collected with its callbacks).
+        }
+        CHECK(*gone == 1);
+        // A future that completes still runs its callback, with a handle to the future.
+        Future<int> g;
+        auto seen = std::make_shared<std::atomic<int>>(-1);
+        Event called;
+        g.add_done_callback([seen, &called](Future<int>& x) {
+          *seen = x.result();
+          called.set();
+        });
+        g.set_result(7);
+        g = Future<int>();  // the callback's handle keeps the completed future until it ran
+        called.wait();
+        CHECK(*seen == 7);
+      },
+      test::opts(2));
   CHECK(*ran == 0);
 }
 
@@ -204,14 +210,16 @@ void check_handle_after_runtime(Task<int>& t, const std::string& name) {
   CHECK_THROWS_AS(t.add_done_callback([](Task<int>&) {}), RuntimeError);
   // From another runtime it runs there.
   std::atomic<int> called{0};
-  run([&] {
-    Event e;
-    t.add_done_callback([&](Task<int>&) {
-      ++called;
-      e.set();
-    });
-    e.wait();
-  }, test::opts(1));
+  run(
+      [&] {
+        Event e;
+        t.add_done_callback([&](Task<int>&) {
+          ++called;
+          e.set();
+        });
+        e.wait();
+      },
+      test::opts(1));
   CHECK(called == 1);
 }
 }  // namespace

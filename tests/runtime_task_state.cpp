@@ -114,7 +114,7 @@ TEST_CASE("a dump holds only an IDLE task, and lets go as a worker would", "[tas
   TaskHeader* t = &b.t;
   make_idle(t);
   REQUIRE(ts::hold(t) == ts::Hold::held);
-  CHECK(b.state() == kRunningS);  // to wakers it is running
+  CHECK(b.state() == kRunningS);         // to wakers it is running
   CHECK(ts::hold(t) == ts::Hold::busy);  // a second dump stays out
 
   SECTION("no wake meanwhile: IDLE again") {
@@ -135,9 +135,7 @@ TEST_CASE("shutdown's abandon ends a started task for good", "[task_state]") {
   TaskHeader* t = &b.t;
   make_idle(t);
 
-  SECTION("IDLE: no queue will see it") {
-    CHECK(ts::abandon(t) == ts::Abandoned::settled);
-  }
+  SECTION("IDLE: no queue will see it") { CHECK(ts::abandon(t) == ts::Abandoned::settled); }
   SECTION("READY: a queue holds it, or its waker is about to push it") {
     REQUIRE(ts::wake(t) == ts::Wake::must_schedule);
     CHECK(ts::abandon(t) == ts::Abandoned::was_queued);
@@ -175,9 +173,15 @@ TEST_CASE("of wakes racing on an IDLE task, exactly one pushes it", "[task_state
       wakers.emplace_back([&] {
         while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
         switch (ts::wake(t)) {
-          case ts::Wake::must_schedule: must_schedule.fetch_add(1); break;
-          case ts::Wake::already_queued: marked.fetch_add(1); break;
-          default: other.fetch_add(1); break;
+          case ts::Wake::must_schedule:
+            must_schedule.fetch_add(1);
+            break;
+          case ts::Wake::already_queued:
+            marked.fetch_add(1);
+            break;
+          default:
+            other.fetch_add(1);
+            break;
         }
       });
     }

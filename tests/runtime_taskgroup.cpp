@@ -16,10 +16,9 @@
 #include "support.hpp"
 
 using namespace spindle;
-using test::until_suspended;
 using test::forever;
+using test::until_suspended;
 using namespace std::chrono_literals;
-
 
 // ---- TaskGroup -----------------------------------------------------------------------------
 
@@ -366,8 +365,7 @@ TEST_CASE("task_group returns the block's value once the children are joined", "
   });
 }
 
-TEST_CASE("task_group folds the block's own failure; a spawn refused after a failure is left out",
-          "[taskgroup]") {
+TEST_CASE("task_group folds the block's own failure; a spawn refused after a failure is left out", "[taskgroup]") {
   const unsigned n = SPINDLE_WORKERS();
   test::Checked harness(n);
   Runtime& rt = harness.rt;
@@ -516,7 +514,7 @@ TEST_CASE("JobScheduler: a full pending list makes spawn wait", "[jobs]") {
       }
     });
     until_suspended(spawner);  // it can suspend only in a spawn that waits for room
-    CHECK(spawned == 3);  // 1 active + 2 pending: the 4th spawn waits
+    CHECK(spawned == 3);       // 1 active + 2 pending: the 4th spawn waits
     CHECK(jobs.pending_count() == 2);
     CHECK_FALSE(spawner.done());
     gate.set_result();
@@ -689,8 +687,10 @@ TEST_CASE("JobScheduler: many spawners, cancels and a close under churn", "[jobs
               std::atomic<int>& r;
               ~Dec() { --r; }
             } dec{running};
-            if (i % 4 == 0) sleep(std::chrono::microseconds(50));
-            else yield();
+            if (i % 4 == 0)
+              sleep(std::chrono::microseconds(50));
+            else
+              yield();
           });
           if ((s + i) % 7 == 0) j.cancel();
           std::lock_guard lk(mu);

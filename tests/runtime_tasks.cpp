@@ -55,7 +55,10 @@ TEST_CASE("result() and exception() on a pending task throw InvalidStateError", 
   Runtime& rt = harness.rt;
   rt.block_on([] {
     Future<> gate;
-    auto t = spawn([gate]() mutable { gate.get(); return 1; });
+    auto t = spawn([gate]() mutable {
+      gate.get();
+      return 1;
+    });
     CHECK_FALSE(t.done());
     CHECK_THROWS_AS(t.result(), InvalidStateError);
     CHECK_THROWS_AS(t.exception(), InvalidStateError);
@@ -74,7 +77,11 @@ TEST_CASE("100k tasks each yield and return; every result arrives", "[tasks]") {
   const long sum = rt.block_on([] {
     std::vector<Task<long>> ts;
     ts.reserve(kTasks);
-    for (long i = 0; i < kTasks; ++i) ts.push_back(spawn([i] { yield(); return i; }));
+    for (long i = 0; i < kTasks; ++i)
+      ts.push_back(spawn([i] {
+        yield();
+        return i;
+      }));
     long s = 0;
     for (auto& t : ts) s += t.get();
     return s;
@@ -91,7 +98,10 @@ TEST_CASE("spawn from a foreign thread, and get() blocks that thread", "[tasks]"
   for (int k = 0; k < 4; ++k)
     threads.emplace_back([&, k] {
       for (int i = 0; i < 200; ++i) {
-        auto t = rt.spawn([k, i] { yield(); return k * 1000 + i; });
+        auto t = rt.spawn([k, i] {
+          yield();
+          return k * 1000 + i;
+        });
         total += t.get();
       }
     });
@@ -141,8 +151,7 @@ TEST_CASE("all_tasks lists suspended tasks and the caller", "[tasks]") {
     std::vector<Task<>> ts;
     for (int i = 0; i < 10; ++i)
       ts.push_back(spawn(TaskOptions{.name = "sleeper-" + std::to_string(i)}, [gate]() mutable { gate.get(); }));
-    for (auto& t : ts)
-      test::until_suspended(t);
+    for (auto& t : ts) test::until_suspended(t);
     auto all = all_tasks();
     int sleepers = 0;
     bool me = false;

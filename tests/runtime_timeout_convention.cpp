@@ -87,8 +87,7 @@ TEST_CASE("TimeLimit converts every duration without overflow, and nullopt to no
 
 // ---- wait_for -------------------------------------------------------------------------
 
-TEST_CASE("wait_for on a task: none and huge wait for it, zero and negative give it one look",
-          "[timeout][wait_for]") {
+TEST_CASE("wait_for on a task: none and huge wait for it, zero and negative give it one look", "[timeout][wait_for]") {
   test::Checked h(SPINDLE_WORKERS());
   h.rt.block_on([] {
     for (TimeLimit t : unlimited()) {
@@ -185,8 +184,7 @@ TEST_CASE("timeout_at: nullopt and time_point::max() are none, a past point has 
 
 // ---- wait and as_completed --------------------------------------------------------------
 
-TEST_CASE("wait: none and huge wait for all, zero and negative report what is done at once",
-          "[timeout][wait]") {
+TEST_CASE("wait: none and huge wait for all, zero and negative report what is done at once", "[timeout][wait]") {
   test::Checked h(SPINDLE_WORKERS());
   h.rt.block_on([] {
     for (TimeLimit t : unlimited()) {

@@ -165,8 +165,10 @@ TEST_CASE("cancelled timers are dropped long before their deadline; armed ones s
     std::vector<TimerHandle> kept;
     for (int i = 0; i < kTimers; ++i) {
       TimerHandle h = call_later(1h, [&] { ++fired; });
-      if (i % 10 == 0) kept.push_back(std::move(h));
-      else REQUIRE(h.cancel());
+      if (i % 10 == 0)
+        kept.push_back(std::move(h));
+      else
+        REQUIRE(h.cancel());
     }
     pending = rt.metrics().workers[0].timers_pending;
     for (TimerHandle& h : kept) REQUIRE(h.cancel());  // none had fired

@@ -107,8 +107,8 @@ void lock_round(Order o, bool one_loop, bool starving) {
     // it then queues again at the head in hand-off mode. (The sleep is the threshold
     // itself, not an ordering: the one worker runs A only when we yield below.)
     sleep(std::chrono::milliseconds(3));
-    l.unlock();  // wakes A
-    l.lock();    // and we take the lock back before A runs
+    l.unlock();                            // wakes A
+    l.lock();                              // and we take the lock back before A runs
     for (int i = 0; i < 20; ++i) yield();  // A runs, loses, queues again (starving)
   }
   std::atomic<bool> b_got{false};
@@ -192,7 +192,8 @@ void semaphore_round(Order o, bool one_loop) {
 
 }  // namespace
 
-TEST_CASE("Lock, one loop: a waiter cancelled and handed the wake-up raises and holds nothing", "[sync][cancel_serve][lock]") {
+TEST_CASE("Lock, one loop: a waiter cancelled and handed the wake-up raises and holds nothing",
+          "[sync][cancel_serve][lock]") {
   Rt r(1);
   r.rt.block_on([] {
     lock_round(Order::cancel_first, true, false);
@@ -200,7 +201,8 @@ TEST_CASE("Lock, one loop: a waiter cancelled and handed the wake-up raises and 
   });
 }
 
-TEST_CASE("Lock, one loop: a waiter cancelled and handed the lock (starvation mode) passes it on", "[sync][cancel_serve][lock]") {
+TEST_CASE("Lock, one loop: a waiter cancelled and handed the lock (starvation mode) passes it on",
+          "[sync][cancel_serve][lock]") {
   Rt r(1);
   r.rt.block_on([] {
     lock_round(Order::cancel_first, true, true);
@@ -225,7 +227,8 @@ TEST_CASE("Semaphore, one loop: cancelled waiters handed a permit pass it on", "
   });
 }
 
-TEST_CASE("Semaphore, across loops: cancel and release at once never keeps or loses a permit", "[sync][cancel_serve][semaphore]") {
+TEST_CASE("Semaphore, across loops: cancel and release at once never keeps or loses a permit",
+          "[sync][cancel_serve][semaphore]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     for (int i = 0; i < kRounds; ++i) {
@@ -293,7 +296,8 @@ void condition_round(Order o, bool one_loop) {
 
 }  // namespace
 
-TEST_CASE("Condition, one loop: a notified waiter that is cancelled raises and passes the notification on", "[sync][cancel_serve][condition]") {
+TEST_CASE("Condition, one loop: a notified waiter that is cancelled raises and passes the notification on",
+          "[sync][cancel_serve][condition]") {
   Rt r(1);
   r.rt.block_on([] {
     condition_round(Order::cancel_first, true);
@@ -301,7 +305,8 @@ TEST_CASE("Condition, one loop: a notified waiter that is cancelled raises and p
   });
 }
 
-TEST_CASE("Condition, one loop: a waiter cancelled while it re-acquires the Lock raises holding it", "[sync][cancel_serve][condition]") {
+TEST_CASE("Condition, one loop: a waiter cancelled while it re-acquires the Lock raises holding it",
+          "[sync][cancel_serve][condition]") {
   Rt r(1);
   r.rt.block_on([] {
     Lock l;
@@ -326,7 +331,7 @@ TEST_CASE("Condition, one loop: a waiter cancelled while it re-acquires the Lock
     });
     until_suspended(other);
     l.lock();
-    c.notify(1);  // A is notified and now has to re-acquire the Lock, which we hold
+    c.notify(1);                           // A is notified and now has to re-acquire the Lock, which we hold
     for (int i = 0; i < 10; ++i) yield();  // A runs and queues on the Lock
     std::atomic<bool> b_got{false};
     auto b = spawn([&] {
@@ -348,7 +353,8 @@ TEST_CASE("Condition, one loop: a waiter cancelled while it re-acquires the Lock
   });
 }
 
-TEST_CASE("Condition, across loops: cancel and notify at once never loses the notification", "[sync][cancel_serve][condition]") {
+TEST_CASE("Condition, across loops: cancel and notify at once never loses the notification",
+          "[sync][cancel_serve][condition]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     for (int i = 0; i < kRounds; ++i) condition_round(i % 2 ? Order::cancel_first : Order::serve_first, false);
@@ -436,7 +442,8 @@ void join_round(Order o, bool one_loop) {
 
 }  // namespace
 
-TEST_CASE("Event, Barrier, Queue::join, one loop: a released waiter that is cancelled raises; the others go on", "[sync][cancel_serve][event][barrier][queue]") {
+TEST_CASE("Event, Barrier, Queue::join, one loop: a released waiter that is cancelled raises; the others go on",
+          "[sync][cancel_serve][event][barrier][queue]") {
   Rt r(1);
   r.rt.block_on([] {
     for (Order o : {Order::cancel_first, Order::serve_first}) {
@@ -447,7 +454,8 @@ TEST_CASE("Event, Barrier, Queue::join, one loop: a released waiter that is canc
   });
 }
 
-TEST_CASE("Event, Barrier, Queue::join, across loops: cancel and release at once", "[sync][cancel_serve][event][barrier][queue]") {
+TEST_CASE("Event, Barrier, Queue::join, across loops: cancel and release at once",
+          "[sync][cancel_serve][event][barrier][queue]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     for (int i = 0; i < kRounds; ++i) {
@@ -624,7 +632,8 @@ void all_item_rounds(Order o, bool one_loop) {
 
 }  // namespace
 
-TEST_CASE("Queue and Channel, one loop: a transfer to a cancelled waiter stands; nothing is lost", "[sync][cancel_serve][queue][channel]") {
+TEST_CASE("Queue and Channel, one loop: a transfer to a cancelled waiter stands; nothing is lost",
+          "[sync][cancel_serve][queue][channel]") {
   Rt r(1);
   r.rt.block_on([] {
     all_item_rounds(Order::cancel_first, true);
@@ -632,7 +641,8 @@ TEST_CASE("Queue and Channel, one loop: a transfer to a cancelled waiter stands;
   });
 }
 
-TEST_CASE("Queue and Channel, across loops: cancel and serve at once loses or doubles no item", "[sync][cancel_serve][queue][channel]") {
+TEST_CASE("Queue and Channel, across loops: cancel and serve at once loses or doubles no item",
+          "[sync][cancel_serve][queue][channel]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     for (int i = 0; i < kRounds; ++i) all_item_rounds(i % 2 ? Order::cancel_first : Order::serve_first, false);

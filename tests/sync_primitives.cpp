@@ -33,10 +33,11 @@ TEST_CASE("Event: set releases every waiter; a wait after set returns at once; c
     CHECK_FALSE(ev.is_set());
     std::atomic<int> released{0};
     std::vector<Task<>> waiters;
-    for (int i = 0; i < 20; ++i) waiters.push_back(spawn([&] {
-      ev.wait();
-      ++released;
-    }));
+    for (int i = 0; i < 20; ++i)
+      waiters.push_back(spawn([&] {
+        ev.wait();
+        ++released;
+      }));
     for (auto& t : waiters) until_suspended(t);
     CHECK(released == 0);
     ev.set();
@@ -84,14 +85,24 @@ TEST_CASE("Event: between fibres and foreign threads, both ways", "[sync][event]
   CHECK(to_thread.is_set());
 }
 
-TEST_CASE("Event: a cancelled waiter raises CancelledError and the others are still released", "[sync][event][cancel]") {
+TEST_CASE("Event: a cancelled waiter raises CancelledError and the others are still released",
+          "[sync][event][cancel]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     Event ev;
     std::atomic<int> released{0};
-    auto a = spawn([&] { ev.wait(); ++released; });
-    auto b = spawn([&] { ev.wait(); ++released; });
-    auto c = spawn([&] { ev.wait(); ++released; });
+    auto a = spawn([&] {
+      ev.wait();
+      ++released;
+    });
+    auto b = spawn([&] {
+      ev.wait();
+      ++released;
+    });
+    auto c = spawn([&] {
+      ev.wait();
+      ++released;
+    });
     until_suspended(a);
     until_suspended(b);
     until_suspended(c);
@@ -237,10 +248,10 @@ TEST_CASE("Lock: a waiter overtaken after waiting over 1 ms gets the lock handed
     auto a = spawn([&] { std::scoped_lock g(l); });
     until_suspended(a);
     sleep(std::chrono::milliseconds(3));  // a has now waited more than the threshold
-    l.unlock();  // wakes a
-    l.lock();    // overtakes it once more
-    yield();     // a loses the race: starvation mode
-    l.unlock();  // hands the lock straight to a
+    l.unlock();                           // wakes a
+    l.lock();                             // overtakes it once more
+    yield();                              // a loses the race: starvation mode
+    l.unlock();                           // hands the lock straight to a
     CHECK(l.locked());
     CHECK_FALSE(l.try_lock());  // a newcomer cannot take it now
     a.get();
@@ -256,14 +267,15 @@ TEST_CASE("Lock: mutual exclusion across workers (a plain counter)", "[sync][loc
     Lock l;
     long counter = 0;  // not atomic: the lock is what protects it
     std::vector<Task<>> ts;
-    for (int k = 0; k < 8; ++k) ts.push_back(spawn([&] {
-      for (int i = 0; i < 2000; ++i) {
-        std::scoped_lock g(l);
-        const long v = counter;
-        if (i % 64 == 0) yield();  // sometimes suspend while holding it
-        counter = v + 1;
-      }
-    }));
+    for (int k = 0; k < 8; ++k)
+      ts.push_back(spawn([&] {
+        for (int i = 0; i < 2000; ++i) {
+          std::scoped_lock g(l);
+          const long v = counter;
+          if (i % 64 == 0) yield();  // sometimes suspend while holding it
+          counter = v + 1;
+        }
+      }));
     for (auto& t : ts) t.get();
     CHECK(counter == 8 * 2000);
     CHECK_FALSE(l.locked());
@@ -328,12 +340,13 @@ TEST_CASE("Lock: fibres and a foreign thread contend for one lock", "[sync][lock
   Lock l;
   long counter = 0;
   std::vector<Task<>> ts;
-  for (int k = 0; k < 4; ++k) ts.push_back(r.rt.spawn([&] {
-    for (int i = 0; i < 1000; ++i) {
-      std::scoped_lock g(l);
-      ++counter;
-    }
-  }));
+  for (int k = 0; k < 4; ++k)
+    ts.push_back(r.rt.spawn([&] {
+      for (int i = 0; i < 1000; ++i) {
+        std::scoped_lock g(l);
+        ++counter;
+      }
+    }));
   std::thread th([&] {
     for (int i = 0; i < 1000; ++i) {
       std::scoped_lock g(l);  // blocks the thread while a fibre holds it
@@ -431,7 +444,8 @@ TEST_CASE("Condition: wait or notify without holding the lock throws RuntimeErro
   });
 }
 
-TEST_CASE("Condition: a cancelled waiter re-acquires the lock before CancelledError propagates", "[sync][condition][cancel]") {
+TEST_CASE("Condition: a cancelled waiter re-acquires the lock before CancelledError propagates",
+          "[sync][condition][cancel]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     Lock lk;
@@ -478,11 +492,12 @@ TEST_CASE("Condition: a foreign thread waits, a fibre notifies", "[sync][conditi
     cv.wait([&] { return ready; });
   });
   r.rt.spawn([&] {
-    for (int i = 0; i < 3; ++i) yield();
-    std::scoped_lock g(cv);
-    ready = true;
-    cv.notify_all();
-  }).get();
+        for (int i = 0; i < 3; ++i) yield();
+        std::scoped_lock g(cv);
+        ready = true;
+        cv.notify_all();
+      })
+      .get();
   th.join();
   CHECK(ready);
 }
@@ -587,24 +602,26 @@ TEST_CASE("Semaphore: limits concurrency across workers", "[sync][semaphore]") {
     Semaphore s(3);
     std::atomic<int> inside{0}, peak{0};
     std::vector<Task<>> ts;
-    for (int k = 0; k < 24; ++k) ts.push_back(spawn([&] {
-      for (int i = 0; i < 50; ++i) {
-        auto p = s.permit();
-        const int now = ++inside;
-        int seen = peak.load();
-        while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+    for (int k = 0; k < 24; ++k)
+      ts.push_back(spawn([&] {
+        for (int i = 0; i < 50; ++i) {
+          auto p = s.permit();
+          const int now = ++inside;
+          int seen = peak.load();
+          while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+          }
+          yield();
+          --inside;
         }
-        yield();
-        --inside;
-      }
-    }));
+      }));
     for (auto& t : ts) t.get();
     CHECK(peak <= 3);
     CHECK(s.value() == 3);
   });
 }
 
-TEST_CASE("Semaphore: a cancelled waiter leaves no trace; the permit goes to the next one", "[sync][semaphore][cancel]") {
+TEST_CASE("Semaphore: a cancelled waiter leaves no trace; the permit goes to the next one",
+          "[sync][semaphore][cancel]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     Semaphore s(0);
@@ -646,9 +663,10 @@ TEST_CASE("Semaphore: a foreign thread blocks until a fibre releases", "[sync][s
     through = true;
   });
   r.rt.spawn([&] {
-    for (int i = 0; i < 3; ++i) yield();
-    s.release();
-  }).get();
+        for (int i = 0; i < 3; ++i) yield();
+        s.release();
+      })
+      .get();
   th.join();
   CHECK(through);
 }
@@ -664,13 +682,14 @@ TEST_CASE("Barrier: each round releases all parties with unique arrival indices;
     std::mutex mu;
     std::vector<std::multiset<std::size_t>> seen(5);
     std::vector<Task<>> ts;
-    for (std::size_t k = 0; k < kParties; ++k) ts.push_back(spawn([&] {
-      for (int round = 0; round < 5; ++round) {
-        const std::size_t idx = b.wait();
-        std::lock_guard g(mu);
-        seen[round].insert(idx);
-      }
-    }));
+    for (std::size_t k = 0; k < kParties; ++k)
+      ts.push_back(spawn([&] {
+        for (int round = 0; round < 5; ++round) {
+          const std::size_t idx = b.wait();
+          std::lock_guard g(mu);
+          seen[round].insert(idx);
+        }
+      }));
     for (auto& t : ts) t.get();
     for (auto& s : seen) CHECK(s == std::multiset<std::size_t>{0, 1, 2, 3});
     CHECK(b.n_waiting() == 0);

@@ -120,7 +120,7 @@ TEST_CASE("Queue: waiting putters are admitted in arrival order; put_nowait cann
       putters.push_back(spawn([&, i] { q.put(i); }));
       until_suspended(putters.back());
     }
-    CHECK(q.get() == 0);                    // frees the slot: putter 1 moves in at once
+    CHECK(q.get() == 0);  // frees the slot: putter 1 moves in at once
     CHECK(q.full());
     CHECK_THROWS_AS(q.put_nowait(99), QueueFull);
     for (int i = 1; i <= 3; ++i) CHECK(q.get() == i);
@@ -238,7 +238,8 @@ TEST_CASE("Queue: a cancelled get leaves no trace; the next item goes to the nex
   });
 }
 
-TEST_CASE("Queue: an item handed to a getter that is then cancelled is delivered, not dropped", "[sync][queue][cancel]") {
+TEST_CASE("Queue: an item handed to a getter that is then cancelled is delivered, not dropped",
+          "[sync][queue][cancel]") {
   Rt r(1);  // the hand-off lands before the getter runs again; then it is cancelled
   r.rt.block_on([] {
     Queue<int> q;
@@ -261,18 +262,19 @@ TEST_CASE("Queue: a foreign thread produces, fibres on every worker consume", "[
   Queue<int> q(8);
   std::atomic<long> sum{0};
   std::vector<Task<>> consumers;
-  for (int k = 0; k < 4; ++k) consumers.push_back(r.rt.spawn([&] {
-    for (;;) {
-      int v;
-      try {
-        v = q.get();
-      } catch (const QueueShutDown&) {
-        return;
+  for (int k = 0; k < 4; ++k)
+    consumers.push_back(r.rt.spawn([&] {
+      for (;;) {
+        int v;
+        try {
+          v = q.get();
+        } catch (const QueueShutDown&) {
+          return;
+        }
+        sum += v;
+        q.task_done();
       }
-      sum += v;
-      q.task_done();
-    }
-  }));
+    }));
   std::thread producer([&] {
     for (int i = 1; i <= 2000; ++i) q.put(i);  // blocks the thread while full
     q.join();                                  // blocks until every item is processed
@@ -383,7 +385,8 @@ TEST_CASE("Channel: close lets receivers drain, then ends them; sends fail", "[s
   });
 }
 
-TEST_CASE("Channel: close releases waiting receivers (nullopt) and waiting senders (ChannelClosed)", "[sync][channel]") {
+TEST_CASE("Channel: close releases waiting receivers (nullopt) and waiting senders (ChannelClosed)",
+          "[sync][channel]") {
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     Channel<int> empty(1);
@@ -410,9 +413,10 @@ TEST_CASE("Channel: range-for over values from several producers until closed", 
   r.rt.block_on([] {
     Channel<long> ch(16);
     std::vector<Task<>> producers;
-    for (long p = 0; p < 4; ++p) producers.push_back(spawn([&, p] {
-      for (long i = 0; i < 500; ++i) ch.send(p * 1000 + i);
-    }));
+    for (long p = 0; p < 4; ++p)
+      producers.push_back(spawn([&, p] {
+        for (long i = 0; i < 500; ++i) ch.send(p * 1000 + i);
+      }));
     auto closer = spawn([&] {
       for (auto& t : producers) t.get();
       ch.close();

@@ -32,12 +32,10 @@ inline std::vector<spindle::TimeLimit> unlimited() {
 // Zero, negative (down to the most negative), and a NaN.
 inline std::vector<spindle::TimeLimit> expired() {
   using namespace std::chrono;
-  return {nanoseconds(0),    seconds(0),   nanoseconds(-1),          seconds(-1),
+  return {nanoseconds(0),     seconds(0),   nanoseconds(-1),        seconds(-1),
           nanoseconds::min(), hours::min(), duration<double>(-0.5), duration<double>(std::nan(""))};
 }
 
-inline std::string show(spindle::TimeLimit t) {
-  return t ? std::to_string((*t).count()) + " ns" : std::string("none");
-}
+inline std::string show(spindle::TimeLimit t) { return t ? std::to_string((*t).count()) + " ns" : std::string("none"); }
 
 }  // namespace test

@@ -95,7 +95,8 @@ std::string signature_text(const std::string& sig) {
     // The one name every user meets, spelt as they wrote it.
     for (const char* longname : {"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
                                  "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"})
-      for (std::size_t p; (p = name.find(longname)) != std::string::npos;) name.replace(p, std::strlen(longname), "std::string");
+      for (std::size_t p; (p = name.find(longname)) != std::string::npos;)
+        name.replace(p, std::strlen(longname), "std::string");
     if (out.size() > 1) out += ", ";
     out += name;
     at = end + 1;
@@ -235,8 +236,8 @@ struct ProcessPoolState {
   ProcessPoolOptions opts;
   std::mutex mu;
   std::vector<ProcWorker> idle;  // guarded by mu
-  std::size_t alive = 0;     // guarded by mu: idle + checked out
-  bool shut = false;         // guarded by mu
+  std::size_t alive = 0;         // guarded by mu: idle + checked out
+  bool shut = false;             // guarded by mu
 
   ProcWorker checkout() {
     {
@@ -383,7 +384,8 @@ void serve_process_worker() {
     payload = std::string();
     const uint64_t len = body.size();
     using detail::buf;
-    if (detail::send_all(fd, -1, 0, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok) std::_Exit(1);
+    if (detail::send_all(fd, -1, 0, {buf(&status, 1), buf(&len, 8), buf(body.data(), body.size())}) != Io::ok)
+      std::_Exit(1);
   }
 }
 

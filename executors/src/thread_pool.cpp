@@ -78,11 +78,11 @@ struct PoolState {
   const std::chrono::microseconds spin;
 
   std::mutex mu;
-  std::condition_variable cv;                // idle threads wait here for a job or `shut`
-  std::condition_variable exit_cv;           // shutdown_for waits here for threads to end
-  std::deque<std::function<void()>> queue;   // FIFO
-  std::list<std::thread> threads;            // handles of the live threads
-  std::vector<std::thread> exited;           // handles of threads gone by keep-alive
+  std::condition_variable cv;               // idle threads wait here for a job or `shut`
+  std::condition_variable exit_cv;          // shutdown_for waits here for threads to end
+  std::deque<std::function<void()>> queue;  // FIFO
+  std::list<std::thread> threads;           // handles of the live threads
+  std::vector<std::thread> exited;          // handles of threads gone by keep-alive
   std::size_t live = 0;
   std::size_t idle = 0;
   std::size_t busy = 0;
@@ -114,7 +114,7 @@ bool PoolState::spin_for_job() const noexcept {
 
 void PoolState::run(std::shared_ptr<PoolState> s, std::list<std::thread>::iterator self) {
   std::unique_lock lk(s->mu);
-  bool spun = false;  // spun since the last job: sleep next time the queue is empty
+  bool spun = false;                            // spun since the last job: sleep next time the queue is empty
   std::chrono::steady_clock::time_point dry{};  // when the queue ran dry (spun or not)
   for (;;) {
     if (!s->queue.empty()) {

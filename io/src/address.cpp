@@ -203,7 +203,9 @@ std::vector<SocketAddress> lookup(const std::string& host, uint16_t port) {
 }
 }  // namespace
 
-std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) { return detail::resolve_until(host, port, 0); }
+std::vector<SocketAddress> resolve(std::string_view host, uint16_t port) {
+  return detail::resolve_until(host, port, 0);
+}
 
 std::vector<SocketAddress> detail::resolve_until(std::string_view host, uint16_t port, int64_t deadline_ns) {
   if (host.empty()) throw std::invalid_argument("resolve: empty host name");
@@ -228,9 +230,15 @@ std::vector<SocketAddress> detail::resolve_until(std::string_view host, uint16_t
   std::thread([fut, h = std::string(host), port]() mutable {
     try {
       auto v = lookup(h, port);
-      try { fut.set_result(std::move(v)); } catch (const InvalidStateError&) {}
+      try {
+        fut.set_result(std::move(v));
+      } catch (const InvalidStateError&) {
+      }
     } catch (...) {
-      try { fut.set_exception(std::current_exception()); } catch (const InvalidStateError&) {}
+      try {
+        fut.set_exception(std::current_exception());
+      } catch (const InvalidStateError&) {
+      }
     }
   }).detach();
   if (deadline_ns == 0) return fut.get();

@@ -127,12 +127,12 @@ class FdSource final : public IoSource {
   void drop_ended_owner_locked() noexcept;
   void wait_foreign(Dir d, int64_t deadline_ns, const char* what);
   bool ready_now(Dir d) const noexcept;  // a poll(2) with timeout 0: may `d` progress now?
-  void retire() noexcept;       // step 3 of the close sequence
+  void retire() noexcept;                // step 3 of the close sequence
   bool spawn_retirer(RuntimeImpl* rt, Waiter* done) noexcept;
   void destroy_here() noexcept;  // on the owner (or with its runtime stopped)
 
-  static constexpr uintptr_t kTagReady = 1;   // Waiter::tag: woken by an edge
-  static constexpr uintptr_t kTagClosed = 2;  // Waiter::tag: woken by close()
+  static constexpr uintptr_t kTagReady = 1;       // Waiter::tag: woken by an edge
+  static constexpr uintptr_t kTagClosed = 2;      // Waiter::tag: woken by close()
   static constexpr uint32_t kClosing = 1u << 31;  // in ops_: close() is waiting to retire
 
   const int fd_;
@@ -145,8 +145,8 @@ class FdSource final : public IoSource {
   bool ready_write_ = false;
   Waiter* reader_ = nullptr;
   Waiter* writer_ = nullptr;
-  Waiter* closer_ = nullptr;  // written before kClosing is published; read by the last Op
-  Worker* owner_ = nullptr;   // set once, under mu_, at registration
+  Waiter* closer_ = nullptr;          // written before kClosing is published; read by the last Op
+  Worker* owner_ = nullptr;           // set once, under mu_, at registration
   std::shared_ptr<ReportSink> sink_;  // the owner's runtime (liveness check from outside)
 };
 

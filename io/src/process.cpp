@@ -52,7 +52,9 @@ namespace detail {
 namespace {
 // Through syscall(2): glibc 2.36's <sys/pidfd.h> lacks the extern "C" for C++.
 int pidfd_open(pid_t pid, unsigned flags) noexcept { return int(::syscall(SYS_pidfd_open, pid, flags)); }
-int pidfd_send_signal(int pidfd, int sig) noexcept { return int(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
+int pidfd_send_signal(int pidfd, int sig) noexcept {
+  return int(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
 constexpr unsigned kPidfdNonblock = O_NONBLOCK;  // PIDFD_NONBLOCK
 }  // namespace
 
@@ -268,8 +270,7 @@ void plan_stdio(SpawnSetup& s, Stdio how, int target, const StdioPipe& p) {
       ce = errno;
     }
     if (ce != 0)
-      throw std::system_error(ce, std::generic_category(),
-                              "spawn '" + prog + "': working directory '" + cwd + "'");
+      throw std::system_error(ce, std::generic_category(), "spawn '" + prog + "': working directory '" + cwd + "'");
   }
   throw std::system_error(e, std::generic_category(), "spawn '" + prog + "'");
 }
@@ -410,7 +411,8 @@ Process Process::spawn(std::vector<std::string> argv, ProcessOptions opts) {
     plan_stdio(s, opts.err, 2, perr);
     if (!opts.cwd.empty())
       check(posix_spawn_file_actions_addchdir_np(&s.fa, opts.cwd.c_str()), "posix_spawn_file_actions_addchdir_np");
-    if (opts.close_fds) check(posix_spawn_file_actions_addclosefrom_np(&s.fa, 3), "posix_spawn_file_actions_addclosefrom_np");
+    if (opts.close_fds)
+      check(posix_spawn_file_actions_addclosefrom_np(&s.fa, 3), "posix_spawn_file_actions_addclosefrom_np");
     // The runtime's threads may block signals (block_signals, for signalfd) or ignore
     // SIGPIPE: the child starts with an empty mask and those at their default action.
     sigset_t none, defaults;
@@ -420,7 +422,8 @@ Process Process::spawn(std::vector<std::string> argv, ProcessOptions opts) {
     sigaddset(&defaults, SIGXFSZ);
     check(posix_spawnattr_setsigmask(&s.attr, &none), "posix_spawnattr_setsigmask");
     check(posix_spawnattr_setsigdefault(&s.attr, &defaults), "posix_spawnattr_setsigdefault");
-    check(posix_spawnattr_setflags(&s.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF), "posix_spawnattr_setflags");
+    check(posix_spawnattr_setflags(&s.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+          "posix_spawnattr_setflags");
     const int e = ::posix_spawnp(&pid, args[0], &s.fa, &s.attr, args.data(), opts.env ? envp.data() : environ);
     if (e != 0) throw_spawn_error(e, argv[0], opts.cwd);
   }

@@ -45,15 +45,15 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
   ServerOptions opts;
   std::vector<SocketAddress> addrs;
   std::vector<TcpListener> listeners;
-  std::vector<Task<>> acceptors;  // guarded by mu
+  std::vector<Task<>> acceptors;       // guarded by mu
   std::vector<char> acceptor_started;  // guarded by mu; sized before any accept task starts
-  Future<> closed_fut;  // done once close() ran, or holds the error that stopped the server
-  Future<> idle_fut;    // done once closing and no connection is left
+  Future<> closed_fut;                 // done once close() ran, or holds the error that stopped the server
+  Future<> idle_fut;                   // done once closing and no connection is left
 
   std::mutex mu;
-  bool closing = false;      // guarded by mu
-  std::size_t active = 0;    // guarded by mu
-  uint64_t next_id = 0;      // guarded by mu
+  bool closing = false;    // guarded by mu
+  std::size_t active = 0;  // guarded by mu
+  uint64_t next_id = 0;    // guarded by mu
   // A connection's task, and whether close_clients() ran before the handle was stored
   // (spawn_connection then cancels it itself, so no connection escapes the close).
   struct Conn {
@@ -61,7 +61,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
     bool cancel = false;
   };
   std::unordered_map<uint64_t, Conn> conns;  // guarded by mu
-  bool idle_set = false;     // guarded by mu
+  bool idle_set = false;                     // guarded by mu
 
   void set_idle_locked() {
     if (!idle_set && closing && active == 0) {
@@ -100,9 +100,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       ++active;
       conns.emplace(id, Conn{});
     }
-    Task<> t = spawn([g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable {
-      g.st->handler(std::move(s));
-    });
+    Task<> t =
+        spawn([g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable { g.st->handler(std::move(s)); });
     bool cancel = false;
     {
       std::lock_guard lk(mu);
@@ -128,8 +127,10 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       for (std::size_t j = 0; j < acceptors.size(); ++j)
         if (j != self && acceptor_started[j]) others.push_back(acceptors[j]);
     }
-    if (err) closed_fut.set_exception(std::move(err));
-    else closed_fut.set_result();
+    if (err)
+      closed_fut.set_exception(std::move(err));
+    else
+      closed_fut.set_result();
     for (auto& a : others) a.cancel(err ? "server stopped by an accept error" : "server closed");
     return true;
   }
@@ -167,8 +168,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
         if (opts.on_accept_error) {
           opts.on_accept_error(e);
         } else {
-          std::fprintf(stderr, "spindle: accept on %s failed: %s; retrying in %lld ms\n",
-                       addrs[i].to_string().c_str(), e.what(), static_cast<long long>(opts.accept_backoff.count()));
+          std::fprintf(stderr, "spindle: accept on %s failed: %s; retrying in %lld ms\n", addrs[i].to_string().c_str(),
+                       e.what(), static_cast<long long>(opts.accept_backoff.count()));
         }
         sleep(opts.accept_backoff);
         continue;
@@ -187,8 +188,7 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
 
 }  // namespace detail
 
-Server start_server(std::function<void(TcpStream)> handler, std::string_view host, uint16_t port,
-                    ServerOptions opts) {
+Server start_server(std::function<void(TcpStream)> handler, std::string_view host, uint16_t port, ServerOptions opts) {
   detail::RuntimeImpl* rt = detail::current_runtime();
   if (!rt) throw RuntimeError("start_server: no running runtime on this thread");
   if (!handler) throw std::invalid_argument("start_server: empty handler");
@@ -207,7 +207,8 @@ Server start_server(std::function<void(TcpStream)> handler, std::string_view hos
   st->acceptors.reserve(n);
   st->acceptor_started.assign(n, 0);
   for (std::size_t i = 0; i < n; ++i) {
-    TaskOptions to{.name = "accept " + st->addrs[i].to_string(), .pinned = st->opts.reuse_port,
+    TaskOptions to{.name = "accept " + st->addrs[i].to_string(),
+                   .pinned = st->opts.reuse_port,
                    .loop = st->opts.reuse_port ? int(i) : -1};
     Task<> t = spawn(to, [st, i] { st->accept_loop(i); });
     bool cancel;
@@ -254,8 +255,10 @@ void Server::close_clients() {
   {
     std::lock_guard lk(st.mu);
     for (auto& [id, c] : st.conns) {
-      if (c.task) ts.push_back(c.task);
-      else c.cancel = true;  // spawned but not stored yet: spawn_connection cancels it
+      if (c.task)
+        ts.push_back(c.task);
+      else
+        c.cancel = true;  // spawned but not stored yet: spawn_connection cancels it
     }
   }
   for (auto& t : ts) t.cancel("server closed its clients");

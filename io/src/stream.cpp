@@ -73,17 +73,14 @@ void SocketStream::close() noexcept {
 
 // The one place a call's deadline is computed, once at the start of each public read
 // or write: every syscall and wait of that call shares it (set_timeout bounds the call).
-int64_t SocketStream::deadline() const noexcept {
-  return detail::deadline_of(timeout_);
-}
+int64_t SocketStream::deadline() const noexcept { return detail::deadline_of(timeout_); }
 
 std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns,
                                     const char* what) {
   // After a short read the next one waits for an edge first (FdSource::read_drained).
   const auto got = std::size_t(detail::io_call_held(
       s, detail::Dir::read, deadline_ns, what, std::source_location::current(),
-      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, never_transient,
-      s->read_drained()));
+      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, never_transient, s->read_drained()));
   s->note_read(got, n);
   return got;
 }
@@ -175,7 +172,7 @@ std::string SocketStream::read_until(std::string_view delim, std::size_t limit) 
   const int64_t dl = deadline();
   detail::FdSource* s = nullptr;
   std::optional<detail::FdSource::Op> op;  // from the first fill() on: a buffered line needs none
-  std::size_t scanned = 0;  // bytes of the buffer known not to start a match
+  std::size_t scanned = 0;                 // bytes of the buffer known not to start a match
   for (;;) {
     const std::string_view have(rbuf_.data() + rbeg_, rend_ - rbeg_);
     const std::size_t pos = have.find(delim, scanned);
@@ -212,11 +209,9 @@ std::string SocketStream::read_line(std::size_t limit) {
 }
 
 std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
-  return std::size_t(detail::io_call(src_.get("send"), detail::Dir::write, deadline(), "send",
-                                     std::source_location::current(),
-                                     [&](int fd) {
-                                       return pipe_ ? detail::write_nosigpipe(fd, buf, n) : ::send(fd, buf, n, MSG_NOSIGNAL);
-                                     }));
+  return std::size_t(detail::io_call(
+      src_.get("send"), detail::Dir::write, deadline(), "send", std::source_location::current(),
+      [&](int fd) { return pipe_ ? detail::write_nosigpipe(fd, buf, n) : ::send(fd, buf, n, MSG_NOSIGNAL); }));
 }
 
 void SocketStream::write_all(const void* buf, std::size_t n) {

@@ -58,8 +58,8 @@ int accept_fd(FdSource* s, sockaddr_storage* ss, socklen_t* len, int64_t deadlin
       [](int e) {
         // The connection died before we took it, or a network error accept(2) says
         // to treat like EAGAIN: take the next one.
-        return e == ECONNABORTED || e == EPROTO || e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN ||
-               e == ENONET || e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH;
+        return e == ECONNABORTED || e == EPROTO || e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET ||
+               e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH;
       });
 }
 

@@ -73,7 +73,8 @@ SocketAddress UdpSocket::local_address() const {
 }
 
 std::size_t UdpSocket::send_to(const void* buf, std::size_t n, const SocketAddress& to) {
-  return std::size_t(detail::io_call(src_.get("sendto"), detail::Dir::write, 0, "sendto", std::source_location::current(),
+  return std::size_t(detail::io_call(src_.get("sendto"), detail::Dir::write, 0, "sendto",
+                                     std::source_location::current(),
                                      [&](int fd) { return ::sendto(fd, buf, n, MSG_NOSIGNAL, to.data(), to.size()); }));
 }
 

@@ -12,7 +12,7 @@ void Condition::wait(std::source_location where) {
   }
   lock_->unlock();
   const detail::sync::Parked p = detail::sync::park(w, mu_, waiters_, where);
-  lock_->lock_uncancellable(where);  // asyncio: re-acquired even when cancelled
+  lock_->lock_uncancellable(where);                               // asyncio: re-acquired even when cancelled
   if (p == detail::sync::Parked::cancelled) w.raise_cancelled();  // unlinked: no trace
   // Notified, but cancelled — before or after the notify (served_late), or while we
   // re-acquired the Lock, which is part of the wait (asyncio): raise, holding the Lock,

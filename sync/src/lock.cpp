@@ -63,8 +63,8 @@ void Lock::qunlock(bool clear_starving) noexcept {
   const uint32_t drop = kQLock | kWaiters | (clear_starving ? uint32_t{kStarving} : 0u);
   uint32_t s = state_.load(std::memory_order_relaxed);
   // release: publishes the queue links to the next kQLock holder.
-  while (!state_.compare_exchange_weak(s, (s & ~drop) | waiters, std::memory_order_release,
-                                       std::memory_order_relaxed)) {
+  while (
+      !state_.compare_exchange_weak(s, (s & ~drop) | waiters, std::memory_order_release, std::memory_order_relaxed)) {
   }
 }
 

@@ -43,9 +43,8 @@ void pinned_and_echo() {
   auto pinned = spindle::spawn(spindle::TaskOptions{.pinned = true, .loop = 1}, [] { return 11; });
   check(pinned.get() == 11, "the pinned task returned a wrong value");
 
-  spindle::Server server = spindle::start_server(
-      [](spindle::TcpStream s) { s.write_all(s.read_line()); }, "127.0.0.1", 0,
-      spindle::ServerOptions{.nodelay = true});
+  spindle::Server server = spindle::start_server([](spindle::TcpStream s) { s.write_all(s.read_line()); }, "127.0.0.1",
+                                                 0, spindle::ServerOptions{.nodelay = true});
   spindle::TcpStream c = spindle::open_connection("127.0.0.1", server.port());
   c.write_all("hello\n");
   check(c.read_line() == "hello\n", "the echo server sent back something else");
@@ -62,7 +61,10 @@ int main() {
           spindle::Event fired;
           const auto t0 = std::chrono::steady_clock::now();
           spindle::TimerHandle h = spindle::call_later(20ms, [&fired] { fired.set(); });
-          auto waiter = spindle::spawn([&fired] { fired.wait(); return 7; });
+          auto waiter = spindle::spawn([&fired] {
+            fired.wait();
+            return 7;
+          });
           check(waiter.get() == 7, "the task waiting on the Event returned a wrong value");
           check(std::chrono::steady_clock::now() - t0 >= 20ms, "call_later fired early");
           check(!h.cancel(), "a timer that fired could still be cancelled");

@@ -252,9 +252,7 @@ class Reference {
   static bool is_hex(unsigned char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
   }
-  static unsigned hex_value(unsigned char c) {
-    return c <= '9' ? unsigned(c - '0') : unsigned((c | 0x20) - 'a' + 10);
-  }
+  static unsigned hex_value(unsigned char c) { return c <= '9' ? unsigned(c - '0') : unsigned((c | 0x20) - 'a' + 10); }
   static bool is_host_char(char c) {
     const auto u = static_cast<unsigned char>(c);
     if ((u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z')) return true;

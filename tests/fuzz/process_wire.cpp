@@ -108,8 +108,8 @@ void codec(std::string_view data) {
   FUZZ_CHECK(w.bytes() == data.substr(0, took));
 }
 
-using Args = std::tuple<std::string, std::vector<int32_t>, std::vector<std::string>,
-                        std::pair<std::string, int64_t>, std::vector<std::pair<std::string, std::vector<double>>>>;
+using Args = std::tuple<std::string, std::vector<int32_t>, std::vector<std::string>, std::pair<std::string, int64_t>,
+                        std::vector<std::pair<std::string, std::vector<double>>>>;
 
 }  // namespace
 

@@ -103,12 +103,31 @@ struct Boom : std::runtime_error {
 };
 
 enum Op : unsigned {
-  kSpawnGet, kCancel, kSleep, kWaitFor, kGather, kGroup, kLock, kQueuePut, kQueueChild, kChannelSend,
-  kChannelChild, kToThread, kTcp, kTcpCancel, kDropped, kTimer, kDoneCallback, kNested, kHandoff, kOps
+  kSpawnGet,
+  kCancel,
+  kSleep,
+  kWaitFor,
+  kGather,
+  kGroup,
+  kLock,
+  kQueuePut,
+  kQueueChild,
+  kChannelSend,
+  kChannelChild,
+  kToThread,
+  kTcp,
+  kTcpCancel,
+  kDropped,
+  kTimer,
+  kDoneCallback,
+  kNested,
+  kHandoff,
+  kOps
 };
-constexpr const char* kOpNames[kOps] = {
-    "spawn_get", "cancel",  "sleep",     "wait_for",   "gather", "task_group", "lock",          "queue_put", "queue_child",
-    "chan_send", "chan_child", "to_thread", "tcp",     "tcp_cancel", "dropped", "call_later", "done_callback", "nested", "handoff"};
+constexpr const char* kOpNames[kOps] = {"spawn_get",  "cancel",        "sleep",     "wait_for",    "gather",
+                                        "task_group", "lock",          "queue_put", "queue_child", "chan_send",
+                                        "chan_child", "to_thread",     "tcp",       "tcp_cancel",  "dropped",
+                                        "call_later", "done_callback", "nested",    "handoff"};
 // How often each operation is picked (out of the sum).
 constexpr unsigned kWeights[kOps] = {10, 8, 4, 5, 5, 5, 6, 8, 4, 8, 4, 4, 3, 2, 2, 4, 3, 3, 5};
 
@@ -234,8 +253,10 @@ void tcp_round_trip(World& w, uint64_t seed, std::size_t size) {
 template <class T>
 void cancel_soon(Rng& rng, Task<T>& t) {
   for (uint64_t k = rng.below(4); k > 0; --k) {
-    if (rng.chance(50)) yield();
-    else sleep(rng.us(300));
+    if (rng.chance(50))
+      yield();
+    else
+      sleep(rng.us(300));
   }
   (void)t.cancel("soak");
   try {
@@ -355,8 +376,10 @@ class Actor {
           for (unsigned i = 0; i < k; ++i) {
             if (int(i) == thrower) {
               try {
-                if (rs[i].ok()) o.anomaly("gather_settled: the failure is missing");
-                else std::rethrow_exception(rs[i].error());
+                if (rs[i].ok())
+                  o.anomaly("gather_settled: the failure is missing");
+                else
+                  std::rethrow_exception(rs[i].error());
               } catch (const Boom&) {
                 o.add(o.retrieved);
               }
@@ -504,9 +527,12 @@ class Actor {
         auto t = spawn(counted(o, [&led, get_one, via] {
           for (;;) {
             std::optional<uint64_t> v;
-            if (via == 0) v = get_one();
-            else if (via == 1) v = timeout(1h, get_one);
-            else v = wait_for(get_one, 1h);
+            if (via == 0)
+              v = get_one();
+            else if (via == 1)
+              v = timeout(1h, get_one);
+            else
+              v = wait_for(get_one, 1h);
             if (!v) return;
             led.receive(*v);
           }
@@ -641,8 +667,8 @@ class Watchdog {
       : thread_([this, &rt, seed, workers, budget] {
           std::unique_lock lk(mu_);
           if (cv_.wait_for(lk, budget, [this] { return done_; })) return;
-          std::fprintf(stderr, "soak: run with %u workers (seed %llu) did not end within %llds; live tasks:\n",
-                       workers, static_cast<unsigned long long>(seed), static_cast<long long>(budget.count()));
+          std::fprintf(stderr, "soak: run with %u workers (seed %llu) did not end within %llds; live tasks:\n", workers,
+                       static_cast<unsigned long long>(seed), static_cast<long long>(budget.count()));
           for (auto& t : all_tasks(rt))
             std::fprintf(stderr, "  %s: %s\n", t.name().c_str(), to_string(t.where()).c_str());
           std::abort();
@@ -665,10 +691,10 @@ class Watchdog {
 
 // What the runtime itself says once the run is over and it is idle.
 struct Outcome {
-  long live_listed = -1;        // tasks all_tasks() lists
-  uint64_t live_tasks = ~0ull;  // Runtime::metrics(): spawned and not ended
+  long live_listed = -1;                        // tasks all_tasks() lists
+  uint64_t live_tasks = ~0ull;                  // Runtime::metrics(): spawned and not ended
   std::size_t stacks_in_use = ~std::size_t(0);  // fibre stacks not given back
-  uint64_t spawned = 0;         // tasks the runtime ran in all (servers', callbacks' included)
+  uint64_t spawned = 0;                         // tasks the runtime ran in all (servers', callbacks' included)
   std::size_t stacks_high_water = 0;
 };
 
@@ -686,8 +712,10 @@ Outcome soak_run(Oracle& o, unsigned workers, std::chrono::milliseconds length, 
       } catch (...) {
       }
     }
-    if (ours) o.add(o.reported);
-    else o.anomaly("unexpected report: " + r.message + " [" + r.task_name + "]");
+    if (ours)
+      o.add(o.reported);
+    else
+      o.anomaly("unexpected report: " + r.message + " [" + r.task_name + "]");
   };
   Runtime rt(opts);
   Watchdog dog(rt, seed, workers, std::chrono::duration_cast<std::chrono::seconds>(length) + 120s);
@@ -777,12 +805,10 @@ TEST_CASE("soak: a random mix of every operation over 1, 2, 4 and 8 workers lose
         "%ld exceptions (%ld retrieved, %ld reported), %ld timers, %ld callbacks, %ld jobs, %ld lock ops, "
         "%ld resets;%s\n",
         workers, static_cast<long long>(length.count()), total_ops, static_cast<unsigned long long>(out.spawned),
-        out.stacks_high_water,
-        static_cast<unsigned long long>(o.queue.received.load()),
-        static_cast<unsigned long long>(o.channel.received.load()), Oracle::get(o.thrown),
-        Oracle::get(o.retrieved), Oracle::get(o.reported), Oracle::get(o.timers_fired),
-        Oracle::get(o.callbacks_run), Oracle::get(o.jobs_run), Oracle::get(o.lock_ops),
-        Oracle::get(o.conn_resets), per_op.c_str());
+        out.stacks_high_water, static_cast<unsigned long long>(o.queue.received.load()),
+        static_cast<unsigned long long>(o.channel.received.load()), Oracle::get(o.thrown), Oracle::get(o.retrieved),
+        Oracle::get(o.reported), Oracle::get(o.timers_fired), Oracle::get(o.callbacks_run), Oracle::get(o.jobs_run),
+        Oracle::get(o.lock_ops), Oracle::get(o.conn_resets), per_op.c_str());
     std::fflush(stdout);
 
     {

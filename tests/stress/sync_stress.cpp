@@ -148,20 +148,22 @@ TEST_CASE("stress: a Lock guards a plain counter across workers and threads", "[
   long counter = 0;  // deliberately not atomic: TSan reports any unguarded access
   constexpr int kTasks = 8, kThreads = 2, kEach = 3000;
   std::vector<Task<>> ts;
-  for (int k = 0; k < kTasks; ++k) ts.push_back(r.rt.spawn([&, k] {
-    for (int i = 0; i < kEach; ++i) {
-      std::scoped_lock g(l);
-      ++counter;
-      if ((i + k) % 97 == 0) yield();  // now and then suspend while holding it
-    }
-  }));
+  for (int k = 0; k < kTasks; ++k)
+    ts.push_back(r.rt.spawn([&, k] {
+      for (int i = 0; i < kEach; ++i) {
+        std::scoped_lock g(l);
+        ++counter;
+        if ((i + k) % 97 == 0) yield();  // now and then suspend while holding it
+      }
+    }));
   std::vector<std::thread> ths;
-  for (int k = 0; k < kThreads; ++k) ths.emplace_back([&] {
-    for (int i = 0; i < kEach; ++i) {
-      std::scoped_lock g(l);
-      ++counter;
-    }
-  });
+  for (int k = 0; k < kThreads; ++k)
+    ths.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        std::scoped_lock g(l);
+        ++counter;
+      }
+    });
   for (auto& t : ths) t.join();
   for (auto& t : ts) t.get();
   CHECK(counter == long(kTasks + kThreads) * kEach);
@@ -174,32 +176,33 @@ TEST_CASE("storm: Lock waiters cancelled at random never hold it, never lose a t
   Rt r(SPINDLE_WORKERS());
   r.rt.block_on([] {
     Lock l;
-    long counter = 0;                 // guarded by l
+    long counter = 0;  // guarded by l
     std::atomic<long> acquired{0}, cancelled{0}, cancels{0};
     std::atomic<bool> stop{false};
     std::atomic<int> misuse{0};
     std::vector<Task<>> ts;
-    for (int k = 0; k < 8; ++k) ts.push_back(spawn([&, k] {
-      Rng rng(k + 1);
-      for (int i = 0; i < 400; ++i) {
-        try {
-          l.lock();
-        } catch (const CancelledError&) {
-          if (l.held_by_caller()) ++misuse;  // a cancelled lock() must not hold it
-          ++cancelled;
-          continue;
+    for (int k = 0; k < 8; ++k)
+      ts.push_back(spawn([&, k] {
+        Rng rng(k + 1);
+        for (int i = 0; i < 400; ++i) {
+          try {
+            l.lock();
+          } catch (const CancelledError&) {
+            if (l.held_by_caller()) ++misuse;  // a cancelled lock() must not hold it
+            ++cancelled;
+            continue;
+          }
+          ++counter;
+          ++acquired;
+          const bool suspend = rng.below(8) == 0;
+          try {
+            if (suspend) yield();  // a pending cancellation may land here
+          } catch (const CancelledError&) {
+            ++cancelled;
+          }
+          l.unlock();
         }
-        ++counter;
-        ++acquired;
-        const bool suspend = rng.below(8) == 0;
-        try {
-          if (suspend) yield();  // a pending cancellation may land here
-        } catch (const CancelledError&) {
-          ++cancelled;
-        }
-        l.unlock();
-      }
-    }));
+      }));
     auto canceller = spawn_canceller(ts, stop, 7, cancels);
     for (auto& t : ts) t.get();
     stop = true;
@@ -222,23 +225,24 @@ TEST_CASE("storm: Semaphore waiters cancelled at random; the count comes back wh
     std::atomic<long> cancels{0};
     std::atomic<bool> stop{false};
     std::vector<Task<>> ts;
-    for (int k = 0; k < 10; ++k) ts.push_back(spawn([&] {
-      for (int i = 0; i < 300; ++i) {
-        try {
-          auto p = s.permit();
-          const int now = ++inside;
-          int seen = peak.load();
-          while (now > seen && !peak.compare_exchange_weak(seen, now)) {
-          }
+    for (int k = 0; k < 10; ++k)
+      ts.push_back(spawn([&] {
+        for (int i = 0; i < 300; ++i) {
           try {
-            yield();
+            auto p = s.permit();
+            const int now = ++inside;
+            int seen = peak.load();
+            while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+            }
+            try {
+              yield();
+            } catch (const CancelledError&) {
+            }
+            --inside;
           } catch (const CancelledError&) {
           }
-          --inside;
-        } catch (const CancelledError&) {
         }
-      }
-    }));
+      }));
     auto canceller = spawn_canceller(ts, stop, 11, cancels);
     for (auto& t : ts) t.get();
     stop = true;
@@ -256,14 +260,15 @@ TEST_CASE("storm: Event waiters cancelled at random each end exactly one way", "
       Event ev;
       std::atomic<int> released{0}, cancelled{0};
       std::vector<Task<>> ts;
-      for (int k = 0; k < 12; ++k) ts.push_back(spawn([&] {
-        try {
-          ev.wait();
-          ++released;
-        } catch (const CancelledError&) {
-          ++cancelled;
-        }
-      }));
+      for (int k = 0; k < 12; ++k)
+        ts.push_back(spawn([&] {
+          try {
+            ev.wait();
+            ++released;
+          } catch (const CancelledError&) {
+            ++cancelled;
+          }
+        }));
       for (int k = 0; k < 4; ++k) ts[rng.below(ts.size())].cancel();
       if (rng.below(2)) yield();
       ev.set();
@@ -291,25 +296,26 @@ TEST_CASE("storm: Condition waiters cancelled at random; every item is consumed 
     std::atomic<bool> stop{false}, done{false};
     constexpr long kItems = 3000;
     std::vector<Task<>> consumers;
-    for (int k = 0; k < 6; ++k) consumers.push_back(spawn([&] {
-      for (;;) {
-        std::unique_lock g(lk, std::defer_lock);
-        try {
-          g.lock();
-        } catch (const CancelledError&) {
-          continue;  // cancelled while waiting for the lock: not held
+    for (int k = 0; k < 6; ++k)
+      consumers.push_back(spawn([&] {
+        for (;;) {
+          std::unique_lock g(lk, std::defer_lock);
+          try {
+            g.lock();
+          } catch (const CancelledError&) {
+            continue;  // cancelled while waiting for the lock: not held
+          }
+          try {
+            cv.wait([&] { return available > 0 || done.load(); });
+          } catch (const CancelledError&) {
+            if (!lk.held_by_caller()) ++not_reacquired;  // wait() re-acquires before raising
+            continue;
+          }
+          if (available == 0) return;
+          --available;
+          ++consumed;
         }
-        try {
-          cv.wait([&] { return available > 0 || done.load(); });
-        } catch (const CancelledError&) {
-          if (!lk.held_by_caller()) ++not_reacquired;  // wait() re-acquires before raising
-          continue;
-        }
-        if (available == 0) return;
-        --available;
-        ++consumed;
-      }
-    }));
+      }));
     auto canceller = spawn_canceller(consumers, stop, 5, cancels);
     for (long i = 0; i < kItems; ++i) {
       std::scoped_lock g(lk);
@@ -354,25 +360,27 @@ void item_storm(unsigned workers, Put put, Get get, Drain drain_rest) {
     std::atomic<long> cancels{0};
     std::atomic<bool> stop{false}, producers_done{false};
     std::vector<Task<>> victims;
-    for (int p = 0; p < kProducers; ++p) victims.push_back(spawn([&, p] {
-      for (int i = 0; i < kEach; ++i) {
-        const int id = p * kEach + i;
-        try {
-          put(id);
-          went_in[std::size_t(id)] = 1;
-        } catch (const CancelledError&) {
-          // not inserted (or, if it was, put() returned normally first)
+    for (int p = 0; p < kProducers; ++p)
+      victims.push_back(spawn([&, p] {
+        for (int i = 0; i < kEach; ++i) {
+          const int id = p * kEach + i;
+          try {
+            put(id);
+            went_in[std::size_t(id)] = 1;
+          } catch (const CancelledError&) {
+            // not inserted (or, if it was, put() returned normally first)
+          }
         }
-      }
-    }));
-    for (int c = 0; c < 3; ++c) victims.push_back(spawn([&] {
-      while (!producers_done.load()) {
-        try {
-          if (auto v = get()) out.note(std::size_t(*v));
-        } catch (const CancelledError&) {
+      }));
+    for (int c = 0; c < 3; ++c)
+      victims.push_back(spawn([&] {
+        while (!producers_done.load()) {
+          try {
+            if (auto v = get()) out.note(std::size_t(*v));
+          } catch (const CancelledError&) {
+          }
         }
-      }
-    }));
+      }));
     auto canceller = spawn_canceller(victims, stop, 13, cancels);
     for (int p = 0; p < kProducers; ++p) {
       try {
@@ -421,7 +429,8 @@ TEST_CASE("storm: Queue puts and gets cancelled at random never drop or duplicat
       });
 }
 
-TEST_CASE("storm: Channel sends and recvs cancelled at random never drop or duplicate an item", "[sync][stress][cancel]") {
+TEST_CASE("storm: Channel sends and recvs cancelled at random never drop or duplicate an item",
+          "[sync][stress][cancel]") {
   const unsigned n = SPINDLE_WORKERS();
   auto ch = std::make_shared<Channel<int>>(4);
   item_storm(
@@ -442,18 +451,19 @@ TEST_CASE("storm: Barrier waiters cancelled at random; it still works afterwards
     std::vector<Task<>> ts;
     // 8 tasks loop over a 4-party barrier until told to stop: however many waits are
     // cancelled, enough tasks keep arriving for rounds to complete.
-    for (int k = 0; k < 8; ++k) ts.push_back(spawn([&] {
-      while (!stop.load()) {
-        try {
-          if (b.wait() >= kParties) ++bad_index;
-          ++passed;
-        } catch (const CancelledError&) {
-          ++cancelled;
-        } catch (const BrokenBarrierError&) {
-          ++broken;
+    for (int k = 0; k < 8; ++k)
+      ts.push_back(spawn([&] {
+        while (!stop.load()) {
+          try {
+            if (b.wait() >= kParties) ++bad_index;
+            ++passed;
+          } catch (const CancelledError&) {
+            ++cancelled;
+          } catch (const BrokenBarrierError&) {
+            ++broken;
+          }
         }
-      }
-    }));
+      }));
     auto canceller = spawn_canceller(ts, stop, 17, cancels);
     while (passed.load() < 400) yield();
     stop = true;

@@ -68,7 +68,7 @@ class Future : public detail::HandleBase {
       throw InvalidStateError("Future::set_exception: the future is already done");
     }
     s->extra_locked().error = std::move(e);  // may throw std::bad_alloc: g releases the lock
-    g.release();  // publish_and_unlock releases it
+    g.release();                             // publish_and_unlock releases it
     s->publish_and_unlock(detail::Status::exception);
   }
   /// Cancels: waiters get CancelledError(msg). Returns false if already done.

@@ -220,13 +220,13 @@ class Generator {
   /// body(Yield<T, In>&) in a task of its own, on the first next(). Throws RuntimeError
   /// outside a runtime.
   template <class F>
-    requires std::is_invocable_v<std::decay_t<F>&, Yield<T, In>&>
-  explicit Generator(F&& body)
+  requires std::is_invocable_v < std::decay_t<F>
+  &, Yield<T, In>& > explicit Generator(F&& body)
       : st_(new detail::GenBody<T, In, std::decay_t<F>>(detail::generator_runtime(nullptr), std::forward<F>(body))) {}
   /// The same on `rt` (so that a foreign thread can consume it).
   template <class F>
-    requires std::is_invocable_v<std::decay_t<F>&, Yield<T, In>&>
-  Generator(Runtime& rt, F&& body)
+  requires std::is_invocable_v < std::decay_t<F>
+  &, Yield<T, In>& > Generator(Runtime& rt, F&& body)
       : st_(new detail::GenBody<T, In, std::decay_t<F>>(detail::generator_runtime(&rt), std::forward<F>(body))) {}
 
   Generator(Generator&& o) noexcept : st_(std::exchange(o.st_, nullptr)), cur_(std::move(o.cur_)) {}
@@ -253,9 +253,8 @@ class Generator {
   /// its next suspension point. So neither side waits for the other for ever. Throws
   /// InvalidStateError if another call is inside next()/send()/close() of this
   /// generator at the same time.
-  std::optional<T> next(std::source_location where = std::source_location::current())
-    requires(std::is_void_v<In> || std::default_initializable<In>)
-  {
+  std::optional<T> next(std::source_location where = std::source_location::current()) requires(
+      std::is_void_v<In> || std::default_initializable<In>) {
     auto& s = state();
     detail::GenClaim claim(s);
     if constexpr (!std::is_void_v<In>) {
@@ -268,8 +267,8 @@ class Generator {
   /// non-None value to a just-started generator"; call next() first), and when another
   /// call is inside next()/send()/close() (v is then dropped). Cancellation as next().
   template <class V = In>
-    requires(!std::is_void_v<V>)
-  std::optional<T> send(V v, std::source_location where = std::source_location::current()) {
+  requires(!std::is_void_v<V>) std::optional<T> send(V v,
+                                                     std::source_location where = std::source_location::current()) {
     auto& s = state();
     detail::GenClaim claim(s);
     if (!s.started()) throw InvalidStateError("Generator::send: the generator has not started (call next() first)");

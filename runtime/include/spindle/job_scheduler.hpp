@@ -102,13 +102,11 @@ class JobScheduler {
   /// closed (also if it closes while spawn waits), CancelledError if the caller is
   /// cancelled while waiting; fn then never runs.
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
-  auto spawn(F&& fn, Args&&... args) {
-    return spawn_with(nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
-  }
+  requires Spawnable<F, Args...>
+  auto spawn(F&& fn, Args&&... args) { return spawn_with(nullptr, std::forward<F>(fn), std::forward<Args>(args)...); }
   /// The same with TaskOptions for the job's task.
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
+  requires Spawnable<F, Args...>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return spawn_with(&opts, std::forward<F>(fn), std::forward<Args>(args)...);
   }

@@ -28,34 +28,34 @@ struct WorkerMetrics {
   /// Task steps run: each time the loop switched into a task (a task that yields 10
   /// times counts 11), tasks dequeued only to be cancelled before their start included.
   uint64_t tasks_run = 0;
-  uint64_t tasks_started = 0;    ///< fibres started here
-  uint64_t steal_attempts = 0;   ///< other loops' queues probed while searching
-  uint64_t steals = 0;           ///< probes that took tasks
-  uint64_t tasks_stolen = 0;     ///< tasks those probes took
-  uint64_t io_steals = 0;        ///< polls of another running loop's epoll that found events
+  uint64_t tasks_started = 0;   ///< fibres started here
+  uint64_t steal_attempts = 0;  ///< other loops' queues probed while searching
+  uint64_t steals = 0;          ///< probes that took tasks
+  uint64_t tasks_stolen = 0;    ///< tasks those probes took
+  uint64_t io_steals = 0;       ///< polls of another running loop's epoll that found events
   /// Tasks moved out of its full run queue into the global queues (woken ones into the
   /// queue that workers take from first, new ones to the back of the global queue).
   uint64_t tasks_spilled = 0;
-  uint64_t parks = 0;            ///< times the loop went to sleep in epoll
-  uint64_t reactor_events = 0;   ///< epoll events handled (wake-ups included)
-  uint64_t timers_fired = 0;     ///< timers (sleeps, timeouts, call_later) fired here
+  uint64_t parks = 0;           ///< times the loop went to sleep in epoll
+  uint64_t reactor_events = 0;  ///< epoll events handled (wake-ups included)
+  uint64_t timers_fired = 0;    ///< timers (sleeps, timeouts, call_later) fired here
   /// Timers in its heap now: armed ones, and cancelled ones not dropped yet (they go when
   /// they reach the top, or in a sweep once a sample shows a quarter of them cancelled).
   std::size_t timers_pending = 0;
-  std::size_t local_queue = 0;   ///< tasks in its run queue now
-  std::size_t inbox = 0;         ///< tasks handed to it by other threads, not taken yet
-  bool idle = false;             ///< searching for work or parked now
+  std::size_t local_queue = 0;       ///< tasks in its run queue now
+  std::size_t inbox = 0;             ///< tasks handed to it by other threads, not taken yet
+  bool idle = false;                 ///< searching for work or parked now
   std::chrono::nanoseconds busy{0};  ///< time not spent searching for work or parked
 };
 
 struct Metrics {
   std::chrono::nanoseconds uptime{0};  ///< since the runtime started
   std::vector<WorkerMetrics> workers;
-  uint64_t live_tasks = 0;  ///< spawned and not ended (queued, running or suspended)
-  uint64_t spawned = 0;     ///< tasks submitted to the runtime
-  uint64_t completed = 0;   ///< tasks that ended with a result or an exception
-  uint64_t failed = 0;      ///< of completed: ended with an exception
-  uint64_t cancelled = 0;   ///< tasks that ended cancelled (started or not)
+  uint64_t live_tasks = 0;       ///< spawned and not ended (queued, running or suspended)
+  uint64_t spawned = 0;          ///< tasks submitted to the runtime
+  uint64_t completed = 0;        ///< tasks that ended with a result or an exception
+  uint64_t failed = 0;           ///< of completed: ended with an exception
+  uint64_t cancelled = 0;        ///< tasks that ended cancelled (started or not)
   std::size_t global_queue = 0;  ///< tasks in the global queues now (new and spilled)
   /// The blocking pool behind to_thread (0 until its first use).
   std::size_t blocking_threads = 0, blocking_busy = 0, blocking_queue = 0;

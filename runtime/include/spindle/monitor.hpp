@@ -45,20 +45,20 @@ class Runtime;
 
 /// One frame of a suspended fibre's call stack, innermost first.
 struct StackFrame {
-  uintptr_t pc = 0;       ///< the return address (the call is just before it)
-  std::string function;   ///< demangled; "" when unknown
-  std::string file;       ///< source file, from debug information; "" when unknown
+  uintptr_t pc = 0;      ///< the return address (the call is just before it)
+  std::string function;  ///< demangled; "" when unknown
+  std::string file;      ///< source file, from debug information; "" when unknown
   unsigned line = 0;
-  std::string module;     ///< the executable or shared object, when file is unknown
+  std::string module;  ///< the executable or shared object, when file is unknown
 };
 
 struct TaskInfo {
-  Task<> task;            ///< a handle (keeps the task object alive)
-  uint64_t id = 0;        ///< Task::id(); the console's ID
+  Task<> task;      ///< a handle (keeps the task object alive)
+  uint64_t id = 0;  ///< Task::id(); the console's ID
   std::string name;
   TaskState state = TaskState::ready;
-  bool started = false;   ///< false: queued and not started yet (its body has not run)
-  int loop = -1;          ///< the loop running it or holding it in a queue; -1 otherwise
+  bool started = false;  ///< false: queued and not started yet (its body has not run)
+  int loop = -1;         ///< the loop running it or holding it in a queue; -1 otherwise
   /// Since its fibre started (0 if not started), from its loop's coarse clock: it may
   /// read high by the time its loop took for 256 turns before the start.
   std::chrono::nanoseconds age{0};

@@ -46,9 +46,9 @@ struct Options {
 
 /// Per-spawn options (asyncio.create_task(coro, name=...), plus C++ knobs).
 struct TaskOptions {
-  std::string name{};        ///< shown in reports and dumps; default "Task-<id>"
+  std::string name{};          ///< shown in reports and dumps; default "Task-<id>"
   std::size_t stack_size = 0;  ///< 0: the runtime's Options::stack_size
-  bool pinned = false;       ///< never migrates off its loop
+  bool pinned = false;         ///< never migrates off its loop
   /// With pinned: the index of the loop (worker) to live on; -1 means the spawning
   /// fibre's loop (loop 0 when spawned from outside the runtime). Any other value
   /// outside 0..workers-1 makes spawn throw std::invalid_argument.

@@ -60,13 +60,17 @@ class Result {
   /// The value; rethrows the exception when it holds one.
   decltype(auto) value() & {
     rethrow_if_error();
-    if constexpr (std::is_reference_v<T>) return std::get<0>(v_).get();
-    else if constexpr (!std::is_void_v<T>) return std::get<0>(v_);
+    if constexpr (std::is_reference_v<T>)
+      return std::get<0>(v_).get();
+    else if constexpr (!std::is_void_v<T>)
+      return std::get<0>(v_);
   }
   decltype(auto) value() const& {
     rethrow_if_error();
-    if constexpr (std::is_reference_v<T>) return std::get<0>(v_).get();
-    else if constexpr (!std::is_void_v<T>) return std::get<0>(v_);
+    if constexpr (std::is_reference_v<T>)
+      return std::get<0>(v_).get();
+    else if constexpr (!std::is_void_v<T>)
+      return std::get<0>(v_);
   }
   /// On an rvalue: the value moved out (a reference for a reference T).
   decltype(auto) value() && {

@@ -50,13 +50,13 @@ class Runtime {
   /// From a foreign thread the task goes to the global queue. Throws RuntimeError
   /// once the runtime is shut down.
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
+  requires Spawnable<F, Args...>
   auto spawn(F&& fn, Args&&... args) {
     return detail::spawn_on(impl_.get(), nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
   }
   /// The same with a name, a stack size or pinning (TaskOptions).
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
+  requires Spawnable<F, Args...>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return detail::spawn_on(impl_.get(), &opts, std::forward<F>(fn), std::forward<Args>(args)...);
   }
@@ -80,10 +80,8 @@ class Runtime {
   /// Runs fn as a task and waits for it (loop.run_until_complete): blocks the calling
   /// thread, returns fn's value or rethrows its exception.
   template <class F>
-    requires Spawnable<F>
-  auto block_on(F&& fn) {
-    return spawn(TaskOptions{.name = "main"}, std::forward<F>(fn)).get();
-  }
+  requires Spawnable<F>
+  auto block_on(F&& fn) { return spawn(TaskOptions{.name = "main"}, std::forward<F>(fn)).get(); }
 
   /// Graceful shutdown, in order: (1) refuse new spawns from outside; (2) cancel every
   /// live task; (3) wait up to `grace` for them to end; (4) report each task that would
@@ -122,7 +120,7 @@ class Runtime {
 /// down (cancelling and awaiting what the main task left behind) and returns fn's value
 /// or rethrows its exception. Call from a thread outside any runtime.
 template <class F>
-  requires Spawnable<F>
+requires Spawnable<F>
 auto run(F&& fn, Options opts = {}) {
   Runtime rt(std::move(opts));
   return rt.block_on(std::forward<F>(fn));

@@ -70,8 +70,8 @@ class Task : public detail::HandleBase {
   /// Any task viewed as Task<> (type-erased: done, cancel, name, get() to wait — but
   /// not its value).
   template <class U>
-    requires(std::is_void_v<T> && !std::is_void_v<U>)
-  Task(const Task<U>& other) noexcept : HandleBase(other) {}
+  requires(std::is_void_v<T> && !std::is_void_v<U>) Task(const Task<U>& other)
+  noexcept : HandleBase(other) {}
 
   /// Waits for the task to end and returns its value, or rethrows its exception, or
   /// throws CancelledError if it was cancelled. Suspends a fibre; blocks a foreign
@@ -146,8 +146,12 @@ auto make_task(F&& f, Args&&... args) {
 }
 template <class Impl>
 using task_result_t = std::remove_cvref_t<decltype(std::declval<Impl&>().slot)>;
-template <class S> struct SlotValue;
-template <class T> struct SlotValue<ResultSlot<T>> { using type = T; };
+template <class S>
+struct SlotValue;
+template <class T>
+struct SlotValue<ResultSlot<T>> {
+  using type = T;
+};
 
 /// Makes the task that runs f(args...), not submitted yet, and returns its handle. The
 /// task starts with two references: the handle's, and the scheduler's, which the call
@@ -173,27 +177,37 @@ auto spawn_on(RuntimeImpl* rt, const TaskOptions* opts, F&& f, Args&&... args) {
 }  // namespace detail
 
 template <class T>
-bool Task<T>::cancel(std::string msg) { return detail::cancel_task(&core(), std::move(msg)); }
+bool Task<T>::cancel(std::string msg) {
+  return detail::cancel_task(&core(), std::move(msg));
+}
 template <class T>
-std::string Task<T>::name() const { return detail::task_name(&core()); }
+std::string Task<T>::name() const {
+  return detail::task_name(&core());
+}
 template <class T>
-uint64_t Task<T>::id() const { return detail::task_id(&core()); }
+uint64_t Task<T>::id() const {
+  return detail::task_id(&core());
+}
 template <class T>
-void Task<T>::set_name(std::string n) { detail::set_task_name(&core(), std::move(n)); }
+void Task<T>::set_name(std::string n) {
+  detail::set_task_name(&core(), std::move(n));
+}
 template <class T>
-TaskWhere Task<T>::where() const { return detail::task_where(&core()); }
+TaskWhere Task<T>::where() const {
+  return detail::task_where(&core());
+}
 
 /// Starts fn(args...) as a new task on the calling fibre's runtime (asyncio.create_task).
 /// The task is queued, not run inline. Throws RuntimeError outside a runtime or when the
 /// runtime is closed. Arguments are moved into the task.
 template <class F, class... Args>
-  requires Spawnable<F, Args...>
+requires Spawnable<F, Args...>
 auto spawn(F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
 }
 /// The same with a name, a stack size or pinning (TaskOptions).
 template <class F, class... Args>
-  requires Spawnable<F, Args...>
+requires Spawnable<F, Args...>
 auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
   return detail::spawn_on(nullptr, &opts, std::forward<F>(fn), std::forward<Args>(args)...);
 }

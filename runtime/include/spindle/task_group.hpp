@@ -118,13 +118,11 @@ class TaskGroup {
   /// (a RuntimeError) once the group was joined or is shutting down after a failure, and
   /// RuntimeError if the runtime is shut down; fn then never runs.
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
-  auto spawn(F&& fn, Args&&... args) {
-    return spawn_with(nullptr, std::forward<F>(fn), std::forward<Args>(args)...);
-  }
+  requires Spawnable<F, Args...>
+  auto spawn(F&& fn, Args&&... args) { return spawn_with(nullptr, std::forward<F>(fn), std::forward<Args>(args)...); }
   /// The same with TaskOptions (name, stack size, pinning).
   template <class F, class... Args>
-    requires Spawnable<F, Args...>
+  requires Spawnable<F, Args...>
   auto spawn(const TaskOptions& opts, F&& fn, Args&&... args) {
     return spawn_with(&opts, std::forward<F>(fn), std::forward<Args>(args)...);
   }
@@ -165,7 +163,7 @@ struct GroupAccess {
 /// exception is thrown (a CancelledError from body is rethrown as is when no child
 /// failed; a TaskGroupClosed from this group's own spawn is left out). Throws as join().
 template <class F>
-  requires std::is_invocable_v<F, TaskGroup&>
+requires std::is_invocable_v<F, TaskGroup&>
 auto task_group(F&& body, std::source_location where = std::source_location::current()) {
   TaskGroup tg;
   using R = std::invoke_result_t<F, TaskGroup&>;

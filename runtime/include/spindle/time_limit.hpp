@@ -44,11 +44,11 @@ class TimeLimit {
   constexpr TimeLimit(std::nullopt_t) noexcept {}
   /// A limit of d, converted to nanoseconds with saturation (hours::max() stays huge).
   template <class Rep, class Period>
-    requires std::is_arithmetic_v<Rep>
+  requires std::is_arithmetic_v<Rep>
   constexpr TimeLimit(std::chrono::duration<Rep, Period> d) noexcept : d_(detail::saturating_ns(d)) {}
   /// None if d is empty, else *d as above.
   template <class Rep, class Period>
-    requires std::is_arithmetic_v<Rep>
+  requires std::is_arithmetic_v<Rep>
   constexpr TimeLimit(const std::optional<std::chrono::duration<Rep, Period>>& d) noexcept {
     if (d) d_ = detail::saturating_ns(*d);
   }

@@ -42,8 +42,13 @@ class TimerHandle {
   explicit TimerHandle(detail::TimerEntry* e) noexcept : e_(e) {}  // adopts a reference
   TimerHandle(const TimerHandle& o) noexcept;
   TimerHandle(TimerHandle&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
-  TimerHandle& operator=(TimerHandle o) noexcept { std::swap(e_, o.e_); return *this; }
-  ~TimerHandle() { if (e_) detail::timer_unref(e_); }
+  TimerHandle& operator=(TimerHandle o) noexcept {
+    std::swap(e_, o.e_);
+    return *this;
+  }
+  ~TimerHandle() {
+    if (e_) detail::timer_unref(e_);
+  }
 
   /// Cancels the callback if it has not fired yet; returns whether it did. Any thread.
   /// A successful cancel destroys the callback (and what it captured) before returning.
@@ -64,8 +69,11 @@ void sleep(std::chrono::nanoseconds d, std::source_location where = std::source_
 /// The same for any other duration (integral or floating-point), converted without
 /// overflow (hours::max() is "never", not a wrapped-around negative count of nanoseconds).
 template <class Rep, class Period>
-  requires(std::is_arithmetic_v<Rep> && !std::is_same_v<std::chrono::duration<Rep, Period>, std::chrono::nanoseconds>)
-void sleep(std::chrono::duration<Rep, Period> d, std::source_location where = std::source_location::current()) {
+requires(std::is_arithmetic_v<Rep> &&
+         !std::is_same_v<std::chrono::duration<Rep, Period>,
+                         std::chrono::nanoseconds>) void sleep(std::chrono::duration<Rep, Period> d,
+                                                               std::source_location where =
+                                                                   std::source_location::current()) {
   sleep(detail::saturating_ns(d), where);
 }
 /// Suspends until tp (steady_clock). A past tp just yields; time_point::max() sleeps
@@ -92,7 +100,8 @@ TimerHandle call_later(std::chrono::duration<Rep, Period> d, F&& cb) {
 /// loop.call_at(tp, cb). time_point::max(): never.
 template <class F>
 TimerHandle call_at(std::chrono::steady_clock::time_point tp, F&& cb) {
-  return TimerHandle(detail::arm_callback(nullptr, detail::deadline_at(tp), std::function<void()>(std::forward<F>(cb))));
+  return TimerHandle(
+      detail::arm_callback(nullptr, detail::deadline_at(tp), std::function<void()>(std::forward<F>(cb))));
 }
 
 }  // namespace spindle

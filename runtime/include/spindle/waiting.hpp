@@ -180,8 +180,8 @@ T wait_for(Future<T> fut, TimeLimit timeout, std::source_location where = std::s
 /// start before that cancel lands, so spindle does not make it). Throws RuntimeError
 /// outside a runtime.
 template <class F>
-  requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>)
-auto wait_for(F&& fn, TimeLimit timeout, std::source_location where = std::source_location::current()) {
+requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>) auto wait_for(
+    F&& fn, TimeLimit timeout, std::source_location where = std::source_location::current()) {
   if (timeout.expired()) throw TimeoutError();
   auto task = spawn(std::forward<F>(fn));
   detail::JoinGuard guard{task.core_ptr(), where};  // declared after `task`: runs first
@@ -213,7 +213,7 @@ auto timeout_until(int64_t deadline_ns, F&& fn, std::source_location where) {
 /// TimeoutError without running fn (asyncio would run the block up to its first
 /// suspension). Throws RuntimeError outside a runtime.
 template <class F>
-  requires std::is_invocable_v<std::decay_t<F>>
+requires std::is_invocable_v<std::decay_t<F>>
 auto timeout(TimeLimit d, F&& fn, std::source_location where = std::source_location::current()) {
   if (d.expired()) throw TimeoutError();
   return detail::timeout_until(detail::deadline_of(d), std::forward<F>(fn), where);
@@ -222,7 +222,7 @@ auto timeout(TimeLimit d, F&& fn, std::source_location where = std::source_locat
 /// (asyncio's timeout_at(None)) and time_point::max() mean none; a point already passed
 /// throws TimeoutError without running fn.
 template <class F>
-  requires std::is_invocable_v<std::decay_t<F>>
+requires std::is_invocable_v<std::decay_t<F>>
 auto timeout_at(std::optional<std::chrono::steady_clock::time_point> deadline, F&& fn,
                 std::source_location where = std::source_location::current()) {
   // Not `deadline - now()`: that overflows for time_point::min(). deadline_at maps
@@ -265,7 +265,7 @@ struct WaitResult {
 /// the done ones are still to be looked at. Throws std::invalid_argument for an empty
 /// input, InvalidStateError for an empty handle.
 template <std::ranges::input_range R>
-  requires Awaitable<std::ranges::range_value_t<R>>
+requires Awaitable<std::ranges::range_value_t<R>>
 auto wait(R&& handles, WaitOptions opts = {}, std::source_location where = std::source_location::current()) {
   using H = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   std::vector<H> hs = detail::collect_handles(handles, true);
@@ -280,7 +280,7 @@ auto wait(R&& handles, WaitOptions opts = {}, std::source_location where = std::
   return r;
 }
 template <class H>
-  requires Awaitable<H>
+requires Awaitable<H>
 auto wait(std::initializer_list<H> handles, WaitOptions opts = {},
           std::source_location where = std::source_location::current()) {
   return wait(std::vector<H>(handles), opts, where);
@@ -296,25 +296,21 @@ auto wait(std::initializer_list<H> handles, WaitOptions opts = {},
 /// does). If the caller is cancelled, every child is cancelled and joined, then the
 /// caller gets CancelledError.
 template <class... X>
-  requires(sizeof...(X) > 0 && (detail::HandleOrCallable<X> && ...))
-auto gather(X&&... items) {
+requires(sizeof...(X) > 0 && (detail::HandleOrCallable<X> && ...)) auto gather(X&&... items) {
   const std::source_location where = std::source_location::current();
   auto hs = std::make_tuple(detail::as_handle(std::forward<X>(items))...);
-  std::array<detail::FutureCore*, sizeof...(X)> cores = std::apply(
-      [](auto&... h) { return std::array<detail::FutureCore*, sizeof...(X)>{h.core_ptr()...}; }, hs);
+  std::array<detail::FutureCore*, sizeof...(X)> cores =
+      std::apply([](auto&... h) { return std::array<detail::FutureCore*, sizeof...(X)>{h.core_ptr()...}; }, hs);
   detail::gather_core(cores.data(), cores.size(), false, where);
   return std::apply(
-      [](auto&... h) {
-        return std::tuple<gathered_t<awaited_t<decltype(h)>>...>{detail::take_gathered(h)...};
-      },
-      hs);
+      [](auto&... h) { return std::tuple<gathered_t<awaited_t<decltype(h)>>...>{detail::take_gathered(h)...}; }, hs);
 }
 
 /// gather over a range of handles: the values in input order (a repeated handle gives
 /// its value at each of its positions). An empty range gives an empty vector. Throws as
 /// the variadic gather does.
 template <std::ranges::input_range R>
-  requires Awaitable<std::ranges::range_value_t<R>>
+requires Awaitable<std::ranges::range_value_t<R>>
 auto gather(R&& handles, std::source_location where = std::source_location::current()) {
   using H = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   std::vector<H> hs = detail::collect_handles(handles, false);
@@ -332,7 +328,7 @@ auto gather(R&& handles, std::source_location where = std::source_location::curr
 /// CancelledError for a cancelled one). Throws only if the caller is cancelled (every
 /// child is then cancelled and joined first).
 template <std::ranges::input_range R>
-  requires Awaitable<std::ranges::range_value_t<R>>
+requires Awaitable<std::ranges::range_value_t<R>>
 auto gather_settled(R&& handles, std::source_location where = std::source_location::current()) {
   using H = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   using T = awaited_t<H>;
@@ -438,7 +434,7 @@ class AsCompleted {
 /// it yields the original handles (as asyncio 3.13's `async for` does), so which one
 /// finished is known.
 template <std::ranges::input_range R>
-  requires Awaitable<std::ranges::range_value_t<R>>
+requires Awaitable<std::ranges::range_value_t<R>>
 auto as_completed(R&& handles, TimeLimit timeout = {}, std::source_location where = std::source_location::current()) {
   using H = std::remove_cvref_t<std::ranges::range_value_t<R>>;
   return AsCompleted<H>(detail::collect_handles(handles, true), detail::deadline_of(timeout), where);
@@ -466,8 +462,8 @@ T shield(Future<T> fut, std::source_location where = std::source_location::curre
 /// reported (nobody holds its handle: catch inside fn what must be seen). Throws
 /// RuntimeError outside a runtime.
 template <class F>
-  requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>)
-auto shield(F&& fn, std::source_location where = std::source_location::current()) {
+requires(!Awaitable<F> && std::is_invocable_v<std::decay_t<F>>) auto shield(
+    F&& fn, std::source_location where = std::source_location::current()) {
   return shield(spawn(std::forward<F>(fn)), where);
 }
 

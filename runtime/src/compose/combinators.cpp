@@ -72,8 +72,8 @@ Waiter::Outcome wait_one(FutureCore* c, int64_t deadline_ns, bool cancellable, s
   Waiter w;
   if (!link_done_node(c, &w)) return Waiter::Outcome::notified;
   // c's completer detaches w and notifies it.
-  const ParkEnd e = wait_parked_until(w, [&]() noexcept { return unlink_done_node(c, &w); }, cancellable, where,
-                                       deadline_ns);
+  const ParkEnd e = wait_parked_until(
+      w, [&]() noexcept { return unlink_done_node(c, &w); }, cancellable, where, deadline_ns);
   // Completed as the deadline passed: done, so not timed out.
   return e.taken && e.outcome == Waiter::Outcome::timed_out ? Waiter::Outcome::notified : e.outcome;
 }

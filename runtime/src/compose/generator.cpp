@@ -74,7 +74,7 @@ void GenCore::on_end() noexcept {
 void GenCore::start() {
   task_ = make_body_task();
   TaskHeader* t = task_of(task_);
-  ref();  // EndNode's
+  ref();                           // EndNode's
   (void)link_done_node(t, &end_);  // not submitted yet, so it cannot be done
   try {
     TaskOptions o{.name = "generator"};
@@ -95,7 +95,8 @@ bool GenCore::consumer_wait_locked(bool cancellable, std::source_location where)
     consumer_ = &w;
     lock_.unlock();
     // The body (yielding or ending) takes w and notifies it.
-    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock_, consumer_, w), cancellable && !passed_on, where).outcome;
+    const Waiter::Outcome o =
+        wait_parked(w, take_back_slot(lock_, consumer_, w), cancellable && !passed_on, where).outcome;
     lock_.lock();
     if (o == Waiter::Outcome::cancelled && phase_ == Phase::running) {
       // The consumer is cancelled while the body runs for it. asyncio raises the

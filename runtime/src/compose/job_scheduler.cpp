@@ -36,13 +36,13 @@ enum class JobPhase : uint8_t { pending, starting, active, dropped, done };
 
 struct JobRec final : DoneNode {
   std::shared_ptr<JobCtl> ctl;
-  Task<> task;                         // a reference of our own to the job's task
-  std::optional<TaskOptions> opts;     // for the submit, which may come later
-  JobPhase phase = JobPhase::pending;  // guarded by ctl->lock
+  Task<> task;                                       // a reference of our own to the job's task
+  std::optional<TaskOptions> opts;                   // for the submit, which may come later
+  JobPhase phase = JobPhase::pending;                // guarded by ctl->lock
   std::optional<std::string> cancel_while_starting;  // guarded by ctl->lock
-  JobRec* lprev = nullptr;             // links in the pending or active list (ctl->lock)
+  JobRec* lprev = nullptr;                           // links in the pending or active list (ctl->lock)
   JobRec* lnext = nullptr;
-  std::shared_ptr<JobRec> self;        // the scheduler's ownership until the job is done
+  std::shared_ptr<JobRec> self;  // the scheduler's ownership until the job is done
   void fire() noexcept override;
 };
 
@@ -55,18 +55,24 @@ struct WaiterList {
   void push(Waiter* w) noexcept {
     w->next = nullptr;
     w->prev = tail;
-    if (tail) tail->next = w;
-    else head = w;
+    if (tail)
+      tail->next = w;
+    else
+      head = w;
     tail = w;
   }
   bool remove(Waiter* w) noexcept {  // false if w is not in the list
     bool found = false;
     for (Waiter* p = head; p; p = p->next) found = found || p == w;
     if (!found) return false;
-    if (w->prev) w->prev->next = w->next;
-    else head = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else tail = w->prev;
+    if (w->prev)
+      w->prev->next = w->next;
+    else
+      head = w->next;
+    if (w->next)
+      w->next->prev = w->prev;
+    else
+      tail = w->prev;
     w->next = w->prev = nullptr;
     return true;
   }
@@ -100,10 +106,18 @@ class JobCtl {
   bool cancel(JobRec* r, std::string msg);
   void wait(std::source_location where);
   void close(std::source_location where) noexcept;
-  std::size_t active() noexcept { return read<std::size_t>([&] { return n_active; }); }
-  std::size_t pending() noexcept { return read<std::size_t>([&] { return n_pending; }); }
-  bool is_closed() noexcept { return read<bool>([&] { return closed; }); }
-  JobPhase phase_of(JobRec* r) noexcept { return read<JobPhase>([&] { return r->phase; }); }
+  std::size_t active() noexcept {
+    return read<std::size_t>([&] { return n_active; });
+  }
+  std::size_t pending() noexcept {
+    return read<std::size_t>([&] { return n_pending; });
+  }
+  bool is_closed() noexcept {
+    return read<bool>([&] { return closed; });
+  }
+  JobPhase phase_of(JobRec* r) noexcept {
+    return read<JobPhase>([&] { return r->phase; });
+  }
 
  private:
   template <class V, class F>
@@ -139,18 +153,24 @@ class JobCtl {
 void JobRec::fire() noexcept { ctl->on_done(this); }
 
 void JobCtl::unlink_locked(JobRec*& head, JobRec*& tail, JobRec* r) noexcept {
-  if (r->lprev) r->lprev->lnext = r->lnext;
-  else head = r->lnext;
-  if (r->lnext) r->lnext->lprev = r->lprev;
-  else tail = r->lprev;
+  if (r->lprev)
+    r->lprev->lnext = r->lnext;
+  else
+    head = r->lnext;
+  if (r->lnext)
+    r->lnext->lprev = r->lprev;
+  else
+    tail = r->lprev;
   r->lprev = r->lnext = nullptr;
 }
 
 void JobCtl::push_active_locked(JobRec* r) noexcept {
   r->lnext = nullptr;
   r->lprev = act_tail;
-  if (act_tail) act_tail->lnext = r;
-  else act_head = r;
+  if (act_tail)
+    act_tail->lnext = r;
+  else
+    act_head = r;
   act_tail = r;
   ++n_active;
   r->phase = JobPhase::starting;
@@ -212,8 +232,10 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
     rec->phase = JobPhase::pending;
     rec->lnext = nullptr;
     rec->lprev = pend_tail;
-    if (pend_tail) pend_tail->lnext = rec.get();
-    else pend_head = rec.get();
+    if (pend_tail)
+      pend_tail->lnext = rec.get();
+    else
+      pend_head = rec.get();
     pend_tail = rec.get();
     ++n_pending;
     g.unlock();
@@ -316,7 +338,7 @@ bool JobCtl::cancel(JobRec* r, std::string msg) {
         } catch (...) {  // no memory for the message: cancel without it
         }
       }
-      std::shared_ptr<JobRec> keep = r->self;  // on_done releases the scheduler's
+      std::shared_ptr<JobRec> keep = r->self;           // on_done releases the scheduler's
       finish_unstarted(t, Status::cancelled, nullptr);  // fires on_done
       return true;
     }

@@ -32,8 +32,8 @@ namespace spindle {
 
 ExceptionGroup::ExceptionGroup(std::string message, std::vector<std::exception_ptr> errors)
     : message_(std::move(message)), errors_(std::move(errors)) {
-  what_ = message_ + " (" + std::to_string(errors_.size()) +
-          (errors_.size() == 1 ? " sub-exception)" : " sub-exceptions)");
+  what_ =
+      message_ + " (" + std::to_string(errors_.size()) + (errors_.size() == 1 ? " sub-exception)" : " sub-exceptions)");
 }
 
 namespace detail {
@@ -98,8 +98,10 @@ void GroupState::push_live_locked(GroupNode* n) noexcept {
 }
 
 void GroupState::remove_live_locked(GroupNode* n) noexcept {
-  if (n->gprev) n->gprev->gnext = n->gnext;
-  else live_head = n->gnext;
+  if (n->gprev)
+    n->gprev->gnext = n->gnext;
+  else
+    live_head = n->gnext;
   if (n->gnext) n->gnext->gprev = n->gprev;
   n->gprev = n->gnext = nullptr;
   --live;
@@ -158,8 +160,10 @@ void GroupState::on_child_done(GroupNode* n) noexcept {
   lock.lock();
   remove_live_locked(n);
   if (failed) {
-    if (failed_tail) failed_tail->gnext = n;
-    else failed_head = n;
+    if (failed_tail)
+      failed_tail->gnext = n;
+    else
+      failed_head = n;
     failed_tail = n;
     if (!aborting) abort_locked();  // the first failure cancels the rest
   }
@@ -177,7 +181,8 @@ bool GroupState::wait_until_empty(bool cancellable, std::source_location where) 
     joiner = &w;
     lock.unlock();
     // The last child to finish takes w and notifies it.
-    const Waiter::Outcome o = wait_parked(w, take_back_slot(lock, joiner, w), cancellable && !saw_cancel, where).outcome;
+    const Waiter::Outcome o =
+        wait_parked(w, take_back_slot(lock, joiner, w), cancellable && !saw_cancel, where).outcome;
     lock.lock();
     if (o == Waiter::Outcome::cancelled) {
       saw_cancel = true;  // from now on wait without cancellation; it stays pending

@@ -12,7 +12,7 @@ namespace {
 // static TLS block and is one %fs-relative load, not a __tls_get_addr call (the PIC
 // default would make it one).
 __attribute__((tls_model("initial-exec"))) thread_local Worker* tls_worker = nullptr;
-}
+}  // namespace
 
 __attribute__((noinline)) Worker* current_worker() noexcept {
   Worker* w = tls_worker;

@@ -166,7 +166,10 @@ void FutureCore::wait_done(std::source_location where) {
   // The completer detaches w and notifies it. A completion at the same moment as a
   // cancellation of the waiting task counts: the result is not lost; the cancellation
   // stays pending and is raised at the next suspension point.
-  if (wait_parked(w, [&]() noexcept { return unlink_done_node(this, &w); }, true, where).taken) return;
+  if (wait_parked(
+          w, [&]() noexcept { return unlink_done_node(this, &w); }, true, where)
+          .taken)
+    return;
   // asyncio: cancelling the awaiter cancels what it awaits; we then wait for it to end.
   const std::string msg = own_cancel_message();
   if (is_task()) {
@@ -300,9 +303,18 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
   TimerEntry* timer = arm_wake(task_, deadline_ns);
   Outcome o;
   for (;;) {
-    if (signalled_.load(std::memory_order_acquire)) { o = Outcome::notified; break; }
-    if (cancellable && cancel_pending(task_)) { o = Outcome::cancelled; break; }
-    if (timer->has_fired()) { o = Outcome::timed_out; break; }
+    if (signalled_.load(std::memory_order_acquire)) {
+      o = Outcome::notified;
+      break;
+    }
+    if (cancellable && cancel_pending(task_)) {
+      o = Outcome::cancelled;
+      break;
+    }
+    if (timer->has_fired()) {
+      o = Outcome::timed_out;
+      break;
+    }
     suspend_current(where);
   }
   timer->cancel();  // lazy: the heap drops it; harmless if it fired
@@ -328,7 +340,8 @@ void CallbackWaiter::fire() noexcept {
     auto t = spawn_on(rt, &o, [cb = std::shared_ptr<CallbackWaiter>(self.release())] { cb->invoke(); });
     (void)t;  // dropping the handle: a callback that throws is reported as never retrieved
   } catch (...) {
-    sink_->report({Report::Kind::callback_failed, "", "done callback could not be scheduled", std::current_exception()});
+    sink_->report(
+        {Report::Kind::callback_failed, "", "done callback could not be scheduled", std::current_exception()});
   }
 }
 
@@ -347,8 +360,8 @@ void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 }
 
 bool cancel_pending(TaskHeader* t) noexcept {
-  // Never while unwinding another exception (an exception escaping a destructor during unwinding ends the process). Never for a task
-  // shutdown abandoned (kAbandoned): raising again at every wait let a task that catches
+  // Never while unwinding another exception (an exception escaping a destructor during unwinding ends the process).
+  // Never for a task shutdown abandoned (kAbandoned): raising again at every wait let a task that catches
   // CancelledError in a loop spin on its worker for ever, so the worker could not be
   // joined; its waits now suspend, and its fibre is never resumed (the same one load).
   return (t->word.load(std::memory_order_acquire) & (kCancelReq | kAbandoned)) == kCancelReq &&

@@ -121,8 +121,10 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   t->publish_and_unlock(st);
 
   Worker* w = current_worker();
-  if (st == Status::cancelled) Worker::count(w->cancelled);
-  else if (st == Status::exception) Worker::count(w->failed);
+  if (st == Status::cancelled)
+    Worker::count(w->cancelled);
+  else if (st == Status::exception)
+    Worker::count(w->failed);
   w->tsan_to_destroy = frame.tsan_fiber;
   san::start_switch(nullptr, frame.back_bottom, frame.back_size);
   san::tsan_switch_to(w->tsan_fiber);
@@ -134,10 +136,9 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
 void* thread_eh_globals() noexcept { return eh_globals(); }
 
 boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber) {
-  return boost::context::fiber(std::allocator_arg, PoolStack{s, pool},
-                               [t, s, tsan_fiber](boost::context::fiber&& back) {
-                                 return fibre_main(t, s, tsan_fiber, std::move(back));
-                               });
+  return boost::context::fiber(
+      std::allocator_arg, PoolStack{s, pool},
+      [t, s, tsan_fiber](boost::context::fiber&& back) { return fibre_main(t, s, tsan_fiber, std::move(back)); });
 }
 
 void suspend_current(std::source_location where) noexcept {

@@ -48,7 +48,10 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
       say("spindle: stack overflow in task '");
       // The name is read without the task's lock: the process is about to end.
       Extra* x = t->extra();
-      if (x && !x->name.empty()) say(x->name.c_str()); else say("<unnamed>");
+      if (x && !x->name.empty())
+        say(x->name.c_str());
+      else
+        say("<unnamed>");
       say("' (task ");
       say_hex(reinterpret_cast<uintptr_t>(t));
       say(", fault at ");
@@ -63,7 +66,10 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
   // Not ours: pass it on.
   const struct sigaction& prev = sig == SIGSEGV ? g_prev_segv : g_prev_bus;
   if (prev.sa_flags & SA_SIGINFO) {
-    if (prev.sa_sigaction) { prev.sa_sigaction(sig, info, uctx); return; }
+    if (prev.sa_sigaction) {
+      prev.sa_sigaction(sig, info, uctx);
+      return;
+    }
   } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN && prev.sa_handler) {
     prev.sa_handler(sig);
     return;

@@ -33,8 +33,8 @@ std::size_t mapping_bytes(std::size_t size) noexcept {
 }
 
 char* map_region(std::size_t bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  void* p =
+      ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (p == MAP_FAILED) {
     if (errno == ENOMEM) throw std::bad_alloc();
     throw std::system_error(errno, std::generic_category(), "mmap(fibre stack)");

@@ -28,8 +28,8 @@ namespace spindle::detail {
 inline constexpr std::size_t kGuardBytes = 64 * 1024;
 
 struct Stack {
-  char* base = nullptr;     // lowest address of the stack mapping (the guard region)
-  std::size_t size = 0;     // whole size, guard region included
+  char* base = nullptr;  // lowest address of the stack mapping (the guard region)
+  std::size_t size = 0;  // whole size, guard region included
   char* top() const noexcept { return base + size; }
   char* guard_end() const noexcept { return base + kGuardBytes; }  // first usable byte
   std::size_t usable() const noexcept { return size - kGuardBytes; }
@@ -75,7 +75,11 @@ class StackPool {
   std::size_t default_bytes_;  // a default stack's mapping: usable stack and guard region
   mutable std::mutex mu_;
   std::vector<Stack> free_;
-  struct Slab { char* base; std::size_t bytes; bool keep = false; };
+  struct Slab {
+    char* base;
+    std::size_t bytes;
+    bool keep = false;
+  };
   std::vector<Slab> slabs_;
   std::size_t made_ = 0;
 };

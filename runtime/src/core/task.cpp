@@ -92,8 +92,7 @@ void report_unretrieved(FutureCore* c) noexcept {
 
 void destroy_task_common(TaskHeader* t) noexcept {
   const uint32_t w = t->word.load(std::memory_order_acquire);
-  if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::exception) && !(w & kRetrieved))
-    report_unretrieved(t);
+  if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::exception) && !(w & kRetrieved)) report_unretrieved(t);
   if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::pending)) t->release_waiters();
   delete t->extra();
 }
@@ -185,10 +184,14 @@ namespace spindle {
 std::string to_string(const TaskWhere& w) {
   const std::string at = w.function + " at " + w.file + ":" + std::to_string(w.line);
   switch (w.state) {
-    case TaskState::running: return "running";
-    case TaskState::done: return "done";
-    case TaskState::suspended: return w.file.empty() ? "suspended" : at;
-    case TaskState::ready: break;
+    case TaskState::running:
+      return "running";
+    case TaskState::done:
+      return "done";
+    case TaskState::suspended:
+      return w.file.empty() ? "suspended" : at;
+    case TaskState::ready:
+      break;
   }
   if (!w.started) return "not started";
   return w.file.empty() ? "ready" : "ready, after " + at;

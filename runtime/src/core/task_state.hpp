@@ -228,7 +228,7 @@ enum class Abandoned : uint8_t {
   // waits for that waker's push); the release orders our ENDED before anything a later
   // waker or a dump's release could do with the task.
   return (t->sched.exchange(kEnded | kStarted, std::memory_order_acq_rel) & kQueued) ? Abandoned::was_queued
-                                                                                       : Abandoned::settled;
+                                                                                     : Abandoned::settled;
 }
 
 /// Whether the task has a fibre (or had one): everything but NEW, QUEUED and

@@ -18,7 +18,8 @@ namespace {
 // cancelled): every field metrics.hpp lists as compiled out is zero.
 [[maybe_unused]] void clear_compiled_out(Metrics& m) {
   for (WorkerMetrics& w : m.workers) {
-    const WorkerMetrics kept{.index = w.index, .timers_pending = w.timers_pending, .local_queue = w.local_queue, .inbox = w.inbox};
+    const WorkerMetrics kept{
+        .index = w.index, .timers_pending = w.timers_pending, .local_queue = w.local_queue, .inbox = w.inbox};
     w = kept;
   }
   m.completed = m.failed = m.cancelled = 0;
@@ -125,9 +126,9 @@ std::ostream& operator<<(std::ostream& os, const Metrics& m) {
   for (const WorkerMetrics& w : m.workers) {
     os << "loop " << w.index << ": tasks_run " << w.tasks_run << " tasks_started " << w.tasks_started
        << " steal_attempts " << w.steal_attempts << " steals " << w.steals << " tasks_stolen " << w.tasks_stolen
-       << " io_steals " << w.io_steals << " tasks_spilled " << w.tasks_spilled
-       << " parks " << w.parks << " reactor_events " << w.reactor_events << " timers_fired " << w.timers_fired << " timers_pending " << w.timers_pending
-       << " local_queue " << w.local_queue << " inbox " << w.inbox << " busy_ms " << ms(w.busy)
+       << " io_steals " << w.io_steals << " tasks_spilled " << w.tasks_spilled << " parks " << w.parks
+       << " reactor_events " << w.reactor_events << " timers_fired " << w.timers_fired << " timers_pending "
+       << w.timers_pending << " local_queue " << w.local_queue << " inbox " << w.inbox << " busy_ms " << ms(w.busy)
        << (w.idle ? " idle" : " busy") << "\n";
   }
   return os;

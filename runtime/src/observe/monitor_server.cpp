@@ -112,7 +112,8 @@ bool parse_id(const std::string& s, uint64_t& id) {
 
 MonitorServer::MonitorServer(RuntimeImpl* rt, const std::string& address) : rt_(rt), owner_(::geteuid()) {
   if (address.rfind("unix:", 0) != 0)
-    throw std::invalid_argument("Options::monitor: '" + address + "' is not a monitor address (expected \"unix:PATH\")");
+    throw std::invalid_argument("Options::monitor: '" + address +
+                                "' is not a monitor address (expected \"unix:PATH\")");
   const std::string path = address.substr(5);
   socklen_t len;
   const sockaddr_un a = make_address(path, len);
@@ -121,8 +122,7 @@ MonitorServer::MonitorServer(RuntimeImpl* rt, const std::string& address) : rt_(
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) fail("monitor: socket");
   try {
-    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), len) != 0)
-      fail(("monitor: bind " + path).c_str());
+    if (::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&a), len) != 0) fail(("monitor: bind " + path).c_str());
     if (!abstract) {
       path_ = path;
       struct stat st;
@@ -187,8 +187,10 @@ std::string MonitorServer::answer(const std::string& line, bool& quit) {
         print_dump(out, dump_runtime(rt_, DumpOptions{}));
       }
     } else if (cmd == "stats") {
-      if (!arg.empty()) out << "error: stats takes no argument\n";
-      else out << snapshot_metrics(rt_);
+      if (!arg.empty())
+        out << "error: stats takes no argument\n";
+      else
+        out << snapshot_metrics(rt_);
     } else if (cmd == "where" || cmd == "cancel") {
       uint64_t id;
       if (arg.empty()) {
@@ -288,8 +290,8 @@ void MonitorServer::accept_one(std::vector<Client>& clients) {
     return;
   }
   Client& c = clients.back();
-  c.out = "spindle monitor: " + std::to_string(rt_->workers.size()) + " loop(s), " +
-          std::to_string(rt_->live_tasks()) + " live task(s); type help\n\n";
+  c.out = "spindle monitor: " + std::to_string(rt_->workers.size()) + " loop(s), " + std::to_string(rt_->live_tasks()) +
+          " live task(s); type help\n\n";
   if (!pump(c)) {
     ::close(fd);
     clients.pop_back();
@@ -304,7 +306,7 @@ bool MonitorServer::serve_once(std::vector<Client>& clients) {
   // further commands are not read until then (see monitor.hpp, slow clients).
   for (auto& c : clients) fds.push_back({c.fd, short(c.out.empty() ? POLLIN : POLLOUT), 0});
   if (::poll(fds.data(), fds.size(), -1) < 0) return errno != EINTR && errno != ENOMEM;  // else: poll again
-  if (fds[0].revents) return true;  // stop()
+  if (fds[0].revents) return true;                                                       // stop()
   // Clients first (their indices match fds[2..]), then a new connection.
   for (std::size_t i = clients.size(); i-- > 0;) {
     if (!fds[2 + i].revents) continue;
@@ -313,8 +315,10 @@ bool MonitorServer::serve_once(std::vector<Client>& clients) {
     if (c.out.empty()) {
       char buf[4096];
       const ssize_t n = ::recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
-      if (n > 0) c.in.append(buf, std::size_t(n));
-      else keep = n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK);
+      if (n > 0)
+        c.in.append(buf, std::size_t(n));
+      else
+        keep = n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK);
     }
     if (keep) keep = pump(c);
     if (!keep) {

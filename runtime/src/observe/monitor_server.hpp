@@ -63,11 +63,11 @@ class MonitorServer {
  private:
   struct Client {
     int fd;
-    std::string in;         // received, not yet answered (at most one partial line once
-                            // the output below is empty)
-    std::string out;        // the answer being sent
-    std::size_t sent = 0;   // how much of out has gone
-    bool closing = false;   // quit: close once out has gone
+    std::string in;        // received, not yet answered (at most one partial line once
+                           // the output below is empty)
+    std::string out;       // the answer being sent
+    std::size_t sent = 0;  // how much of out has gone
+    bool closing = false;  // quit: close once out has gone
   };
   void serve() noexcept;
   bool serve_once(std::vector<Client>& clients);  // one poll round; true: stop

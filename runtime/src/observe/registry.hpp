@@ -33,8 +33,8 @@ namespace spindle::detail {
 /// One registered task as a snapshot saw it; holds a reference on `task`.
 struct RegistryEntry {
   TaskHeader* task;
-  int64_t started_ns;    // when its fibre started (TaskFrame::started_ns)
-  uint16_t sched;        // its scheduling state when seen
+  int64_t started_ns;  // when its fibre started (TaskFrame::started_ns)
+  uint16_t sched;      // its scheduling state when seen
   // Its last suspension point (null file: none yet), read while the frame was linked.
   const char* file;
   const char* function;

@@ -48,7 +48,7 @@ __attribute__((no_sanitize("address"))) uintptr_t saved_ret(uintptr_t sp) noexce
 // of a fibre that is not running, so the reads are not instrumented. Bounds are checked
 // by hand instead.
 __attribute__((no_sanitize("address"))) std::size_t walk_frame_pointers(const TaskFrame* f, uintptr_t* out,
-                                                                      std::size_t max) noexcept {
+                                                                        std::size_t max) noexcept {
 #if defined(__x86_64__)
   const auto lo = reinterpret_cast<uintptr_t>(f->stack.guard_end());
   const auto hi = reinterpret_cast<uintptr_t>(f->stack.top());
@@ -121,7 +121,8 @@ std::size_t unwind(TaskFrame* f, uintptr_t* out, std::size_t max) noexcept {
   void* my_fake = nullptr;
   san::start_switch(&my_fake, f->stack.guard_end(), f->stack.usable());
   san::tsan_switch_to(f->tsan_fiber);
-  f->ctx = std::move(f->ctx).resume_with([&c](boost::context::fiber&& caller) { return unwind_on_top(&c, std::move(caller)); });
+  f->ctx = std::move(f->ctx).resume_with(
+      [&c](boost::context::fiber&& caller) { return unwind_on_top(&c, std::move(caller)); });
   san::finish_switch(my_fake, nullptr, nullptr);
   // The frames above the fibre's own switch are ours (the unwinder's caller and Boost's
   // on-top call): start at the address the fibre's switch returns to.
@@ -174,7 +175,8 @@ void by_dladdr(uintptr_t pc, StackFrame& f) {
   if (info.dli_fname) {
     const char* slash = std::strrchr(info.dli_fname, '/');
     char off[32];
-    std::snprintf(off, sizeof off, "+0x%lx", static_cast<unsigned long>(pc - reinterpret_cast<uintptr_t>(info.dli_fbase)));
+    std::snprintf(off, sizeof off, "+0x%lx",
+                  static_cast<unsigned long>(pc - reinterpret_cast<uintptr_t>(info.dli_fbase)));
     f.module = std::string(slash ? slash + 1 : info.dli_fname) + off;
   }
 }

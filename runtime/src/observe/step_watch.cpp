@@ -11,7 +11,9 @@
 
 namespace spindle::detail {
 
-void StepWatch::start() { thread_ = std::thread([this] { run(); }); }
+void StepWatch::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void StepWatch::stop() {
   {
@@ -96,7 +98,7 @@ namespace spindle::detail {
 // Runs on the loop, between the step and the next: t is referenced (by the scheduler).
 void Worker::step_ended_slow(TaskHeader* t) noexcept {
   const int64_t start = step_start.load(std::memory_order_relaxed);  // owner: our own store
-  step_start.store(0, std::memory_order_relaxed);  // between steps: nothing to watch
+  step_start.store(0, std::memory_order_relaxed);                    // between steps: nothing to watch
   if (start == 0 || t == nullptr) return;
   const int64_t ran = monotonic_ns() - start;
   if (ran < slow_step_ns) return;

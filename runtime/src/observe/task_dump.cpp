@@ -41,9 +41,9 @@ struct Collection {
     unsigned loop;
   };
   std::mutex mu;
-  bool closed = false;          // guarded by mu
-  std::vector<Found> found;     // guarded by mu
-  std::vector<bool> answered;   // guarded by mu: per loop
+  bool closed = false;         // guarded by mu
+  std::vector<Found> found;    // guarded by mu
+  std::vector<bool> answered;  // guarded by mu: per loop
   ~Collection() {
     for (const Found& f : found) f.task->unref();
   }
@@ -264,11 +264,16 @@ std::string age_text(std::chrono::nanoseconds d, bool started) {
   if (!started) return "-";
   char buf[32];
   const double s = double(d.count()) / 1e9;
-  if (s < 1e-3) std::snprintf(buf, sizeof buf, "%.0fus", s * 1e6);
-  else if (s < 1) std::snprintf(buf, sizeof buf, "%.1fms", s * 1e3);
-  else if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, int(s) / 60 % 60);
+  if (s < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.0fus", s * 1e6);
+  else if (s < 1)
+    std::snprintf(buf, sizeof buf, "%.1fms", s * 1e3);
+  else if (s < 60)
+    std::snprintf(buf, sizeof buf, "%.1fs", s);
+  else if (s < 3600)
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, int(s) / 60 % 60);
   return buf;
 }
 
@@ -297,9 +302,9 @@ std::string where_text(const TaskInfo& t) {
 void print_dump(std::ostream& os, const DumpResult& d) {
   print_tasks(os, d.tasks);
   for (unsigned loop : d.silent_loops)
-    os << "note: loop " << loop << " did not list its queue in time (busy in a long step?); its queued tasks are not shown\n";
-  if (d.global_left)
-    os << "note: " << d.global_left << " task(s) in the global queue are not shown\n";
+    os << "note: loop " << loop
+       << " did not list its queue in time (busy in a long step?); its queued tasks are not shown\n";
+  if (d.global_left) os << "note: " << d.global_left << " task(s) in the global queue are not shown\n";
 }
 
 }  // namespace spindle::detail
@@ -308,10 +313,14 @@ namespace spindle {
 
 const char* to_string(TaskState s) noexcept {
   switch (s) {
-    case TaskState::running: return "running";
-    case TaskState::ready: return "ready";
-    case TaskState::suspended: return "suspended";
-    case TaskState::done: return "done";
+    case TaskState::running:
+      return "running";
+    case TaskState::ready:
+      return "ready";
+    case TaskState::suspended:
+      return "suspended";
+    case TaskState::done:
+      return "done";
   }
   return "?";
 }
@@ -334,8 +343,10 @@ std::vector<StackFrame> task_stack(const Task<>& t) {
 std::string to_string(const StackFrame& f, std::size_t n) {
   std::string s = "#" + std::to_string(n) + " ";
   s += f.function.empty() ? std::string("??") : f.function;
-  if (!f.file.empty()) s += " at " + f.file + ":" + std::to_string(f.line);
-  else if (!f.module.empty()) s += " (" + f.module + ")";
+  if (!f.file.empty())
+    s += " at " + f.file + ":" + std::to_string(f.line);
+  else if (!f.module.empty())
+    s += " (" + f.module + ")";
   return s;
 }
 

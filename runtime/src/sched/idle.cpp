@@ -60,9 +60,7 @@ bool Idle::try_start_searching() noexcept {
   return false;
 }
 
-bool Idle::stop_searching() noexcept {
-  return searching_.fetch_sub(1, std::memory_order_seq_cst) == 1;
-}
+bool Idle::stop_searching() noexcept { return searching_.fetch_sub(1, std::memory_order_seq_cst) == 1; }
 
 void Idle::park(Worker* w, bool was_searching) noexcept {
   std::lock_guard lk(mu_);

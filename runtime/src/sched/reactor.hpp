@@ -5,8 +5,8 @@
 // of the same runtime that has run out of work, so that the events of a loop whose
 // thread the OS has preempted are not held until it runs again. Each edge is delivered
 // to one caller only, but two edges of one source (in, out) may be dispatched at once on
-// two threads: a source orders them with its own lock. unpark() may be called from any thread. A source may be freed only
-// after remove() and then quiesce() (no foreign poll still holds its pointer).
+// two threads: a source orders them with its own lock. unpark() may be called from any thread. A source may be freed
+// only after remove() and then quiesce() (no foreign poll still holds its pointer).
 #pragma once
 
 #include <atomic>

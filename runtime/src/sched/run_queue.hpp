@@ -46,8 +46,7 @@ class RunQueue {
       if (n == 0) return 0;
       for (uint32_t i = 0; i < n; ++i) out[i] = slots_[(head + i) & kMask].load(std::memory_order_relaxed);
       // acq_rel: as in steal_into.
-      if (head_.compare_exchange_strong(head, head + n, std::memory_order_acq_rel, std::memory_order_acquire))
-        return n;
+      if (head_.compare_exchange_strong(head, head + n, std::memory_order_acq_rel, std::memory_order_acquire)) return n;
     }
   }
 
@@ -59,8 +58,7 @@ class RunQueue {
       if (head == tail) return nullptr;
       TaskHeader* t = slots_[head & kMask].load(std::memory_order_relaxed);
       // acq_rel: competes with thieves for the slot; the winner owns it.
-      if (head_.compare_exchange_weak(head, head + 1, std::memory_order_acq_rel, std::memory_order_acquire))
-        return t;
+      if (head_.compare_exchange_weak(head, head + 1, std::memory_order_acq_rel, std::memory_order_acquire)) return t;
     }
   }
 
@@ -76,20 +74,17 @@ class RunQueue {
       const uint32_t tail = tail_.load(std::memory_order_acquire);
       const uint32_t len = tail - head;
       if (len == 0 || len > kCap) return nullptr;  // empty, or a torn read of head/tail
-      n = len - len / 2;  // half, rounded up: a queue of one is worth stealing
+      n = len - len / 2;                           // half, rounded up: a queue of one is worth stealing
       for (uint32_t i = 0; i < n; ++i) buf[i] = slots_[(head + i) & kMask].load(std::memory_order_relaxed);
       // acq_rel: release orders our slot reads before the owner's reuse of them (it
       // acquire-loads head in push); acquire orders the next attempt's reads.
-      if (head_.compare_exchange_strong(head, head + n, std::memory_order_acq_rel, std::memory_order_acquire))
-        break;
+      if (head_.compare_exchange_strong(head, head + n, std::memory_order_acq_rel, std::memory_order_acquire)) break;
     }
     for (uint32_t i = 1; i < n; ++i) dst.push(buf[i]);  // dst is empty and n-1 < kCap
     return buf[0];
   }
 
-  bool empty() const noexcept {
-    return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
-  }
+  bool empty() const noexcept { return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire); }
   uint32_t size() const noexcept {
     return tail_.load(std::memory_order_acquire) - head_.load(std::memory_order_acquire);
   }

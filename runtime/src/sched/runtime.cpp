@@ -126,8 +126,10 @@ void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool insid
   t->word.fetch_or(uint16_t(bits), std::memory_order_relaxed);
   task_state::submit(t);
   Worker* const w = inside ? current_worker() : nullptr;
-  if (w) Worker::bump(w->spawned);
-  else foreign_spawned.fetch_add(1, std::memory_order_relaxed);
+  if (w)
+    Worker::bump(w->spawned);
+  else
+    foreign_spawned.fetch_add(1, std::memory_order_relaxed);
   make_ready_from(w, t, false);  // a foreign caller is counted in foreign_inflight (submit)
 }
 
@@ -236,7 +238,8 @@ void RuntimeImpl::shutdown(TimeLimit grace) {
     }
     if (!wait_until_idle(deadline_of(grace))) {
       sink->report({Report::Kind::task_would_not_end, "",
-                    std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked", nullptr});
+                    std::to_string(live_tasks()) + " task(s) still alive after shutdown; their fibres are leaked",
+                    nullptr});
       // Abandon them: from now on a wait of theirs suspends instead of raising (and a
       // yield is not requeued), so one that catches CancelledError in a loop gives its
       // worker back at its next wait and the worker can be joined. Step 6 ends them.

@@ -55,7 +55,7 @@ class RuntimeImpl {
   // events of loops that are not parked. One at a time, so that idle workers of a big
   // runtime do not all wake a thousand times a second.
   std::atomic<bool> io_watcher{false};
-  std::atomic<bool> closed{false};    // shutdown finished
+  std::atomic<bool> closed{false};  // shutdown finished
   // The loops have stopped and their timers were released (release_timers): a timer
   // armed from outside after this is released by its arming thread. seq_cst: see
   // arm_callback (timers.cpp).
@@ -73,9 +73,9 @@ class RuntimeImpl {
   std::atomic<uint64_t> foreign_cancelled{0};  // of foreign_ended (metrics)
   std::atomic<uint64_t> abandoned_fibres{0};   // of foreign_ended: fibres left by shutdown (step 6)
   std::atomic<uint64_t> stacks_peak{0};        // the fibre count's peak seen by metrics()
-  const int64_t start_ns;  // when the runtime started (metrics' uptime)
-  std::unique_ptr<MonitorServer> monitor;  // the console (Options::monitor), if any
-  std::unique_ptr<StepWatch> step_watch;   // slow-step reports (Options::debug), if on
+  const int64_t start_ns;                      // when the runtime started (metrics' uptime)
+  std::unique_ptr<MonitorServer> monitor;      // the console (Options::monitor), if any
+  std::unique_ptr<StepWatch> step_watch;       // slow-step reports (Options::debug), if on
   // The blocking pool (runtime_blocking_pool): made on first use by the executors module,
   // released by shutdown once the workers are joined (step 5), so that no later call
   // makes another.

@@ -32,8 +32,8 @@ struct TimerEntry {
   int64_t deadline;  // CLOCK_MONOTONIC ns
   std::atomic<uint32_t> refs{1};
   std::atomic<uint8_t> state{armed};
-  TaskHeader* task = nullptr;        // woken when it fires (holds a reference), or
-  std::function<void()> callback;    // run in a task of its own when it fires
+  TaskHeader* task = nullptr;      // woken when it fires (holds a reference), or
+  std::function<void()> callback;  // run in a task of its own when it fires
 
   /// armed -> cancelled. False if it already fired (or was cancelled). Any thread.
   /// The winner also releases the callback and what it captured at once (as asyncio's

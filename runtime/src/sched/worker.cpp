@@ -20,8 +20,14 @@
 namespace spindle::detail {
 
 Worker::Worker(RuntimeImpl* r, unsigned i)
-    : rt(r), index(i), stacks(r->stacks), rng(0x9E3779B9u * (i + 1)), shuffle(r->opts.shuffle),
-      slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0), gctok_(r->global), sctok_(r->spill) {}
+    : rt(r),
+      index(i),
+      stacks(r->stacks),
+      rng(0x9E3779B9u * (i + 1)),
+      shuffle(r->opts.shuffle),
+      slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0),
+      gctok_(r->global),
+      sctok_(r->spill) {}
 
 Worker::~Worker() { drop_timers(); }  // nothing left after a shutdown; this covers a failed start
 
@@ -84,8 +90,7 @@ void Worker::collect_queued(std::vector<TaskHeader*>& out) {
 }
 
 bool Worker::has_local_work() const noexcept {
-  return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() ||
-         !timer_inbox.empty();
+  return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() || !timer_inbox.empty();
 }
 
 void Worker::push_ring(TaskHeader* t) {
@@ -97,8 +102,10 @@ void Worker::push_ring(TaskHeader* t) {
     TaskHeader* fresh[RunQueue::kCap / 2];
     uint32_t resumed = 0, unstarted = 0;
     for (uint32_t i = 0; i < n; ++i) {
-      if (task_state::started(buf[i])) buf[resumed++] = buf[i];
-      else fresh[unstarted++] = buf[i];
+      if (task_state::started(buf[i]))
+        buf[resumed++] = buf[i];
+      else
+        fresh[unstarted++] = buf[i];
     }
     count(tasks_spilled, n);
     if (resumed) rt->push_spill(buf, resumed);
@@ -108,7 +115,10 @@ void Worker::push_ring(TaskHeader* t) {
 
 bool Worker::push_local(TaskHeader* t, bool wake) {
   if (t->word.load(std::memory_order_relaxed) & kPinned) {
-    if (wake && lifo == nullptr) lifo = t; else pinned.push_back(t);
+    if (wake && lifo == nullptr)
+      lifo = t;
+    else
+      pinned.push_back(t);
     return false;
   }
   if (wake) {
@@ -129,8 +139,8 @@ std::size_t Worker::take_global(TaskHeader** buf, std::size_t want) {
   // Woken tasks before new ones, except one time in four (new tasks must not starve
   // while wake-ups keep spilling).
   const bool spill_first = (++global_takes & 3) != 0;
-  std::size_t n = spill_first ? rt->spill.try_dequeue_bulk(sctok_, buf, want)
-                              : rt->global.try_dequeue_bulk(gctok_, buf, want);
+  std::size_t n =
+      spill_first ? rt->spill.try_dequeue_bulk(sctok_, buf, want) : rt->global.try_dequeue_bulk(gctok_, buf, want);
   if (n == 0)
     n = spill_first ? rt->global.try_dequeue_bulk(gctok_, buf, want) : rt->spill.try_dequeue_bulk(sctok_, buf, want);
   // relaxed: the count is only ever high, never low (decremented after the dequeue).
@@ -183,8 +193,8 @@ int64_t Worker::run_timers() {
         TaskOptions o{.name = "call_later"};
         (void)spawn_on(rt, &o, std::move(t->callback));
       } catch (...) {
-        rt->sink->report({Report::Kind::callback_failed, "", "timer callback could not be scheduled",
-                          std::current_exception()});
+        rt->sink->report(
+            {Report::Kind::callback_failed, "", "timer callback could not be scheduled", std::current_exception()});
       }
     }
   });
@@ -210,7 +220,10 @@ TaskHeader* Worker::next_task() {
     }
     // Two tasks waking each other would otherwise keep the queue waiting forever.
     TaskHeader* t = std::exchange(lifo, nullptr);
-    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+    if (t->word.load(std::memory_order_relaxed) & kPinned)
+      pinned.push_back(t);
+    else
+      push_ring(t);
   }
   lifo_streak = 0;
   TaskHeader* t = nullptr;
@@ -239,7 +252,10 @@ void Worker::shuffle_ready() {
   const uint32_t r = next_random();
   if (lifo && (r & 1)) {  // half the time the just-woken task loses its head start
     TaskHeader* t = std::exchange(lifo, nullptr);
-    if (t->word.load(std::memory_order_relaxed) & kPinned) pinned.push_back(t); else push_ring(t);
+    if (t->word.load(std::memory_order_relaxed) & kPinned)
+      pinned.push_back(t);
+    else
+      push_ring(t);
   }
   // Rotate the run queue by a random amount (at most 15 places per turn), so the task
   // at its head is not always the oldest.
@@ -418,7 +434,7 @@ void Worker::switched_back(boost::context::fiber&& f) {
   // Fibres may have switched among themselves (suspend_current's direct switch): the
   // one that came back is `current`, not necessarily the one we resumed.
   TaskHeader* t = current.load(std::memory_order_relaxed);
-  step_ended(t);  // t is still referenced here (an ended task is unref'd below)
+  step_ended(t);                                      // t is still referenced here (an ended task is unref'd below)
   current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).

@@ -56,14 +56,14 @@ struct Worker {
   const unsigned index;
 
   RunQueue ring;
-  TaskHeader* lifo = nullptr;           // owner only
-  unsigned lifo_streak = 0;             // owner only
-  std::deque<TaskHeader*> pinned;       // owner only: ready pinned tasks
-  Inbox inbox;                          // pinned tasks readied by other threads
+  TaskHeader* lifo = nullptr;      // owner only
+  unsigned lifo_streak = 0;        // owner only
+  std::deque<TaskHeader*> pinned;  // owner only: ready pinned tasks
+  Inbox inbox;                     // pinned tasks readied by other threads
   Reactor reactor;
   StackCache stacks;
   RegistryShard registry;
-  TimerHeap timers;                                  // owner only
+  TimerHeap timers;                     // owner only
   BasicInbox<TimerEntry*> timer_inbox;  // timers armed by other threads
 
   // The task whose fibre is running. Written only by the owner; an atomic so that a task
@@ -79,12 +79,12 @@ struct Worker {
   std::size_t stack_size = 0;
   std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
   bool searching = false;
-  bool in_parked_list = false;    // guarded by Idle's mutex
+  bool in_parked_list = false;  // guarded by Idle's mutex
   // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
   // without it after a seq_cst fence: see Idle::notify_worker).
   std::atomic<bool> parked{false};
   uint32_t rng;
-  const bool shuffle;             // Options::shuffle (debug): see shuffle_ready()
+  const bool shuffle;  // Options::shuffle (debug): see shuffle_ready()
   // Debug mode's slow steps (step_watch.hpp): slow_step in ns, 0 when debug is off (then
   // the switch paths pay one predictable branch). step_start: when the running step
   // began, written by the owner at each resume (relaxed: the watchdog only samples it;
@@ -108,24 +108,24 @@ struct Worker {
   // Metrics (metrics.cpp): the same rule, bumped through count() (compiled out when
   // !kMetrics). Most are bumped off the hot paths (idle, stealing, timers,
   // cancellation); `started` is one store per new fibre.
-  std::atomic<uint64_t> started{0};           // fibres started here
-  std::atomic<uint64_t> ended_unstarted{0};   // of `ended`: tasks that ended without a fibre
-  std::atomic<uint64_t> cancelled{0};         // tasks that ended cancelled here
-  std::atomic<uint64_t> failed{0};            // tasks that ended with an exception here
-  std::atomic<uint64_t> empty_turns{0};       // next_task calls that found nothing
-  std::atomic<uint64_t> search_found{0};      // tasks found by search() (not by next_task)
-  std::atomic<uint64_t> steal_attempts{0};    // other workers' queues probed
-  std::atomic<uint64_t> steals{0};            // probes that took tasks
-  std::atomic<uint64_t> io_steals{0};         // poll_foreign calls that found events
-  std::atomic<uint64_t> tasks_spilled{0};     // moved out of a full run queue
-  std::atomic<uint64_t> tasks_stolen{0};      // tasks those probes took
+  std::atomic<uint64_t> started{0};          // fibres started here
+  std::atomic<uint64_t> ended_unstarted{0};  // of `ended`: tasks that ended without a fibre
+  std::atomic<uint64_t> cancelled{0};        // tasks that ended cancelled here
+  std::atomic<uint64_t> failed{0};           // tasks that ended with an exception here
+  std::atomic<uint64_t> empty_turns{0};      // next_task calls that found nothing
+  std::atomic<uint64_t> search_found{0};     // tasks found by search() (not by next_task)
+  std::atomic<uint64_t> steal_attempts{0};   // other workers' queues probed
+  std::atomic<uint64_t> steals{0};           // probes that took tasks
+  std::atomic<uint64_t> io_steals{0};        // poll_foreign calls that found events
+  std::atomic<uint64_t> tasks_spilled{0};    // moved out of a full run queue
+  std::atomic<uint64_t> tasks_stolen{0};     // tasks those probes took
   std::atomic<uint64_t> parks{0};
-  std::atomic<uint64_t> reactor_events{0};    // epoll events handled (wake-ups included)
+  std::atomic<uint64_t> reactor_events{0};  // epoll events handled (wake-ups included)
   std::atomic<uint64_t> timers_fired{0};
-  std::atomic<int64_t> idle_ns{0};            // time spent searching or parked, finished spells
-  std::atomic<int64_t> idle_since{0};         // start of the current idle spell, 0 when busy
-  std::atomic<uint64_t> stacks_peak{0};       // highest fibre count this worker sampled
-  void sample_stacks() noexcept;              // updates stacks_peak (reads every worker)
+  std::atomic<int64_t> idle_ns{0};       // time spent searching or parked, finished spells
+  std::atomic<int64_t> idle_since{0};    // start of the current idle spell, 0 when busy
+  std::atomic<uint64_t> stacks_peak{0};  // highest fibre count this worker sampled
+  void sample_stacks() noexcept;         // updates stacks_peak (reads every worker)
 
   // A coarse clock for task ages (owner only): a fibre's start is stamped with it, since
   // reading the clock at every start would cost more than the start's other bookkeeping
@@ -139,7 +139,7 @@ struct Worker {
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
   void* tsan_to_destroy = nullptr;
-  void* eh_globals = nullptr;  // this thread's C++ exception globals (fibre.cpp)
+  void* eh_globals = nullptr;      // this thread's C++ exception globals (fibre.cpp)
   unsigned global_countdown = 61;  // the fibre that just ended, destroyed after the switch
 
   std::thread thread;

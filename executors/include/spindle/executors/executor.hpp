@@ -36,7 +36,9 @@ class BrokenExecutor : public detail::ErrorOf<std::runtime_error> {
 /// forever. submit() may be called from a worker thread of a runtime, so it should not
 /// block for long. ThreadPool models it; so does any user type with such a member.
 template <class E>
-concept Executor = requires(E& e, std::function<void()> job) { e.submit(std::move(job)); };
+concept Executor = requires(E& e, std::function<void()> job) {
+  e.submit(std::move(job));
+};
 
 namespace detail {
 
@@ -104,7 +106,7 @@ struct ExecutorJob {
 /// shut-down ThreadPool), BrokenExecutor if the executor dropped the job, and
 /// CancelledError as above. Any thread, any fibre.
 template <Executor E, class F, class... Args>
-  requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
 auto run_in_executor(E& executor, F&& fn, Args&&... args)
     -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
   using R = std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...>;

@@ -108,8 +108,7 @@ concept Serialisable = requires(ByteWriter& w, ByteReader& r, const T& v) {
 };
 
 template <class T>
-  requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T>)
-struct Codec<T> {
+requires(std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T>) struct Codec<T> {
   static void encode(ByteWriter& w, const T& v) { w.put(&v, sizeof v); }
   static T decode(ByteReader& r) {
     T v;
@@ -134,7 +133,7 @@ struct Codec<std::string> {
   }
 };
 template <class T>
-  requires Serialisable<T>
+requires Serialisable<T>
 struct Codec<std::vector<T>> {
   static void encode(ByteWriter& w, const std::vector<T>& v) {
     const uint64_t n = v.size();
@@ -160,8 +159,8 @@ struct Codec<std::vector<T>> {
   }
 };
 template <class A, class B>
-  requires(!std::is_trivially_copyable_v<std::pair<A, B>> && Serialisable<A> && Serialisable<B>)
-struct Codec<std::pair<A, B>> {
+requires(!std::is_trivially_copyable_v<std::pair<A, B>> && Serialisable<A> &&
+         Serialisable<B>) struct Codec<std::pair<A, B>> {
   static void encode(ByteWriter& w, const std::pair<A, B>& p) {
     Codec<A>::encode(w, p.first);
     Codec<B>::encode(w, p.second);
@@ -173,8 +172,7 @@ struct Codec<std::pair<A, B>> {
   }
 };
 template <class... T>
-  requires(!std::is_trivially_copyable_v<std::tuple<T...>> && (Serialisable<T> && ...))
-struct Codec<std::tuple<T...>> {
+requires(!std::is_trivially_copyable_v<std::tuple<T...>> && (Serialisable<T> && ...)) struct Codec<std::tuple<T...>> {
   static void encode(ByteWriter& w, const std::tuple<T...>& t) {
     std::apply([&](const auto&... e) { (Codec<std::decay_t<decltype(e)>>::encode(w, e), ...); }, t);
   }
@@ -255,11 +253,10 @@ constexpr bool holds_every_value() noexcept {
 /// converts implicitly and, to an arithmetic W, loses nothing: from an arithmetic type
 /// whose every value is one of W's, or from another type without narrowing (as W{a}).
 template <class A, class W>
-concept ArgumentFor =
-    std::is_convertible_v<A, W> &&
+concept ArgumentFor = std::is_convertible_v<A, W> &&
     (!std::is_arithmetic_v<W> ||
      (std::is_arithmetic_v<std::remove_cvref_t<A>> ? holds_every_value<std::remove_cvref_t<A>, W>()
-                                                   : requires(A&& a) { W{std::forward<A>(a)}; }));
+                                                   : requires(A && a) { W{std::forward<A>(a)}; }));
 
 /// Encodes one argument of ProcessPool::call as its parameter's type W; a compile error
 /// that names W and A when it may not be passed.
@@ -341,13 +338,13 @@ template <class R, class... P>
 void register_process_function(const std::string& name, R (*fn)(P...)) {
   register_process_invoker(name, signature_of<std::decay_t<P>...>(), reinterpret_cast<void (*)()>(fn),
                            [fn](ByteReader& in, ByteWriter& out) {
-    auto args = decode_arguments<std::decay_t<P>...>(in);
-    if constexpr (std::is_void_v<R>) {
-      std::apply(fn, std::move(args));
-    } else {
-      Codec<std::decay_t<R>>::encode(out, std::apply(fn, std::move(args)));
-    }
-  });
+                             auto args = decode_arguments<std::decay_t<P>...>(in);
+                             if constexpr (std::is_void_v<R>) {
+                               std::apply(fn, std::move(args));
+                             } else {
+                               Codec<std::decay_t<R>>::encode(out, std::apply(fn, std::move(args)));
+                             }
+                           });
 }
 }  // namespace detail
 
@@ -361,8 +358,8 @@ class ProcessFunction<R(P...)> {
   using result_type = std::decay_t<R>;
   /// Whether every parameter (after decay) and the result can cross to a worker process;
   /// when one cannot, the type does not compile (detail::CheckWireType says why).
-  static constexpr bool valid = (detail::CheckWireType<std::decay_t<P>>::ok && ... &&
-                                 detail::CheckWireType<result_type>::ok);
+  static constexpr bool valid =
+      (detail::CheckWireType<std::decay_t<P>>::ok && ... && detail::CheckWireType<result_type>::ok);
 
   ProcessFunction(detail::ProcessFunctionKey, std::string name) : name_(std::move(name)) {}
   /// The name it is registered under, which the worker looks it up by.
@@ -388,7 +385,7 @@ class ProcessFunction<R(P...)> {
 /// function or signature (the same function registered again under its name is not an
 /// error: a handle defined in a header without `inline` registers once per file).
 template <class Sig>
-  requires std::is_function_v<Sig>
+requires std::is_function_v<Sig>
 auto process_function(std::string name, Sig* fn) {
   using Plain = typename detail::PlainSignature<Sig>::type;
   if constexpr (ProcessFunction<Plain>::valid) detail::register_process_function(name, static_cast<Plain*>(fn));
@@ -455,8 +452,7 @@ class ProcessPool {
   /// Not a ProcessFunction: functions are called through the handle process_function()
   /// returned, not by name.
   template <class F, class... A>
-    requires(!detail::is_process_function<F>)
-  void call(const F&, A&&...) {
+  requires(!detail::is_process_function<F>) void call(const F&, A&&...) {
     static_assert(detail::is_process_function<F>,
                   "ProcessPool::call takes the handle spindle::process_function() returned, not a name: "
                   "inline const auto f = spindle::process_function<R(P...)>(\"f\", &f_impl); pool.call(f, args...)");

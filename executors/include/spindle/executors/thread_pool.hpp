@@ -111,7 +111,7 @@ std::shared_ptr<ThreadPool> blocking_pool();
 /// Throws what fn throws, CancelledError, std::system_error if no pool thread could be
 /// started.
 template <class F, class... Args>
-  requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
+requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
 auto to_thread(F&& fn, Args&&... args) -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
   const std::shared_ptr<ThreadPool> pool = detail::blocking_pool();
   if (!pool) {

@@ -37,10 +37,10 @@ class SocketAddress {
   /// index if no interface has it now); "" if not IP. parse(ip(), port()) gives the
   /// address back.
   std::string ip() const;
-  uint16_t port() const noexcept;                        ///< 0 if not IP
-  uint32_t scope_id() const noexcept;                    ///< an IPv6 zone's index (0: none)
-  std::string to_string() const;                         ///< "127.0.0.1:80", "[fe80::1%lo]:80", "unix:/p"
-  std::string path() const;                              ///< a Unix socket's path ("@name" if abstract)
+  uint16_t port() const noexcept;      ///< 0 if not IP
+  uint32_t scope_id() const noexcept;  ///< an IPv6 zone's index (0: none)
+  std::string to_string() const;       ///< "127.0.0.1:80", "[fe80::1%lo]:80", "unix:/p"
+  std::string path() const;            ///< a Unix socket's path ("@name" if abstract)
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&ss_); }
   socklen_t size() const noexcept { return len_; }
 

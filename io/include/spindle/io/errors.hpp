@@ -20,8 +20,9 @@ class IncompleteReadError : public detail::ErrorOf<std::runtime_error> {
  public:
   IncompleteReadError(std::string partial, std::size_t expected)
       : ErrorOf(std::to_string(partial.size()) + " bytes read before EOF, " +
-                           (expected ? std::to_string(expected) + " expected" : std::string("delimiter not found"))),
-        partial_(std::move(partial)), expected_(expected) {}
+                (expected ? std::to_string(expected) + " expected" : std::string("delimiter not found"))),
+        partial_(std::move(partial)),
+        expected_(expected) {}
   /// What was read before EOF.
   const std::string& partial() const noexcept { return partial_; }
   /// How many bytes were expected (0 when a delimiter was awaited).

@@ -36,8 +36,8 @@ void block_signals(std::initializer_list<int> sigs);
 
 /// Waits until one of `sigs` arrives and returns its number (consuming it). From a fibre
 /// only the calling fibre suspends; from a thread outside the runtime the thread blocks.
-/// No timeout by default; zero or negative takes only a signal already pending. Throws std::invalid_argument for an empty set or an invalid
-/// signal, RuntimeError if one of `sigs` is not blocked in the calling thread (see
+/// No timeout by default; zero or negative takes only a signal already pending. Throws std::invalid_argument for an
+/// empty set or an invalid signal, RuntimeError if one of `sigs` is not blocked in the calling thread (see
 /// block_signals), TimeoutError at the timeout, CancelledError if the calling task is
 /// cancelled (no signal is consumed), std::system_error from signalfd.
 int wait_signal(std::initializer_list<int> sigs, TimeLimit timeout = {});

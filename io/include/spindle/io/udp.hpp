@@ -21,9 +21,9 @@ namespace spindle {
 /// What recv_from / recv received. Converts to the number of bytes stored, so code
 /// written for a plain size (`std::size_t n = u.recv(...)`) keeps working.
 struct RecvResult {
-  std::size_t size = 0;           ///< bytes stored in the buffer (at most its size)
-  std::size_t datagram_size = 0;  ///< the datagram's full size, as sent
-  bool truncated = false;         ///< the datagram did not fit: its tail was discarded
+  std::size_t size = 0;                                   ///< bytes stored in the buffer (at most its size)
+  std::size_t datagram_size = 0;                          ///< the datagram's full size, as sent
+  bool truncated = false;                                 ///< the datagram did not fit: its tail was discarded
   operator std::size_t() const noexcept { return size; }  // NOLINT: implicit by design
 };
 
@@ -55,9 +55,7 @@ class UdpSocket {
   /// On a connected socket.
   std::size_t send(const void* buf, std::size_t n);
   std::size_t send(std::string_view s) { return send(s.data(), s.size()); }
-  RecvResult recv(void* buf, std::size_t n, TimeLimit timeout = {}) {
-    return recv_from(buf, n, nullptr, timeout);
-  }
+  RecvResult recv(void* buf, std::size_t n, TimeLimit timeout = {}) { return recv_from(buf, n, nullptr, timeout); }
 
   SocketAddress local_address() const;
   /// Closes the socket. Idempotent, never throws.

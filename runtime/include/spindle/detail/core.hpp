@@ -43,17 +43,17 @@ class Waiter;
 // is written by nobody else: wakers only look). The states, the transitions and who may
 // make each are in runtime/src/core/task_state.hpp, the only code that writes `sched`.
 enum : uint16_t {
-  kQueued = 1u << 0,    // in a run queue (or being pushed to one)
-  kRunning = 1u << 1,   // a worker is running its fibre
-  kNotified = 1u << 2,  // woken while running; requeue it when it switches out
-  kEnded = 1u << 3,     // its fibre has finished; never scheduled again
-  kStarted = 1u << 4,   // its fibre exists (or existed)
+  kQueued = 1u << 0,     // in a run queue (or being pushed to one)
+  kRunning = 1u << 1,    // a worker is running its fibre
+  kNotified = 1u << 2,   // woken while running; requeue it when it switches out
+  kEnded = 1u << 3,      // its fibre has finished; never scheduled again
+  kStarted = 1u << 4,    // its fibre exists (or existed)
   kFnDropped = 1u << 5,  // ended before its start, its callable already destroyed
 };
 
 // Bits of FutureCore::word.
 enum : uint32_t {
-  kLock = 1u << 4,      // spinlock over waiters / extra / status
+  kLock = 1u << 4,  // spinlock over waiters / extra / status
   kStatusShift = 5,
   kStatusMask = 3u << kStatusShift,
   kCancelReq = 1u << 7,   // cancel() asked; delivered at the next suspension point
@@ -72,7 +72,7 @@ enum class Status : uint8_t { pending = 0, result = 1, exception = 2, cancelled 
 /// Rarely needed per-future data, allocated on first need so that the common task
 /// (no name, no failure) stays small: a million live tasks must fit in 64 MB.
 struct Extra {
-  Waiter* waiters = nullptr;         // the future's waiter list, once it has an Extra
+  Waiter* waiters = nullptr;  // the future's waiter list, once it has an Extra
   std::string name;
   std::string cancel_message;
   std::exception_ptr error;
@@ -210,7 +210,7 @@ class Waiter {
 
   Waiter* next = nullptr;  // links for whichever list holds this waiter
   Waiter* prev = nullptr;
-  uintptr_t tag = 0;       // free for the primitive that owns the list
+  uintptr_t tag = 0;  // free for the primitive that owns the list
   void* payload = nullptr;
 
  protected:
@@ -230,6 +230,7 @@ class Waiter {
   /// The future this node is linked into is destroyed while still pending (its last
   /// handle went): the node will never fire. A node the list owns frees itself here.
   virtual void orphaned() noexcept {}
+
  public:
   virtual ~Waiter() = default;
 };
@@ -279,7 +280,9 @@ template <class T>
 struct ResultSlot {
   alignas(T) unsigned char buf[sizeof(T)];
   template <class... A>
-  void emplace(A&&... a) { ::new (static_cast<void*>(buf)) T(std::forward<A>(a)...); }
+  void emplace(A&&... a) {
+    ::new (static_cast<void*>(buf)) T(std::forward<A>(a)...);
+  }
   T& get() noexcept { return *std::launder(reinterpret_cast<T*>(buf)); }
   void destroy() noexcept { get().~T(); }
 };
@@ -300,7 +303,8 @@ struct ResultSlot<void> {
 template <class T>
 T take_result(FutureCore* c, ResultSlot<T>& slot) {
   if constexpr (std::is_void_v<T>) {
-    (void)c; (void)slot;
+    (void)c;
+    (void)slot;
   } else if constexpr (std::is_reference_v<T> || std::is_copy_constructible_v<T>) {
     return slot.get();
   } else {

@@ -32,7 +32,7 @@ int64_t monotonic_ns() noexcept;
 /// truncated toward zero, saturated the same way, and a NaN gives zero (a limit that has
 /// passed, never "no deadline").
 template <class Rep, class Period>
-  requires std::is_arithmetic_v<Rep>
+requires std::is_arithmetic_v<Rep>
 constexpr std::chrono::nanoseconds saturating_ns(std::chrono::duration<Rep, Period> d) noexcept {
   using namespace std::chrono;
   if constexpr (std::is_floating_point_v<Rep>) {
@@ -70,7 +70,7 @@ constexpr std::chrono::nanoseconds saturating_ns(std::chrono::duration<Rep, Peri
 /// The deadline d after `now_ns`: `now_ns` itself (but never 0) for a zero or negative
 /// d, 0 ("none") when now_ns + d does not fit in int64.
 constexpr int64_t deadline_from(int64_t now_ns, std::chrono::nanoseconds d) noexcept {
-  if (d.count() <= 0) return now_ns != 0 ? now_ns : 1;  // already passed, and never "none"
+  if (d.count() <= 0) return now_ns != 0 ? now_ns : 1;                     // already passed, and never "none"
   if (d.count() > std::numeric_limits<int64_t>::max() - now_ns) return 0;  // beyond the clock
   return now_ns + d.count();
 }

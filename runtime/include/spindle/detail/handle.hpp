@@ -18,10 +18,17 @@ class HandleBase {
  public:
   HandleBase() noexcept = default;
   explicit HandleBase(FutureCore* c) noexcept : core_(c) {}  // adopts one reference
-  HandleBase(const HandleBase& o) noexcept : core_(o.core_) { if (core_) core_->ref(); }
+  HandleBase(const HandleBase& o) noexcept : core_(o.core_) {
+    if (core_) core_->ref();
+  }
   HandleBase(HandleBase&& o) noexcept : core_(std::exchange(o.core_, nullptr)) {}
-  HandleBase& operator=(HandleBase o) noexcept { std::swap(core_, o.core_); return *this; }
-  ~HandleBase() { if (core_) core_->unref(); }
+  HandleBase& operator=(HandleBase o) noexcept {
+    std::swap(core_, o.core_);
+    return *this;
+  }
+  ~HandleBase() {
+    if (core_) core_->unref();
+  }
 
   /// True once the outcome (value, exception or cancellation) is set. Any thread.
   bool done() const { return core().done(); }

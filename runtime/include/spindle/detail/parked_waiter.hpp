@@ -66,7 +66,8 @@ inline bool settle(Waiter& w, TakeBack& take_back, std::source_location where) {
 /// that the caller may destroy it. Throws nothing (a wait without a deadline allocates
 /// nothing). Any fibre or thread.
 template <class TakeBack>
-[[nodiscard]] inline ParkEnd wait_parked(Waiter& w, TakeBack&& take_back, bool cancellable, std::source_location where) {
+[[nodiscard]] inline ParkEnd wait_parked(Waiter& w, TakeBack&& take_back, bool cancellable,
+                                         std::source_location where) {
   const Waiter::Outcome o = w.wait(cancellable, where);
   if (o == Waiter::Outcome::notified) return {o, true};
   return {o, parked::settle(w, take_back, where)};
@@ -77,8 +78,8 @@ template <class TakeBack>
 /// timer), after the same cleanup: nothing stays parked, no notify is on its way.
 /// (Apart from wait_parked so that the waits without one carry no exception path.)
 template <class TakeBack>
-[[nodiscard]] ParkEnd wait_parked_until(Waiter& w, TakeBack&& take_back, bool cancellable,
-                                        std::source_location where, int64_t deadline_ns) {
+[[nodiscard]] ParkEnd wait_parked_until(Waiter& w, TakeBack&& take_back, bool cancellable, std::source_location where,
+                                        int64_t deadline_ns) {
   Waiter::Outcome o;
   try {
     o = w.wait(cancellable, where, deadline_ns);

@@ -32,11 +32,13 @@ struct TaskWithResult : TaskHeader {
 };
 
 // Where a task keeps its callable until the body has run.
-template <class F, bool Empty = std::is_empty_v<F> && std::is_trivially_destructible_v<F>>
+template <class F, bool Empty = std::is_empty_v<F>&& std::is_trivially_destructible_v<F>>
 struct FnSlot {
   ResultSlot<F> s;
   template <class G>
-  explicit FnSlot(G&& g) { s.emplace(std::forward<G>(g)); }
+  explicit FnSlot(G&& g) {
+    s.emplace(std::forward<G>(g));
+  }
   F& get() noexcept { return s.get(); }
   void destroy() noexcept { s.destroy(); }
 };
@@ -78,8 +80,7 @@ struct TaskImpl final : TaskWithResult<T> {
     const uint32_t w = c->word.load(std::memory_order_acquire);
     // The callable is still there unless the body ran or the task ended unstarted.
     if (!(c->sched.load(std::memory_order_acquire) & (kStarted | kFnDropped))) self->fn.destroy();
-    if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::result) && !(w & kMovedOut))
-      self->slot.destroy();
+    if (((w & kStatusMask) >> kStatusShift) == uint32_t(Status::result) && !(w & kMovedOut)) self->slot.destroy();
     destroy_task_common(self);
     delete self;
   }

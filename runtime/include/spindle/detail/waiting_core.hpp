@@ -107,10 +107,10 @@ void shield_core(FutureCore* c, std::source_location where);
 
 /// When a Watch wakes its waiter.
 enum class WatchMode : uint8_t {
-  any,              // a completion not yet handed out by next() (FIRST_COMPLETED, as_completed)
-  failure_or_all,   // one ended with an exception or cancelled, or all done (gather)
-  exception_or_all, // one ended with an exception (not a cancellation), or all done (FIRST_EXCEPTION)
-  all,              // all done (ALL_COMPLETED, gather_settled)
+  any,               // a completion not yet handed out by next() (FIRST_COMPLETED, as_completed)
+  failure_or_all,    // one ended with an exception or cancelled, or all done (gather)
+  exception_or_all,  // one ended with an exception (not a cancellation), or all done (FIRST_EXCEPTION)
+  all,               // all done (ALL_COMPLETED, gather_settled)
 };
 
 /// Watches n futures and records the order in which they complete. Futures already done
@@ -150,20 +150,19 @@ class Watch {
   Node* nodes_ = nullptr;        // owned; n_ of them
   uint32_t* order_ = nullptr;    // owned; completion order, count_ entries valid
   SpinLock lock_;
-  std::size_t count_ = 0;     // guarded by lock_
-  std::size_t consumed_ = 0;  // guarded by lock_: completions handed out by next()
-  bool failure_ = false;      // guarded by lock_
-  bool exception_ = false;    // guarded by lock_
+  std::size_t count_ = 0;             // guarded by lock_
+  std::size_t consumed_ = 0;          // guarded by lock_: completions handed out by next()
+  bool failure_ = false;              // guarded by lock_
+  bool exception_ = false;            // guarded by lock_
   std::size_t first_failure_ = npos;  // guarded by lock_
-  Waiter* parked_ = nullptr;  // guarded by lock_: the consumer's Waiter while it waits
-  std::size_t settled_ = 0;   // consumer only: order_[0..settled_) are known published
+  Waiter* parked_ = nullptr;          // guarded by lock_: the consumer's Waiter while it waits
+  std::size_t settled_ = 0;           // consumer only: order_[0..settled_) are known published
 };
 
 /// wait()'s engine: returns when the mode's condition holds or the deadline passes.
 /// Throws std::invalid_argument for n == 0, CancelledError if the caller is cancelled
 /// (the futures are left alone, as asyncio.wait does).
-void wait_many(FutureCore* const* futs, std::size_t n, int64_t deadline_ns, WatchMode mode,
-               std::source_location where);
+void wait_many(FutureCore* const* futs, std::size_t n, int64_t deadline_ns, WatchMode mode, std::source_location where);
 
 /// gather's engine. Returns when all are done. Without `settled`, the first failure in
 /// time is thrown as soon as it happens (the others go on; their later failures are not

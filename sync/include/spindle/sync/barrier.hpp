@@ -70,7 +70,7 @@ class Barrier {
   const std::size_t parties_;
   mutable detail::sync::SpinLock mu_;
   detail::sync::WaitQueue waiters_;  // guarded by mu_; its size is the round's arrivals so far
-  bool broken_ = false;        // guarded by mu_
+  bool broken_ = false;              // guarded by mu_
 };
 
 }  // namespace spindle

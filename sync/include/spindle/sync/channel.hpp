@@ -196,7 +196,7 @@ class Channel {
     uint64_t limit = 0;             // capacity, or kUnbounded (constant)
     T* buf = nullptr;               // under lock (replaced only with both locks held)
     uint64_t mask = 0;
-    detail::sync::WaitQueue waiters;      // senders waiting for room; under lock
+    detail::sync::WaitQueue waiters;  // senders waiting for room; under lock
     // Receivers queued on the recv side. Changed under rx_.lock; read here under
     // tx_.lock after every push (see the file comment for why that cannot miss one).
     std::atomic<uint32_t> recv_waiting{0};
@@ -208,7 +208,7 @@ class Channel {
     uint64_t cached_tail = 0;       // under lock: a tail seen earlier (<= the real one)
     T* buf = nullptr;               // under lock (replaced only with both locks held)
     uint64_t mask = 0;
-    detail::sync::WaitQueue waiters;      // receivers waiting for a value; under lock
+    detail::sync::WaitQueue waiters;        // receivers waiting for a value; under lock
     std::atomic<uint32_t> send_waiting{0};  // senders queued; changed under tx_.lock
   };
 
@@ -297,7 +297,7 @@ bool Channel<T>::pop_locked(Out& out) noexcept {
 
 template <class T>
 void Channel<T>::grow_locked() {
-  std::lock_guard g(rx_.lock);  // tx -> rx: the one nesting order
+  std::lock_guard g(rx_.lock);                                  // tx -> rx: the one nesting order
   const uint64_t h = rx_.head.load(std::memory_order_relaxed);  // relaxed: we hold rx
   const uint64_t t = tx_.tail.load(std::memory_order_relaxed);  // relaxed: we hold tx
   const uint64_t slots = (tx_.mask + 1) * 2;

@@ -53,12 +53,12 @@ class Condition {
   /// Waits until pred() is true (checked first, and after each wake-up, with the Lock
   /// held); asyncio's wait_for(predicate). Same rules as wait().
   template <class Pred>
-    requires std::predicate<Pred&>
+  requires std::predicate<Pred&>
   void wait(Pred pred, std::source_location where = std::source_location::current()) {
     while (!pred()) wait(where);
   }
   template <class Pred>
-    requires std::predicate<Pred&>
+  requires std::predicate<Pred&>
   void wait_for(Pred pred, std::source_location where = std::source_location::current()) {
     wait(std::move(pred), where);
   }

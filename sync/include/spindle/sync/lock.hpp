@@ -101,7 +101,7 @@ class Lock {
   void set_owner() noexcept;
   void lock_slow(std::source_location where, bool cancellable);
   void unlock_slow() noexcept;
-  void qlock() noexcept;                   // takes kQLock (spins)
+  void qlock() noexcept;                               // takes kQLock (spins)
   void qunlock(bool clear_starving = false) noexcept;  // drops kQLock; kWaiters := !queue empty
   // With kQLock (and kLocked) held: hands the lock to the head waiter, releases kQLock.
   void hand_off_locked() noexcept;
@@ -120,7 +120,7 @@ class Lock {
 
   std::atomic<uint32_t> state_{0};
   std::atomic<uintptr_t> owner_{0};  // detail::sync::current_owner() of the holder; 0 when free
-  detail::sync::WaitQueue waiters_;        // guarded by kQLock
+  detail::sync::WaitQueue waiters_;  // guarded by kQLock
 };
 
 }  // namespace spindle

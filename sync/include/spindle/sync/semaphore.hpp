@@ -62,9 +62,9 @@ class Semaphore {
   void give_back(bool checked);
 
   mutable detail::sync::SpinLock mu_;
-  std::ptrdiff_t value_;        // guarded by mu_
-  const std::ptrdiff_t bound_;  // PTRDIFF_MAX unless bounded
-  detail::sync::WaitQueue waiters_;   // guarded by mu_
+  std::ptrdiff_t value_;             // guarded by mu_
+  const std::ptrdiff_t bound_;       // PTRDIFF_MAX unless bounded
+  detail::sync::WaitQueue waiters_;  // guarded by mu_
 };
 
 /// A Semaphore whose release() throws std::invalid_argument when it would raise the count
@@ -81,8 +81,7 @@ class SemaphorePermit {
  public:
   SemaphorePermit() noexcept = default;
   /// Acquires a permit of `s` (see Semaphore::acquire for waiting and cancellation).
-  explicit SemaphorePermit(Semaphore& s, std::source_location where = std::source_location::current())
-      : s_(&s) {
+  explicit SemaphorePermit(Semaphore& s, std::source_location where = std::source_location::current()) : s_(&s) {
     s.acquire(where);
   }
   SemaphorePermit(SemaphorePermit&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}

@@ -203,7 +203,8 @@ template <class L, class F>
 template <class L>
 [[nodiscard]] inline Parked park(SyncWaiter& w, L& lk, WaitQueue& q, std::source_location where,
                                  bool cancellable = true) {
-  return park(w, lk, q, where, [] {}, cancellable);
+  return park(
+      w, lk, q, where, [] {}, cancellable);
 }
 
 /// Who is calling, for the primitives that know their holder (Lock, Condition): the
