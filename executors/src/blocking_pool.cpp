@@ -62,4 +62,19 @@ std::shared_ptr<ThreadPool> blocking_pool() {
   return static_cast<PoolHolder&>(*holder).pool;
 }
 
+std::shared_ptr<ReportSink> job_trace_sink() {
+  if (!trace_recording()) return nullptr;  // one load while no runtime traces
+  RuntimeImpl* rt = current_runtime();
+  return rt ? runtime_sink(rt) : nullptr;
+}
+
+JobTraceScope::JobTraceScope(std::shared_ptr<ReportSink> sink, const char* what) noexcept
+    : sink_(std::move(sink)), what_(what) {
+  if (sink_) trace_pool_job(*sink_, what_, true);
+}
+
+JobTraceScope::~JobTraceScope() {
+  if (sink_) trace_pool_job(*sink_, what_, false);
+}
+
 }  // namespace spindle::detail

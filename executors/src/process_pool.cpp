@@ -390,7 +390,9 @@ void serve_process_worker() {
 }
 
 std::string ProcessPool::roundtrip(const std::string& name, std::string signature, std::string request) {
-  return run_in_executor(*calls_, [st = st_, n = name, sig = std::move(signature), req = std::move(request)]() mutable {
+  return run_in_executor(*calls_, [st = st_, n = name, sig = std::move(signature), req = std::move(request),
+                                   sink = detail::job_trace_sink()]() mutable {
+    detail::JobTraceScope scope(std::move(sink), "process pool job");  // recorded while tracing
     return detail::process_pool_roundtrip(st, n, std::move(sig), std::move(req));
   });
 }

@@ -42,6 +42,10 @@ struct Options {
   /// Debug option: randomise the order in which each loop picks ready tasks, so that
   /// no test depends on an ordering it was not promised.
   bool shuffle = false;
+  /// Execution trace: a file path to record the runtime's trace into, from its start to
+  /// its shutdown (Runtime::start_trace); empty means none. A path that cannot be opened
+  /// makes the Runtime's constructor throw RuntimeError.
+  std::string trace{};
 };
 
 /// Per-spawn options (asyncio.create_task(coro, name=...), plus C++ knobs).

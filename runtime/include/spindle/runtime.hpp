@@ -10,6 +10,7 @@
 #include <chrono>
 #include <iosfwd>
 #include <memory>
+#include <string>
 #include <source_location>
 #include <type_traits>
 #include <utility>
@@ -109,6 +110,30 @@ class Runtime {
   /// Writes every live task (monitor.hpp: task_infos) as a table, with the call stack of
   /// each suspended one. Any thread; blocks (or suspends) briefly while the loops answer.
   void dump_tasks(std::ostream& os) const;
+
+  /// Starts recording an execution trace into the file at `path` (created or
+  /// truncated), in Chrome's trace event format (JSON): open it in Perfetto
+  /// (ui.perfetto.dev, "Open trace file") or chrome://tracing, or summarise it with
+  /// scripts/trace_report.py. One track per loop: each task step is a slice named after
+  /// the task (how it ended in its args: the kind of wait and file:line, or that the task
+  /// returned); wake-ups are arrows from the waker (a task, a timer, an fd, a foreign
+  /// thread) to the woken task's next step; parks are slices with their reason (no work,
+  /// timer, fd); steals (from which loop, how many), spawns, reactor polls and timers
+  /// fired are instants; blocking-pool and process-pool jobs are slices on their threads'
+  /// tracks; a step longer than Options::slow_step is marked "slow step".
+  /// Each loop records into a fixed ring of its own without locks; a writer thread
+  /// drains the rings every few milliseconds, so a loop never waits on the disk and the
+  /// memory taken is fixed (1 MiB per loop). Events that find a ring full are dropped and
+  /// their count is written in the trace's "otherData" ("dropped_events").
+  /// Any thread. Throws RuntimeError if a trace is being recorded already, if the
+  /// runtime is shut down, if `path` cannot be opened for writing (the message names it
+  /// and the reason), or if this build of spindle has tracing compiled out
+  /// (meson -Dtrace=false).
+  void start_trace(const std::string& path);
+  /// Stops the trace and finishes its file: a complete JSON document (a step still
+  /// running is closed at the stop). Shutdown stops it too, once the loops have stopped.
+  /// Nothing if no trace is being recorded. Any thread.
+  void stop_trace() noexcept;
 
   detail::RuntimeImpl* impl() const noexcept { return impl_.get(); }
 

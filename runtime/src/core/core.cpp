@@ -315,7 +315,7 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
       o = Outcome::timed_out;
       break;
     }
-    suspend_current(where);
+    suspend_current(where, SuspendKind::timed_wait);
   }
   timer->cancel();  // lazy: the heap drops it; harmless if it fired
   timer->unref();
@@ -356,7 +356,12 @@ void wake_task(TaskHeader* t, bool lifo) noexcept { wake_task_in(nullptr, t, lif
 void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   // Only the wake that made it READY pushes it, so it is never queued twice. The frame
   // is there: the task is started and not ended (we hold a reference).
-  if (task_state::wake(t) == task_state::Wake::must_schedule) (rt ? rt : t->frame->rt)->make_ready(t, lifo);
+  if (task_state::wake(t) == task_state::Wake::must_schedule) {
+    RuntimeImpl* const r = rt ? rt : t->frame->rt;
+    if (trace_any()) [[unlikely]]
+      trace_wake(r, t);  // before the push: the flow id goes in t's frame
+    r->make_ready(t, lifo);
+  }
 }
 
 bool cancel_pending(TaskHeader* t) noexcept {

@@ -141,9 +141,11 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
       [t, s, tsan_fiber](boost::context::fiber&& back) { return fibre_main(t, s, tsan_fiber, std::move(back)); });
 }
 
-void suspend_current(std::source_location where) noexcept {
+void suspend_current(std::source_location where, SuspendKind kind) noexcept {
   Worker* w = current_worker();
   TaskHeader* t = w->current.load(std::memory_order_relaxed);
+  if (TraceRing* r = w->tracing()) [[unlikely]]
+    trace_suspend(w, r, where, kind);
   TaskFrame* f = t->frame;
   // relaxed: a diagnostic only (see frame.hpp).
   f->where_file.store(where.file_name(), std::memory_order_relaxed);
@@ -166,6 +168,8 @@ void suspend_current(std::source_location where) noexcept {
     w->step_ended(t);
     w->current.store(next, std::memory_order_relaxed);
     w->step_began();
+    if (TraceRing* r = w->tracing()) [[unlikely]]
+      trace_switch(w, r, t, next);
     w->handoff_back = std::move(f->back);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)

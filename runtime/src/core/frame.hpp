@@ -32,6 +32,10 @@ struct TaskFrame {
   std::atomic<const char*> where_file{nullptr};
   std::atomic<const char*> where_function{nullptr};
   std::atomic<uint32_t> where_line{0};
+  // The execution trace: the flow id of the wake-up that readied this task, for its next
+  // step (trace_recorder.hpp); 0 when none. Stored by the waker before it pushes the
+  // task, taken by the loop that runs it (relaxed: the queue hand-over orders them).
+  std::atomic<uint64_t> trace_flow{0};
   int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
   // Registry place (all_tasks, shutdown): guarded by shard's lock; shard is null until
   // the task is listed.

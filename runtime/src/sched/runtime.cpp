@@ -16,6 +16,7 @@
 #include "observe/monitor_server.hpp"
 #include "core/overflow_guard.hpp"
 #include "observe/step_watch.hpp"
+#include "observe/trace_writer.hpp"
 #include "core/task_state.hpp"
 
 namespace spindle::detail {
@@ -32,6 +33,7 @@ RuntimeImpl::RuntimeImpl(Options o)
 }
 
 RuntimeImpl::~RuntimeImpl() {
+  trace_stop(this);  // a start that failed after the trace began
   {
     std::lock_guard lk(sink->mu);
     sink->rt = nullptr;
@@ -50,6 +52,8 @@ void RuntimeImpl::start() {
   const unsigned n = opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
   workers.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers.push_back(new Worker(this, i));
+  // The trace next: a path that cannot be opened throws before any thread runs.
+  if (!opts.trace.empty()) trace_start(this, opts.trace);
   for (Worker* w : workers) w->thread = std::thread([w] { w->main(); });
   if (opts.debug) {
     step_watch = std::make_unique<StepWatch>(this, opts.slow_step);
@@ -130,6 +134,8 @@ void RuntimeImpl::submit_counted(TaskHeader* t, const TaskOptions* o, bool insid
     Worker::bump(w->spawned);
   else
     foreign_spawned.fetch_add(1, std::memory_order_relaxed);
+  if (trace_any()) [[unlikely]]
+    trace_spawn(this, w, t);
   make_ready_from(w, t, false);  // a foreign caller is counted in foreign_inflight (submit)
 }
 
@@ -265,6 +271,8 @@ void RuntimeImpl::shutdown(TimeLimit grace) {
   //    no worker took them, or by a foreign thread racing this shutdown) and the
   //    abandoned ones end cancelled, so that no handle waits for ever.
   end_leftovers();
+  // The trace once every loop has stopped: it holds everything they did.
+  trace_stop(this);
   closed.store(true, std::memory_order_release);
   // 7. The console closes last, so that a shutdown that hangs can still be looked at.
   if (monitor) monitor->stop();

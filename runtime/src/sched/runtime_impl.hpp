@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include <spindle/options.hpp>
@@ -24,6 +25,7 @@ namespace spindle::detail {
 
 class MonitorServer;
 class StepWatch;
+class TraceWriter;
 
 class RuntimeImpl {
  public:
@@ -76,6 +78,11 @@ class RuntimeImpl {
   const int64_t start_ns;                      // when the runtime started (metrics' uptime)
   std::unique_ptr<MonitorServer> monitor;      // the console (Options::monitor), if any
   std::unique_ptr<StepWatch> step_watch;       // slow-step reports (Options::debug), if on
+  // The execution trace being recorded, if any (trace_recorder.hpp): start, stop and
+  // the foreign threads' events hold trace_mu.
+  std::mutex trace_mu;
+  std::unique_ptr<TraceWriter> tracer;  // guarded by trace_mu
+  std::string trace_path;               // guarded by trace_mu
   // The blocking pool (runtime_blocking_pool): made on first use by the executors module,
   // released by shutdown once the workers are joined (step 5), so that no later call
   // makes another.
@@ -114,7 +121,7 @@ void finish_unstarted(TaskHeader* t, Status s, std::exception_ptr e) noexcept;
 
 /// The calling fibre gives up its worker until woken (spurious returns are possible:
 /// callers loop on their condition). `where` is recorded for Task::where().
-void suspend_current(std::source_location where) noexcept;
+void suspend_current(std::source_location where, SuspendKind kind = SuspendKind::wait) noexcept;
 
 /// IDLE -> QUEUED (and scheduled), or RUNNING -> RUNNING|NOTIFIED. Any thread.
 /// Makes a suspended task runnable. `lifo`: it runs next on this worker (a task woken by

@@ -63,3 +63,16 @@ void RuntimeImpl::release_blocking_pool() noexcept {
 }
 
 }  // namespace spindle::detail
+
+namespace spindle::detail {
+
+bool trace_recording() noexcept { return trace_any(); }
+
+void trace_pool_job(ReportSink& sink, const char* what, bool begin) noexcept {
+  // The sink's lock keeps the runtime from going away meanwhile (~RuntimeImpl clears
+  // sink.rt under it; it stops the trace before that).
+  std::lock_guard lk(sink.mu);
+  if (sink.rt) trace_job(sink.rt, what, begin);
+}
+
+}  // namespace spindle::detail

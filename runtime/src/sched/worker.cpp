@@ -171,6 +171,8 @@ TaskHeader* Worker::steal() {
     if (TaskHeader* t = v->ring.steal_into(ring)) {
       count(steals);
       count(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
+      if (TraceRing* r = tracing()) [[unlikely]]
+        trace_event(r, TraceKind::steal, 0, 1 + ring.size(), uint16_t(v->index));
       return t;
     }
   }
@@ -184,8 +186,11 @@ int64_t Worker::run_timers() {
   } to_heap{timers};
   timer_inbox.drain_into(to_heap);
   if (timers.empty()) return INT64_MAX;
+  TraceSource src(this, WakeSource::timer);
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
     count(timers_fired);
+    if (TraceRing* r = tracing()) [[unlikely]]
+      trace_event(r, TraceKind::timer_fired, reinterpret_cast<uintptr_t>(t->task));
     if (t->task) {
       wake_task_in(rt, t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
@@ -208,7 +213,7 @@ TaskHeader* Worker::next_task() {
     global_countdown = 61;
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
-    if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));
+    if (reactor.sources() != 0) poll_now();
     if (TaskHeader* t = from_global()) return t;
   }
   if ((turn & 15) == 0) run_timers();
@@ -291,8 +296,8 @@ TaskHeader* Worker::search() {
     // pauses and a poll(0) first cost 7% of a one-loop HTTP server's CPU.
     if (spin.count() == 0) return nullptr;
     if ((i & 63) == 0) {
-      run_timers();  // a due timer may have made a task ready here
-      if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
+      run_timers();                            // a due timer may have made a task ready here
+      if (reactor.sources() != 0) poll_now();  // so may I/O
       if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
     }
     cpu_relax();
@@ -311,15 +316,34 @@ TaskHeader* Worker::steal_io() {
     Worker* v = all[(start + k) % n];
     // relaxed: both are hints; a stale one costs one poll or one missed chance.
     if (v == this || v->reactor.sources() == 0 || v->parked.load(std::memory_order_relaxed)) continue;
-    const int got = v->reactor.poll_foreign();
+    int got;
+    {
+      TraceSource src(this, WakeSource::fd);
+      got = v->reactor.poll_foreign();
+    }
     if (got == 0) continue;
     count(io_steals);
     count(reactor_events, uint64_t(got));
+    if (TraceRing* r = tracing()) [[unlikely]]
+      trace_event(r, TraceKind::steal, 0, uint32_t(got), uint16_t(v->index), 1);
     // The woken tasks came to us (make_ready on this worker): the LIFO slot, the ring.
     if (lifo) return std::exchange(lifo, nullptr);
     if (TaskHeader* t = ring.pop()) return t;
   }
   return nullptr;
+}
+
+void Worker::poll_now() {
+  int got;
+  {
+    TraceSource src(this, WakeSource::fd);
+    got = reactor.poll(0);
+  }
+  count(reactor_events, uint64_t(got));
+  if (got > 0) {
+    if (TraceRing* r = tracing()) [[unlikely]]
+      trace_event(r, TraceKind::poll, 0, uint32_t(got));
+  }
 }
 
 bool Worker::others_may_hold_io() const noexcept {
@@ -359,7 +383,20 @@ void Worker::park() {
         watcher = true;
         timeout = kIoStealPark;
       }
-      count(reactor_events, uint64_t(reactor.poll(timeout)));
+      TraceRing* const r = tracing();
+      if (r) [[unlikely]] {
+        const uint8_t why = uint8_t((next != INT64_MAX ? kParkTimer : 0) | (reactor.sources() != 0 ? kParkFd : 0) |
+                                    (watcher ? kParkIoWatch : 0));
+        trace_event(r, TraceKind::park_begin, uint64_t(timeout), 0, 0, why);
+      }
+      int got;
+      {
+        TraceSource src(this, WakeSource::fd);
+        got = reactor.poll(timeout);
+      }
+      count(reactor_events, uint64_t(got));
+      if (r) [[unlikely]]
+        trace_event(r, TraceKind::park_end, 0, uint32_t(got));
       if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
     }
   }
@@ -390,6 +427,8 @@ void Worker::start_fibre(TaskHeader* t) {
   }
   current.store(t, std::memory_order_relaxed);
   step_began();
+  if (TraceRing* r = tracing()) [[unlikely]]
+    trace_step_begin(this, r, t, true);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.usable());
 #endif
@@ -422,6 +461,8 @@ void Worker::run_task(TaskHeader* t) {
   task_state::run(t);
   current.store(t, std::memory_order_relaxed);
   step_began();
+  if (TraceRing* r = tracing()) [[unlikely]]
+    trace_step_begin(this, r, t, false);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.usable());
 #endif
@@ -434,7 +475,9 @@ void Worker::switched_back(boost::context::fiber&& f) {
   // Fibres may have switched among themselves (suspend_current's direct switch): the
   // one that came back is `current`, not necessarily the one we resumed.
   TaskHeader* t = current.load(std::memory_order_relaxed);
-  step_ended(t);                                      // t is still referenced here (an ended task is unref'd below)
+  step_ended(t);  // t is still referenced here (an ended task is unref'd below)
+  if (TraceRing* r = tracing()) [[unlikely]]
+    trace_step_end(r, t, !f);
   current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).

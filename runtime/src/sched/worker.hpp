@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -29,6 +30,7 @@
 #include "sched/inbox.hpp"
 #include "sched/reactor.hpp"
 #include "observe/registry.hpp"
+#include "observe/trace_recorder.hpp"
 #include "sched/run_queue.hpp"
 #include "core/stack_pool.hpp"
 #include "sched/timer_heap.hpp"
@@ -101,6 +103,35 @@ struct Worker {
     if (slow_step_ns) step_ended_slow(t);
   }
   void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
+
+  // The execution trace (trace_recorder.hpp): the ring this loop records into while a
+  // trace is on, else null. Written by start/stop on any thread, read by the owner at
+  // each hook: acquire (a plain load on x86), so a ring made by start_trace is complete
+  // before the loop writes into it. trace_ring owns the ring (made by the first start,
+  // kept until the worker goes). trace_src: what the loop is doing when it wakes a task
+  // outside a task's step (firing timers, dispatching fd events); trace_flows: this
+  // loop's flow ids. Owner only.
+  std::atomic<TraceRing*> trace{nullptr};
+  std::unique_ptr<TraceRing> trace_ring;
+  WakeSource trace_src = WakeSource::task;
+  uint64_t trace_flows = 0;
+  TraceRing* tracing() const noexcept {
+    if constexpr (kTrace)
+      return trace.load(std::memory_order_acquire);
+    else
+      return nullptr;
+  }
+  /// Sets trace_src for a scope (timers, polls): two byte stores, nothing when compiled out.
+  struct TraceSource {
+    Worker* w;
+    WakeSource old;
+    TraceSource(Worker* w_, WakeSource s) noexcept : w(w_), old(w_->trace_src) {
+      if constexpr (kTrace) w->trace_src = s;
+    }
+    ~TraceSource() {
+      if constexpr (kTrace) w->trace_src = old;
+    }
+  };
 
   // Counters: written only by this worker (single writer, relaxed), read by anyone.
   std::atomic<uint64_t> ended{0};
@@ -181,6 +212,8 @@ struct Worker {
   /// Dispatches the ready events of another loop that is not parked (Reactor::
   /// poll_foreign); returns a task they woke, now queued here.
   TaskHeader* steal_io();
+  /// Polls the reactor without waiting (dispatching what is ready).
+  void poll_now();
   /// True if another loop with I/O sources is not parked (its events may wait for it).
   bool others_may_hold_io() const noexcept;
   /// How long a worker parks at most while others_may_hold_io().

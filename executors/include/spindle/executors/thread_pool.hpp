@@ -89,6 +89,25 @@ namespace detail {
 /// The blocking pool of the calling fibre's runtime (see to_thread); nullptr outside a
 /// runtime. Any thread.
 std::shared_ptr<ThreadPool> blocking_pool();
+
+struct ReportSink;
+/// While the calling fibre's runtime records an execution trace (Runtime::start_trace):
+/// what a pool job needs to record itself in it (a runtime's report sink, through which
+/// the trace reaches its runtime); null otherwise, or outside a runtime. Any thread.
+std::shared_ptr<ReportSink> job_trace_sink();
+/// Records a pool job (`what`: a string literal) on the calling thread's track, from
+/// its construction to its destruction. A null sink records nothing.
+class JobTraceScope {
+ public:
+  JobTraceScope(std::shared_ptr<ReportSink> sink, const char* what) noexcept;
+  ~JobTraceScope();
+  JobTraceScope(const JobTraceScope&) = delete;
+  JobTraceScope& operator=(const JobTraceScope&) = delete;
+
+ private:
+  std::shared_ptr<ReportSink> sink_;
+  const char* what_;
+};
 }  // namespace detail
 
 /// asyncio.to_thread(fn, *args): runs fn(args...) on the runtime's blocking pool and
@@ -118,6 +137,16 @@ auto to_thread(F&& fn, Args&&... args) -> std::invoke_result_t<std::decay_t<F>, 
     // Outside a runtime: run inline, on decayed copies, as a pool thread would.
     auto f = std::decay_t<F>(std::forward<F>(fn));
     return std::invoke(std::move(f), std::decay_t<Args>(std::forward<Args>(args))...);
+  }
+  if (std::shared_ptr<detail::ReportSink> sink = detail::job_trace_sink()) {
+    // Tracing: the job is recorded on its pool thread's track.
+    return run_in_executor(
+        *pool,
+        [sink = std::move(sink), f = std::decay_t<F>(std::forward<F>(fn))](auto&&... a) mutable -> decltype(auto) {
+          detail::JobTraceScope scope(sink, "to_thread");
+          return std::invoke(std::move(f), std::forward<decltype(a)>(a)...);
+        },
+        std::forward<Args>(args)...);
   }
   return run_in_executor(*pool, std::forward<F>(fn), std::forward<Args>(args)...);
 }

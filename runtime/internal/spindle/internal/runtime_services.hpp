@@ -104,4 +104,15 @@ class BlockingPool {
 std::shared_ptr<BlockingPool> runtime_blocking_pool(RuntimeImpl* rt,
                                                     std::shared_ptr<BlockingPool> (*make)(RuntimeImpl*));
 
+// ---- The execution trace -------------------------------------------------------------
+
+/// True while some runtime of this process records a trace (Runtime::start_trace): one
+/// relaxed load, for a caller to skip the rest. Any thread.
+bool trace_recording() noexcept;
+/// Records the start (begin) or the end of a pool job that runs on the calling thread
+/// into the trace of the runtime behind `sink`, on that thread's own track: nothing if
+/// that runtime is gone or records no trace. `what` must live as long as the process (a
+/// string literal). Any thread outside the runtime's loops; takes the sink's lock.
+void trace_pool_job(ReportSink& sink, const char* what, bool begin) noexcept;
+
 }  // namespace spindle::detail

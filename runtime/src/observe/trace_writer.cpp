@@ -1,0 +1,429 @@
+#include "observe/trace_writer.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+
+#include <spindle/detail/deadline.hpp>
+#include <spindle/errors.hpp>
+
+namespace spindle::detail {
+
+namespace {
+
+constexpr std::chrono::milliseconds kPeriod{2};
+constexpr std::size_t kFlushAt = 1 << 20;
+
+const char* wake_source_name(uint8_t s) {
+  switch (WakeSource(s)) {
+    case WakeSource::task:
+      return "task";
+    case WakeSource::timer:
+      return "timer";
+    case WakeSource::fd:
+      return "fd";
+    case WakeSource::foreign:
+      return "foreign thread";
+  }
+  return "?";
+}
+
+const char* suspend_kind_name(uint8_t k) {
+  switch (SuspendKind(k)) {
+    case SuspendKind::wait:
+      return "wait";
+    case SuspendKind::timed_wait:
+      return "timed wait";
+    case SuspendKind::yield:
+      return "yield";
+  }
+  return "?";
+}
+
+std::string park_reason(uint8_t bits) {
+  if (bits == 0) return "no work";
+  std::string r;
+  auto add = [&r](const char* s) {
+    if (!r.empty()) r += '+';
+    r += s;
+  };
+  if (bits & kParkTimer) add("timer");
+  if (bits & kParkFd) add("fd");
+  if (bits & kParkIoWatch) add("io watch");
+  return r;
+}
+
+}  // namespace
+
+TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings, int64_t slow_step_ns)
+    : t0_(monotonic_ns()), slow_step_ns_(slow_step_ns), pid_(int(::getpid())), rings_(std::move(rings)) {
+  out_ = std::fopen(path.c_str(), "w");
+  if (!out_) {
+    const int e = errno;
+    throw RuntimeError("start_trace: cannot open '" + path + "' for writing: " + std::strerror(e));
+  }
+  for (TraceRing* r : rings_) baseline_.push_back(r->reset());
+  loops_.resize(rings_.size());
+  buf_.reserve(kFlushAt + 4096);
+  buf_ += "{\"traceEvents\":[\n";
+  begin_event("M", "process_name", nullptr, 0, 0);
+  buf_ += ",\"args\":{\"name\":\"spindle\"}}";
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    loops_[i].tid = uint32_t(i);
+    begin_event("M", "thread_name", nullptr, uint32_t(i), 0);
+    buf_ += ",\"args\":{\"name\":\"loop ";
+    put_u(i);
+    buf_ += "\"}}";
+    begin_event("M", "thread_sort_index", nullptr, uint32_t(i), 0);
+    buf_ += ",\"args\":{\"sort_index\":";
+    put_u(i);
+    buf_ += "}}";
+  }
+}
+
+TraceWriter::~TraceWriter() { finish(); }
+
+void TraceWriter::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void TraceWriter::push_foreign(uint32_t tid, const TraceEvent& e) noexcept {
+  std::lock_guard lk(mu_);
+  if (side_.size() >= kSideCap) {
+    ++side_dropped_;
+    return;
+  }
+  try {
+    side_.push_back({tid, e});
+  } catch (...) {
+    ++side_dropped_;
+  }
+}
+
+void TraceWriter::run() {
+  std::unique_lock lk(mu_);
+  while (!stop_) {
+    cv_.wait_for(lk, kPeriod);
+    lk.unlock();
+    drain();
+    flush_if(kFlushAt);
+    lk.lock();
+  }
+}
+
+void TraceWriter::drain() {
+  for (std::size_t i = 0; i < rings_.size(); ++i) {
+    Track& tr = loops_[i];
+    rings_[i]->drain([&](const TraceEvent& e) { handle(tr, e); });
+  }
+  std::vector<Foreign> side;
+  {
+    std::lock_guard lk(mu_);
+    side.swap(side_);
+  }
+  for (const Foreign& f : side) {
+    auto [it, fresh] = foreign_tracks_.try_emplace(f.tid);
+    Track& tr = it->second;
+    if (fresh) {
+      // Foreign tracks are numbered after the loops' by OS thread id, never colliding.
+      tr.tid = 100000 + f.tid;
+      begin_event("M", "thread_name", nullptr, tr.tid, 0);
+      buf_ += ",\"args\":{\"name\":\"";
+      buf_ += f.e.kind == TraceKind::job_begin ? "pool thread " : "thread ";
+      put_u(f.tid);
+      buf_ += "\"}}";
+    }
+    handle(tr, f.e);
+  }
+}
+
+void TraceWriter::handle(Track& tr, const TraceEvent& e) {
+  switch (e.kind) {
+    case TraceKind::step_begin:
+      if (tr.step_open) close_step(tr, e.ts, false, true);
+      tr.step_open = true;
+      tr.first = e.b8 != 0;
+      tr.task = e.a;
+      tr.flow = e.b;
+      tr.begin = e.ts;
+      tr.name.clear();
+      tr.suspended = false;
+      break;
+    case TraceKind::name: {
+      if (!tr.step_open) break;
+      if (e.b16 == 0) tr.name.clear();
+      char chunk[16];
+      std::memcpy(chunk, &e.a, 8);
+      std::memcpy(chunk + 8, &e.b, 8);
+      const std::size_t left = e.u32 > tr.name.size() ? e.u32 - tr.name.size() : 0;
+      tr.name.append(chunk, left < 16 ? left : 16);
+      break;
+    }
+    case TraceKind::suspend:
+      tr.suspended = true;
+      tr.suspend = e;
+      break;
+    case TraceKind::step_end:
+      if (tr.step_open && tr.task == e.a) close_step(tr, e.ts, e.b8 != 0, false);
+      break;
+    case TraceKind::wake:
+      if (WakeSource(e.b8) == WakeSource::task && tr.step_open) {
+        begin_event("s", "wake", "wake", tr.tid, e.ts);
+        buf_ += ",\"id\":";
+        put_u(e.b);
+        buf_ += "}";
+      } else {
+        anchor(tr, e.ts, wake_source_name(e.b8), e.b, e.a);
+      }
+      break;
+    case TraceKind::spawn:
+      begin_event("i", "spawn", "spawn", tr.tid, e.ts);
+      buf_ += ",\"s\":\"t\",\"args\":{\"task\":";
+      put_hex(e.a);
+      buf_ += "}}";
+      break;
+    case TraceKind::steal:
+      begin_event("i", e.b8 ? "io steal" : "steal", "steal", tr.tid, e.ts);
+      buf_ += ",\"s\":\"t\",\"args\":{\"from\":";
+      put_u(e.b16);
+      buf_ += e.b8 ? ",\"events\":" : ",\"tasks\":";
+      put_u(e.u32);
+      buf_ += "}}";
+      break;
+    case TraceKind::park_begin:
+      if (tr.park_open) close_park(tr, e.ts, 0, true);
+      tr.park_open = true;
+      tr.park_begin = e.ts;
+      tr.park_timeout = int64_t(e.a);
+      tr.park_reason = e.b8;
+      break;
+    case TraceKind::park_end:
+      if (tr.park_open) close_park(tr, e.ts, e.u32, false);
+      break;
+    case TraceKind::poll:
+      begin_event("i", "poll", "io", tr.tid, e.ts);
+      buf_ += ",\"s\":\"t\",\"args\":{\"events\":";
+      put_u(e.u32);
+      buf_ += "}}";
+      break;
+    case TraceKind::timer_fired:
+      begin_event("i", "timer fired", "timer", tr.tid, e.ts);
+      buf_ += ",\"s\":\"t\",\"args\":{\"task\":";
+      put_hex(e.a);
+      buf_ += "}}";
+      break;
+    case TraceKind::job_begin:
+      try {
+        tr.jobs.emplace_back(e.ts, reinterpret_cast<const char*>(e.a));
+      } catch (...) {
+      }
+      break;
+    case TraceKind::job_end:
+      if (!tr.jobs.empty()) {
+        auto [b, what] = tr.jobs.back();
+        tr.jobs.pop_back();
+        begin_event("X", what, "job", tr.tid, b);
+        buf_ += ",\"dur\":";
+        put_ts(e.ts - b + t0_);
+        buf_ += "}";
+      }
+      break;
+  }
+}
+
+void TraceWriter::close_step(Track& tr, int64_t end, bool ended, bool cut) {
+  tr.step_open = false;
+  const std::string name = !tr.name.empty() ? tr.name : std::string("task");
+  begin_event("X", name.c_str(), "step", tr.tid, tr.begin);
+  buf_ += ",\"dur\":";
+  put_ts(end - tr.begin + t0_);
+  buf_ += ",\"args\":{\"task\":";
+  put_hex(tr.task);
+  if (tr.first) buf_ += ",\"first\":true";
+  if (ended) {
+    buf_ += ",\"end\":\"returned\"";
+  } else if (tr.suspended) {
+    buf_ += ",\"end\":\"suspended\",\"wait\":";
+    put_str(suspend_kind_name(tr.suspend.b8));
+    const char* file = reinterpret_cast<const char*>(tr.suspend.a);
+    const char* fn = reinterpret_cast<const char*>(tr.suspend.b);
+    std::string at = file ? file : "";
+    at += ':';
+    at += std::to_string(tr.suspend.u32);
+    buf_ += ",\"at\":";
+    put_str(at);
+    if (fn && *fn) {
+      buf_ += ",\"function\":";
+      put_str(fn);
+    }
+  } else if (cut) {
+    buf_ += ",\"end\":\"unknown\"";  // its end was dropped
+  } else {
+    buf_ += ",\"end\":\"stopped\"";  // still running when the trace stopped
+  }
+  buf_ += "}}";
+  if (tr.flow) {
+    begin_event("f", "wake", "wake", tr.tid, tr.begin);
+    buf_ += ",\"bp\":\"e\",\"id\":";
+    put_u(tr.flow);
+    buf_ += "}";
+  }
+  if (slow_step_ns_ > 0 && end - tr.begin >= slow_step_ns_) {
+    begin_event("i", "slow step", "step", tr.tid, end);
+    buf_ += ",\"s\":\"t\",\"args\":{\"task\":";
+    put_str(name);
+    buf_ += ",\"ms\":";
+    put_u(uint64_t((end - tr.begin) / 1'000'000));
+    buf_ += "}}";
+  }
+  tr.suspended = false;
+}
+
+void TraceWriter::close_park(Track& tr, int64_t end, uint32_t events, bool cut) {
+  tr.park_open = false;
+  begin_event("X", "park", "park", tr.tid, tr.park_begin);
+  buf_ += ",\"dur\":";
+  put_ts(end - tr.park_begin + t0_);
+  buf_ += ",\"args\":{\"reason\":";
+  put_str(park_reason(tr.park_reason));
+  if (tr.park_timeout >= 0) {
+    buf_ += ",\"timeout_us\":";
+    put_u(uint64_t(tr.park_timeout / 1000));
+  }
+  buf_ += ",\"events\":";
+  put_u(events);
+  if (cut) buf_ += ",\"cut\":true";
+  buf_ += "}}";
+}
+
+void TraceWriter::anchor(Track& tr, int64_t ts, const char* what, uint64_t flow, uint64_t task) {
+  // A flow starts inside a slice: a short one stands for the timer, fd or thread.
+  begin_event("X", what, "waker", tr.tid, ts);
+  buf_ += ",\"dur\":0.001,\"args\":{\"woke\":";
+  put_hex(task);
+  buf_ += "}}";
+  begin_event("s", "wake", "wake", tr.tid, ts);
+  buf_ += ",\"id\":";
+  put_u(flow);
+  buf_ += "}";
+}
+
+void TraceWriter::finish() noexcept {
+  if (finished_) return;
+  finished_ = true;
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  try {
+    drain();
+    const int64_t now = monotonic_ns();
+    for (Track& tr : loops_) {
+      if (tr.step_open) close_step(tr, now, false, false);
+      if (tr.park_open) close_park(tr, now, 0, true);
+    }
+    for (auto& [tid, tr] : foreign_tracks_) {
+      while (!tr.jobs.empty()) {
+        TraceEvent e{};
+        e.ts = now;
+        e.kind = TraceKind::job_end;
+        handle(tr, e);
+      }
+    }
+    uint64_t total = side_dropped_;
+    buf_ += "\n],\"displayTimeUnit\":\"ns\",\"otherData\":{\"format\":\"spindle trace 1\",\"loops\":";
+    put_u(rings_.size());
+    buf_ += ",\"dropped_per_loop\":[";
+    for (std::size_t i = 0; i < rings_.size(); ++i) {
+      const uint64_t d = rings_[i]->dropped() - baseline_[i];
+      total += d;
+      if (i) buf_ += ',';
+      put_u(d);
+    }
+    buf_ += "],\"dropped_foreign\":";
+    put_u(side_dropped_);
+    buf_ += ",\"dropped_events\":";
+    put_u(total);
+    buf_ += "}}\n";
+  } catch (...) {
+    buf_ += "\n]}\n";  // no memory for the rest: still a valid document
+  }
+  flush_if(0);
+  std::fclose(out_);
+  out_ = nullptr;
+}
+
+void TraceWriter::begin_event(const char* ph, const char* name, const char* cat, uint32_t tid, int64_t ts) {
+  if (!first_event_) buf_ += ",\n";
+  first_event_ = false;
+  buf_ += "{\"ph\":\"";
+  buf_ += ph;
+  buf_ += "\",\"name\":";
+  put_str(name);
+  if (cat) {
+    buf_ += ",\"cat\":\"";
+    buf_ += cat;
+    buf_ += '"';
+  }
+  buf_ += ",\"pid\":";
+  put_u(uint64_t(pid_));
+  buf_ += ",\"tid\":";
+  put_u(tid);
+  buf_ += ",\"ts\":";
+  put_ts(ts);
+}
+
+void TraceWriter::put_ts(int64_t ts) {
+  // Microseconds with three decimals (nanosecond resolution), from the trace's start.
+  int64_t d = ts - t0_;
+  if (d < 0) d = 0;
+  put_u(uint64_t(d / 1000));
+  char frac[4] = {'.', char('0' + (d / 100) % 10), char('0' + (d / 10) % 10), char('0' + d % 10)};
+  buf_.append(frac, 4);
+}
+
+void TraceWriter::put_u(uint64_t v) {
+  char tmp[24];
+  auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+  buf_.append(tmp, r.ptr);
+}
+
+void TraceWriter::put_hex(uint64_t v) {
+  char tmp[24];
+  auto r = std::to_chars(tmp, tmp + sizeof tmp, v, 16);
+  buf_ += "\"0x";
+  buf_.append(tmp, r.ptr);
+  buf_ += '"';
+}
+
+void TraceWriter::put_str(const char* s) {
+  buf_ += '"';
+  for (; *s; ++s) {
+    const unsigned char c = static_cast<unsigned char>(*s);
+    if (c == '"' || c == '\\') {
+      buf_ += '\\';
+      buf_ += char(c);
+    } else if (c < 0x20) {
+      char tmp[8];
+      std::snprintf(tmp, sizeof tmp, "\\u%04x", c);
+      buf_ += tmp;
+    } else {
+      buf_ += char(c);
+    }
+  }
+  buf_ += '"';
+}
+
+void TraceWriter::flush_if(std::size_t at) {
+  if (buf_.size() < at || !out_) return;
+  if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), out_);
+  buf_.clear();
+  if (at == 0) std::fflush(out_);
+}
+
+}  // namespace spindle::detail

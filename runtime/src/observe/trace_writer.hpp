@@ -1,0 +1,110 @@
+// The execution trace's writer: one thread per recording that drains the loops' rings
+// and the side channel every few milliseconds and writes Chrome's trace event format
+// (the JSON object form: {"traceEvents": [...], "otherData": {...}}), which Perfetto
+// (ui.perfetto.dev) and chrome://tracing open.
+//
+// What it writes: one track (tid) per loop, named "loop <i>"; foreign threads get a
+// track each. A task's step is a complete event ("X", cat "step") named after the task,
+// with its task key, and how the step ended (the kind of wait and file:line, or that the
+// task ended) in args. A wake-up is a flow: "s" at the waker (inside the waker's step,
+// or inside a short "timer"/"fd"/"foreign" slice when no task woke it) and "f" (binding
+// to the enclosing slice) at the start of the woken task's next step. Parks are "X"
+// slices (cat "park") with their reason; steals, spawns, polls and timers fired are
+// instant events; a step longer than Options::slow_step gets a "slow step" instant.
+// Steps and parks are paired on their own loop's ring, which keeps them in order; a step
+// or park still open when recording stops is closed at the stop, so a trace stopped by
+// shutdown or mid-run is a complete, valid document. Dropped events are counted in
+// otherData.
+//
+// Threads: the constructor and finish() run on the thread that starts or stops the
+// trace; the rest runs on the writer's own thread; push_foreign on any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "observe/trace_ring.hpp"
+
+namespace spindle::detail {
+
+class TraceWriter {
+ public:
+  /// Opens (truncates) `path` and writes the header; throws RuntimeError if it cannot.
+  /// `rings`: one per loop, owned by the loops; `baseline`: their drop counts now.
+  TraceWriter(const std::string& path, std::vector<TraceRing*> rings, int64_t slow_step_ns);
+  ~TraceWriter();
+  TraceWriter(const TraceWriter&) = delete;
+  TraceWriter& operator=(const TraceWriter&) = delete;
+
+  void start();
+  /// Drains what is left, closes open slices, writes the footer, closes the file.
+  void finish() noexcept;
+  /// An event from a thread that is not one of the loops (tid: its OS thread id).
+  void push_foreign(uint32_t tid, const TraceEvent& e) noexcept;
+  /// A flow id for a wake-up from a foreign thread (under the caller's session lock).
+  uint64_t next_foreign_flow() noexcept { return (uint64_t(0xFFFF) << 40) | ++foreign_flows_; }
+
+ private:
+  struct Track {
+    uint32_t tid = 0;
+    bool step_open = false;
+    bool first = false;
+    uint64_t task = 0, flow = 0;
+    int64_t begin = 0;
+    std::string name;
+    bool suspended = false;
+    TraceEvent suspend{};
+    bool park_open = false;
+    int64_t park_begin = 0, park_timeout = 0;
+    uint8_t park_reason = 0;
+    std::vector<std::pair<int64_t, const char*>> jobs;  // open jobs (foreign tracks)
+  };
+  struct Foreign {
+    uint32_t tid;
+    TraceEvent e;
+  };
+
+  void run();
+  void drain();
+  void handle(Track& tr, const TraceEvent& e);
+  void close_step(Track& tr, int64_t end, bool ended, bool cut);
+  void close_park(Track& tr, int64_t end, uint32_t events, bool cut);
+  void anchor(Track& tr, int64_t ts, const char* what, uint64_t flow, uint64_t task);
+  // JSON pieces
+  void begin_event(const char* ph, const char* name, const char* cat, uint32_t tid, int64_t ts);
+  void put_ts(int64_t ts);
+  void put_str(const char* s);
+  void put_str(const std::string& s) { put_str(s.c_str()); }
+  void put_u(uint64_t v);
+  void put_hex(uint64_t v);
+  void flush_if(std::size_t at);
+
+  std::FILE* out_ = nullptr;
+  std::string buf_;
+  bool first_event_ = true;
+  const int64_t t0_;
+  const int64_t slow_step_ns_;
+  const int pid_;
+  std::vector<TraceRing*> rings_;
+  std::vector<uint64_t> baseline_;
+  std::vector<Track> loops_;
+  std::map<uint32_t, Track> foreign_tracks_;
+  uint64_t foreign_flows_ = 0;  // guarded by the session lock (RuntimeImpl::trace_mu)
+
+  std::mutex mu_;  // guards side_, side_dropped_ and stop_
+  std::condition_variable cv_;
+  std::vector<Foreign> side_;
+  uint64_t side_dropped_ = 0;
+  bool stop_ = false;
+  static constexpr std::size_t kSideCap = 1 << 16;
+  std::thread thread_;
+  bool finished_ = false;
+};
+
+}  // namespace spindle::detail
