@@ -12,12 +12,14 @@ base=(meson ninja-build pkg-config cmake g++ libboost-dev libboost-context-dev
 # The HTTP example's client test (tests/stress/http_clients.py) drives it with real
 # clients: curl, ab (apache2-utils), h2load (nghttp2-client) and wrk (also in bench);
 # redis-tools (redis-cli, redis-benchmark) are the clients of tests/stress/kv_clients.py.
-test_extra=(clang libclang-rt-14-dev clang-format curl apache2-utils nghttp2-client wrk redis-tools)
+# python3-matplotlib: scripts/trace_report.py draws the execution trace's timeline (the
+# trace_report test runs it; in the bench set for looking at a traced benchmark run).
+test_extra=(clang libclang-rt-14-dev clang-format curl apache2-utils nghttp2-client wrk redis-tools python3-matplotlib)
 # gnuplot-nox draws the benchmark chart (scripts/bench_report.py): one small package
 # with a PNG terminal, where matplotlib would bring numpy, pillow and fonts.
 # redis-server is the reference beside examples/kv_server in scripts/bench_net.py, and
 # redis-tools' redis-benchmark its load.
-bench_extra=(libboost-fiber-dev wrk gnuplot-nox redis-server redis-tools)
+bench_extra=(libboost-fiber-dev wrk gnuplot-nox redis-server redis-tools python3-matplotlib)
 # make fuzz: libFuzzer. clang 16, not 14: clang 14 cannot compile libstdc++ 12's
 # std::source_location (no __builtin_source_location), which spindle uses.
 fuzz_extra=(clang-16 libclang-rt-16-dev)
