@@ -5,6 +5,12 @@
 // Peak RSS is process-wide: run each workload alone (scripts/bench.py does).
 #include <spindle/spindle.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -143,9 +149,46 @@ void spawn_join_w2(benchmark::State& st) { spawn_join_on(st, 2); }
 void skynet_w2(benchmark::State& st) {
   spindle::Runtime rt(workers(2));
   Outcome out;
+  const double cpu0 = bench::process_cpu_seconds();
   if (!bench::timed(st, out, [&] { return skynet_run(rt); })) return;
+  st.counters["cpu_ms"] = (bench::process_cpu_seconds() - cpu0) * 1e3;
   st.counters["total_ms"] = out.seconds * 1e3;
   st.counters["peak_rss_mb"] = bench::peak_rss_mb();
+}
+// skynet with the execution trace on (the cost of tracing: beside skynet_w2 in the same
+// run), written to a file in the temporary directory that is removed afterwards. Its
+// size and the events the loops dropped (their rings full while the writer wrote) are
+// reported beside the time.
+void skynet_w2_traced(benchmark::State& st) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("spindle_bench_trace_" + std::to_string(::getpid()) + ".json"))
+          .string();
+  Outcome out;
+  bool ok;
+  {
+    spindle::Options o = workers(2);
+    o.trace = path;
+    spindle::Runtime rt(o);
+    const double cpu0 = bench::process_cpu_seconds();
+    ok = bench::timed(st, out, [&] { return skynet_run(rt); });
+    st.counters["cpu_ms"] = (bench::process_cpu_seconds() - cpu0) * 1e3;  // the writer's included
+  }  // the trace is finished by the runtime's shutdown
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  std::string tail;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    std::fseek(f, -256, SEEK_END);
+    char buf[257] = {};
+    tail.assign(buf, std::fread(buf, 1, 256, f));
+    std::fclose(f);
+  }
+  std::filesystem::remove(path, ec);
+  if (!ok) return;
+  st.counters["total_ms"] = out.seconds * 1e3;
+  st.counters["peak_rss_mb"] = bench::peak_rss_mb();
+  st.counters["trace_mb"] = ec ? 0 : double(bytes) / (1 << 20);
+  const auto at = tail.find("\"dropped_events\":");
+  st.counters["trace_dropped"] = at == std::string::npos ? -1 : std::atof(tail.c_str() + at + 17);
 }
 void cross_thread_pingpong_w2(benchmark::State& st) {
   spindle::Runtime rt(workers(2));
@@ -169,6 +212,7 @@ WORKLOAD(yield_pingpong_w1);
 WORKLOAD(spawn_join_w1);
 WORKLOAD(spawn_join_w2);
 WORKLOAD(skynet_w2);
+WORKLOAD(skynet_w2_traced);
 WORKLOAD(cross_thread_pingpong_w2);
 WORKLOAD(idle_w2);
 WORKLOAD(idle_w4);

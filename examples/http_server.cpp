@@ -20,11 +20,17 @@
 //   --idle-timeout=SECONDS (default 60): a keep-alive connection with no request in
 //       progress, or a read or write that makes no progress, for this long is closed.
 //
+// Execution trace: --trace=FILE records the runtime's trace (Options::trace) into FILE;
+// SIGINT or SIGTERM then stops the server and the runtime, which finishes the file. Open
+// it in ui.perfetto.dev or summarise it with scripts/trace_report.py.
+//
 //   http_server [PORT=8080] [WORKERS=1] [HOST=127.0.0.1] [reuse_port]
-//               [--header-timeout=SECONDS] [--idle-timeout=SECONDS]
+//               [--header-timeout=SECONDS] [--idle-timeout=SECONDS] [--trace=FILE]
 //
 // `reuse_port` gives each worker its own listener (SO_REUSEPORT) and accept task.
 // Load it with: wrk -t1 -c64 -d5s http://127.0.0.1:8080/plaintext
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -274,12 +280,15 @@ std::chrono::nanoseconds parse_seconds(std::string_view arg, std::string_view na
 int main(int argc, char** argv) {
   try {
     std::vector<const char*> pos;
+    std::string trace;
     for (int i = 1; i < argc; ++i) {
       const std::string_view a = argv[i];
       if (a.starts_with("--header-timeout=")) {
         g_config.header_timeout = parse_seconds(a, "--header-timeout");
       } else if (a.starts_with("--idle-timeout=")) {
         g_config.idle_timeout = parse_seconds(a, "--idle-timeout");
+      } else if (a.starts_with("--trace=")) {
+        trace = std::string(a.substr(8));
       } else if (a.starts_with("--")) {
         throw std::invalid_argument("unknown option '" + std::string(a) + "'");
       } else {
@@ -290,15 +299,22 @@ int main(int argc, char** argv) {
     const unsigned workers = pos.size() > 1 ? unsigned(std::atoi(pos[1])) : 1;
     const char* host = pos.size() > 2 ? pos[2] : "127.0.0.1";
     const bool reuse_port = pos.size() > 3 && std::strcmp(pos[3], "reuse_port") == 0;
+    // Traced, the signals that stop the server are waited for (blocked before the runtime
+    // starts its threads, which inherit the mask), so that the trace is finished.
+    if (!trace.empty()) spindle::block_signals({SIGINT, SIGTERM});
+    spindle::Options opts{.workers = workers};
+    opts.trace = trace;
     spindle::run(
         [&] {
           spindle::Server srv = spindle::start_server(serve, host, port, {.reuse_port = reuse_port, .nodelay = true});
           std::printf("http server listening on %s with %u worker(s)%s\n", srv.addresses()[0].to_string().c_str(),
                       workers, reuse_port ? ", one listener per worker" : "");
           std::fflush(stdout);
-          srv.serve_forever();
+          if (opts.trace.empty()) return srv.serve_forever();
+          spindle::wait_signal({SIGINT, SIGTERM});
+          srv.close();  // and run() cancels the connections, then stops the trace
         },
-        spindle::Options{.workers = workers});
+        opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "http_server: %s\n", e.what());
     return 1;

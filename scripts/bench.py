@@ -33,12 +33,16 @@ RUNTIME, PEER = "bench_runtime", "bench_peer_fiber"
 # bench_runtime linked against the library built with its metrics compiled out
 # (benchmarks/meson.build): the cost of metrics, measured beside it in the same run.
 NOMETRICS = "bench_runtime_nometrics"
+# ... and against the library built with the execution trace's hooks compiled out: the
+# cost of tracing while it is off. Its cost while on: skynet_w2_traced beside skynet_w2.
+NOTRACE = "bench_runtime_notrace"
 TIMEOUT_S = 1800  # per process; spawn_join on Boost.Fiber alone takes ~10-30 s per run
 
 # The processes to run: (binary, benchmark name as registered).
 RUNS = [(RUNTIME, n) for n in
         ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2")]
 RUNS += [(NOMETRICS, "skynet_w2")]
+RUNS += [(NOTRACE, "skynet_w2"), (RUNTIME, "skynet_w2_traced")]
 RUNS += [(PEER, n) for n in
          ("yield_pingpong_w1", "spawn_join_w1", "spawn_join_w2", "skynet_w2", "cross_thread_pingpong_w2",
           "yield_pingpong_floor", "cross_thread_pingpong_floor", "cross_thread_pingpong_suspend_w2")]
@@ -75,6 +79,17 @@ ROWS = [
     # The peer here is spindle itself with metrics compiled out: the ratio is their cost.
     ("skynet (2 threads) vs metrics off", "total ms", "total_ms",
      ((RUNTIME, "skynet_w2"), (NOMETRICS, "skynet_w2")), None, "lower"),
+    # The execution trace: off (the default build) against its hooks compiled out, and on
+    # (written to a temporary file) against off. CPU ms is the process's user+sys time over
+    # the run, the trace's writer thread included.
+    ("skynet (2 threads), trace off vs compiled out", "total ms", "total_ms",
+     ((RUNTIME, "skynet_w2"), (NOTRACE, "skynet_w2")), None, "lower"),
+    ("skynet (2 threads), trace off vs compiled out", "CPU ms", "cpu_ms",
+     ((RUNTIME, "skynet_w2"), (NOTRACE, "skynet_w2")), None, "lower"),
+    ("skynet (2 threads), trace on vs off", "total ms", "total_ms",
+     ((RUNTIME, "skynet_w2_traced"), (RUNTIME, "skynet_w2")), None, "lower"),
+    ("skynet (2 threads), trace on vs off", "CPU ms", "cpu_ms",
+     ((RUNTIME, "skynet_w2_traced"), (RUNTIME, "skynet_w2")), None, "lower"),
     ("cross_thread_pingpong (2 threads)", "us per round trip", "us_per_round_trip", "cross_thread_pingpong_w2",
      (PEER, "cross_thread_pingpong_floor", "us_per_round_trip"), "lower"),
     # The same spindle figure against Boost.Fiber with work_stealing(2, suspend=true),

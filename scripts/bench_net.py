@@ -11,6 +11,12 @@ in the same run.
   http_plaintext, metrics off: examples/http_server beside benchmarks/http_server_nometrics
       (the same program, its library built with metrics compiled out), loaded as above:
       the cost of metrics.
+  http_plaintext, trace off vs compiled out: examples/http_server beside
+      benchmarks/http_server_notrace (its library built with the execution trace's hooks
+      compiled out), 1 thread, loaded as above: the cost of tracing while it is off.
+  http_plaintext, trace on vs off: examples/http_server --trace=FILE (a temporary file,
+      removed after) beside examples/http_server, 1 thread: the cost of tracing while on
+      (the trace's writer thread is part of the server's CPU time).
   http_plaintext, paced: examples/http_server and benchmarks/peer_asio_http with 1 and 2
       threads at a light load that does not depend on the server: benchmarks/paced_client
       sends 2,000 requests per second over 16 keep-alive connections for 5 s. The
@@ -63,11 +69,16 @@ REQUEST = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HTTP = ("http", "examples/http_server", "benchmarks/peer_asio_http")
 ECHO = ("echo", "examples/echo_server", "benchmarks/peer_asio_echo")
 HTTP_METRICS = ("http_metrics", "examples/http_server", "benchmarks/http_server_nometrics")
+# The execution trace's cost: off against compiled out, and on against off. TRACED marks a
+# server run with --trace=FILE (a temporary file, removed after the run).
+TRACED = " --trace"
+HTTP_TRACE_OFF = ("http_trace_off", "examples/http_server", "benchmarks/http_server_notrace")
+HTTP_TRACE_ON = ("http_trace_on", "examples/http_server" + TRACED, "examples/http_server")
 # REDIS is not a path under the build directory: run_one starts the installed redis-server.
 REDIS = "redis-server"
 KV_P1 = ("kv_p1", "examples/kv_server", REDIS)
 KV_P16 = ("kv_p16", "examples/kv_server", REDIS)
-WORKLOADS = (HTTP, ECHO, HTTP_METRICS, KV_P1, KV_P16)
+WORKLOADS = (HTTP, ECHO, HTTP_METRICS, HTTP_TRACE_OFF, HTTP_TRACE_ON, KV_P1, KV_P16)
 # The light load: a fixed request rate (benchmarks/paced_client) instead of wrk's
 # as-fast-as-answered; server CPU per request at that pace.
 HTTP_PACED = ("http_paced", "examples/http_server", "benchmarks/peer_asio_http")
@@ -79,10 +90,12 @@ LOAD = {"http": "http", "echo": "echo", "http_metrics": "http", "kv_p1": "kv", "
 PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off"),
          "kv_p1": ("redis", "redis-server"), "kv_p16": ("redis", "redis-server")}
 LOAD["http_paced"], PEERS["http_paced"] = "paced", ("asio", "Asio")
+LOAD["http_trace_off"], PEERS["http_trace_off"] = "http", ("trace_compiled_out", "trace compiled out")
+LOAD["http_trace_on"], PEERS["http_trace_on"] = "http", ("trace_off", "trace off")
 CLIENT = "benchmarks/echo_client"
 THREADS = (1, 2)
 # redis-server runs its commands on one thread: the kv rows compare 1 worker with it.
-WORKLOAD_THREADS = {"kv_p1": (1,), "kv_p16": (1,)}
+WORKLOAD_THREADS = {"kv_p1": (1,), "kv_p16": (1,), "http_trace_off": (1,), "http_trace_on": (1,)}
 # The kv loads: requests in flight per connection (-P), and requests per redis-benchmark
 # test (-n; SET then GET). redis-benchmark (one thread) is the bottleneck, not the
 # server: measured 25-30k requests/s at -P 1 and 300-550k at -P 16 on the 2-core machine
@@ -105,11 +118,16 @@ FIGURES = {
               ("server CPU %", "cpu_percent", "-")],
 }
 FIGURES["kv_p16"] = FIGURES["kv_p1"]
+FIGURES["http_trace_off"] = [("requests per server CPU-s", "requests_per_cpu_s", "higher"),
+                             ("requests/s", "requests_per_s", "higher")]
+FIGURES["http_trace_on"] = FIGURES["http_trace_off"]
 FIGURES["http_paced"] = [("server CPU us per request", "server_us_per_request", "lower"),
                          ("requests/s achieved", "requests_per_s", "-"),
                          ("p99 latency ms", "p99_ms", "lower")]
 TITLES = {"http": "http_plaintext", "echo": "echo (64 conns, 64 B)", "http_metrics": "http_plaintext",
           "kv_p1": "kv SET+GET -P 1 (50 conns)", "kv_p16": "kv SET+GET -P 16 (50 conns)"}
+TITLES["http_trace_off"] = "http_plaintext, trace off"
+TITLES["http_trace_on"] = "http_plaintext, trace on"
 TITLES["http_paced"] = f"http_plaintext paced, {PACED_RATE:,} req/s over {PACED_CONNECTIONS} conns"
 
 
@@ -279,10 +297,19 @@ def server_command(build, server, port, threads):
         # One thread for commands (redis's default), nothing written to disk, loopback only.
         return [REDIS, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", tempfile.gettempdir(), "--logfile", ""]
-    path = build / server
+    traced = server.endswith(TRACED)
+    path = build / server.removesuffix(TRACED)
     if not path.exists():
         raise Failed(f"{path} not found (build it first)")
-    return [str(path), str(port), str(threads), HOST]
+    cmd = [str(path), str(port), str(threads), HOST]
+    if traced:
+        cmd.append(f"--trace={trace_file(port)}")
+    return cmd
+
+
+def trace_file(port):
+    """Where a traced server (TRACED) writes its trace: removed after its run."""
+    return os.path.join(tempfile.gettempdir(), f"spindle_bench_trace_{os.getpid()}_{port}.json")
 
 
 def run_one(build, kind, server, threads):
@@ -317,10 +344,16 @@ def run_one(build, kind, server, threads):
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=5)
+                    # A traced server writes its trace's JSON as it stops.
+                    proc.wait(timeout=120 if server.endswith(TRACED) else 5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            if server.endswith(TRACED):
+                try:
+                    os.remove(trace_file(port))
+                except OSError:
+                    pass
     cpu = max(c1 - c0, 1.0 / TICKS)
     r["server_cpu_s"] = c1 - c0
     r["cpu_percent"] = 100.0 * (c1 - c0) / (t1 - t0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise a spindle execution trace (Runtime::start_trace, Options::trace).
 
-Usage: scripts/trace_report.py TRACE [--png OUT] [--top N]
+Usage: scripts/trace_report.py TRACE [--png OUT] [--from MS] [--to MS] [--top N]
 
 Prints, from the trace's JSON (Chrome's trace event format, as spindle writes it):
   - per task name: the number of steps, their total time, and the wake-to-run latency
@@ -11,7 +11,8 @@ Prints, from the trace's JSON (Chrome's trace event format, as spindle writes it
   - the events the loops dropped (a full ring), if any.
 With --png, also draws the timeline (matplotlib): one lane per loop (and per foreign
 thread that ran pool jobs), task steps coloured by task name, parks grey, steals marked
-with a red triangle.
+with a red triangle (an I/O steal, events taken from another loop's epoll, orange);
+--from and --to (ms from the trace's start) draw only that window.
 """
 import argparse
 import json
@@ -74,7 +75,7 @@ class Trace:
                     self.jobs.append((tid, ts, dur, name))
             elif ph == "i" and name in ("steal", "io steal"):
                 a = e.get("args", {})
-                self.steals.append((tid, ts, a.get("from"), a.get("tasks", a.get("events", 0))))
+                self.steals.append((tid, ts, a.get("from"), a.get("tasks", a.get("events", 0)), name == "io steal"))
             elif ph == "s":
                 self.flow_start[e.get("id")] = ts
             elif ph == "f":
@@ -147,7 +148,7 @@ def report(tr, top, out=sys.stdout):
     p(f"Dropped events: {dropped}" + (" (the rings were full: the figures above miss them)" if dropped else ""))
 
 
-def draw(tr, path):
+def draw(tr, path, start_ms=None, end_ms=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,52 +157,62 @@ def draw(tr, path):
 
     lanes = tr.loops() + sorted({j[0] for j in tr.jobs if j[0] >= 100000})
     row = {tid: i for i, tid in enumerate(lanes)}
+    to_ms = lambda us: (us - tr.t0) / 1000.0
+    lo = -float("inf") if start_ms is None else start_ms
+    hi = float("inf") if end_ms is None else end_ms
+    seen = lambda ts, dur: to_ms(ts + dur) >= lo and to_ms(ts) <= hi
+    # Colours for the ten task names with the most time in the window drawn.
     totals = defaultdict(float)
     for s in tr.steps:
-        totals[s[3]] += s[2]
+        if seen(s[1], s[2]):
+            totals[s[3]] += s[2]
     names = [n for n, _ in sorted(totals.items(), key=lambda kv: -kv[1])]
     palette = plt.get_cmap("tab10").colors
     colour = {n: palette[i % 10] for i, n in enumerate(names[:10])}
     other = "#8c6d31"
     fig, ax = plt.subplots(figsize=(14, 1.0 + 0.55 * max(1, len(lanes))))
-    to_ms = lambda us: (us - tr.t0) / 1000.0
     # Parks first (grey, under the steps), then steps by name, then pool jobs.
     by_lane = defaultdict(list)
     for tid, ts, dur, _ in tr.parks:
-        if tid in row:
+        if tid in row and seen(ts, dur):
             by_lane[tid].append((to_ms(ts), dur / 1000.0))
     for tid, bars in by_lane.items():
         ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors="#d0d0d0", edgecolor="none")
     groups = defaultdict(list)
     for tid, ts, dur, name, _ in tr.steps:
-        if tid in row:
+        if tid in row and seen(ts, dur):
             groups[(tid, colour.get(name, other))].append((to_ms(ts), max(dur / 1000.0, 1e-4)))
     for (tid, c), bars in groups.items():
         ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors=c, edgecolor="none")
     jobs = defaultdict(list)
     for tid, ts, dur, _ in tr.jobs:
-        if tid in row:
+        if tid in row and seen(ts, dur):
             jobs[tid].append((to_ms(ts), dur / 1000.0))
     for tid, bars in jobs.items():
         ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors="#17becf", edgecolor="none")
-    xs = [to_ms(s[1]) for s in tr.steals if s[0] in row]
-    ys = [row[s[0]] + 0.42 for s in tr.steals if s[0] in row]
-    if xs:
-        ax.scatter(xs, ys, marker="v", s=18, color="red", zorder=5)
+    marks = {}
+    for io, c in ((False, "red"), (True, "darkorange")):
+        st = [s for s in tr.steals if s[0] in row and s[4] == io and seen(s[1], 0)]
+        if st:
+            ax.scatter([to_ms(s[1]) for s in st], [row[s[0]] - 0.42 for s in st], marker="v", s=14, color=c,
+                       zorder=5, linewidths=0)
+            marks[io] = c
+    if start_ms is not None or end_ms is not None:
+        ax.set_xlim(left=start_ms, right=end_ms)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([tr.lane_names.get(t, str(t)) for t in lanes])
     ax.set_ylim(-0.6, len(lanes) - 0.4)
     ax.invert_yaxis()
     ax.set_xlabel("time (ms)")
-    ax.set_title("spindle trace: task steps by name, parks grey, steals red")
+    ax.set_title("spindle trace: task steps coloured by task name, parks grey, steals marked")
     handles = [Patch(color=colour[n], label=n[:24]) for n in names[:10]]
     if len(names) > 10:
         handles.append(Patch(color=other, label="other tasks"))
     handles.append(Patch(color="#d0d0d0", label="park"))
     if tr.jobs:
         handles.append(Patch(color="#17becf", label="pool job"))
-    if xs:
-        handles.append(plt.Line2D([], [], marker="v", color="red", linestyle="none", label="steal"))
+    for io, c in marks.items():
+        handles.append(plt.Line2D([], [], marker="v", color=c, linestyle="none", label="I/O steal" if io else "steal"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -212,13 +223,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("trace")
     ap.add_argument("--png", help="also draw the timeline into this PNG (needs matplotlib)")
+    ap.add_argument("--from", dest="start", type=float, help="draw from this time (ms from the trace's start)")
+    ap.add_argument("--to", dest="end", type=float, help="draw up to this time (ms from the trace's start)")
     ap.add_argument("--top", type=int, default=10, help="how many of the longest steps to list")
     a = ap.parse_args()
     tr = Trace(*load(a.trace))
     report(tr, a.top)
     if a.png:
         try:
-            draw(tr, a.png)
+            draw(tr, a.png, a.start, a.end)
         except ImportError:
             sys.exit("trace_report: --png needs matplotlib (Debian: python3-matplotlib; make deps-bench)")
         print(f"\nTimeline: {a.png}")

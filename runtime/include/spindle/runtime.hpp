@@ -123,7 +123,7 @@ class Runtime {
   /// tracks; a step longer than Options::slow_step is marked "slow step".
   /// Each loop records into a fixed ring of its own without locks; a writer thread
   /// drains the rings every few milliseconds, so a loop never waits on the disk and the
-  /// memory taken is fixed (1 MiB per loop). Events that find a ring full are dropped and
+  /// memory taken is fixed (2 MiB per loop). Events that find a ring full are dropped and
   /// their count is written in the trace's "otherData" ("dropped_events").
   /// Any thread. Throws RuntimeError if a trace is being recorded already, if the
   /// runtime is shut down, if `path` cannot be opened for writing (the message names it

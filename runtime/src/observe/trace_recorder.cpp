@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <charconv>
 #include <cstring>
 #include <mutex>
@@ -49,8 +50,12 @@ void step_begin_at(TraceRing* r, int64_t ts, TaskHeader* t, bool first) noexcept
   uint64_t flow = 0;
   if (!first) {
     // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
-    // here orders that store before this exchange.
-    flow = t->frame->trace_flow.exchange(0, std::memory_order_relaxed);
+    // here orders that store before this load. A load and a store, not an exchange (a
+    // locked instruction): no other waker stores until t is suspended again, since only
+    // the wake that queues t records one.
+    std::atomic<uint64_t>& f = t->frame->trace_flow;
+    flow = f.load(std::memory_order_relaxed);
+    if (flow) f.store(0, std::memory_order_relaxed);
   }
   char name[kNameMax];
   std::size_t len = 0;
@@ -80,39 +85,47 @@ void step_begin_at(TraceRing* r, int64_t ts, TaskHeader* t, bool first) noexcept
   r->commit(1 + chunks);
 }
 
-void step_end_at(TraceRing* r, int64_t ts, TaskHeader* t, bool ended) noexcept {
-  if (TraceEvent* e = r->reserve()) {
-    put(e, ts, TraceKind::step_end, key(t), 0, 0, 0, ended ? 1 : 0);
-    r->commit();
+// Writes the suspension the step ended at (noted by trace_suspend), if any, and the
+// step's end, both at ts.
+void step_end_at(Worker* w, TraceRing* r, int64_t ts, TaskHeader* t, bool ended) noexcept {
+  const bool suspended = std::exchange(w->trace_note.pending, false);
+  TraceEvent* e = r->reserve(suspended ? 2 : 1);
+  if (!e) return;
+  if (suspended) {
+    const auto& s = w->trace_note;
+    put(e, ts, TraceKind::suspend, reinterpret_cast<uintptr_t>(s.file), reinterpret_cast<uintptr_t>(s.function), s.line,
+        0, uint8_t(s.kind));
+    e = r->next(e);
   }
+  put(e, ts, TraceKind::step_end, key(t), 0, 0, 0, ended ? 1 : 0);
+  r->commit(suspended ? 2 : 1);
 }
 
 }  // namespace
 
 void trace_step_begin(Worker*, TraceRing* r, TaskHeader* t, bool first) noexcept {
-  step_begin_at(r, monotonic_ns(), t, first);
+  step_begin_at(r, trace_clock(), t, first);
 }
 
-void trace_step_end(TraceRing* r, TaskHeader* t, bool ended) noexcept { step_end_at(r, monotonic_ns(), t, ended); }
+void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept {
+  step_end_at(w, r, trace_clock(), t, ended);
+}
 
-void trace_switch(Worker*, TraceRing* r, TaskHeader* prev, TaskHeader* next) noexcept {
-  const int64_t ts = monotonic_ns();  // one clock read for both
-  step_end_at(r, ts, prev, false);
+void trace_switch(Worker* w, TraceRing* r, TaskHeader* prev, TaskHeader* next) noexcept {
+  const int64_t ts = trace_clock();  // one clock read for both
+  step_end_at(w, r, ts, prev, false);
   step_begin_at(r, ts, next, false);
 }
 
-void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept {
-  if (w->yielding) kind = SuspendKind::yield;
-  if (TraceEvent* e = r->reserve()) {
-    put(e, monotonic_ns(), TraceKind::suspend, reinterpret_cast<uintptr_t>(where.file_name()),
-        reinterpret_cast<uintptr_t>(where.function_name()), where.line(), 0, uint8_t(kind));
-    r->commit();
-  }
+void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
+  // Noted here, written with the step's end (one clock reading for both).
+  w->trace_note = {where.file_name(), where.function_name(), where.line(), w->yielding ? SuspendKind::yield : kind,
+                   true};
 }
 
 void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
   if (TraceEvent* e = r->reserve()) {
-    put(e, monotonic_ns(), k, a, 0, u32, b16, b8);
+    put(e, trace_clock(), k, a, 0, u32, b16, b8);
     r->commit();
   }
 }
@@ -128,7 +141,7 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
       const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                              : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                           : WakeSource::foreign;
-      put(e, monotonic_ns(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(src));
+      put(e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(src));
       r->commit();
     } else {
       flow = 0;  // dropped: no arrow to a start that has none
@@ -138,7 +151,7 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
     if (!rt->tracer) return;
     flow = rt->tracer->next_foreign_flow();
     TraceEvent e;
-    put(&e, monotonic_ns(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
+    put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
     rt->tracer->push_foreign(os_tid(), e);
   }
   // relaxed: see step_begin_at.
@@ -153,7 +166,7 @@ void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   std::lock_guard lk(rt->trace_mu);
   if (!rt->tracer) return;
   TraceEvent e;
-  put(&e, monotonic_ns(), TraceKind::spawn, key(t));
+  put(&e, trace_clock(), TraceKind::spawn, key(t));
   rt->tracer->push_foreign(os_tid(), e);
 }
 
@@ -161,7 +174,7 @@ void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept {
   std::lock_guard lk(rt->trace_mu);
   if (!rt->tracer) return;
   TraceEvent e;
-  put(&e, monotonic_ns(), begin ? TraceKind::job_begin : TraceKind::job_end, reinterpret_cast<uintptr_t>(what));
+  put(&e, trace_clock(), begin ? TraceKind::job_begin : TraceKind::job_end, reinterpret_cast<uintptr_t>(what));
   rt->tracer->push_foreign(os_tid(), e);
 }
 

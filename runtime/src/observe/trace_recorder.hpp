@@ -54,11 +54,11 @@ inline bool trace_any() noexcept {
 // keep only the test).
 /// A step of t begins on w (first: its fibre's first step).
 void trace_step_begin(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept;
-/// The step of t on this ring ends (ended: its body returned).
-void trace_step_end(TraceRing* r, TaskHeader* t, bool ended) noexcept;
+/// The step of t on w ends (ended: its body returned).
+void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept;
 /// A direct switch from prev to next on w: prev's step ends, next's begins.
 void trace_switch(Worker* w, TraceRing* r, TaskHeader* prev, TaskHeader* next) noexcept;
-/// The running task of w is about to suspend at `where`.
+/// The running task of w is about to suspend at `where` (written with its step's end).
 void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread and is about to be
 /// pushed: records who woke it and leaves the flow id in t's frame for its next step.

@@ -12,13 +12,20 @@
 #include <cstdint>
 #include <memory>
 
+#include <spindle/detail/deadline.hpp>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
 namespace spindle::detail {
 
 enum class TraceKind : uint8_t {
   step_begin,   // a: task, b: flow id of the wake-up that readied it (0: none), b8: 1 = first step
   step_end,     // a: task, b8: 1 = the body returned (the task ended)
   name,         // a, b: 16 bytes of the task's name; b16: chunk index; u32: the name's length
-  suspend,      // a: file (static string), b: function (static string), u32: line, b8: SuspendKind
+  suspend,      // a: file (static string), b: function (static string), u32: line, b8: SuspendKind;
+                // just before the step_end of the step it ends, with the same time
   wake,         // a: woken task, b: flow id, b8: WakeSource
   spawn,        // a: the new task
   steal,        // b16: the loop stolen from, u32: tasks taken (b8 = 0) or events (b8 = 1)
@@ -33,8 +40,20 @@ enum class WakeSource : uint8_t { task, timer, fd, foreign };
 enum class SuspendKind : uint8_t { wait, timed_wait, yield };
 inline constexpr uint8_t kParkTimer = 1, kParkFd = 2, kParkIoWatch = 4;
 
+/// The trace's clock: the time-stamp counter where there is one (13 ns to read on the
+/// 2-core VM this was measured on, against 40 ns for clock_gettime), mapped to
+/// nanoseconds by the writer from two readings of both clocks, at the start and at the
+/// end of the recording; elsewhere monotonic_ns().
+inline int64_t trace_clock() noexcept {
+#if defined(__x86_64__)
+  return int64_t(__rdtsc());
+#else
+  return monotonic_ns();
+#endif
+}
+
 struct TraceEvent {
-  int64_t ts;  // monotonic_ns()
+  int64_t ts;  // trace_clock()
   TraceKind kind;
   uint8_t b8;
   uint16_t b16;
@@ -45,7 +64,7 @@ static_assert(sizeof(TraceEvent) == 32);
 
 class TraceRing {
  public:
-  static constexpr uint32_t kCap = 1u << 15;  // 32768 events, 1 MiB
+  static constexpr uint32_t kCap = 1u << 16;  // 65536 events, 2 MiB
 
   TraceRing() : buf_(new TraceEvent[kCap]) {}
 
@@ -71,13 +90,17 @@ class TraceRing {
     head_.store(head_.load(std::memory_order_relaxed) + n, std::memory_order_release);
   }
 
-  /// Writer: calls f(event) for each published event, oldest first, then frees them.
+  /// Writer: calls f(first, count) for the published events, oldest first, in at most
+  /// two contiguous runs (the ring wraps), then frees them. Returns how many there were.
   template <class F>
   std::size_t drain(F&& f) {
     const uint64_t h = head_.load(std::memory_order_acquire);  // acquire: pairs with commit
-    uint64_t t = tail_.load(std::memory_order_relaxed);        // only the writer writes it
+    const uint64_t t = tail_.load(std::memory_order_relaxed);  // only the writer writes it
     const std::size_t n = std::size_t(h - t);
-    for (; t != h; ++t) f(buf_[t & (kCap - 1)]);
+    const std::size_t at = std::size_t(t & (kCap - 1));
+    const std::size_t first = n < kCap - at ? n : kCap - at;
+    if (first) f(&buf_[at], first);
+    if (n > first) f(&buf_[0], n - first);
     tail_.store(h, std::memory_order_release);  // release: our reads are done
     return n;
   }

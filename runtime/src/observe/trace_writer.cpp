@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -59,11 +60,28 @@ std::string park_reason(uint8_t bits) {
 }  // namespace
 
 TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings, int64_t slow_step_ns)
-    : t0_(monotonic_ns()), slow_step_ns_(slow_step_ns), pid_(int(::getpid())), rings_(std::move(rings)) {
+    : clock0_(trace_clock()),
+      t0_(monotonic_ns()),
+      slow_step_ns_(slow_step_ns),
+      pid_(int(::getpid())),
+      rings_(std::move(rings)) {
   out_ = std::fopen(path.c_str(), "w");
   if (!out_) {
     const int e = errno;
     throw RuntimeError("start_trace: cannot open '" + path + "' for writing: " + std::strerror(e));
+  }
+  std::string spool = path + ".spool.XXXXXX";
+  const int fd = ::mkstemp(spool.data());
+  if (fd >= 0) {
+    ::unlink(spool.c_str());
+    spool_ = ::fdopen(fd, "w+");
+    if (!spool_) ::close(fd);
+  }
+  if (!spool_) spool_ = std::tmpfile();  // the output's directory allows no other file
+  if (!spool_) {
+    const int e = errno;
+    std::fclose(out_);
+    throw RuntimeError("start_trace: cannot make a spool file beside '" + path + "': " + std::strerror(e));
   }
   for (TraceRing* r : rings_) baseline_.push_back(r->reset());
   loops_.resize(rings_.size());
@@ -108,36 +126,84 @@ void TraceWriter::run() {
   while (!stop_) {
     cv_.wait_for(lk, kPeriod);
     lk.unlock();
-    drain();
-    flush_if(kFlushAt);
+    spool();
     lk.lock();
   }
 }
 
-void TraceWriter::drain() {
+namespace {
+struct Block {
+  uint32_t track;  // a loop's index, or kForeignTrack | the OS thread id
+  uint32_t count;  // events that follow
+};
+constexpr uint32_t kForeignTrack = 0x80000000u;
+}  // namespace
+
+void TraceWriter::spool() {
+  stage_.clear();
+  auto add = [this](uint32_t track, const TraceEvent* e, uint32_t n) {
+    const Block b{track, n};
+    const char* bp = reinterpret_cast<const char*>(&b);
+    stage_.insert(stage_.end(), bp, bp + sizeof b);
+    const char* ep = reinterpret_cast<const char*>(e);
+    stage_.insert(stage_.end(), ep, ep + n * sizeof(TraceEvent));
+  };
+  // The loops' events go to the spool straight from their rings: a block header, then
+  // each contiguous run.
   for (std::size_t i = 0; i < rings_.size(); ++i) {
-    Track& tr = loops_[i];
-    rings_[i]->drain([&](const TraceEvent& e) { handle(tr, e); });
+    rings_[i]->drain([&](const TraceEvent* e, std::size_t n) {
+      const Block b{uint32_t(i), uint32_t(n)};
+      std::fwrite(&b, sizeof b, 1, spool_);
+      std::fwrite(e, sizeof *e, n, spool_);
+    });
   }
-  std::vector<Foreign> side;
-  {
-    std::lock_guard lk(mu_);
-    side.swap(side_);
-  }
-  for (const Foreign& f : side) {
-    auto [it, fresh] = foreign_tracks_.try_emplace(f.tid);
-    Track& tr = it->second;
-    if (fresh) {
-      // Foreign tracks are numbered after the loops' by OS thread id, never colliding.
-      tr.tid = 100000 + f.tid;
-      begin_event("M", "thread_name", nullptr, tr.tid, 0);
-      buf_ += ",\"args\":{\"name\":\"";
-      buf_ += f.e.kind == TraceKind::job_begin ? "pool thread " : "thread ";
-      put_u(f.tid);
-      buf_ += "\"}}";
+  try {
+    std::vector<Foreign> side;
+    {
+      std::lock_guard lk(mu_);
+      side.swap(side_);
     }
-    handle(tr, f.e);
+    for (const Foreign& f : side) add(kForeignTrack | f.tid, &f.e, 1);
+  } catch (...) {
+    // No memory to stage them: what was drained is lost, and counted.
+    std::lock_guard lk(mu_);
+    ++side_dropped_;
   }
+  if (!stage_.empty()) std::fwrite(stage_.data(), 1, stage_.size(), spool_);
+}
+
+TraceWriter::Track& TraceWriter::foreign_track(uint32_t tid, const TraceEvent& first) {
+  auto [it, fresh] = foreign_tracks_.try_emplace(tid);
+  Track& tr = it->second;
+  if (fresh) {
+    // Foreign tracks are numbered after the loops' by OS thread id, never colliding.
+    tr.tid = 100000 + tid;
+    begin_event("M", "thread_name", nullptr, tr.tid, t0_);
+    buf_ += ",\"args\":{\"name\":\"";
+    buf_ += first.kind == TraceKind::job_begin ? "pool thread " : "thread ";
+    put_u(tid);
+    buf_ += "\"}}";
+  }
+  return tr;
+}
+
+void TraceWriter::replay() {
+  std::fflush(spool_);
+  std::rewind(spool_);
+  std::vector<TraceEvent> evs;
+  Block b;
+  while (std::fread(&b, sizeof b, 1, spool_) == 1) {
+    evs.resize(b.count);
+    if (std::fread(evs.data(), sizeof(TraceEvent), b.count, spool_) != b.count) break;
+    for (TraceEvent& e : evs) {
+      e.ts = to_ns(e.ts);
+      Track& tr = (b.track & kForeignTrack) ? foreign_track(b.track & ~kForeignTrack, e) : loops_[b.track];
+      handle(tr, e);
+    }
+    flush_if(kFlushAt);
+  }
+  std::fclose(spool_);
+  spool_ = nullptr;
 }
 
 void TraceWriter::handle(Track& tr, const TraceEvent& e) {
@@ -321,8 +387,11 @@ void TraceWriter::finish() noexcept {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   try {
-    drain();
-    const int64_t now = monotonic_ns();
+    spool();
+    // The clock's rate, from the two readings of both clocks (start and now).
+    const int64_t clock1 = trace_clock(), now = monotonic_ns();
+    if (clock1 != clock0_) ns_per_tick_ = double(now - t0_) / double(clock1 - clock0_);
+    replay();
     for (Track& tr : loops_) {
       if (tr.step_open) close_step(tr, now, false, false);
       if (tr.park_open) close_park(tr, now, 0, true);
@@ -353,6 +422,8 @@ void TraceWriter::finish() noexcept {
   } catch (...) {
     buf_ += "\n]}\n";  // no memory for the rest: still a valid document
   }
+  if (spool_) std::fclose(spool_);
+  spool_ = nullptr;
   flush_if(0);
   std::fclose(out_);
   out_ = nullptr;

@@ -477,7 +477,7 @@ void Worker::switched_back(boost::context::fiber&& f) {
   TaskHeader* t = current.load(std::memory_order_relaxed);
   step_ended(t);  // t is still referenced here (an ended task is unref'd below)
   if (TraceRing* r = tracing()) [[unlikely]]
-    trace_step_end(r, t, !f);
+    trace_step_end(this, r, t, !f);
   current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).

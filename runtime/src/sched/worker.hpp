@@ -115,6 +115,13 @@ struct Worker {
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
   uint64_t trace_flows = 0;
+  struct {
+    const char* file;
+    const char* function;
+    uint32_t line;
+    SuspendKind kind;
+    bool pending;  // noted by trace_suspend, written with the step's end
+  } trace_note{nullptr, nullptr, 0, SuspendKind::wait, false};
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
       return trace.load(std::memory_order_acquire);
