@@ -358,8 +358,10 @@ void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   // is there: the task is started and not ended (we hold a reference).
   if (task_state::wake(t) == task_state::Wake::must_schedule) {
     RuntimeImpl* const r = rt ? rt : t->frame->rt;
+    // Tracing: the wake-up is recorded before the push (the flow id goes in t's frame).
+    // Both paths end in a tail call.
     if (trace_any()) [[unlikely]]
-      trace_wake(r, t);  // before the push: the flow id goes in t's frame
+      return trace_wake(r, t, lifo);
     r->make_ready(t, lifo);
   }
 }

@@ -165,11 +165,9 @@ void suspend_current(std::source_location where, SuspendKind kind) noexcept {
     TaskFrame* nf = next->frame;
     task_state::run(next);  // as in run_task
     w->switch_prev = t;
-    w->step_ended(t);
+    w->step_ended(t, false);
     w->current.store(next, std::memory_order_relaxed);
-    w->step_began();
-    if (TraceRing* r = w->tracing()) [[unlikely]]
-      trace_switch(w, r, t, next);
+    w->step_began(next, false);
     w->handoff_back = std::move(f->back);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)

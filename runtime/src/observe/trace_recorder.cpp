@@ -20,7 +20,7 @@
 
 namespace spindle::detail {
 
-std::atomic<int> g_trace_sessions{0};
+__attribute__((visibility("hidden"))) std::atomic<int> g_trace_sessions{0};
 
 namespace {
 
@@ -111,12 +111,6 @@ void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept
   step_end_at(w, r, trace_clock(), t, ended);
 }
 
-void trace_switch(Worker* w, TraceRing* r, TaskHeader* prev, TaskHeader* next) noexcept {
-  const int64_t ts = trace_clock();  // one clock read for both
-  step_end_at(w, r, ts, prev, false);
-  step_begin_at(r, ts, next, false);
-}
-
 void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
   // Noted here, written with the step's end (one clock reading for both).
   w->trace_note = {where.file_name(), where.function_name(), where.line(), w->yielding ? SuspendKind::yield : kind,
@@ -130,7 +124,9 @@ void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b
   }
 }
 
-void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
+namespace {
+
+void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   Worker* w = current_worker();
   TraceRing* r = w && w->rt == rt ? w->tracing() : nullptr;
   uint64_t flow = 0;
@@ -148,7 +144,7 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
     }
   } else {
     std::lock_guard lk(rt->trace_mu);
-    if (!rt->tracer) return;
+    if (!rt->tracer) return;  // stopped meanwhile
     flow = rt->tracer->next_foreign_flow();
     TraceEvent e;
     put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
@@ -156,6 +152,13 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   }
   // relaxed: see step_begin_at.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
+  record_wake(rt, t);
+  rt->make_ready(t, lifo);
 }
 
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
@@ -199,7 +202,10 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   g_trace_sessions.fetch_add(1, std::memory_order_relaxed);  // relaxed: see trace_any()
   // release: the ring (made above) is complete before a loop that sees the pointer
   // writes into it (Worker::tracing() loads with acquire).
-  for (Worker* w : rt->workers) w->trace.store(w->trace_ring.get(), std::memory_order_release);
+  for (Worker* w : rt->workers) {
+    w->trace.store(w->trace_ring.get(), std::memory_order_release);
+    w->step_hooks.fetch_or(Worker::kStepTrace, std::memory_order_relaxed);  // relaxed: see worker.hpp
+  }
 }
 
 void trace_stop(RuntimeImpl* rt) noexcept {
@@ -209,7 +215,10 @@ void trace_stop(RuntimeImpl* rt) noexcept {
   if (!rt->tracer) return;
   // relaxed: a loop that still sees the ring writes a few more events into it, which
   // stay there (the rings belong to the loops) and are discarded by the next start.
-  for (Worker* w : rt->workers) w->trace.store(nullptr, std::memory_order_relaxed);
+  for (Worker* w : rt->workers) {
+    w->step_hooks.fetch_and(uint8_t(~Worker::kStepTrace), std::memory_order_relaxed);
+    w->trace.store(nullptr, std::memory_order_relaxed);
+  }
   g_trace_sessions.fetch_sub(1, std::memory_order_relaxed);
   rt->tracer->finish();
   rt->tracer.reset();

@@ -41,8 +41,9 @@ class RuntimeImpl;
 
 /// Runtimes of this process that record a trace now. relaxed: a hint that gates the
 /// hooks off the loops' own rings; the hook itself then checks its runtime's session
-/// under its mutex.
-extern std::atomic<int> g_trace_sessions;
+/// under its mutex. Hidden: the library is compiled position-independent, and a hidden
+/// variable is read with one instruction instead of a load through the GOT first.
+extern std::atomic<int> g_trace_sessions __attribute__((visibility("hidden")));
 inline bool trace_any() noexcept {
   if constexpr (kTrace)
     return g_trace_sessions.load(std::memory_order_relaxed) != 0;
@@ -56,13 +57,11 @@ inline bool trace_any() noexcept {
 void trace_step_begin(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept;
 /// The step of t on w ends (ended: its body returned).
 void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept;
-/// A direct switch from prev to next on w: prev's step ends, next's begins.
-void trace_switch(Worker* w, TraceRing* r, TaskHeader* prev, TaskHeader* next) noexcept;
 /// The running task of w is about to suspend at `where` (written with its step's end).
 void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept;
-/// t (started, suspended) was just made QUEUED by the calling thread and is about to be
-/// pushed: records who woke it and leaves the flow id in t's frame for its next step.
-void trace_wake(RuntimeImpl* rt, TaskHeader* t) noexcept;
+/// t (started, suspended) was just made QUEUED by the calling thread: records who woke
+/// it, leaves the flow id in t's frame for its next step, and makes it ready on rt.
+void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 /// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept;
 /// Any other loop event (see TraceKind for what a, b, b8, b16 and u32 mean).

@@ -25,6 +25,7 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
       stacks(r->stacks),
       rng(0x9E3779B9u * (i + 1)),
       shuffle(r->opts.shuffle),
+      step_hooks(r->opts.debug ? kStepSlow : 0),
       slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0),
       gctok_(r->global),
       sctok_(r->spill) {}
@@ -403,6 +404,16 @@ void Worker::park() {
   if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
 }
 
+void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
+  if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  if (TraceRing* r = tracing()) trace_step_begin(this, r, t, first);
+}
+
+void Worker::step_ended_hooked(TaskHeader* t, bool ended) noexcept {
+  if (TraceRing* r = tracing()) trace_step_end(this, r, t, ended);
+  if (slow_step_ns) step_ended_slow(t);
+}
+
 void Worker::start_fibre(TaskHeader* t) {
   std::size_t size = 0;
   if (t->word.load(std::memory_order_relaxed) & kCustomStack) {
@@ -426,9 +437,7 @@ void Worker::start_fibre(TaskHeader* t) {
     if constexpr (kMetrics) sample_stacks();  // the fibre count's peak, sampled while busy too
   }
   current.store(t, std::memory_order_relaxed);
-  step_began();
-  if (TraceRing* r = tracing()) [[unlikely]]
-    trace_step_begin(this, r, t, true);
+  step_began(t, true);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, s.guard_end(), s.usable());
 #endif
@@ -460,9 +469,7 @@ void Worker::run_task(TaskHeader* t) {
   boost::context::fiber f = std::move(fr->ctx);
   task_state::run(t);
   current.store(t, std::memory_order_relaxed);
-  step_began();
-  if (TraceRing* r = tracing()) [[unlikely]]
-    trace_step_begin(this, r, t, false);
+  step_began(t, false);
 #if defined(SPINDLE_ASAN)
   san::start_switch(&asan_fake, fr->stack.guard_end(), fr->stack.usable());
 #endif
@@ -475,9 +482,7 @@ void Worker::switched_back(boost::context::fiber&& f) {
   // Fibres may have switched among themselves (suspend_current's direct switch): the
   // one that came back is `current`, not necessarily the one we resumed.
   TaskHeader* t = current.load(std::memory_order_relaxed);
-  step_ended(t);  // t is still referenced here (an ended task is unref'd below)
-  if (TraceRing* r = tracing()) [[unlikely]]
-    trace_step_end(this, r, t, !f);
+  step_ended(t, !f);                                  // t is still referenced here (an ended task is unref'd below)
   current.store(nullptr, std::memory_order_relaxed);  // owner only: no RMW needed
   if (tsan_to_destroy) {
     // The fibre ended (fibre_main handed us its TSan fibre to destroy).

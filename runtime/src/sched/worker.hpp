@@ -87,21 +87,35 @@ struct Worker {
   std::atomic<bool> parked{false};
   uint32_t rng;
   const bool shuffle;  // Options::shuffle (debug): see shuffle_ready()
-  // Debug mode's slow steps (step_watch.hpp): slow_step in ns, 0 when debug is off (then
-  // the switch paths pay one predictable branch). step_start: when the running step
-  // began, written by the owner at each resume (relaxed: the watchdog only samples it;
-  // see StepWatch::run for why a stale pairing with `current` cannot report early).
-  // step_reported: the start of the last step reported, claimed by exchange so that the
-  // watchdog and the loop (at the step's end) report each step once between them.
+  // What watches each step's beginning and end: kStepSlow (debug mode's slow steps) and
+  // kStepTrace (an execution trace records). One byte for both, so that the switch paths
+  // pay one predictable branch when neither is on. kStepSlow is set at construction;
+  // kStepTrace by trace start and stop on any thread (relaxed: the hooked path then reads
+  // the ring pointer itself, with acquire; a turn or two late or early only moves where
+  // the trace begins or ends).
+  static constexpr uint8_t kStepSlow = 1, kStepTrace = 2;
+  std::atomic<uint8_t> step_hooks{0};
+  // Debug mode's slow steps (step_watch.hpp): slow_step in ns, 0 when debug is off.
+  // step_start: when the running step began, written by the owner at each resume
+  // (relaxed: the watchdog only samples it; see StepWatch::run for why a stale pairing
+  // with `current` cannot report early). step_reported: the start of the last step
+  // reported, claimed by exchange so that the watchdog and the loop (at the step's end)
+  // report each step once between them.
   const int64_t slow_step_ns;
   std::atomic<int64_t> step_start{0};
   std::atomic<int64_t> step_reported{0};
-  void step_began() noexcept {
-    if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  /// A step of t begins on this loop (first: its fibre's first step).
+  void step_began(TaskHeader* t, bool first) noexcept {
+    if (step_hooks.load(std::memory_order_relaxed)) [[unlikely]]
+      step_began_hooked(t, first);
   }
-  void step_ended(TaskHeader* t) noexcept {
-    if (slow_step_ns) step_ended_slow(t);
+  /// The running step of t ends (ended: its body returned).
+  void step_ended(TaskHeader* t, bool ended) noexcept {
+    if (step_hooks.load(std::memory_order_relaxed)) [[unlikely]]
+      step_ended_hooked(t, ended);
   }
+  void step_began_hooked(TaskHeader* t, bool first) noexcept;
+  void step_ended_hooked(TaskHeader* t, bool ended) noexcept;
   void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
 
   // The execution trace (trace_recorder.hpp): the ring this loop records into while a
