@@ -171,25 +171,17 @@ def draw(tr, path, start_ms=None, end_ms=None):
     colour = {n: palette[i % 10] for i, n in enumerate(names[:10])}
     other = "#8c6d31"
     fig, ax = plt.subplots(figsize=(14, 1.0 + 0.55 * max(1, len(lanes))))
-    # Parks first (grey, under the steps), then steps by name, then pool jobs.
-    by_lane = defaultdict(list)
-    for tid, ts, dur, _ in tr.parks:
-        if tid in row and seen(ts, dur):
-            by_lane[tid].append((to_ms(ts), dur / 1000.0))
-    for tid, bars in by_lane.items():
-        ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors="#d0d0d0", edgecolor="none")
+    # Parks first (grey, under the steps), then steps by name, then pool jobs: each a
+    # list of (lane, start, duration, colour).
+    bars = [(s[0], s[1], s[2], "#d0d0d0") for s in tr.parks]
+    bars += [(s[0], s[1], max(s[2], 0.1), colour.get(s[3], other)) for s in tr.steps]
+    bars += [(j[0], j[1], j[2], "#17becf") for j in tr.jobs]
     groups = defaultdict(list)
-    for tid, ts, dur, name, _ in tr.steps:
+    for tid, ts, dur, c in bars:
         if tid in row and seen(ts, dur):
-            groups[(tid, colour.get(name, other))].append((to_ms(ts), max(dur / 1000.0, 1e-4)))
-    for (tid, c), bars in groups.items():
-        ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors=c, edgecolor="none")
-    jobs = defaultdict(list)
-    for tid, ts, dur, _ in tr.jobs:
-        if tid in row and seen(ts, dur):
-            jobs[tid].append((to_ms(ts), dur / 1000.0))
-    for tid, bars in jobs.items():
-        ax.broken_barh(bars, (row[tid] - 0.35, 0.7), facecolors="#17becf", edgecolor="none")
+            groups[(tid, c)].append((to_ms(ts), dur / 1000.0))
+    for (tid, c), spans in groups.items():
+        ax.broken_barh(spans, (row[tid] - 0.35, 0.7), facecolors=c, edgecolor="none")
     marks = {}
     for io, c in ((False, "red"), (True, "darkorange")):
         st = [s for s in tr.steals if s[0] in row and s[4] == io and seen(s[1], 0)]

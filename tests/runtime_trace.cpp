@@ -208,6 +208,12 @@ struct Trace {
       if (e.ph == "X" && e.tid == tid && e.ts <= ts && ts <= e.end()) return &e;
     return nullptr;
   }
+  // The wake-up flow that ends at step s (its "f" event), or null.
+  const Ev* flow_into(const Ev* s) const {
+    for (auto& e : ev)
+      if (e.ph == "f" && e.tid == s->tid && e.ts == s->ts) return &e;
+    return nullptr;
+  }
   const Ev* flow(const std::string& ph, uint64_t id) const {
     for (auto& e : ev)
       if (e.ph == ph && e.id == id) return &e;
@@ -284,6 +290,16 @@ Trace read_trace(const std::string& path) {
   return t;
 }
 
+// Runs body as the main task of a runtime over n loops (the test harness's, checked at
+// its end) that records its trace into path.
+template <class F>
+void traced(unsigned n, const std::string& path, F&& body) {
+  Options o = test::opts(n);
+  o.trace = path;
+  test::Checked h(o);
+  h.block_on(std::forward<F>(body));
+}
+
 std::string trace_path(const char* what) {
   return (std::filesystem::temp_directory_path() /
           ("spindle_trace_" + std::to_string(::getpid()) + "_" + what + ".json"))
@@ -303,22 +319,17 @@ TEST_CASE("trace: a task woken by an Event set on another loop has a flow from t
           "[trace]") {
   const unsigned n = SPINDLE_WORKERS();
   const std::string path = trace_path("event");
-  {
-    Options o = test::opts(n);
-    o.trace = path;
-    test::Checked h(o);
-    const int other = n > 1 ? 1 : 0;
-    h.block_on([&] {
-      Event ev;
-      auto waiter = spawn(TaskOptions{.name = "waiter", .pinned = true, .loop = 0}, [&] { ev.wait(); });
-      auto setter = spawn(TaskOptions{.name = "setter", .pinned = true, .loop = other}, [&] {
-        test::until_suspended(waiter);
-        ev.set();
-      });
-      waiter.get();
-      setter.get();
+  const int other = n > 1 ? 1 : 0;
+  traced(n, path, [&] {
+    Event ev;
+    auto waiter = spawn(TaskOptions{.name = "waiter", .pinned = true, .loop = 0}, [&] { ev.wait(); });
+    auto setter = spawn(TaskOptions{.name = "setter", .pinned = true, .loop = other}, [&] {
+      test::until_suspended(waiter);
+      ev.set();
     });
-  }
+    waiter.get();
+    setter.get();
+  });
   const Trace t = read_trace(path);
   CHECK(t.dropped() == 0);
   const auto w = t.steps("waiter");
@@ -332,10 +343,9 @@ TEST_CASE("trace: a task woken by an Event set on another loop has a flow from t
   CHECK(w[1]->arg("end") == "returned");
   // The arrow: it starts inside a step of the setter, on the setter's loop, and ends at
   // the waiter's second step, after it.
-  const Ev* f = nullptr;
-  for (const Ev* e : t.of("f"))
-    if (e->tid == 0 && e->ts == w[1]->ts) f = e;
+  const Ev* f = t.flow_into(w[1]);
   REQUIRE(f != nullptr);
+  CHECK(f->tid == 0);
   const Ev* s = t.flow("s", f->id);
   REQUIRE(s != nullptr);
   CHECK(s->tid == (n > 1 ? 1 : 0));
@@ -351,21 +361,16 @@ TEST_CASE("trace: a stolen task shows a steal naming the loop it came from, and 
   const unsigned n = SPINDLE_WORKERS();
   if (n < 2) return;  // a steal needs two loops
   const std::string path = trace_path("steal");
-  {
-    Options o = test::opts(n);
-    o.trace = path;
-    test::Checked h(o);
-    h.block_on([&] {
-      std::atomic<bool> ran{false};
-      std::vector<Task<>> ts;
-      // The main task keeps its loop busy without suspending: the only way these tasks
-      // run is on another loop that stole them.
-      for (int i = 0; i < 8; ++i) ts.push_back(spawn(TaskOptions{.name = "stealme"}, [&] { ran = true; }));
-      spin_until(ran);
-      CHECK(ran.load());
-      for (auto& t : ts) t.get();
-    });
-  }
+  traced(n, path, [&] {
+    std::atomic<bool> ran{false};
+    std::vector<Task<>> ts;
+    // The main task keeps its loop busy without suspending: the only way these tasks
+    // run is on another loop that stole them.
+    for (int i = 0; i < 8; ++i) ts.push_back(spawn(TaskOptions{.name = "stealme"}, [&] { ran = true; }));
+    spin_until(ran);
+    CHECK(ran.load());
+    for (auto& t : ts) t.get();
+  });
   const Trace t = read_trace(path);
   const auto main_steps = t.steps("main");
   REQUIRE(!main_steps.empty());
@@ -391,19 +396,12 @@ TEST_CASE("trace: a timer's wake-up is a flow from a timer slice to the sleeper'
           "[trace]") {
   const unsigned n = SPINDLE_WORKERS();
   const std::string path = trace_path("timer");
-  {
-    Options o = test::opts(n);
-    o.trace = path;
-    test::Checked h(o);
-    h.block_on([&] { spawn(TaskOptions{.name = "sleeper"}, [] { spindle::sleep(5ms); }).get(); });
-  }
+  traced(n, path, [&] { spawn(TaskOptions{.name = "sleeper"}, [] { spindle::sleep(5ms); }).get(); });
   const Trace t = read_trace(path);
   const auto s = t.steps("sleeper");
   REQUIRE(s.size() == 2);
   CHECK(s[0]->arg("wait") == "timed wait");
-  const Ev* f = nullptr;
-  for (const Ev* e : t.of("f"))
-    if (e->tid == s[1]->tid && e->ts == s[1]->ts) f = e;
+  const Ev* f = t.flow_into(s[1]);
   REQUIRE(f != nullptr);
   const Ev* start = t.flow("s", f->id);
   REQUIRE(start != nullptr);
@@ -434,26 +432,19 @@ TEST_CASE(
     "[trace]") {
   const unsigned n = SPINDLE_WORKERS();
   const std::string path = trace_path("foreign");
-  {
-    Options o = test::opts(n);
-    o.trace = path;
-    test::Checked h(o);
-    h.block_on([&] {
-      Future<int> fut;
-      auto waiter = spawn(TaskOptions{.name = "fwaiter"}, [&] { return fut.get(); });
-      test::until_suspended(waiter);
-      std::thread th([&] { fut.set_result(7); });
-      CHECK(waiter.get() == 7);
-      th.join();
-      CHECK(to_thread([] { return 3; }) == 3);  // a blocking-pool job
-    });
-  }
+  traced(n, path, [&] {
+    Future<int> fut;
+    auto waiter = spawn(TaskOptions{.name = "fwaiter"}, [&] { return fut.get(); });
+    test::until_suspended(waiter);
+    std::thread th([&] { fut.set_result(7); });
+    CHECK(waiter.get() == 7);
+    th.join();
+    CHECK(to_thread([] { return 3; }) == 3);  // a blocking-pool job
+  });
   const Trace t = read_trace(path);
   const auto s = t.steps("fwaiter");
   REQUIRE(s.size() == 2);
-  const Ev* f = nullptr;
-  for (const Ev* e : t.of("f"))
-    if (e->tid == s[1]->tid && e->ts == s[1]->ts) f = e;
+  const Ev* f = t.flow_into(s[1]);
   REQUIRE(f != nullptr);
   const Ev* start = t.flow("s", f->id);
   REQUIRE(start != nullptr);

@@ -18,30 +18,12 @@ namespace {
 constexpr std::chrono::milliseconds kPeriod{2};
 constexpr std::size_t kFlushAt = 1 << 20;
 
-const char* wake_source_name(uint8_t s) {
-  switch (WakeSource(s)) {
-    case WakeSource::task:
-      return "task";
-    case WakeSource::timer:
-      return "timer";
-    case WakeSource::fd:
-      return "fd";
-    case WakeSource::foreign:
-      return "foreign thread";
-  }
-  return "?";
-}
-
-const char* suspend_kind_name(uint8_t k) {
-  switch (SuspendKind(k)) {
-    case SuspendKind::wait:
-      return "wait";
-    case SuspendKind::timed_wait:
-      return "timed wait";
-    case SuspendKind::yield:
-      return "yield";
-  }
-  return "?";
+// Names of WakeSource and SuspendKind values, in their order.
+constexpr const char* kWakeSources[] = {"task", "timer", "fd", "foreign thread"};
+constexpr const char* kSuspendKinds[] = {"wait", "timed wait", "yield"};
+template <std::size_t N>
+const char* name_of(const char* const (&names)[N], uint8_t v) {
+  return v < N ? names[v] : "?";
 }
 
 std::string park_reason(uint8_t bits) {
@@ -242,14 +224,11 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
         put_u(e.b);
         buf_ += "}";
       } else {
-        anchor(tr, e.ts, wake_source_name(e.b8), e.b, e.a);
+        anchor(tr, e.ts, name_of(kWakeSources, e.b8), e.b, e.a);
       }
       break;
     case TraceKind::spawn:
-      begin_event("i", "spawn", "spawn", tr.tid, e.ts);
-      buf_ += ",\"s\":\"t\",\"args\":{\"task\":";
-      put_hex(e.a);
-      buf_ += "}}";
+      instant(tr, e.ts, "spawn", "spawn", "task", e.a, true);
       break;
     case TraceKind::steal:
       begin_event("i", e.b8 ? "io steal" : "steal", "steal", tr.tid, e.ts);
@@ -270,16 +249,10 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
       if (tr.park_open) close_park(tr, e.ts, e.u32, false);
       break;
     case TraceKind::poll:
-      begin_event("i", "poll", "io", tr.tid, e.ts);
-      buf_ += ",\"s\":\"t\",\"args\":{\"events\":";
-      put_u(e.u32);
-      buf_ += "}}";
+      instant(tr, e.ts, "poll", "io", "events", e.u32, false);
       break;
     case TraceKind::timer_fired:
-      begin_event("i", "timer fired", "timer", tr.tid, e.ts);
-      buf_ += ",\"s\":\"t\",\"args\":{\"task\":";
-      put_hex(e.a);
-      buf_ += "}}";
+      instant(tr, e.ts, "timer fired", "timer", "task", e.a, true);
       break;
     case TraceKind::job_begin:
       try {
@@ -313,7 +286,7 @@ void TraceWriter::close_step(Track& tr, int64_t end, bool ended, bool cut) {
     buf_ += ",\"end\":\"returned\"";
   } else if (tr.suspended) {
     buf_ += ",\"end\":\"suspended\",\"wait\":";
-    put_str(suspend_kind_name(tr.suspend.b8));
+    put_str(name_of(kSuspendKinds, tr.suspend.b8));
     const char* file = reinterpret_cast<const char*>(tr.suspend.a);
     const char* fn = reinterpret_cast<const char*>(tr.suspend.b);
     std::string at = file ? file : "";
@@ -427,6 +400,16 @@ void TraceWriter::finish() noexcept {
   flush_if(0);
   std::fclose(out_);
   out_ = nullptr;
+}
+
+void TraceWriter::instant(const Track& tr, int64_t ts, const char* name, const char* cat, const char* key, uint64_t v,
+                          bool hex) {
+  begin_event("i", name, cat, tr.tid, ts);
+  buf_ += ",\"s\":\"t\",\"args\":{\"";
+  buf_ += key;
+  buf_ += "\":";
+  hex ? put_hex(v) : put_u(v);
+  buf_ += "}}";
 }
 
 void TraceWriter::begin_event(const char* ph, const char* name, const char* cat, uint32_t tid, int64_t ts) {

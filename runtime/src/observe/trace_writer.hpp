@@ -88,6 +88,8 @@ class TraceWriter {
   void close_step(Track& tr, int64_t end, bool ended, bool cut);
   void close_park(Track& tr, int64_t end, uint32_t events, bool cut);
   void anchor(Track& tr, int64_t ts, const char* what, uint64_t flow, uint64_t task);
+  /// An instant event on tr's track with one argument, key: v (hex: as "0x...").
+  void instant(const Track& tr, int64_t ts, const char* name, const char* cat, const char* key, uint64_t v, bool hex);
   // JSON pieces
   void begin_event(const char* ph, const char* name, const char* cat, uint32_t tid, int64_t ts);
   void put_ts(int64_t ts);
