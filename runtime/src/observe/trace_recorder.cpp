@@ -216,7 +216,7 @@ void trace_stop(RuntimeImpl* rt) noexcept {
   // relaxed: a loop that still sees the ring writes a few more events into it, which
   // stay there (the rings belong to the loops) and are discarded by the next start.
   for (Worker* w : rt->workers) {
-    w->step_hooks.fetch_and(uint8_t(~Worker::kStepTrace), std::memory_order_relaxed);
+    w->step_hooks.fetch_and(uint8_t(~Worker::kStepTrace), std::memory_order_relaxed);  // relaxed: see worker.hpp
     w->trace.store(nullptr, std::memory_order_relaxed);
   }
   g_trace_sessions.fetch_sub(1, std::memory_order_relaxed);
