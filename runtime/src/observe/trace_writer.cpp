@@ -1,6 +1,9 @@
 #include "observe/trace_writer.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cstdlib>
@@ -60,6 +63,16 @@ TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings,
     if (!spool_) ::close(fd);
   }
   if (!spool_) spool_ = std::tmpfile();  // the output's directory allows no other file
+  if (spool_ && ::posix_memalign(reinterpret_cast<void**>(&direct_buf_), kPage, kDirectCap) == 0) {
+    // The same (unlinked) file opened again for direct writes; buffered if refused
+    // (tmpfs, say).
+    const std::string self = "/proc/self/fd/" + std::to_string(::fileno(spool_));
+    direct_fd_ = ::open(self.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (direct_fd_ < 0) {
+      std::free(direct_buf_);
+      direct_buf_ = nullptr;
+    }
+  }
   if (!spool_) {
     const int e = errno;
     std::fclose(out_);
@@ -135,8 +148,8 @@ void TraceWriter::spool() {
   for (std::size_t i = 0; i < rings_.size(); ++i) {
     rings_[i]->drain([&](const TraceEvent* e, std::size_t n) {
       const Block b{uint32_t(i), uint32_t(n)};
-      std::fwrite(&b, sizeof b, 1, spool_);
-      std::fwrite(e, sizeof *e, n, spool_);
+      spool_bytes(&b, sizeof b);
+      spool_bytes(e, n * sizeof *e);
     });
   }
   try {
@@ -151,7 +164,43 @@ void TraceWriter::spool() {
     std::lock_guard lk(mu_);
     ++side_dropped_;
   }
-  if (!stage_.empty()) std::fwrite(stage_.data(), 1, stage_.size(), spool_);
+  if (!stage_.empty()) spool_bytes(stage_.data(), stage_.size());
+  spool_flush(false);
+}
+
+void TraceWriter::spool_bytes(const void* p, std::size_t n) {
+  if (direct_fd_ < 0) {
+    std::fwrite(p, 1, n, spool_);
+    return;
+  }
+  const char* c = static_cast<const char*>(p);
+  while (n) {
+    if (direct_used_ == kDirectCap) spool_flush(false);
+    const std::size_t k = std::min(n, kDirectCap - direct_used_);
+    std::memcpy(direct_buf_ + direct_used_, c, k);
+    direct_used_ += k, c += k, n -= k;
+  }
+}
+
+void TraceWriter::spool_flush(bool last) {
+  if (direct_fd_ < 0) return;
+  // Whole pages only; the rest waits for more, or is padded at the last flush.
+  std::size_t len = last ? (direct_used_ + kPage - 1) / kPage * kPage : direct_used_ / kPage * kPage;
+  if (len == 0) return;
+  if (last) std::memset(direct_buf_ + direct_used_, 0, len - direct_used_);
+  const std::size_t valid = std::min(len, direct_used_);
+  for (std::size_t done = 0; done < len;) {
+    const ssize_t w = ::pwrite(direct_fd_, direct_buf_ + done, len - done, off_t(direct_off_ + done));
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      break;  // the disk is full: what is spooled so far is kept
+    }
+    done += std::size_t(w);
+  }
+  direct_off_ += len;
+  direct_valid_ += valid;
+  std::memmove(direct_buf_, direct_buf_ + valid, direct_used_ - valid);
+  direct_used_ -= valid;
 }
 
 TraceWriter::Track& TraceWriter::foreign_track(uint32_t tid, const TraceEvent& first) {
@@ -170,11 +219,14 @@ TraceWriter::Track& TraceWriter::foreign_track(uint32_t tid, const TraceEvent& f
 }
 
 void TraceWriter::replay() {
+  spool_flush(true);
   std::fflush(spool_);
   std::rewind(spool_);
   std::vector<TraceEvent> evs;
   Block b;
-  while (std::fread(&b, sizeof b, 1, spool_) == 1) {
+  uint64_t read = 0;
+  while ((direct_fd_ < 0 || read < direct_valid_) && std::fread(&b, sizeof b, 1, spool_) == 1) {
+    read += sizeof b + uint64_t(b.count) * sizeof(TraceEvent);
     evs.resize(b.count);
     if (std::fread(evs.data(), sizeof(TraceEvent), b.count, spool_) != b.count) break;
     for (TraceEvent& e : evs) {
@@ -397,6 +449,10 @@ void TraceWriter::finish() noexcept {
   }
   if (spool_) std::fclose(spool_);
   spool_ = nullptr;
+  if (direct_fd_ >= 0) ::close(direct_fd_);
+  direct_fd_ = -1;
+  std::free(direct_buf_);
+  direct_buf_ = nullptr;
   flush_if(0);
   std::fclose(out_);
   out_ = nullptr;
