@@ -141,8 +141,9 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
       [t, s, tsan_fiber](boost::context::fiber&& back) { return fibre_main(t, s, tsan_fiber, std::move(back)); });
 }
 
-void suspend_current(std::source_location where) noexcept {
-  Worker* w = current_worker();
+namespace {
+// suspend_current's body, for the worker `w` the calling fibre runs on now.
+inline void suspend_on(Worker* w, std::source_location where) noexcept {
   TaskHeader* t = w->current.load(std::memory_order_relaxed);
   TaskFrame* f = t->frame;
   // relaxed: a diagnostic only (see frame.hpp).
@@ -185,6 +186,14 @@ void suspend_current(std::source_location where) noexcept {
   san::finish_switch(f->asan_fake, nullptr, nullptr);
   f->back_bottom = now->stack_bottom;  // switching back means switching to the worker's stack
   f->back_size = now->stack_size;
+}
+}  // namespace
+
+void suspend_current(std::source_location where) noexcept { suspend_on(current_worker(), where); }
+
+void suspend_yielding(Worker* w, std::source_location where) noexcept {
+  w->yielding = true;
+  suspend_on(w, where);
 }
 
 }  // namespace spindle::detail

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <source_location>
 #include <thread>
 #include <vector>
 
@@ -70,7 +71,10 @@ struct Worker {
   // dump on another thread may read which task each loop runs (relaxed: a diagnostic; a
   // relaxed store is a plain store on x86, so the switch path pays nothing).
   std::atomic<TaskHeader*> current{nullptr};
-  bool yielding = false;          // owner only: `current` asked to be requeued (yield)
+  bool yielding = false;  // owner only: `current` asked to be requeued (yield)
+  // The runtime has this one worker only (set before the loop starts, never changed): no
+  // thief ever touches the run queue, so its owner pops without a CAS (pop_alone).
+  bool alone = false;
   TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
   // Direct fibre-to-fibre switch state (see suspend_current): owner only.
   TaskHeader* switch_prev = nullptr;
@@ -209,7 +213,10 @@ struct Worker {
 
  private:
   void start_fibre(TaskHeader* t);
-  void push_ring(TaskHeader* t);
+  void push_ring(TaskHeader* t) {
+    if (!ring.push(t)) push_ring_full(t);
+  }
+  void push_ring_full(TaskHeader* t);  // the ring is full: moves half of it out first
   static constexpr unsigned kLifoStreak = 3;
   /// Up to `want` tasks from the spill and global queues (RuntimeImpl::spill says which
   /// first); keeps global_len.
@@ -221,8 +228,9 @@ struct Worker {
 
 // current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
 // move to another thread across any suspension).
-/// The running fibre asks its worker to requeue it at the back once it has switched out.
-void mark_yielding() noexcept;
+/// suspend_current for a yield: the running fibre of `w` (the calling thread's worker)
+/// switches out and `w` requeues it at the back of its queue once it has.
+void suspend_yielding(Worker* w, std::source_location where) noexcept;
 void set_current_worker(Worker* w) noexcept;
 
 }  // namespace spindle::detail
