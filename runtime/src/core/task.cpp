@@ -147,7 +147,8 @@ TaskWhere task_where(FutureCore* c) {
   // its frame from going meanwhile.
   const uint16_t sched = t->sched.load(std::memory_order_relaxed);
   w.started = sched & kStarted;
-  w.state = t->done() ? TaskState::done : state_of(sched);
+  TaskFrame* const fr = t->frame;  // there while the fibre lives (set and cleared under the lock)
+  w.state = t->done() ? TaskState::done : fr ? state_of(fr->rt, t, sched) : state_of(sched);
   if (w.started && (w.state == TaskState::suspended || w.state == TaskState::ready))
     if (TaskFrame* f = t->frame) {
       file = f->where_file.load(std::memory_order_relaxed);
