@@ -144,32 +144,36 @@ TEST_CASE("a queued yielder reads as ready; every yielder on a loop gets its tur
     constexpr int kYielders = 4;
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> turns[kYielders] = {};
+    // Everything pinned to one loop: whenever the observer runs, no yielder is running.
+    const TaskOptions on_loop{.name = "yielder", .pinned = true, .loop = int(n - 1)};
     std::vector<Task<>> ys;
-    // Pinned to this loop: whenever we run, none of them can be running.
-    for (int i = 0; i < kYielders; ++i)
-      ys.push_back(spawn(TaskOptions{.name = "yielder", .pinned = true}, [&, i] { spin_yield(stop, turns[i]); }));
-    for (int i = 0; i < kYielders; ++i)
-      while (turns[i].load(std::memory_order_relaxed) == 0) yield();
-    for (auto& y : ys) {
-      const TaskWhere w = y.where();
-      CHECK(w.started);
-      CHECK(w.state == TaskState::ready);
-      CHECK(w.line != 0);  // where it yielded
-      test::until_suspended(y);
-    }
-    unsigned listed = 0;
-    for (const TaskInfo& info : task_infos())
-      if (info.name == "yielder") {
-        ++listed;
-        CHECK(info.state == TaskState::ready);
+    for (int i = 0; i < kYielders; ++i) ys.push_back(spawn(on_loop, [&, i] { spin_yield(stop, turns[i]); }));
+    TaskOptions observer = on_loop;
+    observer.name = "observer";
+    spawn(observer, [&] {
+      for (int i = 0; i < kYielders; ++i)
+        while (turns[i].load(std::memory_order_relaxed) == 0) yield();
+      for (auto& y : ys) {
+        const TaskWhere w = y.where();
+        CHECK(w.started);
+        CHECK(w.state == TaskState::ready);
+        CHECK(w.line != 0);  // where it yielded
+        test::until_suspended(y);
       }
-    CHECK(listed == kYielders);
-    // Round and round: while we yield 1000 times, each of them yields too.
-    uint64_t before[kYielders];
-    for (int i = 0; i < kYielders; ++i) before[i] = turns[i].load(std::memory_order_relaxed);
-    for (int k = 0; k < 1000; ++k) yield();
-    for (int i = 0; i < kYielders; ++i) CHECK(turns[i].load(std::memory_order_relaxed) > before[i]);
-    stop.store(true, std::memory_order_release);
+      unsigned listed = 0;
+      for (const TaskInfo& info : task_infos())
+        if (info.name == "yielder") {
+          ++listed;
+          CHECK(info.state == TaskState::ready);
+        }
+      CHECK(listed == kYielders);
+      // Round and round: while we yield 1000 times, each of them yields too.
+      uint64_t before[kYielders];
+      for (int i = 0; i < kYielders; ++i) before[i] = turns[i].load(std::memory_order_relaxed);
+      for (int k = 0; k < 1000; ++k) yield();
+      for (int i = 0; i < kYielders; ++i) CHECK(turns[i].load(std::memory_order_relaxed) > before[i]);
+      stop.store(true, std::memory_order_release);
+    }).get();
     for (auto& y : ys) y.get();
   });
 }

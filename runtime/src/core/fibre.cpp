@@ -1,6 +1,9 @@
 #include "core/fibre.hpp"
 
+#include <spindle/task.hpp>
+
 #include <memory>
+#include <thread>
 
 #include "core/frame.hpp"
 #include "sched/runtime_impl.hpp"
@@ -56,16 +59,6 @@ struct PoolStack {
     }
   }
 };
-
-// Runs on the stack of the fibre we switched to directly, before it continues: the
-// previous fibre is fully saved in `from` now, so it may be published.
-boost::context::fiber publish_previous(boost::context::fiber&& from) {
-  Worker* w = current_worker();
-  TaskHeader* prev = std::exchange(w->switch_prev, nullptr);
-  prev->frame->ctx = std::move(from);
-  w->after_suspend(prev);
-  return std::move(w->handoff_back);  // becomes the resumed fibre's `back`
-}
 
 boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost::context::fiber&& back) {
   TaskFrame frame;
@@ -155,12 +148,13 @@ inline void suspend_on(Worker* w, std::source_location where) noexcept {
   auto* g = static_cast<EhGlobals*>(w->eh_globals);
   const EhGlobals saved = *g;
   *g = EhGlobals{nullptr, 0};
+  boost::context::fiber from;
   if (TaskHeader* next = w->next_for_direct_switch()) {
     // Direct switch: run the next ready fibre without a round trip through the worker's
-    // own context. We are still on our stack, so we must not be published yet: the
-    // on-top function below runs on `next`'s stack once we are fully saved, stores our
-    // context and publishes us (invariant 1: suspend, then publish). The worker's own
-    // context travels with the running fibre, in `handoff_back`.
+    // own context. We are still on our stack, so we must not be published yet: `next`,
+    // which resumes below in its own suspend_on, receives our saved context from the
+    // switch, stores it and publishes us (invariant 1: suspend, then publish). The
+    // worker's own context travels with the running fibre, in `handoff_back`.
     TaskFrame* nf = next->frame;
     task_state::run(next);  // as in run_task
     w->switch_prev = t;
@@ -173,17 +167,29 @@ inline void suspend_on(Worker* w, std::source_location where) noexcept {
     san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
 #endif
     san::tsan_switch_to(nf->tsan_fiber);
-    f->back = std::move(target).resume_with(&publish_previous);
+    from = std::move(target).resume();
   } else {
     san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
     san::tsan_switch_to(w->tsan_fiber);
-    f->back = std::move(f->back).resume();
+    from = std::move(f->back).resume();
   }
-  // We may be on another thread now: `w` is stale. Whoever resumed us (the worker, or
-  // another fibre in a direct switch) handed us the worker's context as `back`.
+  // We may be on another thread now: `w` is stale. Every fibre that is resumed comes
+  // back here (a started fibre's context is only ever saved above), so this is where a
+  // direct switch ends too.
   Worker* now = current_worker();
   *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
   san::finish_switch(f->asan_fake, nullptr, nullptr);
+  if (TaskHeader* prev = now->switch_prev) {
+    // Another fibre switched straight to us: `from` is its context, fully saved now.
+    // Store and publish it as the worker loop does after a switch back, and take the
+    // worker's own context from the hand-off.
+    now->switch_prev = nullptr;
+    prev->frame->ctx = std::move(from);
+    now->after_suspend(prev);
+    f->back = std::move(now->handoff_back);
+  } else {
+    f->back = std::move(from);  // the worker's loop resumed us
+  }
   f->back_bottom = now->stack_bottom;  // switching back means switching to the worker's stack
   f->back_size = now->stack_size;
 }
@@ -191,9 +197,32 @@ inline void suspend_on(Worker* w, std::source_location where) noexcept {
 
 void suspend_current(std::source_location where) noexcept { suspend_on(current_worker(), where); }
 
-void suspend_yielding(Worker* w, std::source_location where) noexcept {
-  w->yielding = true;
+}  // namespace spindle::detail
+
+namespace spindle {
+
+// Here rather than beside the other task functions (task.cpp) so that the suspension
+// is inlined into it: a yield is the hottest suspension there is.
+void yield(std::source_location where) {
+  using namespace detail;
+  // One lookup of the worker for the whole step (we are on its thread until the switch).
+  Worker* w = current_worker();
+  TaskHeader* t = w ? w->current.load(std::memory_order_relaxed) : nullptr;
+  if (!t) {
+    std::this_thread::yield();
+    return;
+  }
+  // cancel_pending() is called only when the bit is there (its other tests are off the
+  // common path). acquire: as in cancel_pending, pairs with the canceller's RMW.
+  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+  // The worker requeues us at the back of its queue once we have switched out. Not a
+  // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
+  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
+  // set by shutdown before it stops the workers, and only ever set.
+  w->yielding = !(t->word.load(std::memory_order_relaxed) & kAbandoned);
   suspend_on(w, where);
+  // `w` is stale now (we may be on another thread); t is still ours.
+  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }
 
-}  // namespace spindle::detail
+}  // namespace spindle

@@ -245,31 +245,6 @@ void HandleBase::add_callback_erased(std::function<void(FutureCore*)> fn) const 
 }
 }  // namespace detail
 
-void yield(std::source_location where) {
-  // One lookup of the worker for the whole step (we are on its thread until the switch).
-  detail::Worker* w = detail::current_worker();
-  detail::TaskHeader* t = w ? w->current.load(std::memory_order_relaxed) : nullptr;
-  if (!t) {
-    std::this_thread::yield();
-    return;
-  }
-  // cancel_pending() is called only when the bit is there (its other tests are off the
-  // common path). acquire: as in cancel_pending, pairs with the canceller's RMW.
-  if ((t->word.load(std::memory_order_acquire) & detail::kCancelReq) && detail::cancel_pending(t))
-    throw detail::take_cancel(t);
-  // The worker requeues us at the back of its queue once we have switched out. Not a
-  // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
-  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
-  // set by shutdown before it stops the workers, and only ever set.
-  if (!(t->word.load(std::memory_order_relaxed) & detail::kAbandoned))
-    detail::suspend_yielding(w, where);
-  else
-    detail::suspend_current(where);
-  // `w` is stale now (we may be on another thread); t is still ours.
-  if ((t->word.load(std::memory_order_acquire) & detail::kCancelReq) && detail::cancel_pending(t))
-    throw detail::take_cancel(t);
-}
-
 Task<> current_task() {
   detail::TaskHeader* t = detail::current_task_header();
   if (!t) return Task<>();

@@ -228,9 +228,6 @@ struct Worker {
 
 // current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
 // move to another thread across any suspension).
-/// suspend_current for a yield: the running fibre of `w` (the calling thread's worker)
-/// switches out and `w` requeues it at the back of its queue once it has.
-void suspend_yielding(Worker* w, std::source_location where) noexcept;
 void set_current_worker(Worker* w) noexcept;
 
 }  // namespace spindle::detail
