@@ -30,7 +30,7 @@ constexpr uint16_t kRunningS = kStarted | kRunning;
 void make_idle(TaskHeader* t) {
   ts::submit(t);
   ts::start(t);
-  REQUIRE(ts::publish_suspended(t, false) == ts::Suspended::idle);
+  REQUIRE(ts::publish_suspended(t) == ts::Suspended::idle);
 }
 
 }  // namespace
@@ -58,15 +58,22 @@ TEST_CASE("a task's life: submit, start, suspend, wake, run, end", "[task_state]
   SECTION("woken while running: requeued at the publish, the mark consumed") {
     CHECK(ts::wake(t) == ts::Wake::notified_running);
     CHECK(b.state() == (kRunningS | kNotified));
-    CHECK(ts::publish_suspended(t, false) == ts::Suspended::requeue);
+    CHECK(ts::publish_suspended(t) == ts::Suspended::requeue);
     CHECK(b.state() == kReady);
   }
-  SECTION("a yield is requeued without a wake") {
-    CHECK(ts::publish_suspended(t, true) == ts::Suspended::requeue);
+  SECTION("a yield writes nothing: queued, it is still RUNNING; a wake marks it, run keeps the mark") {
+    // The worker queues a yielder without a transition, and run leaves it as it is.
+    ts::run(t);
+    CHECK(b.state() == kRunningS);
+    CHECK(ts::hold(t) == ts::Hold::busy);              // a dump leaves it alone
+    CHECK(ts::wake(t) == ts::Wake::notified_running);  // queued already: only the mark
+    ts::run(t);
+    CHECK(b.state() == (kRunningS | kNotified));
+    CHECK(ts::publish_suspended(t) == ts::Suspended::requeue);  // its next suspension reads it
     CHECK(b.state() == kReady);
   }
   SECTION("suspended with no wake: IDLE, and the first wake must push it, once") {
-    CHECK(ts::publish_suspended(t, false) == ts::Suspended::idle);
+    CHECK(ts::publish_suspended(t) == ts::Suspended::idle);
     CHECK(b.state() == kIdle);
     CHECK(ts::wake(t) == ts::Wake::must_schedule);
     CHECK(b.state() == kReady);
@@ -81,10 +88,10 @@ TEST_CASE("a task's life: submit, start, suspend, wake, run, end", "[task_state]
   }
   ts::run(t);
   CHECK(b.state() == (kRunningS | kNotified));
-  CHECK(ts::publish_suspended(t, false) == ts::Suspended::requeue);  // that mark requeues it
+  CHECK(ts::publish_suspended(t) == ts::Suspended::requeue);  // that mark requeues it
   ts::run(t);
   CHECK(b.state() == kRunningS);
-  CHECK(ts::publish_suspended(t, false) == ts::Suspended::idle);
+  CHECK(ts::publish_suspended(t) == ts::Suspended::idle);
 
   CHECK(ts::wake(t) == ts::Wake::must_schedule);
   ts::run(t);
@@ -194,8 +201,8 @@ TEST_CASE("of wakes racing on an IDLE task, exactly one pushes it", "[task_state
     // once more; then it suspends with nothing pending.
     REQUIRE(b.state() == (kReady | kNotified));
     ts::run(t);
-    REQUIRE(ts::publish_suspended(t, false) == ts::Suspended::requeue);
+    REQUIRE(ts::publish_suspended(t) == ts::Suspended::requeue);
     ts::run(t);
-    REQUIRE(ts::publish_suspended(t, false) == ts::Suspended::idle);
+    REQUIRE(ts::publish_suspended(t) == ts::Suspended::idle);
   }
 }

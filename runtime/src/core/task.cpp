@@ -15,8 +15,6 @@
 
 namespace spindle::detail {
 
-void mark_yielding() noexcept { current_worker()->yielding = true; }
-
 namespace {
 std::atomic<uint64_t> g_next_task_id{1};
 
@@ -149,7 +147,8 @@ TaskWhere task_where(FutureCore* c) {
   // its frame from going meanwhile.
   const uint16_t sched = t->sched.load(std::memory_order_relaxed);
   w.started = sched & kStarted;
-  w.state = t->done() ? TaskState::done : state_of(sched);
+  TaskFrame* const fr = t->frame;  // there while the fibre lives (set and cleared under the lock)
+  w.state = t->done() ? TaskState::done : fr ? state_of(fr->rt, t, sched) : state_of(sched);
   if (w.started && (w.state == TaskState::suspended || w.state == TaskState::ready))
     if (TaskFrame* f = t->frame) {
       file = f->where_file.load(std::memory_order_relaxed);
@@ -245,22 +244,6 @@ void HandleBase::add_callback_erased(std::function<void(FutureCore*)> fn) const 
   add_callback(&core(), cb);
 }
 }  // namespace detail
-
-void yield(std::source_location where) {
-  detail::TaskHeader* t = detail::current_task_header();
-  if (!t) {
-    std::this_thread::yield();
-    return;
-  }
-  if (detail::cancel_pending(t)) throw detail::take_cancel(t);
-  // The worker requeues us at the back of its queue once we have switched out. Not a
-  // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
-  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
-  // set by shutdown before it stops the workers, and only ever set.
-  if (!(t->word.load(std::memory_order_relaxed) & detail::kAbandoned)) detail::mark_yielding();
-  detail::suspend_current(where);
-  if (detail::cancel_pending(t)) throw detail::take_cancel(t);
-}
 
 Task<> current_task() {
   detail::TaskHeader* t = detail::current_task_header();

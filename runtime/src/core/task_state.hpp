@@ -11,7 +11,8 @@
 //   NEW              0      made, not handed to a runtime yet (a TaskGroup or JobScheduler
 //                           may hold a task there before it submits or cancels it)
 //   QUEUED           Q      in a run queue, never run: no fibre, no stack
-//   RUNNING          R|S    a worker runs its fibre
+//   RUNNING          R|S    a worker runs its fibre, or it yielded and waits in a run
+//                           queue for its next step (a yield writes nothing: see below)
 //   HELD             R|S    a dump reads the saved stack of a suspended fibre: the same
 //                           bits as RUNNING, so everyone else treats it as running
 //   IDLE             S      suspended, its context saved; nobody owns it
@@ -27,7 +28,7 @@
 //   ENDED_UNSTARTED <---+                   |    |  READY[+N] ------------+
 //                                           |    |   ^    ^   ^           |
 //                         publish_suspended |    +---+    |   |           |
-//                         (N or yield)      |             |   |           |
+//                         (N)               |             |   |           |
 //                                           |        wake |   | release   |
 //                         publish_suspended |             |   | (N)       |
 //                         (otherwise)       v             |   |           |
@@ -41,6 +42,15 @@
 //   wake on RUNNING, HELD or READY adds N (the state stays); on NEW, QUEUED, ENDED or
 //   ENDED_UNSTARTED it does nothing.
 //
+// A yield: the fibre switches out and its worker queues it, and its state stays
+// RUNNING[+N] all the while; run, when a worker takes it again, leaves it so. To everyone
+// else it is simply still running, which is what they would do right for it too: a waker
+// only marks N (the task is queued already, and the mark is read by its next publish), a
+// dump cannot hold it, shutdown abandons only once the loops have stopped (a loop stops
+// only with its own queue empty, and a yielder is queued only on its own loop). So a yield
+// costs no atomic RMW at all: the run queue's release/acquire pair hands the saved context
+// to a thief, as it hands any queued task.
+//
 // Who may make each transition. The owner of a task is whoever holds it where nobody
 // else can: the thread that made it until it submits it, the worker that took it from a
 // run queue (there is only one queue pointer to a task: only the wake that made it
@@ -48,8 +58,10 @@
 //
 //   submit             NEW -> QUEUED                          the spawning thread (owner)
 //   start              QUEUED -> RUNNING                      owner worker
-//   run                READY[+N] -> RUNNING[+N]               owner worker
+//   run                READY[+N] -> RUNNING[+N]; a yielder's  owner worker
+//                      RUNNING[+N] stays
 //   publish_suspended  RUNNING[+N] -> IDLE, or READY          owner worker, after the switch
+//                      (never for a yield)
 //   end                RUNNING[+N] -> ENDED                   owner worker, after the switch
 //   end_unstarted      NEW or QUEUED -> ENDED_UNSTARTED       owner (worker, JobScheduler,
 //                                                             shutdown's drain)
@@ -60,8 +72,8 @@
 //   abandon            IDLE, READY, HELD[+N] -> ENDED         shutdown, workers joined
 //
 // Invariants: a task is in at most one run queue (only wake's IDLE -> READY, publish's
-// RUNNING -> READY and release's HELD -> READY queue a started task, and each is made by
-// the single owner or by the one CAS that left IDLE); a fibre is never resumed before its
+// RUNNING -> READY, release's HELD -> READY and a yield queue a started task, and each is
+// made by the single owner or by the one CAS that left IDLE); a fibre is never resumed before its
 // context is saved (it becomes IDLE or READY only after the switch away from it); the
 // ENDED states are final (nothing writes an ended task's state again).
 #pragma once
@@ -91,8 +103,13 @@ inline void start(TaskHeader* t) noexcept {
 }
 
 /// run: READY[+N] -> RUNNING[+N], by the worker that took a started task from a queue,
-/// just before it switches into the fibre (from its loop or in a direct switch).
+/// just before it switches into the fibre (from its loop or in a direct switch). A task
+/// that yielded is RUNNING[+N] already and is left so.
 inline void run(TaskHeader* t) noexcept {
+  // relaxed: R is ours to read. While a task is queued only wakes write its state, and
+  // they add N only; the push that queued it (a yield's) or the wake's CAS that made it
+  // READY came before our dequeue, which ordered it before this load.
+  if (t->sched.load(std::memory_order_relaxed) & kRunning) return;
   // An RMW, not a store: a waker may CAS N onto a READY task. The XOR keeps that mark, so
   // either the worker's publish after this step reads it, or the waker sees RUNNING and
   // marks that; a store here would erase a wake-up that landed between the dequeue and
@@ -106,14 +123,14 @@ enum class Suspended : uint8_t {
   requeue,  // READY: the caller must push it to a run queue
 };
 
-/// publish_suspended: RUNNING[+N] -> IDLE, or -> READY if it was woken meanwhile (N) or
-/// yielded. By the worker that ran the step, once the fibre's context is saved in its
-/// frame (the suspend, then publish order: nobody may resume it before this).
-[[nodiscard]] inline Suspended publish_suspended(TaskHeader* t, bool yielded) noexcept {
+/// publish_suspended: RUNNING[+N] -> IDLE, or -> READY if it was woken meanwhile (N).
+/// By the worker that ran the step, once the fibre's context is saved in its frame (the
+/// suspend, then publish order: nobody may resume it before this). Not for a yield.
+[[nodiscard]] inline Suspended publish_suspended(TaskHeader* t) noexcept {
   uint16_t cur = t->sched.load(std::memory_order_relaxed);
   uint16_t next;
   do {
-    next = (yielded || (cur & kNotified)) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
+    next = (cur & kNotified) ? uint16_t(kStarted | kQueued) : uint16_t(kStarted);
     // acq_rel: the release publishes frame->ctx to whoever schedules it next (a waker
     // that acquires IDLE); the acquire pairs with a waker's N.
   } while (!t->sched.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed));

@@ -119,10 +119,11 @@ void look_at_registry(RuntimeImpl* rt, SeenSet& seen) {
   } release{reg};
   for (Worker* w : rt->workers) w->registry.snapshot(reg);
   for (RegistryEntry& e : reg) {
-    const TaskState st = state_of(e.sched);
+    const int loop = (e.sched & kRunning) ? running_on(rt, e.task) : -1;
+    // RUNNING on no loop: a yielder in a run queue (see state_of below).
+    const TaskState st = (e.sched & kRunning) && loop < 0 ? TaskState::ready : state_of(e.sched);
     ++release.done;  // add() adopts the reference, whatever happens
-    seen.add(Seen{e.task, st, true, st == TaskState::running ? running_on(rt, e.task) : -1, e.started_ns, e.file,
-                  e.function, e.line});
+    seen.add(Seen{e.task, st, true, loop, e.started_ns, e.file, e.function, e.line});
   }
 }
 
@@ -285,6 +286,11 @@ TaskState state_of(uint16_t sched) noexcept {
   if (sched & kQueued) return TaskState::ready;
   if (sched & kStarted) return TaskState::suspended;
   return TaskState::ready;  // queued and not started
+}
+
+TaskState state_of(RuntimeImpl* rt, TaskHeader* t, uint16_t sched) noexcept {
+  if ((sched & (kRunning | kEnded)) == kRunning && running_on(rt, t) < 0) return TaskState::ready;
+  return state_of(sched);
 }
 
 std::string state_text(const TaskInfo& t) {

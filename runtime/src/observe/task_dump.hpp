@@ -29,5 +29,9 @@ std::string state_text(const TaskInfo& t);  // "suspended", "ready, not started"
 std::string where_text(const TaskInfo& t);  // "file:line in function", or "-"
 /// The state a task's scheduling word (TaskHeader::sched) says it is in.
 TaskState state_of(uint16_t sched) noexcept;
+/// The same for a started task of rt: a task whose word says RUNNING but that no loop
+/// runs now yielded and waits in a run queue (a yield writes no state: task_state.hpp),
+/// so it is ready. Any thread; rt must be alive (t's frame, or a reference, says so).
+TaskState state_of(RuntimeImpl* rt, TaskHeader* t, uint16_t sched) noexcept;
 
 }  // namespace spindle::detail

@@ -94,8 +94,8 @@ bool Worker::has_local_work() const noexcept {
   return lifo != nullptr || !pinned.empty() || !inbox.empty() || !ring.empty() || !timer_inbox.empty();
 }
 
-void Worker::push_ring(TaskHeader* t) {
-  while (!ring.push(t)) {
+void Worker::push_ring_full(TaskHeader* t) {
+  do {
     // Full: move the older half out where any worker can take it. Tasks that had run
     // before (woken ones) go to the spill queue, new ones to the back of the global queue.
     TaskHeader* buf[RunQueue::kCap / 2];
@@ -111,7 +111,7 @@ void Worker::push_ring(TaskHeader* t) {
     count(tasks_spilled, n);
     if (resumed) rt->push_spill(buf, resumed);
     if (unstarted) rt->push_global(fresh, unstarted);
-  }
+  } while (!ring.push(t));
 }
 
 bool Worker::push_local(TaskHeader* t, bool wake) {
@@ -243,7 +243,7 @@ TaskHeader* Worker::next_task() {
     pinned.pop_front();
     return t;
   }
-  if ((t = ring.pop())) return t;
+  if ((t = alone ? ring.pop_alone() : ring.pop())) return t;
   if (!pinned.empty()) {
     t = pinned.front();
     pinned.pop_front();
@@ -501,14 +501,25 @@ void Worker::switched_back(boost::context::fiber&& f) {
 }
 
 void Worker::after_suspend(TaskHeader* t) noexcept {
-  // Suspended (its context is in the frame): IDLE, or READY if it yielded or was woken
-  // meanwhile.
-  if (task_state::publish_suspended(t, std::exchange(yielding, false)) == task_state::Suspended::requeue) {
-    // Yielded, or woken while it ran: back of this worker's queue (the common case is
-    // handled here without the general make_ready).
+  if (std::exchange(yielding, false)) {
+    // Yielded: its state stays RUNNING[+N] (task_state.hpp, "a yield"), so neither this
+    // publish nor the run that resumes it is an atomic RMW; the queue's own ordering
+    // hands its saved context to whoever takes it. A pinned task runs only here, its home.
     if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
       push_ring(t);
-      if (rt->workers.size() > 1) rt->notify_work();
+      if (!alone) rt->notify_work();
+    } else {
+      pinned.push_back(t);  // as push_local does; a pinned task runs only on its home
+    }
+    return;
+  }
+  // Suspended (its context is in the frame): IDLE, or READY if it was woken meanwhile.
+  if (task_state::publish_suspended(t) == task_state::Suspended::requeue) {
+    // Woken while it ran: back of this worker's queue (the common case is handled here
+    // without the general make_ready).
+    if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
+      push_ring(t);
+      if (!alone) rt->notify_work();
     } else {
       rt->make_ready(t, false);
     }
@@ -530,6 +541,7 @@ TaskHeader* Worker::next_for_direct_switch() noexcept {
 }
 
 void Worker::main() {
+  alone = rt->workers.size() == 1;  // the vector is complete before any loop starts
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <source_location>
 #include <thread>
 #include <vector>
 
@@ -72,7 +73,10 @@ struct Worker {
   // dump on another thread may read which task each loop runs (relaxed: a diagnostic; a
   // relaxed store is a plain store on x86, so the switch path pays nothing).
   std::atomic<TaskHeader*> current{nullptr};
-  bool yielding = false;          // owner only: `current` asked to be requeued (yield)
+  bool yielding = false;  // owner only: `current` asked to be requeued (yield)
+  // The runtime has this one worker only (set before the loop starts, never changed): no
+  // thief ever touches the run queue, so its owner pops without a CAS (pop_alone).
+  bool alone = false;
   TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
   // Direct fibre-to-fibre switch state (see suspend_current): owner only.
   TaskHeader* switch_prev = nullptr;
@@ -263,7 +267,10 @@ struct Worker {
 
  private:
   void start_fibre(TaskHeader* t);
-  void push_ring(TaskHeader* t);
+  void push_ring(TaskHeader* t) {
+    if (!ring.push(t)) push_ring_full(t);
+  }
+  void push_ring_full(TaskHeader* t);  // the ring is full: moves half of it out first
   static constexpr unsigned kLifoStreak = 3;
   /// Up to `want` tasks from the spill and global queues (RuntimeImpl::spill says which
   /// first); keeps global_len.
@@ -275,8 +282,6 @@ struct Worker {
 
 // current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
 // move to another thread across any suspension).
-/// The running fibre asks its worker to requeue it at the back once it has switched out.
-void mark_yielding() noexcept;
 void set_current_worker(Worker* w) noexcept;
 
 }  // namespace spindle::detail
