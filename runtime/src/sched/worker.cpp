@@ -267,36 +267,69 @@ void Worker::shuffle_ready() {
   if (pinned.size() > 1 && (r & 2)) std::swap(pinned.front(), pinned[(r >> 5) % pinned.size()]);
 }
 
+TaskHeader* Worker::probe(bool multi, bool io) {
+  TaskHeader* t = nullptr;
+  if (inbox.drain_into(pinned)) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  if ((t = from_global())) return t;
+  if (!multi) return nullptr;
+  if ((t = steal())) return t;
+  return io ? steal_io() : nullptr;
+}
+
 TaskHeader* Worker::search() {
   const bool multi = rt->workers.size() > 1;
-  if (multi && !searching) searching = rt->idle.try_start_searching();
+  if (!searching) searching = rt->idle.try_start_searching();
+  if (TaskHeader* t = probe(multi, true)) return t;
+  if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
   // A loop that owns fds is woken by the kernel through its own epoll: spinning would
   // only take the CPU from the work it waits for (on a 2-core machine serving loopback
   // clients, 50 us of spin cost 20% of the server's CPU), so it parks after one pass.
-  // Loops without I/O keep the spin that makes cross-thread wake-ups cheap.
-  const auto spin = reactor.sources() != 0 ? std::chrono::nanoseconds(0) : rt->spin;
-  const auto deadline = std::chrono::steady_clock::now() + spin;
+  if (reactor.sources() != 0) return nullptr;
+  // Only a counted searcher spins (spin_policy.hpp). One that was refused before its
+  // pass asks again: the searcher that held the place has likely found its work since
+  // (two loops handing work back and forth go idle a moment after each other).
+  if (!searching) searching = rt->idle.try_start_searching();
+  if (!searching) return nullptr;
+  const int64_t start = monotonic_ns();
+  const int64_t budget = rt->spin.budget(start);
+  if (budget == 0) return nullptr;
+  SpinPolicy::Pace pace(start, budget);
+  SpinPolicy::End end = SpinPolicy::End::found;
   for (unsigned i = 1;; ++i) {
-    TaskHeader* t = nullptr;
-    if (inbox.drain_into(pinned)) {
-      t = pinned.front();
-      pinned.pop_front();
+    pace.pause();
+    // Other loops' reactors, timers and our own reactor every 8th probe: they cost
+    // system calls or a look at the clock.
+    const bool slow = (i & 7) == 0;
+    if (TaskHeader* t = probe(multi, slow)) {
+      rt->spin.record(SpinPolicy::End::found);
+      return t;
     }
-    if (!t) t = from_global();
-    if (!t && multi) t = steal();
-    if (!t && multi && (i == 1 || (i & 63) == 0)) t = steal_io();
-    if (t) return t;
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
-    // No spin: one pass, then park (which runs the timers and polls the reactor). 63
-    // pauses and a poll(0) first cost 7% of a one-loop HTTP server's CPU.
-    if (spin.count() == 0) return nullptr;
-    if ((i & 63) == 0) {
+    if (slow) {
       run_timers();  // a due timer may have made a task ready here
-      if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O
-      if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
+      if (reactor.sources() != 0) count(reactor_events, uint64_t(reactor.poll(0)));  // so may I/O (a fd came)
+      if (has_local_work()) break;  // park() sees it and does not sleep
     }
-    cpu_relax();
+    if (!pace.go_on(monotonic_ns(), end)) break;
   }
+  rt->spin.record(end);
+  return nullptr;
+}
+
+void Worker::stop_searching() noexcept {
+  searching = false;
+  if (!rt->idle.stop_searching()) return;
+  // The last searcher: a publisher may have skipped its wake-up because it saw us
+  // searching. seq_cst fence: our decrement comes before the look below (pairs with the
+  // publisher's fence in Idle::notify_work; see idle.hpp). relaxed loads: ordered by it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool work = rt->global_len.load(std::memory_order_relaxed) > 0;
+  for (Worker* v : rt->workers) work = work || !v->ring.empty();
+  if (work) rt->notify_work();
 }
 
 TaskHeader* Worker::steal_io() {
@@ -341,29 +374,27 @@ void Worker::park() {
   for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
   if (!work) {
     const int64_t next = run_timers();
-    if (has_local_work()) {
-      work = true;
-    } else {
-      int64_t timeout = -1;
-      if (next != INT64_MAX) {
-        const int64_t now = monotonic_ns();
-        timeout = next > now ? next - now : 0;
-      }
+    if (!has_local_work()) {
+      int64_t deadline = next == INT64_MAX ? -1 : next;
       // While another loop with I/O is running (or preempted), one parked worker (the
       // watcher) wakes now and then to take the events it has not looked at (steal_io);
       // a parked runtime sleeps for good. relaxed: the flag only spreads the duty; two
       // watchers for a moment, or none until the next park, cost nothing but a delay.
       bool watcher = false;
-      if (rt->workers.size() > 1 && (timeout < 0 || timeout > kIoStealPark) && others_may_hold_io() &&
-          !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
-        watcher = true;
-        timeout = kIoStealPark;
+      if (rt->workers.size() > 1 && others_may_hold_io()) {
+        const int64_t watch = monotonic_ns() + kIoStealPark;
+        if ((deadline < 0 || deadline > watch) && !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
+          watcher = true;
+          deadline = watch;
+        }
       }
-      count(reactor_events, uint64_t(reactor.poll(timeout)));
+      // On a futex if we watch no fds, else in epoll (reactor.hpp).
+      count(reactor_events, uint64_t(reactor.park(deadline)));
       if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
     }
   }
-  if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
+  // A notifier that took us off the parked list made us a searcher, or not (pinned work).
+  if (rt->idle.unpark_self(this) == Idle::Unparked::searcher) searching = true;
 }
 
 void Worker::start_fibre(TaskHeader* t) {
@@ -515,11 +546,7 @@ void Worker::main() {
         }
         idle_start = 0;
       }
-      if (searching) {
-        searching = false;
-        // The last searcher to find work wakes another: there may be more.
-        if (rt->idle.stop_searching()) rt->notify_work();
-      }
+      if (searching) stop_searching();  // the last searcher may wake another
       run_task(t);
       continue;
     }
