@@ -15,15 +15,18 @@ void Idle::notify_work(const std::vector<Worker*>& /*all*/) noexcept {
   Worker* w = nullptr;
   {
     std::lock_guard lk(mu_);
-    // Re-check under the lock: another notifier may have woken a searcher meanwhile.
-    if (searching_.load(std::memory_order_relaxed) != 0 || parked_.empty()) return;
+    if (parked_.empty()) return;
+    // It wakes up as a searcher, taking the place from 0 to 1 (seq_cst, as every change
+    // of the count): if a worker became a searcher since our look, it will find the
+    // work, and the limit of try_start_searching holds.
+    unsigned none = 0;
+    if (!searching_.compare_exchange_strong(none, 1, std::memory_order_seq_cst)) return;
     w = parked_.back();
     parked_.pop_back();
     w->in_parked_list = false;
     w->woken_searching = true;
     w->parked.store(false, std::memory_order_relaxed);
     parked_n_.fetch_sub(1, std::memory_order_seq_cst);
-    searching_.fetch_add(1, std::memory_order_seq_cst);  // it wakes up as a searcher
   }
   w->reactor.unpark();
 }

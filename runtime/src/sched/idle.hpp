@@ -2,8 +2,10 @@
 // one: at most one parked worker is woken per new piece of work, and none while another
 // worker is already searching (it will find the work). No thundering herd.
 //
-// Searchers: at most half of the workers (and at least one) search at once; only they
-// may spin (spin_policy.hpp), the others make one pass over the queues and park. A
+// Searchers: at most half of the workers (and at least one) search at once:
+// try_start_searching counts up only below that limit, notify_work only from 0 to 1
+// (shutdown's wake_all alone goes past it). Only searchers may spin (spin_policy.hpp);
+// the others make one pass over the queues and park. A
 // worker woken for work anyone may run wakes as a searcher; one woken for pinned work
 // (that only it may run) does not: it has its work, and counting it would keep a real
 // searcher from spinning.
