@@ -336,14 +336,20 @@ TaskHeader* Worker::steal_io() {
   // Events wait in the epoll of the loop that owns their fds. If that loop's thread is
   // preempted by the OS (a timeslice is milliseconds), its connections would stall while
   // we sit idle: take its ready events and run the tasks they wake here. A parked owner
-  // is woken by its epoll itself and needs no help.
+  // is woken by its epoll itself and needs no help, and neither does one that has made a
+  // loop turn since our last look here (it polls its epoll when it goes idle, and every
+  // 61 turns while busy): polling the epoll of a loop that is running fine costs both
+  // loops a system call on a contended epoll for nothing.
   const auto& all = rt->workers;
   const unsigned n = static_cast<unsigned>(all.size());
   const unsigned start = next_random() % n;
   for (unsigned k = 0; k < n; ++k) {
-    Worker* v = all[(start + k) % n];
-    // relaxed: both are hints; a stale one costs one poll or one missed chance.
+    const unsigned vi = (start + k) % n;
+    Worker* v = all[vi];
+    // relaxed: all three are hints; a stale one costs one poll or one missed chance.
     if (v == this || v->reactor.sources() == 0 || v->parked.load(std::memory_order_relaxed)) continue;
+    const uint64_t turn = v->tick.load(std::memory_order_relaxed);
+    if (std::exchange(io_seen[vi], turn) != turn) continue;  // it moved on since our last look
     const int got = v->reactor.poll_foreign();
     if (got == 0) continue;
     count(io_steals);
@@ -516,7 +522,8 @@ void Worker::main() {
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();
-  AltStack alt;  // so a fibre's stack overflow can be reported
+  AltStack alt;                           // so a fibre's stack overflow can be reported
+  io_seen.assign(rt->workers.size(), 0);  // every worker exists once any thread runs
   clock_ns = monotonic_ns();
   int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
   for (;;) {

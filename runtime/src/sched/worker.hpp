@@ -12,7 +12,8 @@
 // spin policy says it pays (spin_policy.hpp), then park: on a futex if the loop watches
 // no fds, else in epoll_wait (reactor.hpp). While another loop with I/O runs, a parked
 // loop wakes every kIoStealPark to take the events that loop has not looked at (its
-// thread may be preempted for a whole OS timeslice); one parked loop at a time does this.
+// thread may be preempted for a whole OS timeslice) if it has made no turn meanwhile; one
+// parked loop at a time does this.
 #pragma once
 
 #include <boost/context/fiber.hpp>
@@ -187,6 +188,8 @@ struct Worker {
   /// Dispatches the ready events of another loop that is not parked (Reactor::
   /// poll_foreign); returns a task they woke, now queued here.
   TaskHeader* steal_io();
+  /// Each loop's turn count (tick) at our last steal_io look at it (owner only).
+  std::vector<uint64_t> io_seen;
   /// True if another loop with I/O sources is not parked (its events may wait for it).
   bool others_may_hold_io() const noexcept;
   /// How long a worker parks at most while others_may_hold_io().
