@@ -12,7 +12,9 @@
 //
 //   - Only a counted searcher spins (Idle lets at most half of the workers search); the
 //     others make one pass over the queues and park.
-//   - A spin lasts at most kBudget (20 µs), with a growing pause between probes.
+//   - A spin lasts at most kBudget (20 µs), with a growing pause between probes (of
+//     other workers' queues); between pauses it looks at its own inbox and the global
+//     queue's count, so work handed to it is taken at once.
 //   - It spins only while spinning has paid recently: a runtime-wide score, raised by a
 //     spin that found work and lowered by one that did not, decides.
 //   - A spin ends at once when the worker sees it was preempted: a gap between two
@@ -79,12 +81,16 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
 
   bool spinning() const noexcept { return score_.load(std::memory_order_relaxed) >= kOn; }
 
-  /// One spin's pacing: pauses between probes (1, 2, 4, ... kMaxPauses), and its end.
+  /// One spin's pacing: pauses between probes (1, 2, 4, ... kMaxPauses) that end early
+  /// when a cheap look sees work, and the spin's end.
   class Pace {
    public:
     Pace(int64_t now, int64_t budget) noexcept : last_(now), deadline_(now + budget) {}
-    void pause() noexcept {
-      for (unsigned i = 0; i < pauses_; ++i) cpu_relax();
+    /// Pauses before the next probe, unless work_seen() (a cheap look, made between
+    /// pauses) says the probe should come now.
+    template <class Seen>
+    void pause(Seen&& work_seen) noexcept {
+      for (unsigned i = 0; i < pauses_ && !work_seen(); ++i) cpu_relax();
       if (pauses_ < kMaxPauses) pauses_ *= 2;
     }
     /// After a probe that found nothing, at `now`: true to go on; false with `why` set

@@ -300,7 +300,10 @@ TaskHeader* Worker::search() {
   SpinPolicy::Pace pace(start, budget);
   SpinPolicy::End end = SpinPolicy::End::found;
   for (unsigned i = 1;; ++i) {
-    pace.pause();
+    // The pause before the next probe, cut short by work in our inbox or the global
+    // queue (one load each of a count: a pinned task handed to us is taken at once).
+    // relaxed global_len: a hint; probe() takes the work.
+    pace.pause([this] { return !inbox.empty() || rt->global_len.load(std::memory_order_relaxed) > 0; });
     // Other loops' reactors, timers and our own reactor every 8th probe: they cost
     // system calls or a look at the clock.
     const bool slow = (i & 7) == 0;
