@@ -283,7 +283,12 @@ TaskHeader* Worker::probe(bool multi, bool io) {
 TaskHeader* Worker::search() {
   const bool multi = rt->workers.size() > 1;
   if (!searching) searching = rt->idle.try_start_searching();
-  if (TaskHeader* t = probe(multi, true)) return t;
+  // A searcher that finds work stops searching at once (not after it returns): another
+  // loop that handed it the work is about to go idle and may ask for the place.
+  if (TaskHeader* t = probe(multi, true)) {
+    if (searching) stop_searching();
+    return t;
+  }
   if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
   // A loop that owns fds is woken by the kernel through its own epoll: spinning would
   // only take the CPU from the work it waits for (on a 2-core machine serving loopback
@@ -308,6 +313,7 @@ TaskHeader* Worker::search() {
     // system calls or a look at the clock.
     const bool slow = (i & 7) == 0;
     if (TaskHeader* t = probe(multi, slow)) {
+      stop_searching();
       rt->spin.record(SpinPolicy::End::found);
       return t;
     }
