@@ -18,13 +18,18 @@
 //   - It spins only while spinning has paid recently: a runtime-wide score, raised by a
 //     spin that found work and lowered by one that did not, decides.
 //   - A spin ends at once when the worker sees it was preempted: a gap between two
-//     probes far longer than a probe (kPreemptGap) means the OS ran something else on
-//     this CPU. That lowers the score the most.
-//   - While the score says no, one idle worker at a time may make a trial spin, at most
-//     one per kTrialEvery across the runtime, for kTrialBudget: longer than a wake-up,
-//     so that two loops that hand work back and forth (each parks, the other wakes it)
-//     can find out that spinning would now pay. Their wake-ups are slower than kBudget,
-//     so ordinary spins would only ever see them miss.
+//     probes far longer than a probe (kPreemptGap: a probe takes well under 1 µs, an
+//     interrupt or a page fault some µs, a timeslice given to another thread 1 ms or
+//     more) means the OS ran something else on this CPU. That lowers the score the most.
+//   - While the score says no, an idle searcher may make a trial spin of kTrialBudget,
+//     at most one per trial interval across the runtime: longer than a wake-up, so that
+//     two loops that hand work back and forth (each parks, the other wakes it) can find
+//     out that spinning would pay again. Their wake-ups are slower than kBudget, so
+//     ordinary spins would only ever see them miss. The interval is kTrialMin while
+//     spins are not preempted; each preempted spin makes it 4 times longer (up to
+//     kTrialMax) and each trial that finds work halves it: on an oversubscribed machine
+//     a trial that turns spinning on is soon followed by a preemption, so trials get
+//     rare there, and they stay frequent where spins merely ran out.
 //
 // The score is shared by the workers (the state of the machine is the same for all):
 // relaxed loads and stores, written only when it changes, so workers whose spins keep
@@ -43,8 +48,9 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
  public:
   static constexpr int64_t kBudget = 20'000;         // ns: an ordinary spin
   static constexpr int64_t kTrialBudget = 100'000;   // ns: a trial spin, longer than a wake-up
-  static constexpr int64_t kTrialEvery = 5'000'000;  // ns: at most one trial per this
-  static constexpr int64_t kPreemptGap = 10'000;     // ns between probes: we were preempted
+  static constexpr int64_t kTrialMin = 1'000'000;    // ns: the shortest trial interval
+  static constexpr int64_t kTrialMax = 256'000'000;  // ns: the longest
+  static constexpr int64_t kPreemptGap = 50'000;     // ns between probes: we were preempted
   static constexpr unsigned kMaxPauses = 32;         // pauses between probes, at most
 
   enum class End { found, timed_out, preempted };
@@ -52,34 +58,30 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
   /// How long a counted searcher that has just made a pass in vain spins from `now`
   /// (monotonic ns); 0: it parks at once.
   int64_t budget(int64_t now) noexcept {
-    // relaxed: a hint (see above).
+    // relaxed, here and in record(): hints (see above).
     if (score_.load(std::memory_order_relaxed) >= kOn) return kBudget;
     int64_t next = next_trial_.load(std::memory_order_relaxed);
     if (now < next) return 0;
-    // relaxed: the CAS only hands the trial to one worker; it orders nothing else.
-    if (!next_trial_.compare_exchange_strong(next, now + kTrialEvery, std::memory_order_relaxed)) return 0;
+    // The CAS only hands the trial to one worker; it orders nothing else.
+    const int64_t every = trial_every_.load(std::memory_order_relaxed);
+    if (!next_trial_.compare_exchange_strong(next, now + every, std::memory_order_relaxed)) return 0;
     return kTrialBudget;
   }
 
-  /// How a spin allowed by budget() ended.
-  void record(End e) noexcept {
+  /// How a spin of `budget` (what budget() gave) ended.
+  void record(End e, int64_t budget) noexcept {
     const int32_t s = score_.load(std::memory_order_relaxed);
     int32_t n = s;
-    switch (e) {
-      case End::found:
-        n = s + (kMax - s + 1) / 2;
-        break;  // one find turns spinning on
-      case End::timed_out:
-        n = s - s / 8;
-        break;  // a few misses in a row turn it off
-      case End::preempted:
-        n = s / 4;
-        break;  // the CPUs are oversubscribed
-    }
-    if (n != s) score_.store(n, std::memory_order_relaxed);  // relaxed: a hint
+    if (e == End::found) n = s + (kMax - s + 1) / 2;  // one find turns spinning on
+    if (e == End::timed_out) n = s - s / 8;           // a few misses in a row turn it off
+    if (e == End::preempted) n = s / 4;               // the CPUs are oversubscribed
+    if (n != s) score_.store(n, std::memory_order_relaxed);
+    const int64_t every = trial_every_.load(std::memory_order_relaxed);
+    int64_t next = every;
+    if (e == End::preempted) next = every < kTrialMax / 4 ? every * 4 : kTrialMax;
+    if (e == End::found && budget == kTrialBudget) next = every / 2 > kTrialMin ? every / 2 : kTrialMin;
+    if (next != every) trial_every_.store(next, std::memory_order_relaxed);
   }
-
-  bool spinning() const noexcept { return score_.load(std::memory_order_relaxed) >= kOn; }
 
   /// One spin's pacing: pauses between probes (1, 2, 4, ... kMaxPauses) that end early
   /// when a cheap look sees work, and the spin's end.
@@ -118,6 +120,7 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
   static constexpr int32_t kMax = 1024, kOn = 384;
   std::atomic<int32_t> score_{kMax};
   std::atomic<int64_t> next_trial_{0};
+  std::atomic<int64_t> trial_every_{kTrialMin};
 };
 
 }  // namespace spindle::detail

@@ -314,7 +314,7 @@ TaskHeader* Worker::search() {
     const bool slow = (i & 7) == 0;
     if (TaskHeader* t = probe(multi, slow)) {
       stop_searching();
-      rt->spin.record(SpinPolicy::End::found);
+      rt->spin.record(SpinPolicy::End::found, budget);
       return t;
     }
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
@@ -325,7 +325,7 @@ TaskHeader* Worker::search() {
     }
     if (!pace.go_on(monotonic_ns(), end)) break;
   }
-  rt->spin.record(end);
+  rt->spin.record(end, budget);
   return nullptr;
 }
 
