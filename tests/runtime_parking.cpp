@@ -9,9 +9,6 @@
 // loop's metrics say it has parked since it went idle, so that the parked path is the
 // one taken in practice. The assertions are about behaviour only (the work runs, the
 // values add up), never about timing.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,7 +19,7 @@
 
 #include <spindle/io.hpp>
 
-#include "support.hpp"
+#include "io_support.hpp"
 
 using namespace spindle;
 using namespace std::chrono_literals;
@@ -189,13 +186,8 @@ TEST_CASE("a loop that gains an fd parks in epoll and its I/O wakes it") {
     while (!accepting.load()) std::this_thread::yield();
     sleeps.before_publish(i);
     // A plain blocking client on this thread.
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = test::raw_connect(port);
     REQUIRE(fd >= 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
     sleeps.before_publish(i);  // accepted, now waiting to read: parked again
     const char x = 'x';
     REQUIRE(::write(fd, &x, 1) == 1);
