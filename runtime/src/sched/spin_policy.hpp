@@ -11,7 +11,9 @@
 // work it spun for. The rules:
 //
 //   - Only a counted searcher spins (Idle lets at most half of the workers search); the
-//     others make one pass over the queues and park.
+//     others make one pass over the queues and park. One refused after its pass asks
+//     again for a moment (kPlaceWait looks): when two loops hand work back and forth,
+//     the searcher holding the place is about to find the work just handed to it.
 //   - A spin lasts at most kBudget (20 µs), with a growing pause between probes (of
 //     other workers' queues); between pauses it looks at its own inbox and the global
 //     queue's count, so work handed to it is taken at once.
@@ -20,16 +22,17 @@
 //   - A spin ends at once when the worker sees it was preempted: a gap between two
 //     probes far longer than a probe (kPreemptGap: a probe takes well under 1 µs, an
 //     interrupt or a page fault some µs, a timeslice given to another thread 1 ms or
-//     more) means the OS ran something else on this CPU. That lowers the score the most.
+//     more) means the OS ran something else on this CPU. That halves the score: one
+//     preemption (a quiet machine has one now and then) leaves spinning on, two in a
+//     row turn it off.
 //   - While the score says no, an idle searcher may make a trial spin of kTrialBudget,
 //     at most one per trial interval across the runtime: longer than a wake-up, so that
 //     two loops that hand work back and forth (each parks, the other wakes it) can find
 //     out that spinning would pay again. Their wake-ups are slower than kBudget, so
 //     ordinary spins would only ever see them miss. The interval is kTrialMin while
-//     spins are not preempted; each preempted spin makes it 4 times longer (up to
-//     kTrialMax) and each trial that finds work halves it: on an oversubscribed machine
-//     a trial that turns spinning on is soon followed by a preemption, so trials get
-//     rare there, and they stay frequent where spins merely ran out.
+//     spins are not preempted; each preempted spin doubles it (up to kTrialMax) and
+//     each trial that finds work halves it: on an oversubscribed machine trials get
+//     rare, and they stay frequent where spins merely ran out.
 //
 // The score is shared by the workers (the state of the machine is the same for all):
 // relaxed loads and stores, written only when it changes, so workers whose spins keep
@@ -51,6 +54,7 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
   static constexpr int64_t kTrialMin = 1'000'000;    // ns: the shortest trial interval
   static constexpr int64_t kTrialMax = 256'000'000;  // ns: the longest
   static constexpr int64_t kPreemptGap = 50'000;     // ns between probes: we were preempted
+  static constexpr unsigned kPlaceWait = 16;         // looks for a searcher's place, 4 pauses apart
   static constexpr unsigned kMaxPauses = 32;         // pauses between probes, at most
 
   enum class End { found, timed_out, preempted };
@@ -74,11 +78,11 @@ class alignas(64) SpinPolicy {  // a cache line of its own: read by every idle w
     int32_t n = s;
     if (e == End::found) n = s + (kMax - s + 1) / 2;  // one find turns spinning on
     if (e == End::timed_out) n = s - s / 8;           // a few misses in a row turn it off
-    if (e == End::preempted) n = s / 4;               // the CPUs are oversubscribed
+    if (e == End::preempted) n = s / 2;               // two in a row turn it off
     if (n != s) score_.store(n, std::memory_order_relaxed);
     const int64_t every = trial_every_.load(std::memory_order_relaxed);
     int64_t next = every;
-    if (e == End::preempted) next = every < kTrialMax / 4 ? every * 4 : kTrialMax;
+    if (e == End::preempted) next = every < kTrialMax / 2 ? every * 2 : kTrialMax;
     if (e == End::found && budget == kTrialBudget) next = every / 2 > kTrialMin ? every / 2 : kTrialMin;
     if (next != every) trial_every_.store(next, std::memory_order_relaxed);
   }

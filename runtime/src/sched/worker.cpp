@@ -295,9 +295,15 @@ TaskHeader* Worker::search() {
   // clients, 50 us of spin cost 20% of the server's CPU), so it parks after one pass.
   if (reactor.sources() != 0) return nullptr;
   // Only a counted searcher spins (spin_policy.hpp). One that was refused before its
-  // pass asks again: the searcher that held the place has likely found its work since
-  // (two loops handing work back and forth go idle a moment after each other).
-  if (!searching) searching = rt->idle.try_start_searching();
+  // pass asks again for a moment (SpinPolicy::kPlaceWait looks, a few pauses apart):
+  // two loops handing work back and forth go idle a moment after each other, and the
+  // searcher that holds the place is then about to find the work just handed to it.
+  // Parking instead costs the next hand-over a wake-up.
+  for (unsigned k = 0; !searching && k < SpinPolicy::kPlaceWait; ++k) {
+    if ((searching = rt->idle.try_start_searching())) break;
+    if (!inbox.empty()) break;  // our own work came meanwhile: take it (next turn)
+    for (int p = 0; p < 4; ++p) cpu_relax();
+  }
   if (!searching) return nullptr;
   const int64_t start = monotonic_ns();
   const int64_t budget = rt->spin.budget(start);
