@@ -22,6 +22,7 @@
 #include <spindle/io.hpp>
 
 #include "cancel_serve.hpp"
+#include "io_support.hpp"
 
 using namespace spindle;
 using test::Order;
@@ -43,22 +44,6 @@ int append_when_impl(std::string go, std::string log, int n) {
 const auto append_when = process_function("append_when", &append_when_impl);
 // After the registrations: in a worker process this never returns.
 const bool served = (serve_process_worker(), true);
-
-// A blocking loopback TCP connection to `port`; returns the fd and its local port.
-int raw_connect(uint16_t port, uint16_t* local_port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  if (rc != 0) return -1;
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *local_port = ntohs(a.sin_port);
-  return fd;
-}
 
 int line_count(const std::string& path) {
   std::ifstream f(path);
@@ -140,7 +125,7 @@ TEST_CASE("an accept cancelled as a connection arrives: it is returned or accept
         until_suspended(acceptor);
         int fd = -1;
         uint16_t from = 0;
-        racer.cancel_and_serve(order, acceptor, [&] { fd = raw_connect(port, &from); });
+        racer.cancel_and_serve(order, acceptor, [&] { fd = test::raw_connect(port, &from); });
         REQUIRE(fd >= 0);
         bool returned = false;
         try {
@@ -152,7 +137,7 @@ TEST_CASE("an accept cancelled as a connection arrives: it is returned or accept
         // A marker connection after it: the next accept gets this round's connection
         // first if the cancelled accept did not return it, then the marker.
         uint16_t marker_from = 0;
-        const int marker = raw_connect(port, &marker_from);
+        const int marker = test::raw_connect(port, &marker_from);
         REQUIRE(marker >= 0);
         try {
           TcpStream s = timeout(10s, [&] { return l.accept(); });

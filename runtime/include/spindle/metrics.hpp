@@ -36,8 +36,8 @@ struct WorkerMetrics {
   /// Tasks moved out of its full run queue into the global queues (woken ones into the
   /// queue that workers take from first, new ones to the back of the global queue).
   uint64_t tasks_spilled = 0;
-  uint64_t parks = 0;           ///< times the loop went to sleep in epoll
-  uint64_t reactor_events = 0;  ///< epoll events handled (wake-ups included)
+  uint64_t parks = 0;           ///< times the loop went to sleep (on a futex, or in epoll if it watches fds)
+  uint64_t reactor_events = 0;  ///< epoll events handled (eventfd wake-ups included)
   uint64_t timers_fired = 0;    ///< timers (sleeps, timeouts, call_later) fired here
   /// Timers in its heap now: armed ones, and cancelled ones not dropped yet (they go when
   /// they reach the top, or in a sweep once a sample shows a quarter of them cancelled).

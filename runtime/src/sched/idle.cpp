@@ -15,14 +15,18 @@ void Idle::notify_work(const std::vector<Worker*>& /*all*/) noexcept {
   Worker* w = nullptr;
   {
     std::lock_guard lk(mu_);
-    // Re-check under the lock: another notifier may have woken a searcher meanwhile.
-    if (searching_.load(std::memory_order_relaxed) != 0 || parked_.empty()) return;
+    if (parked_.empty()) return;
+    // It wakes up as a searcher, taking the place from 0 to 1 (seq_cst, as every change
+    // of the count): if a worker became a searcher since our look, it will find the
+    // work, and the limit of try_start_searching holds.
+    unsigned none = 0;
+    if (!searching_.compare_exchange_strong(none, 1, std::memory_order_seq_cst)) return;
     w = parked_.back();
     parked_.pop_back();
     w->in_parked_list = false;
+    w->woken_searching = true;
     w->parked.store(false, std::memory_order_relaxed);
     parked_n_.fetch_sub(1, std::memory_order_seq_cst);
-    searching_.fetch_add(1, std::memory_order_seq_cst);  // it wakes up as a searcher
   }
   w->reactor.unpark();
 }
@@ -38,9 +42,9 @@ void Idle::notify_worker(Worker* w) noexcept {
     if (w->in_parked_list) {
       parked_.erase(std::find(parked_.begin(), parked_.end(), w));
       w->in_parked_list = false;
+      w->woken_searching = false;  // it has its work: not a searcher (idle.hpp)
       w->parked.store(false, std::memory_order_relaxed);
       parked_n_.fetch_sub(1, std::memory_order_seq_cst);
-      searching_.fetch_add(1, std::memory_order_seq_cst);
       wake = true;
     }
   }
@@ -71,14 +75,14 @@ void Idle::park(Worker* w, bool was_searching) noexcept {
   if (was_searching) searching_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-bool Idle::unpark_self(Worker* w) noexcept {
+Idle::Unparked Idle::unpark_self(Worker* w) noexcept {
   std::lock_guard lk(mu_);
-  if (!w->in_parked_list) return false;
+  if (!w->in_parked_list) return w->woken_searching ? Unparked::searcher : Unparked::pinned;
   parked_.erase(std::find(parked_.begin(), parked_.end(), w));
   w->in_parked_list = false;
   w->parked.store(false, std::memory_order_relaxed);
   parked_n_.fetch_sub(1, std::memory_order_seq_cst);
-  return true;
+  return Unparked::self;
 }
 
 void Idle::wake_all(const std::vector<Worker*>& all) noexcept {
@@ -86,6 +90,7 @@ void Idle::wake_all(const std::vector<Worker*>& all) noexcept {
     std::lock_guard lk(mu_);
     for (Worker* w : parked_) {
       w->in_parked_list = false;
+      w->woken_searching = true;  // counted below
       w->parked.store(false, std::memory_order_relaxed);
     }
     parked_n_.fetch_sub(static_cast<unsigned>(parked_.size()), std::memory_order_seq_cst);

@@ -2,15 +2,26 @@
 // one: at most one parked worker is woken per new piece of work, and none while another
 // worker is already searching (it will find the work). No thundering herd.
 //
+// Searchers: at most half of the workers (and at least one) search at once:
+// try_start_searching counts up only below that limit, notify_work only from 0 to 1
+// (shutdown's wake_all alone goes past it). Only searchers may spin (spin_policy.hpp);
+// the others make one pass over the queues and park. A
+// worker woken for work anyone may run wakes as a searcher; one woken for pinned work
+// (that only it may run) does not: it has its work, and counting it would keep a real
+// searcher from spinning.
+//
 // The lost-wake-up argument (Dekker style, both sides use a seq_cst fence):
 //   publisher: make work visible (queue push)  ; fence ; read num_searching/num_parked
 //   parker:    add itself to parked (under mu_) ; fence ; look at every queue again
 // Whichever comes second sees the other's write: either the publisher sees the parked
-// worker and wakes it, or the parker sees the work and does not sleep.
+// worker and wakes it, or the parker sees the work and does not sleep. A worker that is
+// neither parked nor counted as a searcher always makes that check before it parks.
 //
-// A searching worker that finds work stops searching; if it was the last searcher it
-// wakes another parked worker, in case there is more work (the publisher skipped the
-// wake because it saw a searcher).
+// A searching worker that finds work stops searching; if it was the last searcher and
+// work anyone may run is still in sight, it wakes another parked worker (the publisher
+// skipped the wake because it saw a searcher). The same argument covers this:
+//   searcher:  stop searching (seq_cst RMW) ; fence ; look at the queues
+// against the publisher's push ; fence ; read num_searching above.
 #pragma once
 
 #include <atomic>
@@ -34,16 +45,18 @@ class Idle {
   /// already (at most half of them), so it should park instead.
   bool try_start_searching() noexcept;
   /// A searcher found work. Returns true when it was the last searcher (the caller then
-  /// calls notify_work, since more work may be waiting).
+  /// fences, looks at the queues, and calls notify_work if work is waiting).
   bool stop_searching() noexcept;
 
   /// Registers w as parked (and no longer searching, if it was). The caller then fences
   /// and re-checks every queue before sleeping.
   void park(Worker* w, bool was_searching) noexcept;
-  /// w stops being parked by itself (found work on re-check, or woke from I/O or a
-  /// timer). Returns false if a notifier had already taken it off the list: it was then
-  /// made a searcher, and a wake-up is on its way to its eventfd.
-  bool unpark_self(Worker* w) noexcept;
+  /// How a parked worker came back: by itself (found work on re-check, or woke for I/O
+  /// or a timer), or taken off the list by a notifier, which made it a searcher (work
+  /// anyone may run) or not (pinned work), and whose unpark() is on its way.
+  enum class Unparked { self, searcher, pinned };
+  /// w stops being parked.
+  Unparked unpark_self(Worker* w) noexcept;
 
   /// Wakes every parked worker (shutdown).
   void wake_all(const std::vector<Worker*>& all) noexcept;

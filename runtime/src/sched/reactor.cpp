@@ -1,12 +1,15 @@
 #include "sched/reactor.hpp"
 
+#include <linux/futex.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <system_error>
 
+#include <spindle/detail/deadline.hpp>
 #include <spindle/detail/spin.hpp>
 
 namespace spindle::detail {
@@ -89,10 +92,66 @@ void Reactor::quiesce() const noexcept {
   while (foreign_.load(std::memory_order_seq_cst) != 0) b.pause();
 }
 
+// The futex word is the atomic itself: the kernel compares its 32 bits.
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
+
+int Reactor::park(int64_t deadline_ns) noexcept {
+  // Only the owner registers fds, so this cannot change while we sleep (reactor.hpp).
+  const bool futex = sources() == 0;
+  int n = 0;
+  // acquire: if we take a notification here, the notifier's work (published before its
+  // release exchange in unpark) is visible to the re-check that follows our return.
+  if (park_state_.exchange(futex ? kParkedFutex : kParkedEpoll, std::memory_order_acquire) != kNotified) {
+    if (futex) {
+      timespec ts{};
+      if (deadline_ns >= 0) ts = {time_t(deadline_ns / 1'000'000'000), long(deadline_ns % 1'000'000'000)};
+      // relaxed: only decides whether to sleep again; the exchange below orders the rest.
+      while (park_state_.load(std::memory_order_relaxed) == kParkedFutex) {
+        // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline (the timers'
+        // clock). It sleeps only if the word still holds kParkedFutex: an unpark that
+        // came before the call makes it return at once (EAGAIN).
+        const long r =
+            ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&park_state_), FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+                      uint32_t(kParkedFutex), deadline_ns >= 0 ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
+        if (r != 0 && errno == ETIMEDOUT) break;
+        // Woken, EAGAIN or EINTR: the loop condition decides.
+      }
+    } else {
+      int64_t timeout = -1;
+      if (deadline_ns >= 0) {
+        const int64_t now = monotonic_ns();
+        timeout = deadline_ns > now ? deadline_ns - now : 0;
+      }
+      n = poll(timeout);
+    }
+  } else if (!futex) {
+    n = poll(0);  // not sleeping, but what is ready is dispatched now rather than a turn later
+  }
+  // acquire: as above, for a notification that came while we slept. From here on an
+  // unpark() is a plain exchange (it finds kAwake): we look at our queues before we
+  // park again, and a kNotified left by it makes that park return at once.
+  park_state_.exchange(kAwake, std::memory_order_acquire);
+  return n;
+}
+
 void Reactor::unpark() noexcept {
-  const uint64_t one = 1;
-  // A full counter (EAGAIN) already means "wake up"; nothing else can fail here.
-  [[maybe_unused]] auto r = ::write(wakefd_, &one, sizeof one);
+  // release: the work our caller published before this is visible to the owner's
+  // acquire exchange in park(). An exchange reads the latest value, so we know how (and
+  // whether) the owner sleeps.
+  switch (park_state_.exchange(kNotified, std::memory_order_release)) {
+    case kParkedFutex:
+      ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&park_state_), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, nullptr,
+                nullptr, 0);
+      break;
+    case kParkedEpoll: {
+      const uint64_t one = 1;
+      // A full counter (EAGAIN) already means "wake up"; nothing else can fail here.
+      [[maybe_unused]] auto r = ::write(wakefd_, &one, sizeof one);
+      break;
+    }
+    default:  // awake (or already notified): its next park() returns at once
+      break;
+  }
 }
 
 void Reactor::add(int fd, uint32_t events, IoSource* source) {

@@ -1,5 +1,17 @@
-// One loop's reactor: an epoll instance plus an eventfd that other threads write to wake
-// the loop when it is parked in epoll_wait.
+// One loop's reactor: an epoll instance, and the loop's parking place. A loop parks on a
+// futex when it watches no fds, else in epoll_wait (with an eventfd other threads write
+// to wake it): a futex wake-up is one system call on each side, an eventfd one is a write,
+// an epoll return and a read.
+//
+// Parking (park/unpark): one word, park_state_, changed only by exchange: kAwake while
+// the loop runs, kParkedFutex or kParkedEpoll while it sleeps, kNotified once unpark()
+// came. unpark() swaps in kNotified and wakes the sleeper it replaced (futex wake or
+// eventfd write; nothing if the loop was awake). park() swaps in its parked value: if it
+// took kNotified, it does not sleep at all; otherwise an unpark() that comes later sees
+// the parked value and wakes it, and the futex wait itself sleeps only while the word
+// still holds kParkedFutex. So no unpark() is lost, whichever comes first. The futex path
+// is safe because only the owning loop registers fds (loop_watch): a loop parked on the
+// futex cannot gain an fd whose events would need its epoll while it sleeps.
 //
 // Threads: poll() is called only by the owning worker; poll_foreign() by another worker
 // of the same runtime that has run out of work, so that the events of a loop whose
@@ -35,7 +47,11 @@ class Reactor {
   /// Waits until no poll_foreign() is in progress: after remove(fd), a source's pointer
   /// can no longer be in anyone's hands.
   void quiesce() const noexcept;
-  /// Wakes the loop out of epoll_wait (or makes its next poll return at once). Any thread.
+  /// Owner only: sleeps until unpark(), an event on a watched fd (dispatched here), or
+  /// the monotonic deadline_ns (negative: none). With no fds watched, on a futex;
+  /// otherwise in epoll_wait. Returns the number of epoll events handled.
+  int park(int64_t deadline_ns) noexcept;
+  /// Wakes the loop out of park(), or makes its next park() return at once. Any thread.
   void unpark() noexcept;
 
   /// Edge-triggered registration of fd for `events`; source is called on readiness.
@@ -56,6 +72,8 @@ class Reactor {
   std::atomic<std::size_t> sources_{0};
   std::atomic<int> foreign_{0};  // poll_foreign() calls in progress
   int wakefd_ = -1;
+  enum : uint32_t { kAwake, kParkedFutex, kParkedEpoll, kNotified };
+  std::atomic<uint32_t> park_state_{kAwake};  // see "Parking" above; also the futex word
 };
 
 }  // namespace spindle::detail

@@ -26,7 +26,6 @@ RuntimeImpl::RuntimeImpl(Options o)
       sink(std::make_shared<ReportSink>()),
       stacks(opts.stack_size),
       idle(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
-      spin(std::chrono::microseconds(50)),
       start_ns(monotonic_ns()) {
   sink->fn = opts.report;
   sink->rt = this;

@@ -18,6 +18,7 @@
 #include <spindle/internal/runtime_services.hpp>
 
 #include "sched/idle.hpp"
+#include "sched/spin_policy.hpp"
 #include "core/stack_pool.hpp"
 #include "sched/worker.hpp"
 
@@ -49,7 +50,8 @@ class RuntimeImpl {
   std::atomic<int64_t> global_len{0};
   void push_global(TaskHeader* const* ts, std::size_t n) noexcept;
   void push_spill(TaskHeader* const* ts, std::size_t n) noexcept;
-  std::chrono::nanoseconds spin;
+  // Whether idle searchers spin, and how (spin_policy.hpp).
+  SpinPolicy spin;
 
   std::atomic<bool> closing{false};   // shutdown began
   std::atomic<bool> stopping{false};  // workers must exit their loops

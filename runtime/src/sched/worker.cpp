@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -273,50 +274,104 @@ void Worker::shuffle_ready() {
   if (pinned.size() > 1 && (r & 2)) std::swap(pinned.front(), pinned[(r >> 5) % pinned.size()]);
 }
 
+TaskHeader* Worker::probe(bool multi, bool io) {
+  TaskHeader* t = nullptr;
+  if (inbox.drain_into(pinned)) {
+    t = pinned.front();
+    pinned.pop_front();
+    return t;
+  }
+  if ((t = from_global())) return t;
+  if (!multi) return nullptr;
+  if ((t = steal())) return t;
+  return io ? steal_io() : nullptr;
+}
+
 TaskHeader* Worker::search() {
   const bool multi = rt->workers.size() > 1;
-  if (multi && !searching) searching = rt->idle.try_start_searching();
+  if (!searching) searching = rt->idle.try_start_searching();
+  // A searcher that finds work stops searching at once (not after it returns): another
+  // loop that handed it the work is about to go idle and may ask for the place.
+  if (TaskHeader* t = probe(multi, true)) {
+    if (searching) stop_searching();
+    return t;
+  }
+  if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
   // A loop that owns fds is woken by the kernel through its own epoll: spinning would
   // only take the CPU from the work it waits for (on a 2-core machine serving loopback
   // clients, 50 us of spin cost 20% of the server's CPU), so it parks after one pass.
-  // Loops without I/O keep the spin that makes cross-thread wake-ups cheap.
-  const auto spin = reactor.sources() != 0 ? std::chrono::nanoseconds(0) : rt->spin;
-  const auto deadline = std::chrono::steady_clock::now() + spin;
-  for (unsigned i = 1;; ++i) {
-    TaskHeader* t = nullptr;
-    if (inbox.drain_into(pinned)) {
-      t = pinned.front();
-      pinned.pop_front();
-    }
-    if (!t) t = from_global();
-    if (!t && multi) t = steal();
-    if (!t && multi && (i == 1 || (i & 63) == 0)) t = steal_io();
-    if (t) return t;
-    if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
-    // No spin: one pass, then park (which runs the timers and polls the reactor). 63
-    // pauses and a poll(0) first cost 7% of a one-loop HTTP server's CPU.
-    if (spin.count() == 0) return nullptr;
-    if ((i & 63) == 0) {
-      run_timers();                            // a due timer may have made a task ready here
-      if (reactor.sources() != 0) poll_now();  // so may I/O
-      if (has_local_work() || std::chrono::steady_clock::now() > deadline) return nullptr;
-    }
-    cpu_relax();
+  if (reactor.sources() != 0) return nullptr;
+  // Only a counted searcher spins (spin_policy.hpp). One that was refused before its
+  // pass asks again for a moment (SpinPolicy::kPlaceWait looks, a few pauses apart):
+  // two loops handing work back and forth go idle a moment after each other, and the
+  // searcher that holds the place is then about to find the work just handed to it.
+  // Parking instead costs the next hand-over a wake-up.
+  for (unsigned k = 0; !searching && k < SpinPolicy::kPlaceWait; ++k) {
+    if ((searching = rt->idle.try_start_searching())) break;
+    if (!inbox.empty()) break;  // our own work came meanwhile: take it (next turn)
+    for (int p = 0; p < 4; ++p) cpu_relax();
   }
+  if (!searching) return nullptr;
+  const int64_t start = monotonic_ns();
+  const int64_t budget = rt->spin.budget(start);
+  if (budget == 0) return nullptr;
+  SpinPolicy::Pace pace(start, budget);
+  SpinPolicy::End end = SpinPolicy::End::found;
+  for (unsigned i = 1;; ++i) {
+    // The pause before the next probe, cut short by work in our inbox or the global
+    // queue (one load each of a count: a pinned task handed to us is taken at once).
+    // relaxed global_len: a hint; probe() takes the work.
+    pace.pause([this] { return !inbox.empty() || rt->global_len.load(std::memory_order_relaxed) > 0; });
+    // Other loops' reactors, timers and our own reactor every 8th probe: they cost
+    // system calls or a look at the clock.
+    const bool slow = (i & 7) == 0;
+    if (TaskHeader* t = probe(multi, slow)) {
+      stop_searching();
+      rt->spin.record(SpinPolicy::End::found, budget);
+      return t;
+    }
+    if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
+    if (slow) {
+      run_timers();  // a due timer may have made a task ready here
+      if (reactor.sources() != 0) poll_now();  // so may I/O (a fd came)
+      if (has_local_work()) break;  // park() sees it and does not sleep
+    }
+    if (!pace.go_on(monotonic_ns(), end)) break;
+  }
+  rt->spin.record(end, budget);
+  return nullptr;
+}
+
+void Worker::stop_searching() noexcept {
+  searching = false;
+  if (!rt->idle.stop_searching()) return;
+  // The last searcher: a publisher may have skipped its wake-up because it saw us
+  // searching. seq_cst fence: our decrement comes before the look below (pairs with the
+  // publisher's fence in Idle::notify_work; see idle.hpp). relaxed loads: ordered by it.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool work = rt->global_len.load(std::memory_order_relaxed) > 0;
+  for (Worker* v : rt->workers) work = work || !v->ring.empty();
+  if (work) rt->notify_work();
 }
 
 TaskHeader* Worker::steal_io() {
   // Events wait in the epoll of the loop that owns their fds. If that loop's thread is
   // preempted by the OS (a timeslice is milliseconds), its connections would stall while
   // we sit idle: take its ready events and run the tasks they wake here. A parked owner
-  // is woken by its epoll itself and needs no help.
+  // is woken by its epoll itself and needs no help, and neither does one that has made a
+  // loop turn since our last look here (it polls its epoll when it goes idle, and every
+  // 61 turns while busy): polling the epoll of a loop that is running fine costs both
+  // loops a system call on a contended epoll for nothing.
   const auto& all = rt->workers;
   const unsigned n = static_cast<unsigned>(all.size());
   const unsigned start = next_random() % n;
   for (unsigned k = 0; k < n; ++k) {
-    Worker* v = all[(start + k) % n];
-    // relaxed: both are hints; a stale one costs one poll or one missed chance.
+    const unsigned vi = (start + k) % n;
+    Worker* v = all[vi];
+    // relaxed: all three are hints; a stale one costs one poll or one missed chance.
     if (v == this || v->reactor.sources() == 0 || v->parked.load(std::memory_order_relaxed)) continue;
+    const uint64_t turn = v->tick.load(std::memory_order_relaxed);
+    if (std::exchange(io_seen[vi], turn) != turn) continue;  // it moved on since our last look
     int got;
     {
       TraceSource src(this, WakeSource::fd);
@@ -366,34 +421,31 @@ void Worker::park() {
   for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
   if (!work) {
     const int64_t next = run_timers();
-    if (has_local_work()) {
-      work = true;
-    } else {
-      int64_t timeout = -1;
-      if (next != INT64_MAX) {
-        const int64_t now = monotonic_ns();
-        timeout = next > now ? next - now : 0;
-      }
+    if (!has_local_work()) {
+      int64_t deadline = next == INT64_MAX ? -1 : next;
       // While another loop with I/O is running (or preempted), one parked worker (the
       // watcher) wakes now and then to take the events it has not looked at (steal_io);
       // a parked runtime sleeps for good. relaxed: the flag only spreads the duty; two
       // watchers for a moment, or none until the next park, cost nothing but a delay.
       bool watcher = false;
-      if (rt->workers.size() > 1 && (timeout < 0 || timeout > kIoStealPark) && others_may_hold_io() &&
-          !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
-        watcher = true;
-        timeout = kIoStealPark;
+      if (rt->workers.size() > 1 && others_may_hold_io()) {
+        const int64_t watch = monotonic_ns() + kIoStealPark;
+        if ((deadline < 0 || deadline > watch) && !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
+          watcher = true;
+          deadline = watch;
+        }
       }
       TraceRing* const r = tracing();
       if (r) [[unlikely]] {
         const uint8_t why = uint8_t((next != INT64_MAX ? kParkTimer : 0) | (reactor.sources() != 0 ? kParkFd : 0) |
                                     (watcher ? kParkIoWatch : 0));
+        const int64_t timeout = deadline < 0 ? -1 : std::max<int64_t>(0, deadline - monotonic_ns());
         trace_event(r, TraceKind::park_begin, uint64_t(timeout), 0, 0, why);
       }
       int got;
       {
         TraceSource src(this, WakeSource::fd);
-        got = reactor.poll(timeout);
+        got = reactor.park(deadline);  // on a futex if we watch no fds, else in epoll (reactor.hpp)
       }
       count(reactor_events, uint64_t(got));
       if (r) [[unlikely]]
@@ -401,7 +453,8 @@ void Worker::park() {
       if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
     }
   }
-  if (!rt->idle.unpark_self(this)) searching = true;  // a notifier woke us as a searcher
+  // A notifier that took us off the parked list made us a searcher, or not (pinned work).
+  if (rt->idle.unpark_self(this) == Idle::Unparked::searcher) searching = true;
 }
 
 void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
@@ -545,7 +598,8 @@ void Worker::main() {
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
   eh_globals = thread_eh_globals();
-  AltStack alt;  // so a fibre's stack overflow can be reported
+  AltStack alt;                           // so a fibre's stack overflow can be reported
+  io_seen.assign(rt->workers.size(), 0);  // every worker exists once any thread runs
   clock_ns = monotonic_ns();
   int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
   for (;;) {
@@ -575,11 +629,7 @@ void Worker::main() {
         }
         idle_start = 0;
       }
-      if (searching) {
-        searching = false;
-        // The last searcher to find work wakes another: there may be more.
-        if (rt->idle.stop_searching()) rt->notify_work();
-      }
+      if (searching) stop_searching();  // the last searcher may wake another
       run_task(t);
       continue;
     }

@@ -8,11 +8,12 @@
 // in a row), pinned queue, inbox, run queue, and the global queue first on every 61st
 // turn so that a busy run queue cannot starve it — and run its fibre until it suspends.
 // With nothing ready: search (steal half of another worker's queue, take from the global
-// queue, poll the reactor without blocking, take the ready events of a loop that is not
-// parked) for up to Options::spin, and only then park in epoll_wait, because unparking a
-// thread on another CPU costs 60-80 µs here. While another loop with I/O runs, a parked
+// queue, take the ready events of a loop that is not parked), spinning for a while if the
+// spin policy says it pays (spin_policy.hpp), then park: on a futex if the loop watches
+// no fds, else in epoll_wait (reactor.hpp). While another loop with I/O runs, a parked
 // loop wakes every kIoStealPark to take the events that loop has not looked at (its
-// thread may be preempted for a whole OS timeslice); one parked loop at a time does this.
+// thread may be preempted for a whole OS timeslice) if it has made no turn meanwhile; one
+// parked loop at a time does this.
 #pragma once
 
 #include <boost/context/fiber.hpp>
@@ -85,7 +86,8 @@ struct Worker {
   std::size_t stack_size = 0;
   std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
   bool searching = false;
-  bool in_parked_list = false;  // guarded by Idle's mutex
+  bool in_parked_list = false;   // guarded by Idle's mutex
+  bool woken_searching = false;  // guarded by Idle's mutex: a notifier made it a searcher
   // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
   // without it after a seq_cst fence: see Idle::notify_worker).
   std::atomic<bool> parked{false};
@@ -233,12 +235,19 @@ struct Worker {
     return rng;
   }
   TaskHeader* search();
+  /// One look for work: the inbox, the global queues, other workers' run queues, and
+  /// (io) the ready events of other loops.
+  TaskHeader* probe(bool multi, bool io);
+  /// A searcher found work: it stops being one; the last wakes another if work waits.
+  void stop_searching() noexcept;
   TaskHeader* steal();
   /// Dispatches the ready events of another loop that is not parked (Reactor::
   /// poll_foreign); returns a task they woke, now queued here.
   TaskHeader* steal_io();
   /// Polls the reactor without waiting (dispatching what is ready).
   void poll_now();
+  /// Each loop's turn count (tick) at our last steal_io look at it (owner only).
+  std::vector<uint64_t> io_seen;
   /// True if another loop with I/O sources is not parked (its events may wait for it).
   bool others_may_hold_io() const noexcept;
   /// How long a worker parks at most while others_may_hold_io().
