@@ -332,9 +332,9 @@ TaskHeader* Worker::search() {
     }
     if (rt->stopping.load(std::memory_order_acquire)) return nullptr;
     if (slow) {
-      run_timers();  // a due timer may have made a task ready here
+      run_timers();                            // a due timer may have made a task ready here
       if (reactor.sources() != 0) poll_now();  // so may I/O (a fd came)
-      if (has_local_work()) break;  // park() sees it and does not sleep
+      if (has_local_work()) break;             // park() sees it and does not sleep
     }
     if (!pace.go_on(monotonic_ns(), end)) break;
   }
