@@ -485,6 +485,55 @@ TEST_CASE("trace: stopped mid-run, then by shutdown with tasks still running, bo
   }
 }
 
+TEST_CASE("trace: threads outside the runtime start and stop traces while it shuts down", "[trace]") {
+  const unsigned n = SPINDLE_WORKERS();
+  constexpr int kThreads = 3, kRounds = 40;
+  std::vector<std::vector<std::string>> written(kThreads);
+  std::atomic<int> odd_errors{0};  // checked on this thread: assertions are not thread-safe
+  {
+    test::Checked h(n, test::Allow{.live_tasks = true});
+    Runtime& rt = h.runtime();
+    std::atomic<bool> stop{false};
+    std::vector<Task<>> ts;
+    for (int i = 0; i < 2; ++i)
+      ts.push_back(rt.spawn(TaskOptions{.name = "busy"}, [&] {
+        while (!stop.load()) spindle::yield();
+      }));
+    std::atomic<int> started{0};
+    std::vector<std::thread> threads;
+    for (int k = 0; k < kThreads; ++k)
+      threads.emplace_back([&, k] {
+        started.fetch_add(1);
+        for (int i = 0; i < kRounds; ++i) {
+          const std::string p = trace_path(("race" + std::to_string(k) + "_" + std::to_string(i)).c_str());
+          try {
+            rt.start_trace(p);
+          } catch (const RuntimeError& e) {
+            const std::string what = e.what();
+            std::filesystem::remove(p);
+            if (what.find("shut down") != std::string::npos) return;
+            if (what.find("already") == std::string::npos) odd_errors.fetch_add(1);
+            continue;
+          }
+          // Another thread's stop, or shutdown's, may end this trace first: the file is
+          // complete either way.
+          written[k].push_back(p);
+          rt.stop_trace();
+        }
+      });
+    while (started.load() < kThreads) std::this_thread::yield();
+    stop = true;
+    rt.shutdown();
+    for (std::thread& t : threads) t.join();
+  }
+  CHECK(odd_errors.load() == 0);
+  for (const auto& paths : written)
+    for (const std::string& p : paths) {
+      read_trace(p);  // a complete document (read_trace fails the test otherwise)
+      std::filesystem::remove(p);
+    }
+}
+
 TEST_CASE("trace: a second start, a bad path and a shut-down runtime are errors that name the problem", "[trace]") {
   const unsigned n = SPINDLE_WORKERS();
   const std::string path = trace_path("errors");
