@@ -57,6 +57,7 @@
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <spindle/errors.hpp>
 
@@ -264,10 +265,11 @@ struct ProcessPoolState {
     }
     (void)end_worker(w, false);
   }
-  void lost(ProcWorker& w, bool kill, std::string& how) {
-    how = end_worker(w, kill);
+  std::string lost(ProcWorker& w, bool kill) {
+    std::string how = end_worker(w, kill);
     std::lock_guard lk(mu);
     --alive;
+    return how;
   }
 
   ProcWorker spawn() {
@@ -301,12 +303,40 @@ struct ProcessPoolState {
   }
 };
 
+// A worker checked out for one call. The call gives it back (checkin) when the exchange
+// ended cleanly, or ends it (kill and reap) when the exchange failed; a lease destroyed
+// without either (an exception between checkout and the end of the exchange, e.g. an
+// allocation failing while a large reply arrives) kills and reaps its worker, so that no
+// socket, pidfd or child process outlives the call and `alive` stays true.
+class WorkerLease {
+ public:
+  explicit WorkerLease(ProcessPoolState& st) : st_(st), w_(st.checkout()) {}
+  WorkerLease(const WorkerLease&) = delete;
+  WorkerLease& operator=(const WorkerLease&) = delete;
+  ~WorkerLease() {
+    if (w_.pid >= 0) (void)st_.lost(w_, true);
+  }
+
+  [[nodiscard]] const ProcWorker& worker() const noexcept { return w_; }
+  void give_back() {
+    st_.checkin(w_);  // strong guarantee: if it throws, the lease still owns the worker
+    w_ = ProcWorker{};
+  }
+  /// Kills (if asked) and reaps the worker; returns how it ended.
+  [[nodiscard]] std::string end(bool kill) { return st_.lost(w_, kill); }
+
+ private:
+  ProcessPoolState& st_;
+  ProcWorker w_;
+};
+
 std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, const std::string& name,
                                    std::string signature, std::string request) {
   // A timeout that has passed before the call began: no worker is taken, the call never
   // runs (nothing it could do without waiting for the worker's reply).
   if (st->opts.timeout.expired()) throw TimeoutError("ProcessPool: call '" + name + "' timed out (not started)");
-  ProcWorker w = st->checkout();
+  WorkerLease lease(*st);
+  const ProcWorker& w = lease.worker();
   const int64_t deadline = deadline_of(st->opts.timeout);
   const uint32_t nlen = uint32_t(name.size());
   const uint32_t slen = uint32_t(signature.size());
@@ -324,12 +354,11 @@ std::string process_pool_roundtrip(const std::shared_ptr<ProcessPoolState>& st, 
   auto recv = [&](void* p, std::size_t n) { return recv_all(w.fd, w.pidfd, p, n, deadline); };
   if (io == Io::ok) io = read_response(recv, status, body);
   if (io != Io::ok) {
-    std::string how;
-    st->lost(w, true, how);
+    const std::string how = lease.end(true);
     if (io == Io::timeout) throw TimeoutError("ProcessPool: call '" + name + "' timed out (its worker was killed)");
     throw BrokenProcessPool("ProcessPool: the worker running '" + name + "' died (" + how + ")");
   }
-  st->checkin(w);
+  lease.give_back();
   if (status == 1) throw ProcessError(name + ": " + body);
   if (status == 2) throw std::invalid_argument("ProcessPool: no function is registered as '" + name + "'");
   if (status == 3) throw std::invalid_argument("ProcessPool: " + body);
