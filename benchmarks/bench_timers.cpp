@@ -1,6 +1,6 @@
 // spindle's timer workloads, each on 2 workers:
 //  - timers_w2: 100,000 tasks, task i sleeps d_i ms (the LCG below), all at
-//    once; total ms (the floor is 100) and peak RSS.
+//    once; total ms (the floor is 100), CPU ms and page faults over the run, peak RSS.
 //  - timer_cancel_w2: 1,000,000 call_later timers inserted (deadlines 1-100 s, from the
 //    same LCG, so none fires), then each cancelled through its TimerHandle; ns per timer
 //    (insert + cancel) and peak RSS.
@@ -116,7 +116,13 @@ WaitForOutcome wait_for_run(spindle::Runtime& rt) {
 void timers_w2(benchmark::State& st) {
   spindle::Runtime rt(workers(2));
   Outcome out;
+  const double cpu0 = bench::process_cpu_seconds();
+  const long faults0 = bench::process_minor_faults();
   if (!bench::timed(st, out, [&] { return timers(rt); })) return;
+  // CPU (all threads) and page faults over the run: steadier than the wall time on a
+  // shared machine, and the faults count the stack pages first touched.
+  st.counters["cpu_ms"] = (bench::process_cpu_seconds() - cpu0) * 1e3;
+  st.counters["page_faults"] = double(bench::process_minor_faults() - faults0);
   st.counters["total_ms"] = out.seconds * 1e3;
   st.counters["peak_rss_mb"] = bench::peak_rss_mb();
 }

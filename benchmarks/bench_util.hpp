@@ -37,6 +37,14 @@ inline double process_cpu_seconds() {
   return secs(ru.ru_utime) + secs(ru.ru_stime);
 }
 
+/// Page faults of this process so far that needed no I/O (every thread): with anonymous
+/// memory, one per page first touched.
+inline long process_minor_faults() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
 /// A field of /proc/self/status in MiB ("VmHWM" = peak RSS, "VmRSS" = RSS now); -1 if absent.
 inline double proc_status_mb(const char* field) {
   std::FILE* f = std::fopen("/proc/self/status", "r");

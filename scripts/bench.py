@@ -105,6 +105,12 @@ ROWS = [
     # on its own stack): what this machine allows a stackful runtime at best.
     ("timers: 100k sleepers, peer bare Boost.Context", "total ms", "total_ms",
      (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_floor_w2")), 100, "lower"),
+    # CPU time (all threads) and page faults over the same run: steadier than wall time
+    # on a shared machine. Each sleeper's stack page first touched is one fault.
+    ("timers: 100k sleepers, peer bare Boost.Context", "CPU ms", "cpu_ms",
+     (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_floor_w2")), None, "lower"),
+    ("timers: 100k sleepers, peer bare Boost.Context", "page faults", "page_faults",
+     (("bench_timers", "timers_w2"), ("peer_fiber_timers", "timers_floor_w2")), None, "lower"),
     ("timers: insert + cancel", "ns per timer", "ns_per_timer",
      (("bench_timers", "timer_cancel_w2"), ("peer_fiber_timers", "timer_cancel_w2")), None, "lower"),
     ("wait_for on a finished task", "ns per wait_for", "ns_per_wait_for",
