@@ -60,25 +60,13 @@ struct PoolStack {
   }
 };
 
-// Runs on the stack of the fibre we switched to directly, before it continues: the
-// previous fibre is fully saved in `from` now, so it may be published.
-boost::context::fiber publish_previous(boost::context::fiber&& from) {
-  Worker* w = current_worker();
-  TaskHeader* prev = std::exchange(w->switch_prev, nullptr);
-  prev->frame->ctx = std::move(from);
-  w->after_suspend(prev);
-  return std::move(w->handoff_back);  // becomes the resumed fibre's `back`
-}
-
 boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost::context::fiber&& back) {
   TaskFrame frame;
   // A fibre is always started by its worker's loop: the stack we come from is the
   // worker thread's own, which ASan needs for every later switch back.
-  san::finish_switch(nullptr, &frame.back_bottom, &frame.back_size);
   Worker* const starter = current_worker();  // valid until the body first suspends
-  starter->stack_bottom = frame.back_bottom;
-  starter->stack_size = frame.back_size;
-  frame.back = std::move(back);
+  san::finish_switch(nullptr, &starter->stack_bottom, &starter->stack_size);
+  starter->loop_ctx = std::move(back);  // held while any fibre runs on this loop
   frame.task = t;
   frame.rt = starter->rt;
   frame.stack = s;
@@ -129,9 +117,9 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   else if (st == Status::exception)
     Worker::count(w->failed);
   w->tsan_to_destroy = frame.tsan_fiber;
-  san::start_switch(nullptr, frame.back_bottom, frame.back_size);
+  san::start_switch(nullptr, w->stack_bottom, w->stack_size);
   san::tsan_switch_to(w->tsan_fiber);
-  return std::move(frame.back);
+  return std::move(w->loop_ctx);
 }
 
 }  // namespace
@@ -145,9 +133,54 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 }
 
 namespace {
-// suspend_current's body, for the worker `w` the calling fibre runs on now.
-inline void suspend_on(Worker* w, std::source_location where, SuspendKind kind) noexcept {
-  TaskHeader* t = w->current.load(std::memory_order_relaxed);
+// suspend_current's body, for the worker `w` the calling fibre runs on now. `t` is
+// w->current, `f` its frame, and the caller has noted where it suspends.
+inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f) noexcept {
+  // The thread's globals live at a fixed address per thread: each worker looked it up
+  // once (a __tls_get_addr call into libstdc++ otherwise, twice per switch).
+  auto* g = static_cast<EhGlobals*>(w->eh_globals);
+  const EhGlobals saved = *g;
+  *g = EhGlobals{nullptr, 0};
+  boost::context::fiber back;
+  if (TaskHeader* next = w->next_for_direct_switch()) [[likely]] {
+    // Direct switch: run the next ready fibre without a round trip through the worker's
+    // own context (which stays in w->loop_ctx). We are still on our stack, so we must
+    // not be published yet: the on-top function below runs on `next`'s stack once we
+    // are fully saved, and only then stores our context and publishes us (invariant 1:
+    // suspend, then publish). It runs on this thread, so it is handed `w` and `t` (no
+    // thread-local lookup), and returns an empty fiber: `next` then knows it was
+    // resumed by a fibre, not by the loop. (A plain resume, with `next` publishing us
+    // once its own switch returned, ran fewer instructions but measured slower.)
+    TaskFrame* nf = next->frame;
+    task_state::run(next);  // as in run_task
+    w->step_switch(t, next);
+    boost::context::fiber target = std::move(nf->ctx);
+#if defined(SPINDLE_ASAN)
+    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
+#endif
+    san::tsan_switch_to(nf->tsan_fiber);
+    back = std::move(target).resume_with([w, t](boost::context::fiber&& from) {
+      t->frame->ctx = std::move(from);
+      w->after_suspend(t);
+      return boost::context::fiber{};
+    });
+  } else {
+    san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
+    san::tsan_switch_to(w->tsan_fiber);
+    back = std::move(w->loop_ctx).resume();
+  }
+  // We may be on another thread now: `w` is stale. The loop that resumed us handed us
+  // its own context; a fibre that switched to us directly handed us nothing (its
+  // loop's context is in place already).
+  Worker* now = current_worker();
+  if (back) [[unlikely]]
+    now->loop_ctx = std::move(back);
+  *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+  san::finish_switch(f->asan_fake, nullptr, nullptr);
+}
+
+// Notes where t suspends (Task::where(), and the trace when it records).
+inline TaskFrame* note_suspension(Worker* w, TaskHeader* t, std::source_location where, SuspendKind kind) noexcept {
   if (TraceRing* r = w->tracing()) [[unlikely]]
     trace_suspend(w, r, where, kind);
   TaskFrame* f = t->frame;
@@ -155,49 +188,14 @@ inline void suspend_on(Worker* w, std::source_location where, SuspendKind kind) 
   f->where_file.store(where.file_name(), std::memory_order_relaxed);
   f->where_function.store(where.function_name(), std::memory_order_relaxed);
   f->where_line.store(where.line(), std::memory_order_relaxed);
-  // The thread's globals live at a fixed address per thread: each worker looked it up
-  // once (a __tls_get_addr call into libstdc++ otherwise, twice per switch).
-  auto* g = static_cast<EhGlobals*>(w->eh_globals);
-  const EhGlobals saved = *g;
-  *g = EhGlobals{nullptr, 0};
-  if (TaskHeader* next = w->next_for_direct_switch()) {
-    // Direct switch: run the next ready fibre without a round trip through the worker's
-    // own context. We are still on our stack, so we must not be published yet: the
-    // on-top function below runs on `next`'s stack once we are fully saved, stores our
-    // context and publishes us (invariant 1: suspend, then publish). The worker's own
-    // context travels with the running fibre, in `handoff_back`. (A plain resume, with
-    // `next` publishing us once its own switch returned, ran fewer instructions but
-    // measured slower: 22 ns per yield against 15.)
-    TaskFrame* nf = next->frame;
-    task_state::run(next);  // as in run_task
-    w->switch_prev = t;
-    w->step_ended(t, false);
-    w->current.store(next, std::memory_order_relaxed);
-    w->step_began(next, false);
-    w->handoff_back = std::move(f->back);
-    boost::context::fiber target = std::move(nf->ctx);
-#if defined(SPINDLE_ASAN)
-    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
-#endif
-    san::tsan_switch_to(nf->tsan_fiber);
-    f->back = std::move(target).resume_with(&publish_previous);
-  } else {
-    san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
-    san::tsan_switch_to(w->tsan_fiber);
-    f->back = std::move(f->back).resume();
-  }
-  // We may be on another thread now: `w` is stale. Whoever resumed us (the worker, or
-  // another fibre in a direct switch) handed us the worker's context as `back`.
-  Worker* now = current_worker();
-  *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
-  san::finish_switch(f->asan_fake, nullptr, nullptr);
-  f->back_bottom = now->stack_bottom;  // switching back means switching to the worker's stack
-  f->back_size = now->stack_size;
+  return f;
 }
 }  // namespace
 
 void suspend_current(std::source_location where, SuspendKind kind) noexcept {
-  suspend_on(current_worker(), where, kind);
+  Worker* w = current_worker();
+  TaskHeader* t = w->current.load(std::memory_order_relaxed);
+  suspend_on(w, t, note_suspension(w, t, where, kind));
 }
 
 }  // namespace spindle::detail
@@ -223,7 +221,7 @@ void yield(std::source_location where) {
   // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
   // set by shutdown before it stops the workers, and only ever set.
   w->yielding = !(t->word.load(std::memory_order_relaxed) & kAbandoned);
-  suspend_on(w, where, SuspendKind::yield);
+  suspend_on(w, t, note_suspension(w, t, where, SuspendKind::yield));
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }

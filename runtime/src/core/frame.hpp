@@ -21,8 +21,7 @@ namespace spindle::detail {
 class RegistryShard;
 
 struct TaskFrame {
-  boost::context::fiber ctx;   // the suspended fibre (empty while it runs)
-  boost::context::fiber back;  // the worker context to switch back to (while it runs)
+  boost::context::fiber ctx;  // the suspended fibre (empty while it runs)
   TaskHeader* task = nullptr;
   RuntimeImpl* rt = nullptr;
   Stack stack;
@@ -44,8 +43,6 @@ struct TaskFrame {
   // Sanitizer state.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
-  const void* back_bottom = nullptr;  // bounds of the worker stack we switch back to
-  std::size_t back_size = 0;
 };
 
 }  // namespace spindle::detail
