@@ -134,10 +134,17 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 
 namespace {
 // suspend_current's body, for the worker `w` the calling fibre runs on now. `t` is
-// w->current, `f` its frame, and the caller has noted where it suspends.
-inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f) noexcept {
-  // The thread's globals live at a fixed address per thread: each worker looked it up
-  // once (a __tls_get_addr call into libstdc++ otherwise, twice per switch).
+// w->current, `f` its frame; `hooks` is w->step_hooks as note_suspension read it.
+// Yield: t yielded (and shutdown has not abandoned it): it is requeued as it is, its
+// state untouched (task_state.hpp, "a yield"); otherwise it is published as suspended.
+template <bool Yield>
+inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) noexcept {
+  // The C++ exception globals (see the top of this file). The thread's live at a fixed
+  // address per thread: each worker looked it up once (a __tls_get_addr call into
+  // libstdc++ otherwise). Whoever switches into a fibre has left them empty (every
+  // switch out of a fibre empties them, and a loop never switches from inside a
+  // handler), so a fibre that suspends with them empty, the common case, has nothing to
+  // put back when it resumes.
   auto* g = static_cast<EhGlobals*>(w->eh_globals);
   const EhGlobals saved = *g;
   *g = EhGlobals{nullptr, 0};
@@ -147,13 +154,14 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f) noexcept {
     // own context (which stays in w->loop_ctx). We are still on our stack, so we must
     // not be published yet: the on-top function below runs on `next`'s stack once we
     // are fully saved, and only then stores our context and publishes us (invariant 1:
-    // suspend, then publish). It runs on this thread, so it is handed `w` and `t` (no
-    // thread-local lookup), and returns an empty fiber: `next` then knows it was
-    // resumed by a fibre, not by the loop. (A plain resume, with `next` publishing us
-    // once its own switch returned, ran fewer instructions but measured slower.)
+    // suspend, then publish; a thief can take us from the run queue only after that
+    // push). It runs on this thread, so it is handed `w` and `t` (no thread-local
+    // lookup), and returns an empty fiber: `next` then knows that a fibre resumed it,
+    // not the loop. (A plain resume, with `next` publishing us once its own switch
+    // returned, ran fewer instructions but measured slower.)
     TaskFrame* nf = next->frame;
     task_state::run(next);  // as in run_task
-    w->step_switch(t, next);
+    w->step_switch(t, next, hooks);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)
     san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
@@ -161,10 +169,14 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f) noexcept {
     san::tsan_switch_to(nf->tsan_fiber);
     back = std::move(target).resume_with([w, t](boost::context::fiber&& from) {
       t->frame->ctx = std::move(from);
-      w->after_suspend(t);
+      if constexpr (Yield)
+        w->requeue_yielded(t);
+      else
+        w->after_suspend(t);
       return boost::context::fiber{};
     });
   } else {
+    if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
     san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
     san::tsan_switch_to(w->tsan_fiber);
     back = std::move(w->loop_ctx).resume();
@@ -172,30 +184,30 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f) noexcept {
   // We may be on another thread now: `w` is stale. The loop that resumed us handed us
   // its own context; a fibre that switched to us directly handed us nothing (its
   // loop's context is in place already).
-  Worker* now = current_worker();
-  if (back) [[unlikely]]
-    now->loop_ctx = std::move(back);
-  *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+  if (back || saved.caught_exceptions || saved.uncaught_exceptions) [[unlikely]] {
+    Worker* now = current_worker();
+    if (back) now->loop_ctx = std::move(back);
+    *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+  }
   san::finish_switch(f->asan_fake, nullptr, nullptr);
 }
 
-// Notes where t suspends (Task::where(), and the trace when it records).
-inline TaskFrame* note_suspension(Worker* w, TaskHeader* t, std::source_location where, SuspendKind kind) noexcept {
-  if (TraceRing* r = w->tracing()) [[unlikely]]
-    trace_suspend(w, r, where, kind);
-  TaskFrame* f = t->frame;
-  // relaxed: a diagnostic only (see frame.hpp).
-  f->where_file.store(where.file_name(), std::memory_order_relaxed);
-  f->where_function.store(where.function_name(), std::memory_order_relaxed);
-  f->where_line.store(where.line(), std::memory_order_relaxed);
-  return f;
+// Notes where t suspends (Task::where(), and the trace when it records). Returns the
+// step hooks (Worker::step_hooks), read once for the whole switch.
+inline uint8_t note_suspension(Worker* w, TaskFrame* f, std::source_location where, SuspendKind kind) noexcept {
+  const uint8_t hooks = w->step_hooks.load(std::memory_order_relaxed);  // relaxed: see worker.hpp
+  if (hooks) [[unlikely]]
+    if (TraceRing* r = w->tracing()) trace_suspend(w, r, where, kind);
+  f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
+  return hooks;
 }
 }  // namespace
 
 void suspend_current(std::source_location where, SuspendKind kind) noexcept {
   Worker* w = current_worker();
   TaskHeader* t = w->current.load(std::memory_order_relaxed);
-  suspend_on(w, t, note_suspension(w, t, where, kind));
+  TaskFrame* f = t->frame;
+  suspend_on<false>(w, t, f, note_suspension(w, f, where, kind));
 }
 
 }  // namespace spindle::detail
@@ -215,13 +227,18 @@ void yield(std::source_location where) {
   }
   // cancel_pending() is called only when the bit is there (its other tests are off the
   // common path). acquire: as in cancel_pending, pairs with the canceller's RMW.
-  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+  const uint16_t word = t->word.load(std::memory_order_acquire);
+  if ((word & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
   // The worker requeues us at the back of its queue once we have switched out. Not a
   // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
-  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
-  // set by shutdown before it stops the workers, and only ever set.
-  w->yielding = !(t->word.load(std::memory_order_relaxed) & kAbandoned);
-  suspend_on(w, t, note_suspension(w, t, where, SuspendKind::yield));
+  // worker only stops when it runs dry); it suspends instead. The bit is set by shutdown
+  // before it stops the workers, and only ever set.
+  TaskFrame* f = t->frame;
+  const uint8_t hooks = note_suspension(w, f, where, SuspendKind::yield);
+  if (!(word & kAbandoned)) [[likely]]
+    suspend_on<true>(w, t, f, hooks);
+  else
+    suspend_on<false>(w, t, f, hooks);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }

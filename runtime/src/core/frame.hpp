@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <source_location>
 
 #include <spindle/detail/task_header.hpp>
 
@@ -25,12 +26,23 @@ struct TaskFrame {
   TaskHeader* task = nullptr;
   RuntimeImpl* rt = nullptr;
   Stack stack;
-  // The last suspension point. Written by the fibre, read by Task::where() on any
-  // thread under the task's lock: relaxed atomics, so a torn triple is possible but
-  // harmless (it is a diagnostic).
-  std::atomic<const char*> where_file{nullptr};
-  std::atomic<const char*> where_function{nullptr};
-  std::atomic<uint32_t> where_line{0};
+  // The last suspension point (a default-made one, line 0: none yet). Written by the
+  // fibre at each suspension, read by Task::where() and the dumps on any thread: a
+  // relaxed atomic (it is a diagnostic), one pointer wide, so one plain store per
+  // suspension.
+  std::atomic<std::source_location> where{};
+  static_assert(std::atomic<std::source_location>::is_always_lock_free);
+  /// where, as the three fields the readers report (file null: none yet).
+  struct Where {
+    const char* file;
+    const char* function;
+    uint32_t line;
+  };
+  Where where_now() const noexcept {
+    const std::source_location s = where.load(std::memory_order_relaxed);
+    if (s.line() == 0) return {nullptr, nullptr, 0};
+    return {s.file_name(), s.function_name(), s.line()};
+  }
   // The execution trace: the flow id of the wake-up that readied this task, for its next
   // step (trace_recorder.hpp); 0 when none. Stored by the waker before it pushes the
   // task, taken by the loop that runs it (relaxed: the queue hand-over orders them).

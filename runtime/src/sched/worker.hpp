@@ -121,10 +121,10 @@ struct Worker {
     if (step_hooks.load(std::memory_order_relaxed)) [[unlikely]]
       step_ended_hooked(t, ended);
   }
-  /// A direct switch: the step of `from` ends and one of `to` begins (one look at the
-  /// hooks for both); `current` names `to` afterwards.
-  void step_switch(TaskHeader* from, TaskHeader* to) noexcept {
-    if (step_hooks.load(std::memory_order_relaxed)) [[unlikely]] {
+  /// A direct switch: the step of `from` ends and one of `to` begins; `current` names
+  /// `to` afterwards. `hooks`: step_hooks, read once by the switching fibre.
+  void step_switch(TaskHeader* from, TaskHeader* to, uint8_t hooks) noexcept {
+    if (hooks) [[unlikely]] {
       step_ended_hooked(from, false);
       current.store(to, std::memory_order_relaxed);
       step_began_hooked(to, false);
