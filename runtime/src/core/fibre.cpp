@@ -144,10 +144,14 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
   // libstdc++ otherwise). Whoever switches into a fibre has left them empty (every
   // switch out of a fibre empties them, and a loop never switches from inside a
   // handler), so a fibre that suspends with them empty, the common case, has nothing to
-  // put back when it resumes.
+  // keep or put back.
   auto* g = static_cast<EhGlobals*>(w->eh_globals);
-  const EhGlobals saved = *g;
-  *g = EhGlobals{nullptr, 0};
+  if (g->caught_exceptions || g->uncaught_exceptions) [[unlikely]] {
+    f->eh_caught = g->caught_exceptions;
+    f->eh_uncaught = g->uncaught_exceptions;
+    f->eh_held = true;
+    *g = EhGlobals{nullptr, 0};
+  }
   boost::context::fiber back;
   if (TaskHeader* next = w->next_for_direct_switch()) [[likely]] {
     // Direct switch: run the next ready fibre without a round trip through the worker's
@@ -160,7 +164,6 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
     // not the loop. (A plain resume, with `next` publishing us once its own switch
     // returned, ran fewer instructions but measured slower.)
     TaskFrame* nf = next->frame;
-    task_state::run(next);  // as in run_task
     w->step_switch(t, next, hooks);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)
@@ -184,10 +187,14 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
   // We may be on another thread now: `w` is stale. The loop that resumed us handed us
   // its own context; a fibre that switched to us directly handed us nothing (its
   // loop's context is in place already).
-  if (back || saved.caught_exceptions || saved.uncaught_exceptions) [[unlikely]] {
+  f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
+  if (back || f->eh_held) [[unlikely]] {
     Worker* now = current_worker();
     if (back) now->loop_ctx = std::move(back);
-    *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+    if (f->eh_held) {  // this thread's, maybe not the one we left
+      *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
+      f->eh_held = false;
+    }
   }
   san::finish_switch(f->asan_fake, nullptr, nullptr);
 }

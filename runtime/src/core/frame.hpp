@@ -52,6 +52,11 @@ struct TaskFrame {
   // the task is listed.
   RegistryShard* shard = nullptr;
   uint32_t slot = 0;
+  // The C++ exception globals this fibre had when it last suspended, when they were not
+  // empty (eh_held); see fibre.cpp.
+  void* eh_caught = nullptr;
+  unsigned eh_uncaught = 0;
+  bool eh_held = false;
   // Sanitizer state.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;

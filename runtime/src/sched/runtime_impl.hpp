@@ -173,11 +173,11 @@ inline TaskHeader* Worker::next_for_direct_switch() noexcept {
     count(empty_turns);
     return nullptr;
   }
-  if (!task_state::started(n)) [[unlikely]] {
+  if (!task_state::run_if_started(n)) [[unlikely]] {
     pending = n;  // it needs a new fibre: the worker's loop starts it next
     return nullptr;
   }
-  return n;
+  return n;  // RUNNING now, as in run_task
 }
 
 }  // namespace spindle::detail

@@ -303,9 +303,9 @@ struct Worker {
   /// after_suspend for a fibre that yielded: back of the run queue (a pinned task: its
   /// pinned queue), its state untouched (runtime_impl.hpp).
   inline void requeue_yielded(TaskHeader* t) noexcept;
-  /// For a fibre about to suspend: the next ready task, if it has a fibre already (the
-  /// caller then switches to it directly), else null (a new task is kept in `pending`)
-  /// (runtime_impl.hpp).
+  /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
+  /// RUNNING: the caller then switches to it directly), else null (a new task is kept
+  /// in `pending`) (runtime_impl.hpp).
   inline TaskHeader* next_for_direct_switch() noexcept;
 
  private:
