@@ -3,8 +3,10 @@
 //
 // Lifetime: made by the fibre's entry function when it first runs, destroyed when the
 // body has ended, just before the final switch out. TaskHeader::frame points at it
-// meanwhile. `ctx` is written by the worker after the fibre switched out and read by the
-// worker that resumes it next; the hand-over is ordered by the task's state word.
+// meanwhile. `ctx` is written on the fibre's worker once the fibre has switched out (by
+// the loop, or by the on-top function of a direct switch: core/fibre.cpp) and read by the
+// worker that resumes it next; the hand-over is ordered by the task's state word, or for
+// a yielder by the run queue.
 #pragma once
 
 #include <boost/context/fiber.hpp>
