@@ -100,13 +100,15 @@ TEST_CASE("direct switches between yielders, waiters, new tasks and ending tasks
         ts.push_back(spawn([&, i] {
           for (unsigned k = 0; k < 50; ++k) {
             if (k == 25 && i == 0) go.set();
-            if (k % 10 == i % 10) spawn([&] { children.fetch_add(1, std::memory_order_relaxed); });
+            // release: the round's end (its acquire load below) comes after every child's
+            // last touch of the counter, which the next round's counter reuses the place of.
+            if (k % 10 == i % 10) spawn([&] { children.fetch_add(1, std::memory_order_release); });
             yield();
           }
         }));
       for (auto& t : ts) t.get();
       CHECK(woken.load() == kWaiters);
-      while (children.load() < kYielders * 5) yield();  // fire-and-forget children end too
+      while (children.load(std::memory_order_acquire) < kYielders * 5) yield();  // fire-and-forget children
     }
   });
 }
