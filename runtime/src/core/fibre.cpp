@@ -60,25 +60,13 @@ struct PoolStack {
   }
 };
 
-// Runs on the stack of the fibre we switched to directly, before it continues: the
-// previous fibre is fully saved in `from` now, so it may be published.
-boost::context::fiber publish_previous(boost::context::fiber&& from) {
-  Worker* w = current_worker();
-  TaskHeader* prev = std::exchange(w->switch_prev, nullptr);
-  prev->frame->ctx = std::move(from);
-  w->after_suspend(prev);
-  return std::move(w->handoff_back);  // becomes the resumed fibre's `back`
-}
-
 boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost::context::fiber&& back) {
   TaskFrame frame;
   // A fibre is always started by its worker's loop: the stack we come from is the
   // worker thread's own, which ASan needs for every later switch back.
-  san::finish_switch(nullptr, &frame.back_bottom, &frame.back_size);
   Worker* const starter = current_worker();  // valid until the body first suspends
-  starter->stack_bottom = frame.back_bottom;
-  starter->stack_size = frame.back_size;
-  frame.back = std::move(back);
+  san::finish_switch(nullptr, &starter->stack_bottom, &starter->stack_size);
+  starter->loop_ctx = std::move(back);  // held while any fibre runs on this loop
   frame.task = t;
   frame.rt = starter->rt;
   frame.stack = s;
@@ -129,9 +117,9 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   else if (st == Status::exception)
     Worker::count(w->failed);
   w->tsan_to_destroy = frame.tsan_fiber;
-  san::start_switch(nullptr, frame.back_bottom, frame.back_size);
+  san::start_switch(nullptr, w->stack_bottom, w->stack_size);
   san::tsan_switch_to(w->tsan_fiber);
-  return std::move(frame.back);
+  return std::move(w->loop_ctx);
 }
 
 }  // namespace
@@ -145,59 +133,90 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 }
 
 namespace {
-// suspend_current's body, for the worker `w` the calling fibre runs on now.
-inline void suspend_on(Worker* w, std::source_location where, SuspendKind kind) noexcept {
-  TaskHeader* t = w->current.load(std::memory_order_relaxed);
-  if (TraceRing* r = w->tracing()) [[unlikely]]
-    trace_suspend(w, r, where, kind);
-  TaskFrame* f = t->frame;
-  // relaxed: a diagnostic only (see frame.hpp).
-  f->where_file.store(where.file_name(), std::memory_order_relaxed);
-  f->where_function.store(where.function_name(), std::memory_order_relaxed);
-  f->where_line.store(where.line(), std::memory_order_relaxed);
-  // The thread's globals live at a fixed address per thread: each worker looked it up
-  // once (a __tls_get_addr call into libstdc++ otherwise, twice per switch).
+// suspend_current's body, for the worker `w` the calling fibre runs on now. `t` is
+// w->current, `f` its frame; `hooks` is w->step_hooks as note_suspension read it.
+// Yield: t yielded (and shutdown has not abandoned it): it is requeued as it is, its
+// state untouched (task_state.hpp, "a yield"); otherwise it is published as suspended.
+template <bool Yield>
+inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) noexcept {
+  // The C++ exception globals (see the top of this file). The thread's live at a fixed
+  // address per thread: each worker looked it up once (a __tls_get_addr call into
+  // libstdc++ otherwise). Whoever switches into a fibre has left them empty (every
+  // switch out of a fibre empties them, and a loop never switches from inside a
+  // handler), so a fibre that suspends with them empty, the common case, has nothing to
+  // keep or put back.
   auto* g = static_cast<EhGlobals*>(w->eh_globals);
-  const EhGlobals saved = *g;
-  *g = EhGlobals{nullptr, 0};
-  if (TaskHeader* next = w->next_for_direct_switch()) {
+  if (g->caught_exceptions || g->uncaught_exceptions) [[unlikely]] {
+    f->eh_caught = g->caught_exceptions;
+    f->eh_uncaught = g->uncaught_exceptions;
+    f->eh_held = true;
+    *g = EhGlobals{nullptr, 0};
+  }
+  boost::context::fiber back;
+  if (TaskHeader* next = w->next_for_direct_switch()) [[likely]] {
     // Direct switch: run the next ready fibre without a round trip through the worker's
-    // own context. We are still on our stack, so we must not be published yet: the
-    // on-top function below runs on `next`'s stack once we are fully saved, stores our
-    // context and publishes us (invariant 1: suspend, then publish). The worker's own
-    // context travels with the running fibre, in `handoff_back`. (A plain resume, with
-    // `next` publishing us once its own switch returned, ran fewer instructions but
-    // measured slower: 22 ns per yield against 15.)
+    // own context (which stays in w->loop_ctx). We are still on our stack, so we must
+    // not be published yet: the on-top function below runs on `next`'s stack once we
+    // are fully saved, and only then stores our context and publishes us (invariant 1:
+    // suspend, then publish; a thief can take us from the run queue only after that
+    // push). It runs on this thread, so it is handed `w` and `t` (no thread-local
+    // lookup), and returns an empty fiber: `next` then knows that a fibre resumed it,
+    // not the loop. (A plain resume, with `next` publishing us once its own switch
+    // returned, ran as many instructions but measured about twice as slow: most likely
+    // because jump_fcontext leaves by a jump, so the return predictor stays one entry
+    // off after the switch, where the on-top function's own return consumes it.)
     TaskFrame* nf = next->frame;
-    task_state::run(next);  // as in run_task
-    w->switch_prev = t;
-    w->step_ended(t, false);
-    w->current.store(next, std::memory_order_relaxed);
-    w->step_began(next, false);
-    w->handoff_back = std::move(f->back);
+    w->step_switch(t, next, hooks);
     boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)
     san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
 #endif
     san::tsan_switch_to(nf->tsan_fiber);
-    f->back = std::move(target).resume_with(&publish_previous);
+    back = std::move(target).resume_with([w, t](boost::context::fiber&& from) {
+      t->frame->ctx = std::move(from);
+      if constexpr (Yield)
+        w->requeue_yielded(t);
+      else
+        w->after_suspend(t);
+      return boost::context::fiber{};
+    });
   } else {
-    san::start_switch(&f->asan_fake, f->back_bottom, f->back_size);
+    if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
+    san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
     san::tsan_switch_to(w->tsan_fiber);
-    f->back = std::move(f->back).resume();
+    back = std::move(w->loop_ctx).resume();
   }
-  // We may be on another thread now: `w` is stale. Whoever resumed us (the worker, or
-  // another fibre in a direct switch) handed us the worker's context as `back`.
-  Worker* now = current_worker();
-  *static_cast<EhGlobals*>(now->eh_globals) = saved;  // this thread's, maybe not the one we left
+  // We may be on another thread now: `w` is stale. The loop that resumed us handed us
+  // its own context; a fibre that switched to us directly handed us nothing (its
+  // loop's context is in place already).
+  f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
+  if (back || f->eh_held) [[unlikely]] {
+    Worker* now = current_worker();
+    if (back) now->loop_ctx = std::move(back);
+    if (f->eh_held) {  // this thread's, maybe not the one we left
+      *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
+      f->eh_held = false;
+    }
+  }
   san::finish_switch(f->asan_fake, nullptr, nullptr);
-  f->back_bottom = now->stack_bottom;  // switching back means switching to the worker's stack
-  f->back_size = now->stack_size;
+}
+
+// Notes where t suspends (Task::where(), and the trace when it records). Returns the
+// step hooks (Worker::step_hooks), read once for the whole switch.
+inline uint8_t note_suspension(Worker* w, TaskFrame* f, std::source_location where, SuspendKind kind) noexcept {
+  const uint8_t hooks = w->step_hooks.load(std::memory_order_relaxed);  // relaxed: see worker.hpp
+  if (hooks) [[unlikely]]
+    if (TraceRing* r = w->tracing()) trace_suspend(w, r, where, kind);
+  f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
+  return hooks;
 }
 }  // namespace
 
 void suspend_current(std::source_location where, SuspendKind kind) noexcept {
-  suspend_on(current_worker(), where, kind);
+  Worker* w = current_worker();
+  TaskHeader* t = w->current.load(std::memory_order_relaxed);
+  TaskFrame* f = t->frame;
+  suspend_on<false>(w, t, f, note_suspension(w, f, where, kind));
 }
 
 }  // namespace spindle::detail
@@ -217,13 +236,18 @@ void yield(std::source_location where) {
   }
   // cancel_pending() is called only when the bit is there (its other tests are off the
   // common path). acquire: as in cancel_pending, pairs with the canceller's RMW.
-  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+  const uint16_t word = t->word.load(std::memory_order_acquire);
+  if ((word & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
   // The worker requeues us at the back of its queue once we have switched out. Not a
   // task that shutdown abandoned: requeued, it would keep its worker busy for ever (the
-  // worker only stops when it runs dry); it stays suspended instead. relaxed: the bit is
-  // set by shutdown before it stops the workers, and only ever set.
-  w->yielding = !(t->word.load(std::memory_order_relaxed) & kAbandoned);
-  suspend_on(w, where, SuspendKind::yield);
+  // worker only stops when it runs dry); it suspends instead. The bit is set by shutdown
+  // before it stops the workers, and only ever set.
+  TaskFrame* f = t->frame;
+  const uint8_t hooks = note_suspension(w, f, where, SuspendKind::yield);
+  if (!(word & kAbandoned)) [[likely]]
+    suspend_on<true>(w, t, f, hooks);
+  else
+    suspend_on<false>(w, t, f, hooks);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }

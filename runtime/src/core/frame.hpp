@@ -3,14 +3,17 @@
 //
 // Lifetime: made by the fibre's entry function when it first runs, destroyed when the
 // body has ended, just before the final switch out. TaskHeader::frame points at it
-// meanwhile. `ctx` is written by the worker after the fibre switched out and read by the
-// worker that resumes it next; the hand-over is ordered by the task's state word.
+// meanwhile. `ctx` is written on the fibre's worker once the fibre has switched out (by
+// the loop, or by the on-top function of a direct switch: core/fibre.cpp) and read by the
+// worker that resumes it next; the hand-over is ordered by the task's state word, or for
+// a yielder by the run queue.
 #pragma once
 
 #include <boost/context/fiber.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <source_location>
 
 #include <spindle/detail/task_header.hpp>
 
@@ -21,17 +24,27 @@ namespace spindle::detail {
 class RegistryShard;
 
 struct TaskFrame {
-  boost::context::fiber ctx;   // the suspended fibre (empty while it runs)
-  boost::context::fiber back;  // the worker context to switch back to (while it runs)
+  boost::context::fiber ctx;  // the suspended fibre (empty while it runs)
   TaskHeader* task = nullptr;
   RuntimeImpl* rt = nullptr;
   Stack stack;
-  // The last suspension point. Written by the fibre, read by Task::where() on any
-  // thread under the task's lock: relaxed atomics, so a torn triple is possible but
-  // harmless (it is a diagnostic).
-  std::atomic<const char*> where_file{nullptr};
-  std::atomic<const char*> where_function{nullptr};
-  std::atomic<uint32_t> where_line{0};
+  // The last suspension point (a default-made one, line 0: none yet). Written by the
+  // fibre at each suspension, read by Task::where() and the dumps on any thread: a
+  // relaxed atomic (it is a diagnostic), one pointer wide, so one plain store per
+  // suspension.
+  std::atomic<std::source_location> where{};
+  static_assert(std::atomic<std::source_location>::is_always_lock_free);
+  /// where, as the three fields the readers report (file null: none yet).
+  struct Where {
+    const char* file;
+    const char* function;
+    uint32_t line;
+  };
+  Where where_now() const noexcept {
+    const std::source_location s = where.load(std::memory_order_relaxed);
+    if (s.line() == 0) return {nullptr, nullptr, 0};
+    return {s.file_name(), s.function_name(), s.line()};
+  }
   // The execution trace: the flow id of the wake-up that readied this task, for its next
   // step (trace_recorder.hpp); 0 when none. Stored by the waker before it pushes the
   // task, taken by the loop that runs it (relaxed: the queue hand-over orders them).
@@ -41,11 +54,14 @@ struct TaskFrame {
   // the task is listed.
   RegistryShard* shard = nullptr;
   uint32_t slot = 0;
+  // The C++ exception globals this fibre had when it last suspended, when they were not
+  // empty (eh_held); see fibre.cpp.
+  void* eh_caught = nullptr;
+  unsigned eh_uncaught = 0;
+  bool eh_held = false;
   // Sanitizer state.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
-  const void* back_bottom = nullptr;  // bounds of the worker stack we switch back to
-  std::size_t back_size = 0;
 };
 
 }  // namespace spindle::detail

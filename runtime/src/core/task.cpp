@@ -151,9 +151,10 @@ TaskWhere task_where(FutureCore* c) {
   w.state = t->done() ? TaskState::done : fr ? state_of(fr->rt, t, sched) : state_of(sched);
   if (w.started && (w.state == TaskState::suspended || w.state == TaskState::ready))
     if (TaskFrame* f = t->frame) {
-      file = f->where_file.load(std::memory_order_relaxed);
-      function = f->where_function.load(std::memory_order_relaxed);
-      line = f->where_line.load(std::memory_order_relaxed);
+      const TaskFrame::Where at = f->where_now();
+      file = at.file;
+      function = at.function;
+      line = at.line;
     }
   t->unlock();
   // The strings are a source_location's, static: copied once the lock is released.

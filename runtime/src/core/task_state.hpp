@@ -59,7 +59,7 @@
 //   submit             NEW -> QUEUED                          the spawning thread (owner)
 //   start              QUEUED -> RUNNING                      owner worker
 //   run                READY[+N] -> RUNNING[+N]; a yielder's  owner worker
-//                      RUNNING[+N] stays
+//   (run_if_started)   RUNNING[+N] stays
 //   publish_suspended  RUNNING[+N] -> IDLE, or READY          owner worker, after the switch
 //                      (never for a yield)
 //   end                RUNNING[+N] -> ENDED                   owner worker, after the switch
@@ -116,6 +116,17 @@ inline void run(TaskHeader* t) noexcept {
   // the store, and the fibre, having checked its condition before it suspended, would
   // sleep for ever. acq_rel: pairs with that waker's CAS, so the fibre sees its signal.
   t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);
+}
+
+/// run, for a worker about to switch straight into t (a task it took from a queue) from
+/// another fibre: false, and nothing written, if t has no fibre yet (QUEUED: the loop
+/// must start it); else run(t). One load for both questions.
+[[nodiscard]] inline bool run_if_started(TaskHeader* t) noexcept {
+  // relaxed: as in run and started (S and R are ours to read once we hold the task).
+  const uint16_t cur = t->sched.load(std::memory_order_relaxed);
+  if (!(cur & kStarted)) return false;
+  if (!(cur & kRunning)) t->sched.fetch_xor(kQueued | kRunning, std::memory_order_acq_rel);  // as in run
+  return true;
 }
 
 enum class Suspended : uint8_t {

@@ -36,10 +36,9 @@ void RegistryShard::snapshot(std::vector<RegistryEntry>& out) {
   for_each_locked([&](TaskFrame* f) {
     // relaxed: the state and the suspension point are diagnostics (see frame.hpp); the
     // frame is alive while it is linked, and we hold the shard's lock.
-    out.push_back(RegistryEntry{f->task, f->started_ns, f->task->sched.load(std::memory_order_relaxed),
-                                f->where_file.load(std::memory_order_relaxed),
-                                f->where_function.load(std::memory_order_relaxed),
-                                f->where_line.load(std::memory_order_relaxed)});
+    const TaskFrame::Where w = f->where_now();
+    out.push_back(RegistryEntry{f->task, f->started_ns, f->task->sched.load(std::memory_order_relaxed), w.file,
+                                w.function, w.line});
     f->task->ref();
   });
 }

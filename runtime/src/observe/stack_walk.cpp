@@ -78,9 +78,9 @@ __attribute__((no_sanitize("address"))) std::size_t walk_frame_pointers(const Ta
 // on. So it runs on the fibre's: Boost.Context's resume_with switches into the
 // suspended fibre and calls a function on top of its frames, exactly as if the fibre's
 // own switch had called it; that function unwinds, then switches back, leaving the fibre
-// suspended inside it. When the fibre is really resumed later (by a loop, or a direct
-// switch with publish_previous on top), that function just returns what it is given,
-// which is what the fibre's original switch expects. The sanitizer annotations follow
+// suspended inside it. When the fibre is really resumed later (by a loop, or by a direct
+// switch with its publishing function on top), that function just returns what it is
+// given, which is what the fibre's original switch expects. The sanitizer annotations follow
 // the two switches as for any other.
 struct OnTop {
   TaskFrame* f;

@@ -20,6 +20,7 @@
 #include "sched/idle.hpp"
 #include "sched/spin_policy.hpp"
 #include "core/stack_pool.hpp"
+#include "core/task_state.hpp"
 #include "sched/worker.hpp"
 
 namespace spindle::detail {
@@ -138,5 +139,45 @@ void wake_task_in(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 bool cancel_pending(TaskHeader* t) noexcept;
 /// Consumes the pending cancellation and returns the CancelledError to throw.
 CancelledError take_cancel(TaskHeader* t);
+
+// Worker's switch-path members that need the whole RuntimeImpl (inline: a yield runs
+// them on every step).
+
+inline void Worker::requeue_yielded(TaskHeader* t) noexcept {
+  // Its state stays RUNNING[+N] (task_state.hpp, "a yield"), so neither this requeue nor
+  // the run that resumes it is an atomic RMW; the run queue's own ordering hands its
+  // saved context to whoever takes it. A pinned task runs only here, its home.
+  if (!(t->word.load(std::memory_order_relaxed) & kPinned)) [[likely]] {
+    push_ring(t);
+    if (!alone) rt->notify_work();
+  } else {
+    pinned.push_back(t);  // as push_local does
+  }
+}
+
+inline void Worker::after_suspend(TaskHeader* t) noexcept {
+  if (yielding) {
+    yielding = false;
+    requeue_yielded(t);
+  } else {
+    publish_waited(t);
+  }
+}
+
+inline TaskHeader* Worker::next_for_direct_switch() noexcept {
+  // relaxed stopping: a hint; a loop told to stop finds out at its next turn.
+  if (pending || rt->stopping.load(std::memory_order_relaxed)) [[unlikely]]
+    return nullptr;
+  TaskHeader* n = next_task();
+  if (!n) [[unlikely]] {
+    count(empty_turns);
+    return nullptr;
+  }
+  if (!task_state::run_if_started(n)) [[unlikely]] {
+    pending = n;  // it needs a new fibre: the worker's loop starts it next
+    return nullptr;
+  }
+  return n;  // RUNNING now, as in run_task
+}
 
 }  // namespace spindle::detail

@@ -208,7 +208,7 @@ int64_t Worker::run_timers() {
   return timers.next_deadline();
 }
 
-TaskHeader* Worker::next_task() {
+TaskHeader* Worker::next_task_general() {
   const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
   tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
   if (--global_countdown == 0) {
@@ -553,19 +553,7 @@ void Worker::switched_back(boost::context::fiber&& f) {
   after_suspend(t);
 }
 
-void Worker::after_suspend(TaskHeader* t) noexcept {
-  if (std::exchange(yielding, false)) {
-    // Yielded: its state stays RUNNING[+N] (task_state.hpp, "a yield"), so neither this
-    // publish nor the run that resumes it is an atomic RMW; the queue's own ordering
-    // hands its saved context to whoever takes it. A pinned task runs only here, its home.
-    if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
-      push_ring(t);
-      if (!alone) rt->notify_work();
-    } else {
-      pinned.push_back(t);  // as push_local does; a pinned task runs only on its home
-    }
-    return;
-  }
+void Worker::publish_waited(TaskHeader* t) noexcept {
   // Suspended (its context is in the frame): IDLE, or READY if it was woken meanwhile.
   if (task_state::publish_suspended(t) == task_state::Suspended::requeue) {
     // Woken while it ran: back of this worker's queue (the common case is handled here
@@ -577,20 +565,6 @@ void Worker::after_suspend(TaskHeader* t) noexcept {
       rt->make_ready(t, false);
     }
   }
-}
-
-TaskHeader* Worker::next_for_direct_switch() noexcept {
-  if (pending || rt->stopping.load(std::memory_order_relaxed)) return nullptr;
-  TaskHeader* n = next_task();
-  if (!n) {
-    count(empty_turns);
-    return nullptr;
-  }
-  if (!task_state::started(n)) {
-    pending = n;  // it needs a new fibre: the worker's loop starts it next
-    return nullptr;
-  }
-  return n;
 }
 
 void Worker::main() {

@@ -79,9 +79,10 @@ struct Worker {
   // thief ever touches the run queue, so its owner pops without a CAS (pop_alone).
   bool alone = false;
   TaskHeader* pending = nullptr;  // owner only: picked by a fibre, to be started next
-  // Direct fibre-to-fibre switch state (see suspend_current): owner only.
-  TaskHeader* switch_prev = nullptr;
-  boost::context::fiber handoff_back;  // the worker's own context, passed between fibres
+  // The worker loop's own context while one of its fibres runs (empty while the loop
+  // runs): whichever fibre runs on this thread switches back to it; a direct switch
+  // between fibres (suspend_current) leaves it where it is. Owner thread only.
+  boost::context::fiber loop_ctx;
   const void* stack_bottom = nullptr;  // the worker thread's stack bounds (ASan)
   std::size_t stack_size = 0;
   std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
@@ -119,6 +120,17 @@ struct Worker {
   void step_ended(TaskHeader* t, bool ended) noexcept {
     if (step_hooks.load(std::memory_order_relaxed)) [[unlikely]]
       step_ended_hooked(t, ended);
+  }
+  /// A direct switch: the step of `from` ends and one of `to` begins; `current` names
+  /// `to` afterwards. `hooks`: step_hooks, read once by the switching fibre.
+  void step_switch(TaskHeader* from, TaskHeader* to, uint8_t hooks) noexcept {
+    if (hooks) [[unlikely]] {
+      step_ended_hooked(from, false);
+      current.store(to, std::memory_order_relaxed);
+      step_began_hooked(to, false);
+    } else {
+      current.store(to, std::memory_order_relaxed);
+    }
   }
   void step_began_hooked(TaskHeader* t, bool first) noexcept;
   void step_ended_hooked(TaskHeader* t, bool ended) noexcept;
@@ -227,7 +239,25 @@ struct Worker {
   }
 
  private:
-  TaskHeader* next_task();
+  /// One loop turn's pick (see the class comment). Inline for the common turn of a busy
+  /// loop (nothing due this turn, nothing in the LIFO slot, the pinned queue or the
+  /// inbox, the run queue not empty): one pop, with exactly the general path's outcome.
+  TaskHeader* next_task() {
+    const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
+    // The general path's tests, in one branch: a global/reactor turn (countdown at 1),
+    // a timer turn, the shuffle, the LIFO slot, pinned work (ready or in the inbox).
+    if (global_countdown > 1 && (turn & 15) != 0 && !shuffle && lifo == nullptr && pinned.empty() && inbox.empty())
+        [[likely]] {
+      if (TaskHeader* t = alone ? ring.pop_alone() : ring.pop()) {
+        tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
+        --global_countdown;
+        lifo_streak = 0;
+        return t;
+      }
+    }
+    return next_task_general();
+  }
+  TaskHeader* next_task_general();
   /// Debug (Options::shuffle): perturbs the order of this loop's ready tasks.
   void shuffle_ready();
   uint32_t next_random() noexcept {
@@ -268,14 +298,19 @@ struct Worker {
   void drop_timers() noexcept;
   void drop_timer_inbox() noexcept;
   /// Publishes a fibre that has switched out: IDLE, or requeued if it yielded or was
-  /// woken meanwhile. Called on this worker's thread after the switch.
-  void after_suspend(TaskHeader* t) noexcept;
-  /// For a fibre about to suspend: the next ready task, if it has a fibre already (the
-  /// caller then switches to it directly), else null (a new task is kept in `pending`).
-  TaskHeader* next_for_direct_switch() noexcept;
+  /// woken meanwhile. Called on this worker's thread after the switch (runtime_impl.hpp).
+  inline void after_suspend(TaskHeader* t) noexcept;
+  /// after_suspend for a fibre that yielded: back of the run queue (a pinned task: its
+  /// pinned queue), its state untouched (runtime_impl.hpp).
+  inline void requeue_yielded(TaskHeader* t) noexcept;
+  /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
+  /// RUNNING: the caller then switches to it directly), else null (a new task is kept
+  /// in `pending`) (runtime_impl.hpp).
+  inline TaskHeader* next_for_direct_switch() noexcept;
 
  private:
   void start_fibre(TaskHeader* t);
+  void publish_waited(TaskHeader* t) noexcept;  // after_suspend for a fibre that did not yield
   void push_ring(TaskHeader* t) {
     if (!ring.push(t)) push_ring_full(t);
   }
