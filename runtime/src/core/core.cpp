@@ -278,7 +278,7 @@ void Waiter::notify() noexcept {
   }
 }
 
-Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64_t deadline_ns) {
+Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64_t deadline_ns, int64_t now_hint) {
   if (kind_ == Kind::thread) {
     while (signalled_.load(std::memory_order_acquire) == 0) {
       if (deadline_ns) {
@@ -302,7 +302,7 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
   // A timed wait: a timer on this loop wakes the task at the deadline.
   if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
   if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
-  if (deadline_ns <= monotonic_ns()) return Outcome::timed_out;
+  if (deadline_ns <= (now_hint != 0 ? now_hint : monotonic_ns())) return Outcome::timed_out;
   TimerEntry* timer = arm_wait_timer(task_, deadline_ns);
   Outcome o;
   for (;;) {
