@@ -492,6 +492,19 @@ inline std::size_t RequestScanner::feed(const char* p, std::size_t n) noexcept {
         }
         continue;
       }
+      case State::idle:  // the common method at once: as step() takes "GET " byte by byte
+        if (end - s >= 4 && head + 4 <= max_head_ && std::memcmp(s, "GET ", 4) == 0) {
+          head += 4;
+          info_ = RequestInfo{};
+          target_len_ = 0;
+          s += 4;
+          st = State::target_start;
+          continue;
+        }
+        break;
+      case State::list_value:  // a Host value's characters, while no space has ended its token
+        if (field_ == f_host && !tail_) run = char_class::kHostChar;
+        break;
       case State::target:  // up to the byte that would make the target too long
         run = char_class::kVchar;
         if (std::size_t(end - s) > max_target_ - target_len_) run_end = s + (max_target_ - target_len_);
@@ -528,6 +541,7 @@ inline std::size_t RequestScanner::feed(const char* p, std::size_t n) noexcept {
         break;
       }
       if (st == State::target) target_len_ += std::size_t(q - s);
+      if (st == State::list_value && q != s) tok_chars_ = true;  // as step() marks each one
       s = q;
       if (s == end) break;
     }

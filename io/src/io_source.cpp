@@ -98,7 +98,9 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   // that arrived after a short read) lets the caller retry its syscall, so an operation
   // that can complete without waiting does. Not ready: the wait below times out at once
   // (or raises a pending cancellation first, as every wait does).
-  if (deadline_ns != 0 && deadline_ns <= monotonic_ns() && ready_now(d)) return;
+  // The clock is read once here and handed to the wait below, which would read it again.
+  const int64_t now = deadline_ns != 0 ? monotonic_ns() : 0;
+  if (deadline_ns != 0 && deadline_ns <= now && ready_now(d)) return;
   Waiter me;
   bool& flag = d == Dir::read ? ready_read_ : ready_write_;
   Waiter*& slot = d == Dir::read ? reader_ : writer_;
@@ -137,7 +139,7 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
         if (me.tag == kTagReady) flag = true;
         return false;
       },
-      true, where, deadline_ns);
+      true, where, deadline_ns, now);
   if (e.outcome == Waiter::Outcome::notified) {
     // tag was written under the lock before the notify; notify/wait order it for us.
     if (me.tag == kTagClosed) throw_closed(what);

@@ -29,7 +29,10 @@
 
 namespace spindle::detail {
 
-TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns);
+// The entry a timed wait of the running task t waits on (its last one's, reused, or a
+// new one), and its release when the wait ends (timers.cpp; timer_heap.hpp).
+TimerEntry* arm_wait_timer(TaskHeader* t, int64_t deadline_ns);
+void end_wait_timer(TaskHeader* t, TimerEntry* e, int64_t deadline_ns) noexcept;
 
 namespace {
 
@@ -275,7 +278,7 @@ void Waiter::notify() noexcept {
   }
 }
 
-Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64_t deadline_ns) {
+Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64_t deadline_ns, int64_t now_hint) {
   if (kind_ == Kind::thread) {
     while (signalled_.load(std::memory_order_acquire) == 0) {
       if (deadline_ns) {
@@ -299,8 +302,8 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
   // A timed wait: a timer on this loop wakes the task at the deadline.
   if (signalled_.load(std::memory_order_acquire)) return Outcome::notified;
   if (cancellable && cancel_pending(task_)) return Outcome::cancelled;
-  if (deadline_ns <= monotonic_ns()) return Outcome::timed_out;
-  TimerEntry* timer = arm_wake(task_, deadline_ns);
+  if (deadline_ns <= (now_hint != 0 ? now_hint : monotonic_ns())) return Outcome::timed_out;
+  TimerEntry* timer = arm_wait_timer(task_, deadline_ns);
   Outcome o;
   for (;;) {
     if (signalled_.load(std::memory_order_acquire)) {
@@ -317,8 +320,7 @@ Waiter::Outcome Waiter::wait(bool cancellable, std::source_location where, int64
     }
     suspend_current(where, SuspendKind::timed_wait);
   }
-  timer->cancel();  // lazy: the heap drops it; harmless if it fired
-  timer->unref();
+  end_wait_timer(task_, timer, deadline_ns);  // kept for the next timed wait, unless it fired
   return o;
 }
 

@@ -98,6 +98,7 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
   }
 
   if (frame.shard) frame.shard->remove(&frame);
+  drop_wait_timer(&frame);
   t->lock();
   t->frame = nullptr;
   if (st == Status::exception) {

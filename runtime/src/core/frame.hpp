@@ -22,6 +22,7 @@
 namespace spindle::detail {
 
 class RegistryShard;
+struct TimerEntry;
 
 struct TaskFrame {
   boost::context::fiber ctx;  // the suspended fibre (empty while it runs)
@@ -50,6 +51,10 @@ struct TaskFrame {
   // task, taken by the loop that runs it (relaxed: the queue hand-over orders them).
   std::atomic<uint64_t> trace_flow{0};
   int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
+  // The timer entry of this task's last timed wait, kept for its next one (one reference;
+  // timer_heap.hpp, "Reused wake entries"). Only the task itself touches it, and
+  // shutdown once the task is abandoned (its fibre never runs again).
+  TimerEntry* wait_timer = nullptr;
   // Registry place (all_tasks, shutdown): guarded by shard's lock; shard is null until
   // the task is listed.
   RegistryShard* shard = nullptr;
@@ -63,5 +68,8 @@ struct TaskFrame {
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
 };
+
+/// Releases f->wait_timer, if any (the task's fibre ends, or was abandoned). timers.cpp.
+void drop_wait_timer(TaskFrame* f) noexcept;
 
 }  // namespace spindle::detail

@@ -39,17 +39,29 @@ Reactor::~Reactor() {
   ::close(epfd_);
 }
 
-int Reactor::poll(int64_t timeout_ns) noexcept {
-  epoll_event evs[64];
-  int n;
-  if (timeout_ns == 0) {
-    n = ::epoll_wait(epfd_, evs, 64, 0);
-  } else {
+namespace {
+// Cleared once epoll_pwait2 says ENOSYS (kernels before 5.11, or tools such as valgrind
+// that do not know the call): epoll_wait with the timeout rounded up to a millisecond.
+// relaxed: every thread that reads a stale `true` makes the same discovery itself.
+std::atomic<bool> have_pwait2{true};
+
+int wait_events(int epfd, epoll_event* evs, int max, int64_t timeout_ns) noexcept {
+  if (timeout_ns == 0) return ::epoll_wait(epfd, evs, max, 0);
+  if (have_pwait2.load(std::memory_order_relaxed)) {
     // epoll_pwait2 takes a timespec: a parked loop wakes at its earliest deadline to the
     // nanosecond, not rounded to epoll_wait's milliseconds.
     timespec ts{time_t(timeout_ns / 1'000'000'000), long(timeout_ns % 1'000'000'000)};
-    n = ::epoll_pwait2(epfd_, evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    const int n = ::epoll_pwait2(epfd, evs, max, timeout_ns < 0 ? nullptr : &ts, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    have_pwait2.store(false, std::memory_order_relaxed);
   }
+  return ::epoll_wait(epfd, evs, max, timeout_ns < 0 ? -1 : poll_ms(timeout_ns));  // rounded up
+}
+}  // namespace
+
+int Reactor::poll(int64_t timeout_ns) noexcept {
+  epoll_event evs[64];
+  const int n = wait_events(epfd_, evs, 64, timeout_ns);
   if (n < 0) return 0;  // EINTR: the caller loops anyway
   dispatch(evs, n, true);
   return n;

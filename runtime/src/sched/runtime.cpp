@@ -336,7 +336,10 @@ void RuntimeImpl::end_leftovers() noexcept {
     // Its frame, and the Waiters it linked into futures and primitives that may outlive
     // the runtime, are on its stack: that stays mapped. The scheduler's reference is
     // kept too (those Waiters point at the task).
-    if (TaskFrame* f = t->frame) stacks.keep_mapped(f->stack);
+    if (TaskFrame* f = t->frame) {
+      stacks.keep_mapped(f->stack);
+      drop_wait_timer(f);  // its fibre never runs again; the loops' heaps are dropped
+    }
     t->lock();
     if (t->status() == Status::pending) {
       try {

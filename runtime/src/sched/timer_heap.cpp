@@ -79,6 +79,34 @@ TimerEntry* TimerHeap::pop_top() noexcept {
   return top;
 }
 
+bool TimerHeap::moved_or_dropped(TimerEntry* e, int64_t now) noexcept {
+  // acquire: pairs with the task's release of `want`, so a deadline it set is read whole.
+  int64_t w = e->want.load(std::memory_order_acquire);
+  for (;;) {
+    if (w == 0) {
+      // No wait uses it: drop it (the task's next timed wait arms a new one). acq_rel:
+      // the task's CAS 0 -> D fails from now on, so it never waits on a dropped entry.
+      if (e->want.compare_exchange_weak(w, TimerEntry::kRetired, std::memory_order_acq_rel)) {
+        e->unref();
+        return true;
+      }
+      continue;  // the task took it meanwhile (w reloaded)
+    }
+    if (w <= now) return false;  // the wait that uses it is due
+    // Its wait ends later than this key: move it there. acq_rel: claims it against the
+    // task's CAS D -> 0 (which then fails, and the task gives the entry up).
+    if (e->want.compare_exchange_weak(w, TimerEntry::kMoving, std::memory_order_acq_rel)) {
+      e->deadline = w;
+      heap_.push_back({w, e});  // it was just popped: the capacity is there, no allocation
+      sift_up(heap_.size() - 1);
+      note_size();
+      // release: the new key is written before a task can see the entry unused again.
+      e->want.store(w, std::memory_order_release);
+      return true;
+    }
+  }
+}
+
 void TimerHeap::sift_up(std::size_t i) noexcept {
   const Slot s = heap_[i];
   while (i > 0) {

@@ -12,6 +12,15 @@
 // starts one, so cancelled entries stay about a third as many as armed ones at most.
 // Firing flips armed to fired; exactly one of fire and cancel wins.
 //
+// Reused wake entries (a task's timed waits, see `want`): a task keeps the entry of its
+// last timed wait in its frame, and its next timed wait whose deadline is no earlier
+// than the entry's key takes it again instead of arming a new one (an idle timeout
+// renewed at every request would otherwise allocate, push and cancel an entry per
+// request). So an entry may reach the top before the deadline of the wait that uses it:
+// fire_due then moves it to that deadline, or drops it if no wait uses it any more, and
+// fires only an entry whose wait is due (as Go's runtime leaves a timer modified to a
+// later time in its heap until it comes due).
+//
 // Threads: the heap belongs to its worker. Other threads hand new entries to the worker
 // through its timer inbox (Worker::timer_inbox), never touching the heap.
 #pragma once
@@ -29,7 +38,19 @@ class RuntimeImpl;
 
 struct TimerEntry {
   enum : uint8_t { armed, fired, cancelled };
-  int64_t deadline;  // CLOCK_MONOTONIC ns
+  // `want` of a wake entry: kRetired once the heap dropped it, kMoving while the heap
+  // moves it to a later deadline.
+  static constexpr int64_t kRetired = -1, kMoving = -2;
+  // CLOCK_MONOTONIC ns: the heap key. Written by the heap's owner only while `want` is
+  // kMoving (a wake entry moved to a later deadline); read by the task only while no wait
+  // uses the entry (want 0), which the release store ending kMoving orders after it.
+  int64_t deadline;
+  // Wake entries (`task` set): the deadline of the timed wait of `task` that uses this
+  // entry, or 0 while none does. The task moves it 0 -> D when a wait takes the entry and
+  // D -> 0 when that wait ends; the heap's owner moves it 0 -> kRetired (drops an entry
+  // no wait uses) or D -> kMoving -> D (moves it to D). A task that finds kMoving when
+  // its wait ends gives the entry up (cancels it) instead of waiting for the move.
+  std::atomic<int64_t> want{0};
   std::atomic<uint32_t> refs{1};
   std::atomic<uint8_t> state{armed};
   TaskHeader* task = nullptr;      // woken when it fires (holds a reference), or
@@ -69,6 +90,7 @@ class TimerHeap {
   void fire_due(int64_t now, F&& on_fire) {
     while (!heap_.empty() && heap_.front().deadline <= now) {
       TimerEntry* e = pop_top();
+      if (e->task && moved_or_dropped(e, now)) continue;  // a reused wake entry not due yet
       uint8_t s = TimerEntry::armed;
       if (e->state.compare_exchange_strong(s, TimerEntry::fired, std::memory_order_acq_rel)) on_fire(e);
       e->unref();
@@ -77,6 +99,10 @@ class TimerHeap {
 
  private:
   TimerEntry* pop_top() noexcept;
+  /// A wake entry just popped, due by its key: true if it was put back at the later
+  /// deadline of the wait that uses it, or dropped because no wait does; false if that
+  /// wait is due (fire it).
+  bool moved_or_dropped(TimerEntry* e, int64_t now) noexcept;
   struct Slot {
     int64_t deadline;  // a copy of e->deadline (which never changes once pushed)
     TimerEntry* e;

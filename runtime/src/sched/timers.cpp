@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "core/frame.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/timer_heap.hpp"
 #include "sched/worker.hpp"
@@ -64,6 +65,8 @@ TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns) {
   auto* e = new TimerEntry();
   e->deadline = deadline_ns;
   e->refs.store(2, std::memory_order_relaxed);
+  // relaxed: the entry is not shared yet (the push below is on our own thread).
+  e->want.store(deadline_ns, std::memory_order_relaxed);  // the wait that arms it uses it
   try {
     current_worker()->timers.push(e);  // may grow the heap: bad_alloc leaves nothing armed
   } catch (...) {
@@ -74,6 +77,44 @@ TimerEntry* arm_wake(TaskHeader* t, int64_t deadline_ns) {
   t->ref();
   e->task = t;
   return e;
+}
+
+TimerEntry* arm_wait_timer(TaskHeader* t, int64_t deadline_ns) {
+  TaskFrame* f = t->frame;  // t is the running task: its frame is there
+  if (TimerEntry* e = f->wait_timer) {
+    // Reuse it if it fires no later than this deadline (the heap then moves it on), has
+    // not fired, and the heap has not dropped it: the CAS 0 -> D is what takes it. Its
+    // key is read while no wait uses it, when the heap never writes it (timer_heap.hpp).
+    // acquire (state) / acq_rel (want): pairs with the heap owner's release store that
+    // ended its last move, and orders our deadline before its next look.
+    int64_t idle = 0;
+    if (e->deadline <= deadline_ns && e->state.load(std::memory_order_acquire) == TimerEntry::armed &&
+        e->want.compare_exchange_strong(idle, deadline_ns, std::memory_order_acq_rel))
+      return e;
+    f->wait_timer = nullptr;
+    e->cancel();  // the heap drops it lazily
+    e->unref();
+  }
+  TimerEntry* e = arm_wake(t, deadline_ns);
+  f->wait_timer = e;
+  return e;
+}
+
+void end_wait_timer(TaskHeader* t, TimerEntry* e, int64_t deadline_ns) noexcept {
+  // acq_rel: our release hands the entry back unused (the heap may drop it from now on);
+  // the acquire reads a move that finished before. Fails only while the heap moves it
+  // (kMoving), or if it fired (the wait timed out): give it up then.
+  if (!e->has_fired() && e->want.compare_exchange_strong(deadline_ns, 0, std::memory_order_acq_rel)) return;
+  t->frame->wait_timer = nullptr;
+  e->cancel();  // harmless if it fired
+  e->unref();
+}
+
+void drop_wait_timer(TaskFrame* f) noexcept {
+  if (TimerEntry* e = std::exchange(f->wait_timer, nullptr)) {
+    e->cancel();
+    e->unref();
+  }
 }
 
 }  // namespace spindle::detail

@@ -204,8 +204,11 @@ class Waiter {
   bool cancel_requested() const noexcept;
   /// True when the waiter is a fibre (false: a foreign thread, which cannot be cancelled).
   bool is_fibre() const noexcept { return kind_ == Kind::fibre; }
-  /// deadline_ns: CLOCK_MONOTONIC nanoseconds, or 0 for none.
-  [[nodiscard]] Outcome wait(bool cancellable, std::source_location where, int64_t deadline_ns = 0);
+  /// deadline_ns: CLOCK_MONOTONIC nanoseconds, or 0 for none. now_ns: a reading of that
+  /// clock the caller has just taken (0: none, the wait reads it), against which a fibre
+  /// decides whether the deadline has already passed; one that passes after it ends the
+  /// wait by its timer.
+  [[nodiscard]] Outcome wait(bool cancellable, std::source_location where, int64_t deadline_ns = 0, int64_t now_ns = 0);
   TaskHeader* task() const noexcept { return task_; }
 
   Waiter* next = nullptr;  // links for whichever list holds this waiter

@@ -74,15 +74,15 @@ template <class TakeBack>
 }
 
 /// wait_parked with a deadline (deadline_ns: CLOCK_MONOTONIC ns; 0: none), which may end
-/// `timed_out`. Throws what Waiter::wait throws (std::bad_alloc for the deadline's
-/// timer), after the same cleanup: nothing stays parked, no notify is on its way.
-/// (Apart from wait_parked so that the waits without one carry no exception path.)
+/// `timed_out`; now_ns is Waiter::wait's (a clock reading the caller has just taken, or 0). Throws what Waiter::wait
+/// throws (std::bad_alloc for the deadline's timer), after the same cleanup: nothing stays parked, no notify is on its
+/// way. (Apart from wait_parked so that the waits without one carry no exception path.)
 template <class TakeBack>
 [[nodiscard]] ParkEnd wait_parked_until(Waiter& w, TakeBack&& take_back, bool cancellable, std::source_location where,
-                                        int64_t deadline_ns) {
+                                        int64_t deadline_ns, int64_t now_ns = 0) {
   Waiter::Outcome o;
   try {
-    o = w.wait(cancellable, where, deadline_ns);
+    o = w.wait(cancellable, where, deadline_ns, now_ns);
   } catch (...) {
     (void)parked::settle(w, take_back, where);
     throw;
