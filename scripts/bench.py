@@ -266,11 +266,12 @@ def main():
     if args.only:
         table = [r for r in table if r["spindle"] is not None or r["peer"] is not None]
 
-    header = ["workload", "figure", "spindle", "peer (Boost.Fiber)", "floor", "spindle/peer", "better"]
+    header = ["workload", "figure", "spindle", "peer", "floor", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
     print(f"medians of {reps} run(s) each (contended rows: median and worst of {contended_reps}); "
-          "spindle/peer below 1 is better where lower is better")
+          "spindle/peer below 1 is better where lower is better; the peer is Boost.Fiber unless the workload "
+          "names another")
     print_table(header, lines)
 
     failed = {k: r["error"] for k, r in results.items() if r["error"]}
