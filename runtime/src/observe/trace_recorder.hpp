@@ -75,6 +75,11 @@ void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept;
 /// path that cannot be opened, tracing compiled out.
 void trace_start(RuntimeImpl* rt, const std::string& path);
 /// Stops recording and finishes the file (a valid JSON document). Nothing if none runs.
-void trace_stop(RuntimeImpl* rt) noexcept;
+/// Returns 0, or the errno of the first write that failed, with `what` naming the
+/// operation and the path (the file is then incomplete).
+int trace_stop(RuntimeImpl* rt, std::string& what) noexcept;
+/// trace_stop for the runtime's own paths (shutdown, a start that failed): a failed
+/// write goes to Options::report (Report::Kind::trace_failed).
+void trace_stop_reporting(RuntimeImpl* rt) noexcept;
 
 }  // namespace spindle::detail
