@@ -15,6 +15,7 @@
 #include <spindle/runtime.hpp>
 
 #include "core/frame.hpp"
+#include "observe/trace_hooks.hpp"
 #include "observe/trace_writer.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
@@ -43,24 +44,9 @@ void put(TraceEvent* e, int64_t ts, TraceKind k, uint64_t a = 0, uint64_t b = 0,
   e->b = b;
 }
 
-// Writes step_begin (with the task's name, if it has one) into r at ts.
-void step_begin_at(TraceRing* r, int64_t ts, TaskHeader* t, bool first) noexcept {
-  uint64_t flow = 0;
-  if (!first) {
-    // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
-    // here orders that store before this load. A load and a store, not an exchange (a
-    // locked instruction): no other waker stores until t is suspended again, since only
-    // the wake that queues t records one.
-    std::atomic<uint64_t>& f = t->frame->trace_flow;
-    flow = f.load(std::memory_order_relaxed);
-    if (flow) f.store(0, std::memory_order_relaxed);
-  }
-  const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
-  if (!t->extra()) [[likely]] {
-    const uint64_t w[3] = {trace_word0(TraceKind::step_begin, ts, flags), key(t), flow};
-    r->push(w, flow ? 3 : 2);
-    return;
-  }
+}  // namespace
+
+void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept {
   char name[kTraceNameMax];
   std::size_t len = 0;
   {
@@ -83,32 +69,9 @@ void step_begin_at(TraceRing* r, int64_t ts, TaskHeader* t, bool first) noexcept
   w[n++] = len;
   std::memcpy(&w[n], name, len);
   n += uint32_t((len + 7) / 8);
+  const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
   w[0] = trace_word0(len ? TraceKind::name : TraceKind::step_begin, ts, flags);
   r->push(w, len ? n : n - 1);
-}
-
-// Writes the step's end at ts, with the suspension it ended at (noted by
-// trace_suspend), if any.
-void step_end_at(Worker* w, TraceRing* r, int64_t ts, bool ended) noexcept {
-  if (std::exchange(w->trace_note.pending, false)) {
-    const auto& s = w->trace_note;
-    const uint64_t e[4] = {trace_word0(TraceKind::step_end, ts, kEndSuspended), reinterpret_cast<uintptr_t>(s.file),
-                           reinterpret_cast<uintptr_t>(s.function), uint64_t(s.line) << 8 | uint8_t(s.kind)};
-    r->push(e);
-  } else {
-    const uint64_t e[1] = {trace_word0(TraceKind::step_end, ts, ended ? kEndReturned : 0)};
-    r->push(e);
-  }
-}
-
-}  // namespace
-
-void trace_step_begin(Worker*, TraceRing* r, TaskHeader* t, bool first) noexcept {
-  step_begin_at(r, trace_clock(), t, first);
-}
-
-void trace_step_end(Worker* w, TraceRing* r, TaskHeader*, bool ended) noexcept {
-  step_end_at(w, r, trace_clock(), ended);
 }
 
 void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
@@ -124,27 +87,32 @@ void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b
 
 namespace {
 
+// A wake-up by a thread that is not one of rt's loops: through the side channel.
+__attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
+  std::lock_guard lk(rt->trace_mu);
+  if (!rt->tracer) return;  // stopped meanwhile
+  const uint64_t flow = rt->tracer->next_foreign_flow();
+  TraceEvent e;
+  put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
+  rt->tracer->push_foreign(os_tid(), e);
+  // relaxed: see trace_step_begin_inline.
+  t->frame->trace_flow.store(flow, std::memory_order_relaxed);
+}
+
 void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   Worker* w = current_worker();
   TraceRing* r = w && w->rt == rt ? w->tracing() : nullptr;
-  uint64_t flow = 0;
-  if (r) {
-    // The loop's own sequence: flow ids of different loops never collide.
-    flow = (uint64_t(w->index + 1) << 40) | ++w->trace_flows;
-    const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
-                           : w->current.load(std::memory_order_relaxed) ? WakeSource::task
-                                                                        : WakeSource::foreign;
-    const uint64_t e[3] = {trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow};
-    if (!r->push(e)) flow = 0;  // dropped: no arrow to a start that has none
-  } else {
-    std::lock_guard lk(rt->trace_mu);
-    if (!rt->tracer) return;  // stopped meanwhile
-    flow = rt->tracer->next_foreign_flow();
-    TraceEvent e;
-    put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
-    rt->tracer->push_foreign(os_tid(), e);
-  }
-  // relaxed: see step_begin_at.
+  if (!r) [[unlikely]]
+    return record_foreign_wake(rt, t);
+  // The loop's own sequence, which starts at (index + 1) << 40: flow ids of different
+  // loops never collide.
+  uint64_t flow = ++w->trace_flows;
+  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
+                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
+                                                                      : WakeSource::foreign;
+  const uint64_t e[3] = {trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow};
+  if (!r->push(e)) flow = 0;  // dropped: no arrow to a start that has none
+  // relaxed: see trace_step_begin_inline.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
 

@@ -53,10 +53,9 @@ inline bool trace_any() noexcept {
 
 // Hooks, each called once its caller has found tracing on (out of line: the hot paths
 // keep only the test).
-/// A step of t begins on w (first: its fibre's first step).
-void trace_step_begin(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept;
-/// The step of t on w ends (ended: its body returned).
-void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept;
+// (A step's begin and end: trace_hooks.hpp, inline.)
+/// A step of t, which has an Extra (it may have a name), begins at ts.
+void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept;
 /// The running task of w is about to suspend at `where` (written with its step's end).
 void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread: records who woke

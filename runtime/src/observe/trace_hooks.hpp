@@ -1,0 +1,51 @@
+// The execution trace's step hooks, inline for the loop's switch path (worker.cpp): a
+// step's begin and end are most of what a busy program records, so the common case is
+// a clock reading, a few stores into the loop's ring and no call (trace_recorder.hpp has
+// the rest, out of line).
+#pragma once
+
+#include <atomic>
+#include <utility>
+
+#include "core/frame.hpp"
+#include "observe/trace_recorder.hpp"
+#include "sched/worker.hpp"
+
+namespace spindle::detail {
+
+/// A step of t begins on the loop that owns r (first: its fibre's first step).
+inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noexcept {
+  const int64_t ts = trace_clock();
+  uint64_t flow = 0;
+  if (!first) {
+    // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
+    // here orders that store before this load. A load and a store, not an exchange (a
+    // locked instruction): no other waker stores until t is suspended again, since only
+    // the wake that queues t records one.
+    std::atomic<uint64_t>& f = t->frame->trace_flow;
+    flow = f.load(std::memory_order_relaxed);
+    if (flow) f.store(0, std::memory_order_relaxed);
+  }
+  if (t->extra()) [[unlikely]]
+    return trace_step_begin_named(r, ts, t, first, flow);  // it may have a name
+  const uint64_t e[3] = {trace_word0(TraceKind::step_begin, ts, (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0)),
+                         reinterpret_cast<uintptr_t>(t), flow};
+  r->push(e, flow ? 3 : 2);
+}
+
+/// The step running on w, which owns r, ends (ended: its body returned); with the
+/// suspension trace_suspend noted, if any, under the same clock reading.
+inline void trace_step_end_inline(Worker* w, TraceRing* r, bool ended) noexcept {
+  const int64_t ts = trace_clock();
+  if (std::exchange(w->trace_note.pending, false)) {
+    const auto& s = w->trace_note;
+    const uint64_t e[4] = {trace_word0(TraceKind::step_end, ts, kEndSuspended), reinterpret_cast<uintptr_t>(s.file),
+                           reinterpret_cast<uintptr_t>(s.function), uint64_t(s.line) << 8 | uint8_t(s.kind)};
+    r->push(e);
+  } else {
+    const uint64_t e[1] = {trace_word0(TraceKind::step_end, ts, ended ? kEndReturned : 0)};
+    r->push(e);
+  }
+}
+
+}  // namespace spindle::detail
