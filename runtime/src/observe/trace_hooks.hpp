@@ -28,9 +28,8 @@ inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noe
   }
   if (t->extra()) [[unlikely]]
     return trace_step_begin_named(r, ts, t, first, flow);  // it may have a name
-  const uint64_t e[3] = {trace_word0(TraceKind::step_begin, ts, (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0)),
-                         reinterpret_cast<uintptr_t>(t), flow};
-  r->push(e, flow ? 3 : 2);
+  r->push(flow ? 3 : 2, trace_word0(TraceKind::step_begin, ts, (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0)),
+          reinterpret_cast<uintptr_t>(t), flow);
 }
 
 /// The step running on w, which owns r, ends (ended: its body returned); with the
@@ -39,12 +38,10 @@ inline void trace_step_end_inline(Worker* w, TraceRing* r, bool ended) noexcept 
   const int64_t ts = trace_clock();
   if (std::exchange(w->trace_note.pending, false)) {
     const auto& s = w->trace_note;
-    const uint64_t e[4] = {trace_word0(TraceKind::step_end, ts, kEndSuspended), reinterpret_cast<uintptr_t>(s.file),
-                           reinterpret_cast<uintptr_t>(s.function), uint64_t(s.line) << 8 | uint8_t(s.kind)};
-    r->push(e);
+    r->push(4, trace_word0(TraceKind::step_end, ts, kEndSuspended), reinterpret_cast<uintptr_t>(s.file),
+            reinterpret_cast<uintptr_t>(s.function), uint64_t(s.line) << 8 | uint8_t(s.kind));
   } else {
-    const uint64_t e[1] = {trace_word0(TraceKind::step_end, ts, ended ? kEndReturned : 0)};
-    r->push(e);
+    r->push(1, trace_word0(TraceKind::step_end, ts, ended ? kEndReturned : 0));
   }
 }
 

@@ -71,7 +71,7 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
   n += uint32_t((len + 7) / 8);
   const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
   w[0] = trace_word0(len ? TraceKind::name : TraceKind::step_begin, ts, flags);
-  r->push(w, len ? n : n - 1);
+  r->push_array(w, len ? n : n - 1);
 }
 
 void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
@@ -81,8 +81,7 @@ void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKin
 }
 
 void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
-  const uint64_t e[3] = {trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48};
-  r->push(e);
+  r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
 namespace {
@@ -110,8 +109,7 @@ void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
-  const uint64_t e[3] = {trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow};
-  if (!r->push(e)) flow = 0;  // dropped: no arrow to a start that has none
+  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow)) flow = 0;  // dropped: no arrow to a start that has none
   // relaxed: see trace_step_begin_inline.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
@@ -126,8 +124,7 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   if (w) {
     if (TraceRing* r = w->tracing()) {
-      const uint64_t e[2] = {trace_word0(TraceKind::spawn, trace_clock()), key(t)};
-      r->push(e);
+      r->push(2, trace_word0(TraceKind::spawn, trace_clock()), key(t));
     }
     return;
   }

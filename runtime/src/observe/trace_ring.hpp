@@ -114,16 +114,32 @@ class TraceRing {
   TraceRing(const TraceRing&) = delete;
   TraceRing& operator=(const TraceRing&) = delete;
 
-  /// Owner: appends one event of n <= N words (w[0] is its word 0), or drops it (counted;
-  /// the next event kept is preceded by a `gap` event). Returns whether it was kept.
-  /// Inline, with N known where it is called: one comparison, N stores and the head's.
-  template <uint32_t N>
-  bool push(const uint64_t (&w)[N], uint32_t n = N) noexcept {
+  /// Owner: appends one event, its first n of the words given (w0 is its word 0), or
+  /// drops it (counted; the next event kept is preceded by a `gap` event). Returns
+  /// whether it was kept. Inline: one comparison, the words' stores straight from
+  /// registers (an array on the stack copied in would cost a failed store-to-load
+  /// forwarding per event) and the head's.
+  template <class... W>
+  bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
+    constexpr uint32_t N = 1 + sizeof...(W);
     const uint64_t h = head_pos_;
-    if (h + N > limit_) [[unlikely]]
+    if (h + N > limit_) [[unlikely]] {
+      const uint64_t w[N] = {w0, uint64_t(ws)...};
       return push_slow(w, n);
-    // Unrolled (N is a constant). The words past n, if any, are free ones (below
-    // limit_) that the next event rewrites.
+    }
+    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+    uint64_t* d = buf_ + (h & kMask);
+    d[0] = w0;
+    uint32_t i = 1;
+    ((d[i++] = uint64_t(ws)), ...);
+    publish(h + n);
+    return true;
+  }
+  /// push for an event held in an array (long ones: a named step's begin).
+  template <uint32_t N>
+  bool push_array(const uint64_t (&w)[N], uint32_t n) noexcept {
+    const uint64_t h = head_pos_;
+    if (h + N > limit_) return push_slow(w, n);
     uint64_t* d = buf_ + (h & kMask);
     for (uint32_t i = 0; i < N; ++i) d[i] = w[i];
     publish(h + n);

@@ -1,6 +1,7 @@
 #include "observe/trace_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,10 +48,11 @@ std::string park_reason(uint8_t bits) {
 namespace {
 
 // A temporary file beside `path` (made and unlinked at once), or in the temporary
-// directory if that directory allows no other file; -1 with errno set if neither.
-int spool_file(const std::string& path) {
+// directory if that directory allows no other file or `path` is no regular file (a
+// device, a pipe); -1 with errno set if neither.
+int spool_file(const std::string& path, bool beside) {
   std::string name = path + ".spool.XXXXXX";
-  int fd = ::mkostemp(name.data(), O_CLOEXEC);
+  int fd = beside ? ::mkostemp(name.data(), O_CLOEXEC) : -1;
   if (fd >= 0) {
     ::unlink(name.c_str());
     return fd;
@@ -90,15 +92,17 @@ TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings,
     std::fclose(out_);
     out_ = nullptr;
   };
+  struct stat st;
+  const bool beside = ::fstat(::fileno(out_), &st) == 0 && S_ISREG(st.st_mode);
   spools_.resize(rings_.size());
   int fd = -1;
   for (RingSpool& s : spools_) {
-    if ((s.fd = spool_file(path)) < 0) break;
+    if ((s.fd = spool_file(path, beside)) < 0) break;
     // The same (unlinked) file opened again for direct writes; buffered if refused
     // (tmpfs, say).
     s.direct = ::open(("/proc/self/fd/" + std::to_string(s.fd)).c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   }
-  if (spools_.empty() || spools_.back().fd >= 0) fd = spool_file(path);
+  if (spools_.empty() || spools_.back().fd >= 0) fd = spool_file(path, beside);
   if (fd >= 0 && !(foreign_ = ::fdopen(fd, "w+"))) ::close(fd);
   if (!foreign_ || ::posix_memalign(reinterpret_cast<void**>(&page_), 4096, 4096) != 0) {
     const int e = errno;
@@ -216,6 +220,8 @@ void TraceWriter::spool_ring(std::size_t i, bool last) {
 }
 
 void TraceWriter::write_at(RingSpool& s, const void* p, std::size_t n, uint64_t off) {
+  static const bool nospool = std::getenv("XX_NOSPOOL") != nullptr;  // EXPERIMENT
+  if (nospool) return;
   if (s.failed) return;
   const char* c = static_cast<const char*>(p);
   for (std::size_t done = 0; done < n;) {
