@@ -73,10 +73,7 @@ inline constexpr std::size_t kTraceNameMax = 48;  // bytes of a task's name kept
 /// nanoseconds by the writer from two readings of both clocks, at the start and at the
 /// end of the recording; elsewhere monotonic_ns().
 inline int64_t trace_clock() noexcept {
-#if defined(SPINDLE_TRACE_FAKE_CLOCK)  // EXPERIMENT
-  static thread_local int64_t fake = 0;
-  return fake += 100;
-#elif defined(__x86_64__)
+#if defined(__x86_64__)
   return int64_t(__rdtsc());
 #else
   return monotonic_ns();

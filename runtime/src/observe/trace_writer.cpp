@@ -220,8 +220,6 @@ void TraceWriter::spool_ring(std::size_t i, bool last) {
 }
 
 void TraceWriter::write_at(RingSpool& s, const void* p, std::size_t n, uint64_t off) {
-  static const bool nospool = std::getenv("XX_NOSPOOL") != nullptr;  // EXPERIMENT
-  if (nospool) return;
   if (s.failed) return;
   const char* c = static_cast<const char*>(p);
   for (std::size_t done = 0; done < n;) {
