@@ -100,8 +100,9 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       ++active;
       conns.emplace(id, Conn{});
     }
-    Task<> t = spawn(TaskOptions{.name = opts.connection_name},
-                     [g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable { g.st->handler(std::move(s)); });
+    Task<> t =
+        spawn(TaskOptions{.name = opts.connection_name},
+              [g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable { g.st->handler(std::move(s)); });
     bool cancel = false;
     {
       std::lock_guard lk(mu);

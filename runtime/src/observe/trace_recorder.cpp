@@ -109,7 +109,8 @@ void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
-  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow)) flow = 0;  // dropped: no arrow to a start that has none
+  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow))
+    flow = 0;  // dropped: no arrow to a start that has none
   // relaxed: see trace_step_begin_inline.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
