@@ -37,9 +37,7 @@ inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noe
 inline void trace_step_end_inline(Worker* w, TraceRing* r, bool ended) noexcept {
   const int64_t ts = trace_clock();
   if (std::exchange(w->trace_note.pending, false)) {
-    const auto& s = w->trace_note;
-    r->push(4, trace_word0(TraceKind::step_end, ts, kEndSuspended), reinterpret_cast<uintptr_t>(s.file),
-            reinterpret_cast<uintptr_t>(s.function), uint64_t(s.line) << 8 | uint8_t(s.kind));
+    r->push(2, trace_word0(TraceKind::suspended, ts, uint64_t(w->trace_note.kind)), trace_where(w->trace_note.where));
   } else {
     r->push(1, trace_word0(TraceKind::step_end, ts, ended ? kEndReturned : 0));
   }

@@ -76,8 +76,7 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
 
 void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
   // Noted here, written with the step's end (one clock reading for both).
-  w->trace_note = {where.file_name(), where.function_name(), where.line(), w->yielding ? SuspendKind::yield : kind,
-                   true};
+  w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
 }
 
 void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {

@@ -18,8 +18,9 @@
 //               flags & 1: the fibre's first step
 //   name        a step_begin (same flags and words) followed by the task's name: one word
 //               holding its length (<= kTraceNameMax), then the bytes in whole words
-//   step_end    flags: 0 cut short of a note, 1 the body returned, 2 suspended, then three
-//               words: file and function (static strings), line << 8 | SuspendKind
+//   step_end    flags: 1 the body returned, 0 neither returned nor suspended
+//   suspended   a step's end at a suspension; flags: SuspendKind; then where, the
+//               std::source_location itself (one pointer to its static record)
 //   wake        woken task, flow id; flags: WakeSource
 //   spawn       the new task
 //   gap         none: events were dropped just before (written with the next one kept)
@@ -32,6 +33,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <source_location>
+#include <type_traits>
 
 #include <spindle/detail/deadline.hpp>
 
@@ -57,6 +60,7 @@ enum class TraceKind : uint8_t {
   job_begin,    // a: what runs (static string)
   job_end,      //
   gap,          // on the ring only: events were dropped just before this one (same time)
+  suspended,    // on the ring only: a step_end with the suspend before it (see the format)
 };
 enum class WakeSource : uint8_t { task, timer, fd, foreign };
 enum class SuspendKind : uint8_t { wait, timed_wait, yield };
@@ -65,7 +69,7 @@ inline constexpr uint8_t kParkTimer = 1, kParkFd = 2, kParkIoWatch = 4;
 inline constexpr uint64_t kTraceKindMask = 0x3F;
 inline constexpr unsigned kTraceFlagsShift = 6, kTraceTsShift = 8;
 inline constexpr uint64_t kBeginFirst = 1, kBeginFlow = 2;
-inline constexpr uint64_t kEndReturned = 1, kEndSuspended = 2;
+inline constexpr uint64_t kEndReturned = 1;
 inline constexpr std::size_t kTraceNameMax = 48;  // bytes of a task's name kept per step
 
 /// The trace's clock: the time-stamp counter where there is one (18 ns to read on the
@@ -78,6 +82,21 @@ inline int64_t trace_clock() noexcept {
 #else
   return monotonic_ns();
 #endif
+}
+
+// A suspension point is recorded as its std::source_location, copied as it is: one
+// pointer to a record in static storage (file, function, line), valid for as long as the
+// program runs, which the writer reads back when it formats the trace.
+static_assert(sizeof(std::source_location) == 8 && std::is_trivially_copyable_v<std::source_location>);
+inline uint64_t trace_where(const std::source_location& where) noexcept {
+  uint64_t w;
+  std::memcpy(&w, &where, 8);
+  return w;
+}
+inline std::source_location trace_where(uint64_t w) noexcept {
+  std::source_location where;
+  std::memcpy(&where, &w, 8);
+  return where;
 }
 
 /// Word 0 of an event.

@@ -357,22 +357,28 @@ void TraceWriter::replay_ring(std::size_t i) {
         }
         break;
       }
-      case TraceKind::step_end: {
-        if (flags & kEndSuspended) {
-          TraceEvent su = e;
-          uint64_t lk = 0;
-          su.kind = TraceKind::suspend;
-          ok = rd.next(su.a) && rd.next(su.b) && rd.next(lk);
-          if (!ok) break;
-          su.u32 = uint32_t(lk >> 8);
-          su.b8 = uint8_t(lk);
-          handle(tr, su);
-        }
+      case TraceKind::suspended: {
+        uint64_t where = 0;
+        ok = rd.next(where);
+        if (!ok) break;
+        const std::source_location loc = trace_where(where);
+        TraceEvent su = e;
+        su.kind = TraceKind::suspend;
+        su.a = reinterpret_cast<uintptr_t>(loc.file_name());
+        su.b = reinterpret_cast<uintptr_t>(loc.function_name());
+        su.u32 = loc.line();
+        su.b8 = uint8_t(flags);
+        handle(tr, su);
+        e.kind = TraceKind::step_end;
         e.a = tr.task;  // no drop since the open step's begin (a gap says): its end
-        e.b8 = flags & kEndReturned ? 1 : 0;
         handle(tr, e);
         break;
       }
+      case TraceKind::step_end:
+        e.a = tr.task;
+        e.b8 = flags & kEndReturned ? 1 : 0;
+        handle(tr, e);
+        break;
       case TraceKind::gap:
         // Events were dropped: whatever is open may have ended among them. It is closed
         // here, at the time of the first event kept after them, marked as cut.
@@ -418,6 +424,7 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
       break;
     case TraceKind::name:  // decoded in replay_ring
     case TraceKind::gap:
+    case TraceKind::suspended:
       break;
     case TraceKind::suspend:
       tr.suspended = true;

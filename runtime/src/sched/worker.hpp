@@ -136,12 +136,10 @@ struct Worker {
   WakeSource trace_src = WakeSource::task;
   uint64_t trace_flows;
   struct {
-    const char* file;
-    const char* function;
-    uint32_t line;
+    std::source_location where;
     SuspendKind kind;
     bool pending;  // noted by trace_suspend, written with the step's end
-  } trace_note{nullptr, nullptr, 0, SuspendKind::wait, false};
+  } trace_note{std::source_location{}, SuspendKind::wait, false};
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
       return trace.load(std::memory_order_acquire);
