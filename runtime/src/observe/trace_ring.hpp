@@ -185,8 +185,9 @@ class TraceRing {
     // release: the words are visible to the writer that loads the new head.
     head_.store(h, std::memory_order_release);
   }
-  // Near the ring's end, near the writer's tail, or after a drop.
-  bool push_slow(const uint64_t* w, uint32_t n) noexcept {
+  // Near the ring's end, near the writer's tail, or after a drop. Out of line, so that
+  // the fast path saves no registers for it.
+  __attribute__((noinline, cold)) bool push_slow(const uint64_t* w, uint32_t n) noexcept {
     const uint64_t h = head_pos_;
     const uint32_t need = n + (gap_ ? 1 : 0);
     // acquire: the writer has finished reading the words it handed back.
