@@ -29,6 +29,7 @@
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -88,16 +89,8 @@ inline int64_t trace_clock() noexcept {
 // pointer to a record in static storage (file, function, line), valid for as long as the
 // program runs, which the writer reads back when it formats the trace.
 static_assert(sizeof(std::source_location) == 8 && std::is_trivially_copyable_v<std::source_location>);
-inline uint64_t trace_where(const std::source_location& where) noexcept {
-  uint64_t w;
-  std::memcpy(&w, &where, 8);
-  return w;
-}
-inline std::source_location trace_where(uint64_t w) noexcept {
-  std::source_location where;
-  std::memcpy(&where, &w, 8);
-  return where;
-}
+inline uint64_t trace_where(const std::source_location& where) noexcept { return std::bit_cast<uint64_t>(where); }
+inline std::source_location trace_where(uint64_t w) noexcept { return std::bit_cast<std::source_location>(w); }
 
 /// Word 0 of an event.
 inline uint64_t trace_word0(TraceKind k, int64_t ts, uint64_t flags = 0) noexcept {
