@@ -50,7 +50,7 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
   char name[kTraceNameMax];
   std::size_t len = 0;
   {
-    std::lock_guard g(*t);  // the name may be set by another thread meanwhile
+    std::lock_guard g(*t, std::adopt_lock);  // taken by trace_step_begin_inline
     if (Extra* x = t->extra()) {
       if (!x->name.empty()) {
         len = std::min(x->name.size(), kTraceNameMax);
