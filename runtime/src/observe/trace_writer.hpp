@@ -4,12 +4,13 @@
 // {"traceEvents": [...], "otherData": {...}}), which Perfetto (ui.perfetto.dev) and
 // chrome://tracing open.
 //
-// Why a spool: while the program runs, the writer only copies 32-byte events to a file
-// (no formatting), so it keeps up with the loops with little CPU, and the CPU that
-// formatting JSON takes (three times the bytes) is spent once the recording is over,
-// not beside the program being measured. The spool sits beside the output file (made
-// and unlinked at once, so nothing is left behind) and grows with the recording, as the
-// JSON file would; memory stays fixed.
+// Why a spool: while the program runs, the writer only hands the rings' whole pages to
+// the kernel (one spool file per loop, no formatting, no copy on our side), so it keeps
+// up with the loops with little CPU, and the CPU that formatting JSON takes (several
+// times the bytes) is spent once the recording is over, not beside the program being
+// measured. The spools sit beside the output file (made and unlinked at once, so
+// nothing is left behind) and grow with the recording, as the JSON file would; memory
+// stays fixed.
 //
 // What it writes: one track (tid) per loop, named "loop <i>"; foreign threads get a
 // track each. A task's step is a complete event ("X", cat "step") named after the task,
