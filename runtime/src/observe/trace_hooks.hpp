@@ -26,12 +26,14 @@ inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noe
     flow = f.load(std::memory_order_relaxed);
     if (flow) f.store(0, std::memory_order_relaxed);
   }
-  // Whether t has an Extra (which may hold its name), under t's lock: a waiter on another
-  // thread may be linking itself in through the same word meanwhile.
-  t->lock();
-  if (t->extra()) [[unlikely]]
+  // A task with an Extra may have a name, read under its lock. Whether it has one is
+  // kHasExtra (relaxed: an Extra made meanwhile by another thread, set_name say, shows at
+  // a later step), not t->extra(): aux_ is also the waiter list, which a waiter on
+  // another thread may be linking itself into, under the lock, meanwhile.
+  if (t->word.load(std::memory_order_relaxed) & kHasExtra) [[unlikely]] {
+    t->lock();
     return trace_step_begin_named(r, ts, t, first, flow);  // unlocks t
-  t->unlock();
+  }
   r->push(flow ? 3 : 2, trace_word0(TraceKind::step_begin, ts, (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0)),
           reinterpret_cast<uintptr_t>(t), flow);
 }
