@@ -306,7 +306,8 @@ int main(int argc, char** argv) {
     opts.trace = trace;
     spindle::run(
         [&] {
-          spindle::Server srv = spindle::start_server(serve, host, port, {.reuse_port = reuse_port, .nodelay = true});
+          spindle::Server srv = spindle::start_server(
+              serve, host, port, {.reuse_port = reuse_port, .nodelay = true, .connection_name = "http connection"});
           std::printf("http server listening on %s with %u worker(s)%s\n", srv.addresses()[0].to_string().c_str(),
                       workers, reuse_port ? ", one listener per worker" : "");
           std::fflush(stdout);

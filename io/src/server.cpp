@@ -101,7 +101,8 @@ struct ServerState : std::enable_shared_from_this<ServerState> {
       conns.emplace(id, Conn{});
     }
     Task<> t =
-        spawn([g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable { g.st->handler(std::move(s)); });
+        spawn(TaskOptions{.name = opts.connection_name},
+              [g = ConnGuard(shared_from_this(), id), s = std::move(s)]() mutable { g.st->handler(std::move(s)); });
     bool cancel = false;
     {
       std::lock_guard lk(mu);

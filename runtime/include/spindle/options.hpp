@@ -12,9 +12,10 @@
 namespace spindle {
 
 /// What the runtime reports: an exception nobody retrieved, a task that would not end
-/// at shutdown, a slow step in debug mode (asyncio's loop exception handler context).
+/// at shutdown, a slow step in debug mode, an execution trace whose file could not be
+/// written when shutdown finished it (asyncio's loop exception handler context).
 struct Report {
-  enum class Kind { unretrieved_exception, task_would_not_end, callback_failed, slow_step };
+  enum class Kind { unretrieved_exception, task_would_not_end, callback_failed, slow_step, trace_failed };
   Kind kind;
   std::string task_name;     ///< the task concerned ("" when none)
   std::string message;       ///< a human-readable line

@@ -123,7 +123,7 @@ class Runtime {
   /// tracks; a step longer than Options::slow_step is marked "slow step".
   /// Each loop records into a fixed ring of its own without locks; a writer thread
   /// drains the rings every few milliseconds, so a loop never waits on the disk and the
-  /// memory taken is fixed (2 MiB per loop). Events that find a ring full are dropped and
+  /// memory taken is fixed (8 MiB per loop). Events that find a ring full are dropped and
   /// their count is written in the trace's "otherData" ("dropped_events").
   /// Any thread. Throws RuntimeError if a trace is being recorded already, if the
   /// runtime is shut down, if `path` cannot be opened for writing (the message names it
@@ -133,7 +133,12 @@ class Runtime {
   /// Stops the trace and finishes its file: a complete JSON document (a step still
   /// running is closed at the stop). Shutdown stops it too, once the loops have stopped.
   /// Nothing if no trace is being recorded. Any thread.
-  void stop_trace() noexcept;
+  /// Throws std::system_error if the trace could not be written (disk full, I/O error):
+  /// code() is the errno of the first write that failed, what() names the path; the
+  /// trace is stopped all the same and its file is incomplete. When shutdown finishes
+  /// the trace, the same error goes to Options::report (Report::Kind::trace_failed, with
+  /// the std::system_error as its `error`).
+  void stop_trace();
 
   detail::RuntimeImpl* impl() const noexcept { return impl_.get(); }
 

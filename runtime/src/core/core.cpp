@@ -66,6 +66,9 @@ Extra& FutureCore::extra_locked() {
   auto* x = new Extra();  // alignof(Extra) >= 8: bit 0 of its address is free for the tag
   x->waiters = aux_;      // the list moves into the Extra
   aux_ = reinterpret_cast<Waiter*>(reinterpret_cast<uintptr_t>(x) | 1u);
+  // relaxed: a hint for readers that may not take the lock (the execution trace's step
+  // begin), which take it to read the Extra itself; the lock orders everything else.
+  word.fetch_or(kHasExtra, std::memory_order_relaxed);
   return *x;
 }
 

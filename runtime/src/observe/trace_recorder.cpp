@@ -8,12 +8,14 @@
 #include <charconv>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 
 #include <spindle/detail/deadline.hpp>
 #include <spindle/errors.hpp>
 #include <spindle/runtime.hpp>
 
 #include "core/frame.hpp"
+#include "observe/trace_hooks.hpp"
 #include "observe/trace_writer.hpp"
 #include "sched/runtime_impl.hpp"
 #include "sched/worker.hpp"
@@ -42,115 +44,73 @@ void put(TraceEvent* e, int64_t ts, TraceKind k, uint64_t a = 0, uint64_t b = 0,
   e->b = b;
 }
 
-// Records the task's name after its step_begin: up to 3 chunks of 16 bytes.
-constexpr std::size_t kNameMax = 48;
+}  // namespace
 
-// Writes step_begin (and the name, if the task has one) into r at ts.
-void step_begin_at(TraceRing* r, int64_t ts, TaskHeader* t, bool first) noexcept {
-  uint64_t flow = 0;
-  if (!first) {
-    // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
-    // here orders that store before this load. A load and a store, not an exchange (a
-    // locked instruction): no other waker stores until t is suspended again, since only
-    // the wake that queues t records one.
-    std::atomic<uint64_t>& f = t->frame->trace_flow;
-    flow = f.load(std::memory_order_relaxed);
-    if (flow) f.store(0, std::memory_order_relaxed);
-  }
-  char name[kNameMax];
+void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept {
+  char name[kTraceNameMax];
   std::size_t len = 0;
-  if (t->extra()) {
-    std::lock_guard g(*t);  // the name may be set by another thread meanwhile
+  {
+    std::lock_guard g(*t, std::adopt_lock);  // taken by trace_step_begin_inline
     if (Extra* x = t->extra()) {
       if (!x->name.empty()) {
-        len = std::min(x->name.size(), kNameMax);
+        len = std::min(x->name.size(), kTraceNameMax);
         std::memcpy(name, x->name.data(), len);
       } else if (x->id != 0) {
         std::memcpy(name, "Task-", 5);
-        len = std::size_t(std::to_chars(name + 5, name + kNameMax, x->id).ptr - name);
+        len = std::size_t(std::to_chars(name + 5, name + kTraceNameMax, x->id).ptr - name);
       }
     }
   }
-  const uint32_t chunks = uint32_t((len + 15) / 16);
-  TraceEvent* e = r->reserve(1 + chunks);
-  if (!e) return;
-  put(e, ts, TraceKind::step_begin, key(t), flow, 0, 0, first ? 1 : 0);
-  for (uint32_t c = 0; c < chunks; ++c) {
-    e = r->next(e);
-    uint64_t w[2] = {0, 0};
-    const std::size_t n = std::min<std::size_t>(16, len - c * 16);
-    std::memcpy(w, name + c * 16, n);
-    put(e, ts, TraceKind::name, w[0], w[1], uint32_t(len), uint16_t(c));
-  }
-  r->commit(1 + chunks);
-}
-
-// Writes the suspension the step ended at (noted by trace_suspend), if any, and the
-// step's end, both at ts.
-void step_end_at(Worker* w, TraceRing* r, int64_t ts, TaskHeader* t, bool ended) noexcept {
-  const bool suspended = std::exchange(w->trace_note.pending, false);
-  TraceEvent* e = r->reserve(suspended ? 2 : 1);
-  if (!e) return;
-  if (suspended) {
-    const auto& s = w->trace_note;
-    put(e, ts, TraceKind::suspend, reinterpret_cast<uintptr_t>(s.file), reinterpret_cast<uintptr_t>(s.function), s.line,
-        0, uint8_t(s.kind));
-    e = r->next(e);
-  }
-  put(e, ts, TraceKind::step_end, key(t), 0, 0, 0, ended ? 1 : 0);
-  r->commit(suspended ? 2 : 1);
-}
-
-}  // namespace
-
-void trace_step_begin(Worker*, TraceRing* r, TaskHeader* t, bool first) noexcept {
-  step_begin_at(r, trace_clock(), t, first);
-}
-
-void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept {
-  step_end_at(w, r, trace_clock(), t, ended);
+  // Word 0, the task, the flow, the name's length and its bytes in whole words.
+  uint64_t w[4 + kTraceNameMax / 8] = {};
+  uint32_t n = 2;
+  w[1] = key(t);
+  if (flow) w[n++] = flow;
+  w[n++] = len;
+  std::memcpy(&w[n], name, len);
+  n += uint32_t((len + 7) / 8);
+  const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
+  w[0] = trace_word0(len ? TraceKind::name : TraceKind::step_begin, ts, flags);
+  r->push_array(w, len ? n : n - 1);
 }
 
 void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
   // Noted here, written with the step's end (one clock reading for both).
-  w->trace_note = {where.file_name(), where.function_name(), where.line(), w->yielding ? SuspendKind::yield : kind,
-                   true};
+  w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
 }
 
 void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
-  if (TraceEvent* e = r->reserve()) {
-    put(e, trace_clock(), k, a, 0, u32, b16, b8);
-    r->commit();
-  }
+  r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
 namespace {
 
+// A wake-up by a thread that is not one of rt's loops: through the side channel.
+__attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
+  std::lock_guard lk(rt->trace_mu);
+  if (!rt->tracer) return;  // stopped meanwhile
+  const uint64_t flow = rt->tracer->next_foreign_flow();
+  TraceEvent e;
+  put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
+  rt->tracer->push_foreign(os_tid(), e);
+  // relaxed: see trace_step_begin_inline.
+  t->frame->trace_flow.store(flow, std::memory_order_relaxed);
+}
+
 void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   Worker* w = current_worker();
   TraceRing* r = w && w->rt == rt ? w->tracing() : nullptr;
-  uint64_t flow = 0;
-  if (r) {
-    // The loop's own sequence: flow ids of different loops never collide.
-    flow = (uint64_t(w->index + 1) << 40) | ++w->trace_flows;
-    if (TraceEvent* e = r->reserve()) {
-      const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
-                             : w->current.load(std::memory_order_relaxed) ? WakeSource::task
-                                                                          : WakeSource::foreign;
-      put(e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(src));
-      r->commit();
-    } else {
-      flow = 0;  // dropped: no arrow to a start that has none
-    }
-  } else {
-    std::lock_guard lk(rt->trace_mu);
-    if (!rt->tracer) return;  // stopped meanwhile
-    flow = rt->tracer->next_foreign_flow();
-    TraceEvent e;
-    put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
-    rt->tracer->push_foreign(os_tid(), e);
-  }
-  // relaxed: see step_begin_at.
+  if (!r) [[unlikely]]
+    return record_foreign_wake(rt, t);
+  // The loop's own sequence, which starts at (index + 1) << 40: flow ids of different
+  // loops never collide.
+  uint64_t flow = ++w->trace_flows;
+  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
+                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
+                                                                      : WakeSource::foreign;
+  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow))
+    flow = 0;  // dropped: no arrow to a start that has none
+  // relaxed: see trace_step_begin_inline.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
 
@@ -163,7 +123,9 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   if (w) {
-    if (TraceRing* r = w->tracing()) trace_event(r, TraceKind::spawn, key(t));
+    if (TraceRing* r = w->tracing()) {
+      r->push(2, trace_word0(TraceKind::spawn, trace_clock()), key(t));
+    }
     return;
   }
   std::lock_guard lk(rt->trace_mu);
@@ -208,11 +170,11 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   }
 }
 
-void trace_stop(RuntimeImpl* rt) noexcept {
+int trace_stop(RuntimeImpl* rt, std::string& what) noexcept {
   // Under the lock, finish included: a start meanwhile would make a second reader of
   // the rings. The writer's thread never takes it.
   std::lock_guard lk(rt->trace_mu);
-  if (!rt->tracer) return;
+  if (!rt->tracer) return 0;
   // relaxed: a loop that still sees the ring writes a few more events into it, which
   // stay there (the rings belong to the loops) and are discarded by the next start.
   for (Worker* w : rt->workers) {
@@ -220,8 +182,21 @@ void trace_stop(RuntimeImpl* rt) noexcept {
     w->trace.store(nullptr, std::memory_order_relaxed);
   }
   g_trace_sessions.fetch_sub(1, std::memory_order_relaxed);
-  rt->tracer->finish();
+  const int err = rt->tracer->finish(what);
   rt->tracer.reset();
+  return err;
+}
+
+void trace_stop_reporting(RuntimeImpl* rt) noexcept {
+  std::string what;
+  if (const int err = trace_stop(rt, what)) {
+    try {
+      const std::system_error e(err, std::generic_category(), "execution trace: " + what);
+      rt->sink->report({Report::Kind::trace_failed, "", e.what(), std::make_exception_ptr(e)});
+    } catch (...) {
+      // No memory for the report: nothing else can be done from a destructor.
+    }
+  }
 }
 
 }  // namespace spindle::detail
@@ -230,6 +205,10 @@ namespace spindle {
 
 void Runtime::start_trace(const std::string& path) { detail::trace_start(impl_.get(), path); }
 
-void Runtime::stop_trace() noexcept { detail::trace_stop(impl_.get()); }
+void Runtime::stop_trace() {
+  std::string what;
+  if (const int err = detail::trace_stop(impl_.get(), what))
+    throw std::system_error(err, std::generic_category(), "stop_trace: " + what);
+}
 
 }  // namespace spindle

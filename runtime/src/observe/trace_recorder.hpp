@@ -53,10 +53,10 @@ inline bool trace_any() noexcept {
 
 // Hooks, each called once its caller has found tracing on (out of line: the hot paths
 // keep only the test).
-/// A step of t begins on w (first: its fibre's first step).
-void trace_step_begin(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept;
-/// The step of t on w ends (ended: its body returned).
-void trace_step_end(Worker* w, TraceRing* r, TaskHeader* t, bool ended) noexcept;
+// (A step's begin and end: trace_hooks.hpp, inline.)
+/// A step of t, which has an Extra (it may have a name), begins at ts; t is locked, and
+/// unlocked here.
+void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept;
 /// The running task of w is about to suspend at `where` (written with its step's end).
 void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread: records who woke
@@ -75,6 +75,11 @@ void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept;
 /// path that cannot be opened, tracing compiled out.
 void trace_start(RuntimeImpl* rt, const std::string& path);
 /// Stops recording and finishes the file (a valid JSON document). Nothing if none runs.
-void trace_stop(RuntimeImpl* rt) noexcept;
+/// Returns 0, or the errno of the first write that failed, with `what` naming the
+/// operation and the path (the file is then incomplete).
+int trace_stop(RuntimeImpl* rt, std::string& what) noexcept;
+/// trace_stop for the runtime's own paths (shutdown, a start that failed): a failed
+/// write goes to Options::report (Report::Kind::trace_failed).
+void trace_stop_reporting(RuntimeImpl* rt) noexcept;
 
 }  // namespace spindle::detail

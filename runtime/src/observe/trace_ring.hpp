@@ -1,16 +1,41 @@
-// The execution trace's per-loop buffer: a fixed ring of 32-byte events, written by
-// its loop only and read by the trace's writer thread (trace_recorder.hpp).
+// The execution trace's per-loop buffer: a fixed ring of 8-byte words holding
+// variable-size events, written by its loop only and read by the trace's writer thread
+// (trace_recorder.hpp, trace_writer.hpp).
 //
-// Single producer, single consumer, no lock: the owner fills a slot and publishes it by
-// advancing `head_` (release); the writer reads up to the head it loaded (acquire) and
-// hands the slots back by advancing `tail_` (release), which the owner loads (acquire)
-// before reusing them. A full ring drops the event and counts it: a loop never waits for
-// the writer, and a trace of a long-running server takes a fixed amount of memory.
+// Single producer, single consumer, no lock: the owner fills an event's words and
+// publishes them by advancing `head_` (release); the writer reads up to the head it
+// loaded (acquire) and hands the words back by advancing `tail_` (release), which the
+// owner loads (acquire) only when the ring looks full, before reusing them. A full ring
+// drops the event, counts it and puts a `gap` before the next event it keeps: a loop never
+// waits for the writer, and a trace of a long-running server takes a fixed amount of
+// memory (kWords * 8 bytes per loop).
+//
+// Event format. Word 0: bits 0-5 the kind (TraceKind), bits 6-7 two flag bits whose
+// meaning depends on the kind, bits 8-63 the low 56 bits of trace_clock() (the writer
+// restores the high bits from the ring's previous event: 2^55 ticks are months). The
+// words that follow:
+//   step_begin  task key; the flow id of the wake-up that readied it if flags & 2;
+//               flags & 1: the fibre's first step
+//   name        a step_begin (same flags and words) followed by the task's name: one word
+//               holding its length (<= kTraceNameMax), then the bytes in whole words
+//   step_end    flags: 1 the body returned, 0 neither returned nor suspended
+//   suspended   a step's end at a suspension; flags: SuspendKind; then where, the
+//               std::source_location itself (one pointer to its static record)
+//   wake        woken task, flow id; flags: WakeSource
+//   spawn       the new task
+//   gap         none: events were dropped just before (written with the next one kept)
+//   any other   a, then u32 | b16 << 32 | b8 << 48 (see TraceKind)
+// Steps and wake-ups, 95% of what a busy program records, take 8 to 32 bytes.
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
-#include <memory>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <source_location>
+#include <type_traits>
 
 #include <spindle/detail/deadline.hpp>
 
@@ -23,9 +48,9 @@ namespace spindle::detail {
 enum class TraceKind : uint8_t {
   step_begin,   // a: task, b: flow id of the wake-up that readied it (0: none), b8: 1 = first step
   step_end,     // a: task, b8: 1 = the body returned (the task ended)
-  name,         // a, b: 16 bytes of the task's name; b16: chunk index; u32: the name's length
+  name,         // on the ring: a named step_begin; decoded: the step_begin, then the name
   suspend,      // a: file (static string), b: function (static string), u32: line, b8: SuspendKind;
-                // just before the step_end of the step it ends, with the same time
+                // decoded just before the step_end of the step it ends, with the same time
   wake,         // a: woken task, b: flow id, b8: WakeSource
   spawn,        // a: the new task
   steal,        // b16: the loop stolen from, u32: tasks taken (b8 = 0) or events (b8 = 1)
@@ -35,13 +60,21 @@ enum class TraceKind : uint8_t {
   timer_fired,  // a: the woken task (0: a callback timer)
   job_begin,    // a: what runs (static string)
   job_end,      //
+  gap,          // on the ring only: events were dropped just before this one (same time)
+  suspended,    // on the ring only: a step_end with the suspend before it (see the format)
 };
 enum class WakeSource : uint8_t { task, timer, fd, foreign };
 enum class SuspendKind : uint8_t { wait, timed_wait, yield };
 inline constexpr uint8_t kParkTimer = 1, kParkFd = 2, kParkIoWatch = 4;
+// Word 0's bits (see the format above).
+inline constexpr uint64_t kTraceKindMask = 0x3F;
+inline constexpr unsigned kTraceFlagsShift = 6, kTraceTsShift = 8;
+inline constexpr uint64_t kBeginFirst = 1, kBeginFlow = 2;
+inline constexpr uint64_t kEndReturned = 1;
+inline constexpr std::size_t kTraceNameMax = 48;  // bytes of a task's name kept per step
 
-/// The trace's clock: the time-stamp counter where there is one (13 ns to read on the
-/// 2-core VM this was measured on, against 40 ns for clock_gettime), mapped to
+/// The trace's clock: the time-stamp counter where there is one (18 ns to read on the
+/// 2-core VM this was measured on, against 33 ns for clock_gettime), mapped to
 /// nanoseconds by the writer from two readings of both clocks, at the start and at the
 /// end of the recording; elsewhere monotonic_ns().
 inline int64_t trace_clock() noexcept {
@@ -52,6 +85,19 @@ inline int64_t trace_clock() noexcept {
 #endif
 }
 
+// A suspension point is recorded as its std::source_location, copied as it is: one
+// pointer to a record in static storage (file, function, line), valid for as long as the
+// program runs, which the writer reads back when it formats the trace.
+static_assert(sizeof(std::source_location) == 8 && std::is_trivially_copyable_v<std::source_location>);
+inline uint64_t trace_where(const std::source_location& where) noexcept { return std::bit_cast<uint64_t>(where); }
+inline std::source_location trace_where(uint64_t w) noexcept { return std::bit_cast<std::source_location>(w); }
+
+/// Word 0 of an event.
+inline uint64_t trace_word0(TraceKind k, int64_t ts, uint64_t flags = 0) noexcept {
+  return uint64_t(ts) << kTraceTsShift | flags << kTraceFlagsShift | uint64_t(k);
+}
+
+/// An event decoded (the writer's form; also what the side channel holds).
 struct TraceEvent {
   int64_t ts;  // trace_clock()
   TraceKind kind;
@@ -60,64 +106,110 @@ struct TraceEvent {
   uint32_t u32;
   uint64_t a, b;
 };
-static_assert(sizeof(TraceEvent) == 32);
 
 class TraceRing {
  public:
-  static constexpr uint32_t kCap = 1u << 16;  // 65536 events, 2 MiB
+  static constexpr uint64_t kWords = uint64_t(1) << 20;  // 8 MiB
+  static constexpr uint64_t kMask = kWords - 1;
+  // The writer takes whole pages while the recording runs (trace_writer.cpp).
+  static constexpr uint64_t kPageWords = 4096 / 8;
 
-  TraceRing() : buf_(new TraceEvent[kCap]) {}
+  TraceRing() {
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, kWords * 8) != 0) throw std::bad_alloc();
+    buf_ = static_cast<uint64_t*>(p);
+  }
+  ~TraceRing() { std::free(buf_); }
+  TraceRing(const TraceRing&) = delete;
+  TraceRing& operator=(const TraceRing&) = delete;
 
-  /// Owner: room for n events, or null (the n events are counted as dropped). The slots
-  /// are published by commit(n).
-  TraceEvent* reserve(uint32_t n = 1) noexcept {
-    const uint64_t h = head_.load(std::memory_order_relaxed);  // only we write it
-    if (h + n - tail_cache_ > kCap) {
-      // acquire: the writer has finished reading the slots it handed back.
-      tail_cache_ = tail_.load(std::memory_order_acquire);
-      if (h + n - tail_cache_ > kCap) {
-        // Single writer: a plain load and store (relaxed: a counter read at the end).
-        dropped_.store(dropped_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-        return nullptr;
-      }
+  /// Owner: appends one event, its first n of the words given (w0 is its word 0), or
+  /// drops it (counted; the next event kept is preceded by a `gap` event). Returns
+  /// whether it was kept. Inline: one comparison, the words' stores straight from
+  /// registers (an array on the stack copied in would cost a failed store-to-load
+  /// forwarding per event) and the head's.
+  template <class... W>
+  bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
+    constexpr uint32_t N = 1 + sizeof...(W);
+    const uint64_t h = head_pos_;
+    if (h + N > limit_) [[unlikely]] {
+      const uint64_t w[N] = {w0, uint64_t(ws)...};
+      return push_slow(w, n);
     }
-    return &buf_[h & (kCap - 1)];
+    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+    uint64_t* d = buf_ + (h & kMask);
+    d[0] = w0;
+    uint32_t i = 1;
+    ((d[i++] = uint64_t(ws)), ...);
+    publish(h + n);
+    return true;
   }
-  /// The slot after `e` (reserve(n) gave room for n, which may wrap around the end).
-  TraceEvent* next(TraceEvent* e) noexcept { return e + 1 == buf_.get() + kCap ? buf_.get() : e + 1; }
-  void commit(uint32_t n = 1) noexcept {
-    // release: the slots' contents are visible to the writer that loads the new head.
-    head_.store(head_.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  /// push for an event held in an array (long ones: a named step's begin).
+  template <uint32_t N>
+  bool push_array(const uint64_t (&w)[N], uint32_t n) noexcept {
+    const uint64_t h = head_pos_;
+    if (h + N > limit_) return push_slow(w, n);
+    uint64_t* d = buf_ + (h & kMask);
+    for (uint32_t i = 0; i < N; ++i) d[i] = w[i];
+    publish(h + n);
+    return true;
   }
 
-  /// Writer: calls f(first, count) for the published events, oldest first, in at most
-  /// two contiguous runs (the ring wraps), then frees them. Returns how many there were.
-  template <class F>
-  std::size_t drain(F&& f) {
-    const uint64_t h = head_.load(std::memory_order_acquire);  // acquire: pairs with commit
-    const uint64_t t = tail_.load(std::memory_order_relaxed);  // only the writer writes it
-    const std::size_t n = std::size_t(h - t);
-    const std::size_t at = std::size_t(t & (kCap - 1));
-    const std::size_t first = n < kCap - at ? n : kCap - at;
-    if (first) f(&buf_[at], first);
-    if (n > first) f(&buf_[0], n - first);
-    tail_.store(h, std::memory_order_release);  // release: our reads are done
-    return n;
-  }
-  /// Writer, at the start of a session: forgets what is left from an earlier one (a
-  /// loop that saw tracing on just as it was stopped). Returns the drop count so far.
+  // The writer's side. Positions count words since the ring was made.
+  /// The published end (acquire: pairs with publish's release).
+  uint64_t head() const noexcept { return head_.load(std::memory_order_acquire); }
+  uint64_t tail() const noexcept { return tail_.load(std::memory_order_relaxed); }  // only the writer writes it
+  /// The words in [tail(), to) have been read: the owner may reuse them.
+  void release(uint64_t to) noexcept { tail_.store(to, std::memory_order_release); }  // release: our reads are done
+  /// The word at position p (in [tail(), head())).
+  const uint64_t* at(uint64_t p) const noexcept { return buf_ + (p & kMask); }
+  /// At the start of a session: forgets what is left from an earlier one (a loop that
+  /// saw tracing on just as it was stopped). Returns the position the session starts at.
   uint64_t reset() noexcept {
-    tail_.store(head_.load(std::memory_order_acquire), std::memory_order_release);  // as drain()
-    return dropped();
+    const uint64_t h = head();
+    release(h);
+    return h;
   }
   uint64_t dropped() const noexcept { return dropped_.load(std::memory_order_relaxed); }
 
  private:
+  void publish(uint64_t h) noexcept {
+    head_pos_ = h;
+    // release: the words are visible to the writer that loads the new head.
+    head_.store(h, std::memory_order_release);
+  }
+  // Near the ring's end, near the writer's tail, or after a drop. Out of line, so that
+  // the fast path saves no registers for it.
+  __attribute__((noinline, cold)) bool push_slow(const uint64_t* w, uint32_t n) noexcept {
+    const uint64_t h = head_pos_;
+    const uint32_t need = n + (gap_ ? 1 : 0);
+    // acquire: the writer has finished reading the words it handed back.
+    const uint64_t tail = tail_.load(std::memory_order_acquire);
+    if (h + need - tail > kWords) {
+      // Single writer: a plain load and store (relaxed: a counter read at the end).
+      dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      gap_ = true;
+      limit_ = 0;  // the next event comes here too, to be preceded by the gap
+      return false;
+    }
+    uint64_t p = h;
+    if (gap_) buf_[p++ & kMask] = trace_word0(TraceKind::gap, int64_t(w[0] >> kTraceTsShift));
+    for (uint32_t i = 0; i < n; ++i) buf_[p++ & kMask] = w[i];
+    gap_ = false;
+    // The fast path may write up to the writer's tail and up to the ring's end,
+    // whichever comes first (an event that would wrap around comes here).
+    limit_ = std::min(tail + kWords, (p | kMask) + 1);
+    publish(p);
+    return true;
+  }
+
   alignas(64) std::atomic<uint64_t> head_{0};
-  uint64_t tail_cache_ = 0;           // owner's last look at tail_
+  // The owner's own: the head, how far the fast path may write, a drop not yet said.
+  uint64_t head_pos_ = 0, limit_ = 0;
+  bool gap_ = false;
   std::atomic<uint64_t> dropped_{0};  // owner writes, writer reads
   alignas(64) std::atomic<uint64_t> tail_{0};
-  std::unique_ptr<TraceEvent[]> buf_;
+  uint64_t* buf_ = nullptr;
 };
 
 }  // namespace spindle::detail

@@ -1,6 +1,7 @@
 #include "observe/trace_writer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,8 +45,31 @@ std::string park_reason(uint8_t bits) {
 
 }  // namespace
 
+namespace {
+
+// A temporary file beside `path` (made and unlinked at once), or in the temporary
+// directory if that directory allows no other file or `path` is no regular file (a
+// device, a pipe); -1 with errno set if neither.
+int spool_file(const std::string& path, bool beside) {
+  std::string name = path + ".spool.XXXXXX";
+  int fd = beside ? ::mkostemp(name.data(), O_CLOEXEC) : -1;
+  if (fd >= 0) {
+    ::unlink(name.c_str());
+    return fd;
+  }
+  if (std::FILE* f = std::tmpfile()) {
+    fd = ::fcntl(::fileno(f), F_DUPFD_CLOEXEC, 0);
+    std::fclose(f);
+    return fd;
+  }
+  return -1;
+}
+
+}  // namespace
+
 TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings, int64_t slow_step_ns)
-    : clock0_(trace_clock()),
+    : path_(path),
+      clock0_(trace_clock()),
       t0_(monotonic_ns()),
       slow_step_ns_(slow_step_ns),
       pid_(int(::getpid())),
@@ -55,30 +79,42 @@ TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings,
     const int e = errno;
     throw RuntimeError("start_trace: cannot open '" + path + "' for writing: " + std::strerror(e));
   }
-  std::string spool = path + ".spool.XXXXXX";
-  const int fd = ::mkstemp(spool.data());
-  if (fd >= 0) {
-    ::unlink(spool.c_str());
-    spool_ = ::fdopen(fd, "w+");
-    if (!spool_) ::close(fd);
-  }
-  if (!spool_) spool_ = std::tmpfile();  // the output's directory allows no other file
-  if (spool_ && ::posix_memalign(reinterpret_cast<void**>(&direct_buf_), kPage, kDirectCap) == 0) {
+  auto cleanup = [this] {
+    for (RingSpool& s : spools_) {
+      if (s.fd >= 0) ::close(s.fd);
+      if (s.direct >= 0) ::close(s.direct);
+    }
+    spools_.clear();
+    if (foreign_) std::fclose(foreign_);
+    foreign_ = nullptr;
+    std::free(page_);
+    page_ = nullptr;
+    std::fclose(out_);
+    out_ = nullptr;
+  };
+  struct stat st;
+  const bool beside = ::fstat(::fileno(out_), &st) == 0 && S_ISREG(st.st_mode);
+  spools_.resize(rings_.size());
+  int fd = -1;
+  for (RingSpool& s : spools_) {
+    if ((s.fd = spool_file(path, beside)) < 0) break;
     // The same (unlinked) file opened again for direct writes; buffered if refused
     // (tmpfs, say).
-    const std::string self = "/proc/self/fd/" + std::to_string(::fileno(spool_));
-    direct_fd_ = ::open(self.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
-    if (direct_fd_ < 0) {
-      std::free(direct_buf_);
-      direct_buf_ = nullptr;
-    }
+    s.direct = ::open(("/proc/self/fd/" + std::to_string(s.fd)).c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   }
-  if (!spool_) {
+  if (spools_.empty() || spools_.back().fd >= 0) fd = spool_file(path, beside);
+  if (fd >= 0 && !(foreign_ = ::fdopen(fd, "w+"))) ::close(fd);
+  if (!foreign_ || ::posix_memalign(reinterpret_cast<void**>(&page_), 4096, 4096) != 0) {
     const int e = errno;
-    std::fclose(out_);
+    cleanup();
     throw RuntimeError("start_trace: cannot make a spool file beside '" + path + "': " + std::strerror(e));
   }
-  for (TraceRing* r : rings_) baseline_.push_back(r->reset());
+  for (std::size_t i = 0; i < rings_.size(); ++i) {
+    baseline_.push_back(rings_[i]->dropped());
+    RingSpool& s = spools_[i];
+    s.start = s.done = s.valid = rings_[i]->reset();
+    s.base = s.start / TraceRing::kPageWords * TraceRing::kPageWords;
+  }
   loops_.resize(rings_.size());
   buf_.reserve(kFlushAt + 4096);
   buf_ += "{\"traceEvents\":[\n";
@@ -97,7 +133,10 @@ TraceWriter::TraceWriter(const std::string& path, std::vector<TraceRing*> rings,
   }
 }
 
-TraceWriter::~TraceWriter() { finish(); }
+TraceWriter::~TraceWriter() {
+  std::string what;
+  finish(what);
+}
 
 void TraceWriter::start() {
   thread_ = std::thread([this] { run(); });
@@ -126,81 +165,80 @@ void TraceWriter::run() {
   }
 }
 
-namespace {
-struct Block {
-  uint32_t track;  // a loop's index, or kForeignTrack | the OS thread id
-  uint32_t count;  // events that follow
-};
-constexpr uint32_t kForeignTrack = 0x80000000u;
-}  // namespace
+void TraceWriter::fail(int err, const char* what) {
+  if (error_) return;
+  error_ = err ? err : EIO;
+  error_what_ = std::string(what) + " '" + path_ + "'";
+}
 
 void TraceWriter::spool() {
-  stage_.clear();
-  auto add = [this](uint32_t track, const TraceEvent* e, uint32_t n) {
-    const Block b{track, n};
-    const char* bp = reinterpret_cast<const char*>(&b);
-    stage_.insert(stage_.end(), bp, bp + sizeof b);
-    const char* ep = reinterpret_cast<const char*>(e);
-    stage_.insert(stage_.end(), ep, ep + n * sizeof(TraceEvent));
-  };
-  // The loops' events go to the spool straight from their rings: a block header, then
-  // each contiguous run.
-  for (std::size_t i = 0; i < rings_.size(); ++i) {
-    rings_[i]->drain([&](const TraceEvent* e, std::size_t n) {
-      const Block b{uint32_t(i), uint32_t(n)};
-      spool_bytes(&b, sizeof b);
-      spool_bytes(e, n * sizeof *e);
-    });
-  }
-  try {
-    std::vector<Foreign> side;
-    {
-      std::lock_guard lk(mu_);
-      side.swap(side_);
-    }
-    for (const Foreign& f : side) add(kForeignTrack | f.tid, &f.e, 1);
-  } catch (...) {
-    // No memory to stage them: what was drained is lost, and counted.
+  for (std::size_t i = 0; i < rings_.size(); ++i) spool_ring(i, false);
+  std::vector<Foreign> side;
+  {
     std::lock_guard lk(mu_);
-    ++side_dropped_;
+    side.swap(side_);
   }
-  if (!stage_.empty()) spool_bytes(stage_.data(), stage_.size());
-  spool_flush(false);
+  if (!side.empty() && std::fwrite(side.data(), sizeof(Foreign), side.size(), foreign_) != side.size())
+    fail(errno, "spooling the trace of");
 }
 
-void TraceWriter::spool_bytes(const void* p, std::size_t n) {
-  if (direct_fd_ < 0) {
-    std::fwrite(p, 1, n, spool_);
+void TraceWriter::spool_ring(std::size_t i, bool last) {
+  constexpr uint64_t kPage = TraceRing::kPageWords;
+  TraceRing& r = *rings_[i];
+  RingSpool& s = spools_[i];
+  const uint64_t head = r.head();
+  const uint64_t end = head / kPage * kPage;  // whole pages only
+  uint64_t p = s.done;
+  if (end > p) {
+    if (p % kPage) {
+      // The session began inside this page: its earlier words are not ours to read (the
+      // loop may be rewriting them), so the page goes through page_, zeros first.
+      const uint64_t from = p % kPage;
+      std::memset(page_, 0, from * 8);
+      std::memcpy(page_ + from, r.at(p), (kPage - from) * 8);
+      write_at(s, page_, kPage * 8, (p - from - s.base) * 8);
+      p += kPage - from;
+    }
+    while (p < end) {
+      // A page never straddles the ring's end (its size is a whole number of pages).
+      const uint64_t run = std::min(end - p, TraceRing::kWords - (p & TraceRing::kMask));
+      write_at(s, r.at(p), run * 8, (p - s.base) * 8);
+      p += run;
+    }
+    if (!s.failed) s.valid = end;
+  }
+  if (last && head > p) {
+    try {
+      for (; p < head; ++p) s.rest.push_back(*r.at(p));
+    } catch (...) {
+      s.rest.clear();  // no memory for the last few words: they are lost
+      s.failed = true;
+    }
+  }
+  s.done = std::max(p, s.done);
+  r.release(s.done);
+}
+
+void TraceWriter::write_at(RingSpool& s, const void* p, std::size_t n, uint64_t off) {
+  if (s.failed) return;
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t done = 0; done < n;) {
+    const int fd = s.direct >= 0 ? s.direct : s.fd;
+    const ssize_t w = ::pwrite(fd, c + done, n - done, off_t(off + done));
+    if (w > 0) {
+      done += std::size_t(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINVAL && s.direct >= 0) {
+      ::close(s.direct);  // direct writes refused after all: buffered from now on
+      s.direct = -1;
+      continue;
+    }
+    fail(w < 0 ? errno : ENOSPC, "spooling the trace of");
+    s.failed = true;
     return;
   }
-  const char* c = static_cast<const char*>(p);
-  while (n) {
-    if (direct_used_ == kDirectCap) spool_flush(false);
-    const std::size_t k = std::min(n, kDirectCap - direct_used_);
-    std::memcpy(direct_buf_ + direct_used_, c, k);
-    direct_used_ += k, c += k, n -= k;
-  }
-}
-
-void TraceWriter::spool_flush(bool last) {
-  if (direct_fd_ < 0) return;
-  // Whole pages only; the rest waits for more, or is padded at the last flush.
-  std::size_t len = last ? (direct_used_ + kPage - 1) / kPage * kPage : direct_used_ / kPage * kPage;
-  if (len == 0) return;
-  if (last) std::memset(direct_buf_ + direct_used_, 0, len - direct_used_);
-  const std::size_t valid = std::min(len, direct_used_);
-  for (std::size_t done = 0; done < len;) {
-    const ssize_t w = ::pwrite(direct_fd_, direct_buf_ + done, len - done, off_t(direct_off_ + done));
-    if (w <= 0) {
-      if (w < 0 && errno == EINTR) continue;
-      break;  // the disk is full: what is spooled so far is kept
-    }
-    done += std::size_t(w);
-  }
-  direct_off_ += len;
-  direct_valid_ += valid;
-  std::memmove(direct_buf_, direct_buf_ + valid, direct_used_ - valid);
-  direct_used_ -= valid;
 }
 
 TraceWriter::Track& TraceWriter::foreign_track(uint32_t tid, const TraceEvent& first) {
@@ -218,26 +256,158 @@ TraceWriter::Track& TraceWriter::foreign_track(uint32_t tid, const TraceEvent& f
   return tr;
 }
 
-void TraceWriter::replay() {
-  spool_flush(true);
-  std::fflush(spool_);
-  std::rewind(spool_);
-  std::vector<TraceEvent> evs;
-  Block b;
-  uint64_t read = 0;
-  while ((direct_fd_ < 0 || read < direct_valid_) && std::fread(&b, sizeof b, 1, spool_) == 1) {
-    read += sizeof b + uint64_t(b.count) * sizeof(TraceEvent);
-    evs.resize(b.count);
-    if (std::fread(evs.data(), sizeof(TraceEvent), b.count, spool_) != b.count) break;
-    for (TraceEvent& e : evs) {
-      e.ts = to_ns(e.ts);
-      Track& tr = (b.track & kForeignTrack) ? foreign_track(b.track & ~kForeignTrack, e) : loops_[b.track];
-      handle(tr, e);
+namespace {
+
+// A ring's word stream read back: the spool file's words, then the ones kept in memory.
+class WordReader {
+ public:
+  WordReader(int fd, uint64_t off, uint64_t words, const std::vector<uint64_t>* rest)
+      : fd_(fd), off_(off), left_(words), rest_(rest) {}
+  bool next(uint64_t& w) {
+    if (at_ == buf_.size() && !refill()) return false;
+    w = buf_[at_++];
+    return true;
+  }
+  bool failed() const noexcept { return failed_; }
+
+ private:
+  bool refill() {
+    at_ = 0;
+    buf_.clear();
+    if (left_) {
+      buf_.resize(std::size_t(std::min<uint64_t>(left_, 1 << 16)));
+      const std::size_t bytes = buf_.size() * 8;
+      std::size_t got = 0;
+      while (got < bytes) {
+        const ssize_t r = ::pread(fd_, reinterpret_cast<char*>(buf_.data()) + got, bytes - got, off_t(off_ + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += std::size_t(r);
+      }
+      if (got < bytes) {
+        failed_ = true;
+        buf_.clear();
+        left_ = 0;
+        return false;
+      }
+      off_ += bytes;
+      left_ -= buf_.size();
+      return true;
     }
+    if (!rest_ || rest_->empty()) return false;
+    buf_ = *rest_;
+    rest_ = nullptr;
+    return true;
+  }
+  int fd_;
+  uint64_t off_, left_;
+  const std::vector<uint64_t>* rest_;  // null once read
+  bool failed_ = false;
+  std::vector<uint64_t> buf_;
+  std::size_t at_ = 0;
+};
+
+}  // namespace
+
+void TraceWriter::replay() {
+  for (std::size_t i = 0; i < rings_.size(); ++i) replay_ring(i);
+  std::fflush(foreign_);
+  std::rewind(foreign_);
+  Foreign f;
+  while (std::fread(&f, sizeof f, 1, foreign_) == 1) {
+    f.e.ts = to_ns(f.e.ts);
+    handle(foreign_track(f.tid, f.e), f.e);
     flush_if(kFlushAt);
   }
-  std::fclose(spool_);
-  spool_ = nullptr;
+  if (std::ferror(foreign_)) fail(errno, "reading back the trace of");
+}
+
+void TraceWriter::replay_ring(std::size_t i) {
+  RingSpool& s = spools_[i];
+  Track& tr = loops_[i];
+  WordReader rd(s.fd, (s.start - s.base) * 8, s.valid - s.start, s.failed ? nullptr : &s.rest);
+  // The clock's high bits: each event holds its low 56 bits, restored from the previous
+  // event's (a signed difference: a loop's events are in order, and the first may
+  // precede the start's reading by the few nanoseconds it took to write it).
+  constexpr uint64_t kLow = (uint64_t(1) << 56) - 1;
+  uint64_t clock = uint64_t(clock0_);
+  uint64_t w0;
+  while (rd.next(w0)) {
+    const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
+    clock += uint64_t(int64_t(d << 8) >> 8);
+    const auto kind = TraceKind(w0 & kTraceKindMask);
+    const unsigned flags = unsigned(w0 >> kTraceFlagsShift) & 3;
+    TraceEvent e{};
+    e.ts = to_ns(int64_t(clock));
+    e.kind = kind;
+    bool ok = true;
+    switch (kind) {
+      case TraceKind::step_begin:
+      case TraceKind::name: {
+        e.kind = TraceKind::step_begin;
+        e.b8 = flags & kBeginFirst ? 1 : 0;
+        ok = rd.next(e.a) && (!(flags & kBeginFlow) || rd.next(e.b));
+        if (!ok) break;
+        handle(tr, e);
+        if (kind == TraceKind::name) {
+          uint64_t len = 0, w[kTraceNameMax / 8];
+          ok = rd.next(len) && len <= kTraceNameMax;
+          for (uint64_t k = 0; ok && k < (len + 7) / 8; ++k) ok = rd.next(w[k]);
+          if (ok) tr.name.assign(reinterpret_cast<const char*>(w), std::size_t(len));
+        }
+        break;
+      }
+      case TraceKind::suspended: {
+        uint64_t where = 0;
+        ok = rd.next(where);
+        if (!ok) break;
+        const std::source_location loc = trace_where(where);
+        TraceEvent su = e;
+        su.kind = TraceKind::suspend;
+        su.a = reinterpret_cast<uintptr_t>(loc.file_name());
+        su.b = reinterpret_cast<uintptr_t>(loc.function_name());
+        su.u32 = loc.line();
+        su.b8 = uint8_t(flags);
+        handle(tr, su);
+        e.kind = TraceKind::step_end;
+        e.a = tr.task;  // no drop since the open step's begin (a gap says): its end
+        handle(tr, e);
+        break;
+      }
+      case TraceKind::step_end:
+        e.a = tr.task;
+        e.b8 = flags & kEndReturned ? 1 : 0;
+        handle(tr, e);
+        break;
+      case TraceKind::gap:
+        // Events were dropped: whatever is open may have ended among them. It is closed
+        // here, at the time of the first event kept after them, marked as cut.
+        if (tr.step_open) close_step(tr, e.ts, false, true);
+        if (tr.park_open) close_park(tr, e.ts, 0, true);
+        break;
+      case TraceKind::wake:
+        e.b8 = uint8_t(flags);
+        ok = rd.next(e.a) && rd.next(e.b);
+        if (ok) handle(tr, e);
+        break;
+      case TraceKind::spawn:
+        ok = rd.next(e.a);
+        if (ok) handle(tr, e);
+        break;
+      default: {
+        uint64_t x = 0;
+        ok = rd.next(e.a) && rd.next(x);
+        e.u32 = uint32_t(x);
+        e.b16 = uint16_t(x >> 32);
+        e.b8 = uint8_t(x >> 48);
+        if (ok) handle(tr, e);
+        break;
+      }
+    }
+    if (!ok) break;  // cut short (a write failed): what came before stands
+    flush_if(kFlushAt);
+  }
+  if (rd.failed()) fail(EIO, "reading back the trace of");
 }
 
 void TraceWriter::handle(Track& tr, const TraceEvent& e) {
@@ -252,16 +422,10 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
       tr.name.clear();
       tr.suspended = false;
       break;
-    case TraceKind::name: {
-      if (!tr.step_open) break;
-      if (e.b16 == 0) tr.name.clear();
-      char chunk[16];
-      std::memcpy(chunk, &e.a, 8);
-      std::memcpy(chunk + 8, &e.b, 8);
-      const std::size_t left = e.u32 > tr.name.size() ? e.u32 - tr.name.size() : 0;
-      tr.name.append(chunk, left < 16 ? left : 16);
+    case TraceKind::name:  // decoded in replay_ring
+    case TraceKind::gap:
+    case TraceKind::suspended:
       break;
-    }
     case TraceKind::suspend:
       tr.suspended = true;
       tr.suspend = e;
@@ -402,8 +566,8 @@ void TraceWriter::anchor(Track& tr, int64_t ts, const char* what, uint64_t flow,
   buf_ += "}";
 }
 
-void TraceWriter::finish() noexcept {
-  if (finished_) return;
+int TraceWriter::finish(std::string& what) noexcept {
+  if (finished_) return 0;
   finished_ = true;
   {
     std::lock_guard lk(mu_);
@@ -412,7 +576,8 @@ void TraceWriter::finish() noexcept {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   try {
-    spool();
+    for (std::size_t i = 0; i < rings_.size(); ++i) spool_ring(i, true);
+    spool();  // the side channel
     // The clock's rate, from the two readings of both clocks (start and now).
     const int64_t clock1 = trace_clock(), now = monotonic_ns();
     if (clock1 != clock0_) ns_per_tick_ = double(now - t0_) / double(clock1 - clock0_);
@@ -447,15 +612,21 @@ void TraceWriter::finish() noexcept {
   } catch (...) {
     buf_ += "\n]}\n";  // no memory for the rest: still a valid document
   }
-  if (spool_) std::fclose(spool_);
-  spool_ = nullptr;
-  if (direct_fd_ >= 0) ::close(direct_fd_);
-  direct_fd_ = -1;
-  std::free(direct_buf_);
-  direct_buf_ = nullptr;
+  for (RingSpool& s : spools_) {
+    ::close(s.fd);
+    if (s.direct >= 0) ::close(s.direct);
+  }
+  spools_.clear();
+  std::fclose(foreign_);
+  foreign_ = nullptr;
+  std::free(page_);
+  page_ = nullptr;
   flush_if(0);
-  std::fclose(out_);
+  if (std::fflush(out_) != 0) fail(errno, "writing the trace to");
+  if (std::fclose(out_) != 0) fail(errno, "closing the trace file");
   out_ = nullptr;
+  if (error_) what = error_what_;
+  return error_;
 }
 
 void TraceWriter::instant(const Track& tr, int64_t ts, const char* name, const char* cat, const char* key, uint64_t v,
@@ -531,9 +702,10 @@ void TraceWriter::put_str(const char* s) {
 
 void TraceWriter::flush_if(std::size_t at) {
   if (buf_.size() < at || !out_) return;
-  if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), out_);
+  // After a failed write the rest is dropped (the file is incomplete either way).
+  if (!buf_.empty() && !error_ && std::fwrite(buf_.data(), 1, buf_.size(), out_) != buf_.size())
+    fail(errno, "writing the trace to");
   buf_.clear();
-  if (at == 0) std::fflush(out_);
 }
 
 }  // namespace spindle::detail

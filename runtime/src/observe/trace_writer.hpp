@@ -4,12 +4,13 @@
 // {"traceEvents": [...], "otherData": {...}}), which Perfetto (ui.perfetto.dev) and
 // chrome://tracing open.
 //
-// Why a spool: while the program runs, the writer only copies 32-byte events to a file
-// (no formatting), so it keeps up with the loops with little CPU, and the CPU that
-// formatting JSON takes (three times the bytes) is spent once the recording is over,
-// not beside the program being measured. The spool sits beside the output file (made
-// and unlinked at once, so nothing is left behind) and grows with the recording, as the
-// JSON file would; memory stays fixed.
+// Why a spool: while the program runs, the writer only hands the rings' whole pages to
+// the kernel (one spool file per loop, no formatting, no copy on our side), so it keeps
+// up with the loops with little CPU, and the CPU that formatting JSON takes (several
+// times the bytes) is spent once the recording is over, not beside the program being
+// measured. The spools sit beside the output file (made and unlinked at once, so
+// nothing is left behind) and grow with the recording, as the JSON file would; memory
+// stays fixed.
 //
 // What it writes: one track (tid) per loop, named "loop <i>"; foreign threads get a
 // track each. A task's step is a complete event ("X", cat "step") named after the task,
@@ -52,7 +53,9 @@ class TraceWriter {
 
   void start();
   /// Drains what is left, closes open slices, writes the footer, closes the file.
-  void finish() noexcept;
+  /// Returns 0, or the errno of the first write that failed (spool or output file) with
+  /// `what` naming the operation and the path.
+  int finish(std::string& what) noexcept;
   /// An event from a thread that is not one of the loops (tid: its OS thread id).
   void push_foreign(uint32_t tid, const TraceEvent& e) noexcept;
   /// A flow id for a wake-up from a foreign thread (under the caller's session lock).
@@ -100,19 +103,33 @@ class TraceWriter {
   void flush_if(std::size_t at);
 
   std::FILE* out_ = nullptr;
-  std::FILE* spool_ = nullptr;
-  std::vector<char> stage_;  // writer thread: blocks on their way to the spool
-  // The spool written with O_DIRECT when the file system allows it: no copy into the
-  // page cache (that copy was half of what tracing cost a loop-heavy program), from an
-  // aligned staging buffer written in whole 4 KiB pages; direct_valid_ counts the bytes
-  // that hold blocks (the last page is padded). -1: buffered writes through spool_.
-  int direct_fd_ = -1;
-  char* direct_buf_ = nullptr;
-  std::size_t direct_used_ = 0;
-  uint64_t direct_off_ = 0, direct_valid_ = 0;
-  static constexpr std::size_t kDirectCap = 4 << 20, kPage = 4096;
-  void spool_bytes(const void* p, std::size_t n);
-  void spool_flush(bool last);
+  const std::string path_;
+  // Each loop's ring goes to a spool file of its own, a copy of the ring's word stream
+  // (trace_ring.hpp) taken in whole 4 KiB pages straight from the ring's memory: with
+  // O_DIRECT where the file system allows it (no copy at all on our side, and none into
+  // the page cache, which was half of what tracing cost a loop-heavy program), buffered
+  // otherwise. File offset 0 holds ring position `base` (a page boundary); the session's
+  // events start at `start`; `done` is the ring's tail. What is left after the last whole
+  // page when the recording stops is read from the ring into `rest`.
+  struct RingSpool {
+    int fd = -1;      // the spool file, read back at the end
+    int direct = -1;  // the same file opened with O_DIRECT, or -1
+    uint64_t base = 0, start = 0, done = 0;
+    bool failed = false;  // a write failed: the spool holds [start, done) no more
+    uint64_t valid = 0;   // ring position up to which the file holds the stream
+    std::vector<uint64_t> rest;
+  };
+  std::vector<RingSpool> spools_;
+  std::FILE* foreign_ = nullptr;  // the side channel's events (Foreign records)
+  uint64_t* page_ = nullptr;      // one aligned page: the first, partial page of a ring
+  void spool_ring(std::size_t i, bool last);
+  void write_at(RingSpool& s, const void* p, std::size_t n, uint64_t off);
+  void replay_ring(std::size_t i);
+  // The first error met while writing (errno, and what was being done); reported by
+  // finish().
+  int error_ = 0;
+  std::string error_what_;
+  void fail(int err, const char* what);
   std::string buf_;
   bool first_event_ = true;
   // The clocks at the start (trace_clock() and monotonic_ns()); t0_ is the trace's 0.
@@ -123,7 +140,7 @@ class TraceWriter {
   const int64_t slow_step_ns_;
   const int pid_;
   std::vector<TraceRing*> rings_;
-  std::vector<uint64_t> baseline_;
+  std::vector<uint64_t> baseline_;  // the rings' drop counts at the start
   std::vector<Track> loops_;
   std::map<uint32_t, Track> foreign_tracks_;
   uint64_t foreign_flows_ = 0;  // guarded by the session lock (RuntimeImpl::trace_mu)

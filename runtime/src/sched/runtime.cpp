@@ -32,7 +32,7 @@ RuntimeImpl::RuntimeImpl(Options o)
 }
 
 RuntimeImpl::~RuntimeImpl() {
-  trace_stop(this);  // a start that failed after the trace began
+  trace_stop_reporting(this);  // a start that failed after the trace began
   {
     std::lock_guard lk(sink->mu);
     sink->rt = nullptr;
@@ -271,7 +271,7 @@ void RuntimeImpl::shutdown(TimeLimit grace) {
   //    abandoned ones end cancelled, so that no handle waits for ever.
   end_leftovers();
   // The trace once every loop has stopped: it holds everything they did.
-  trace_stop(this);
+  trace_stop_reporting(this);
   closed.store(true, std::memory_order_release);
   // 7. The console closes last, so that a shutdown that hangs can still be looked at.
   if (monitor) monitor->stop();

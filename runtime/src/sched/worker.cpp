@@ -13,6 +13,7 @@
 #include "sched/runtime_impl.hpp"
 #include "core/sanitizer.hpp"
 #include "core/task_state.hpp"
+#include "observe/trace_hooks.hpp"
 #include "sched/timer_heap.hpp"
 
 #include <spindle/detail/spin.hpp>
@@ -28,6 +29,7 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
       shuffle(r->opts.shuffle),
       step_hooks(r->opts.debug ? kStepSlow : 0),
       slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0),
+      trace_flows(uint64_t(i + 1) << 40),
       gctok_(r->global),
       sctok_(r->spill) {}
 
@@ -459,11 +461,11 @@ void Worker::park() {
 
 void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
   if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
-  if (TraceRing* r = tracing()) trace_step_begin(this, r, t, first);
+  if (TraceRing* r = tracing()) trace_step_begin_inline(r, t, first);
 }
 
 void Worker::step_ended_hooked(TaskHeader* t, bool ended) noexcept {
-  if (TraceRing* r = tracing()) trace_step_end(this, r, t, ended);
+  if (TraceRing* r = tracing()) trace_step_end_inline(this, r, ended);
   if (slow_step_ns) step_ended_slow(t);
 }
 

@@ -142,18 +142,16 @@ struct Worker {
   // before the loop writes into it. trace_ring owns the ring (made by the first start,
   // kept until the worker goes). trace_src: what the loop is doing when it wakes a task
   // outside a task's step (firing timers, dispatching fd events); trace_flows: this
-  // loop's flow ids. Owner only.
+  // loop's last flow id (they start at (index + 1) << 40). Owner only.
   std::atomic<TraceRing*> trace{nullptr};
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
-  uint64_t trace_flows = 0;
+  uint64_t trace_flows;
   struct {
-    const char* file;
-    const char* function;
-    uint32_t line;
+    std::source_location where;
     SuspendKind kind;
     bool pending;  // noted by trace_suspend, written with the step's end
-  } trace_note{nullptr, nullptr, 0, SuspendKind::wait, false};
+  } trace_note{std::source_location{}, SuspendKind::wait, false};
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
       return trace.load(std::memory_order_acquire);

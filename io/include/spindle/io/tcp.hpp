@@ -105,6 +105,9 @@ struct ServerOptions {
   bool reuse_port = false;
   /// TCP_NODELAY on every accepted connection.
   bool nodelay = false;
+  /// The name of each connection's task (TaskOptions::name: traces, task dumps,
+  /// reports); empty: unnamed ("Task-<n>").
+  std::string connection_name{};
   /// Called (in the accept task) when accept fails, e.g. EMFILE; the accept loop then
   /// sleeps accept_backoff before trying again. Default: a line on stderr. If it
   /// throws, the server stops with that exception (see Server).

@@ -53,7 +53,8 @@ enum : uint16_t {
 
 // Bits of FutureCore::word.
 enum : uint32_t {
-  kLock = 1u << 4,  // spinlock over waiters / extra / status
+  kHasExtra = 1u << 0,  // an Extra exists (set once, under kLock, when it is made)
+  kLock = 1u << 4,      // spinlock over waiters / extra / status
   kStatusShift = 5,
   kStatusMask = 3u << kStatusShift,
   kCancelReq = 1u << 7,   // cancel() asked; delivered at the next suspension point
