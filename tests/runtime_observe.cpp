@@ -170,19 +170,19 @@ TEST_CASE("task_infos and all_tasks list a task not started yet, a sleeping one 
 
     const TaskInfo* f = find(infos, "fresh");
     REQUIRE(f);
-    CHECK(f->state == TaskState::ready);
-    CHECK_FALSE(f->started);
+    CHECK(f->where.state == TaskState::ready);
+    CHECK_FALSE(f->where.started);
     CHECK(f->loop >= 0);
     CHECK(f->id == fresh.id());
     CHECK(f->task == fresh);
 
     const TaskInfo* s = find(infos, "sleeper");
     REQUIRE(s);
-    CHECK(s->state == TaskState::suspended);
-    CHECK(s->started);
+    CHECK(s->where.state == TaskState::suspended);
+    CHECK(s->where.started);
     CHECK(s->loop == -1);
-    CHECK(ends_with(s->file, "runtime_observe.cpp"));
-    CHECK(s->line == sleep_line.load());
+    CHECK(ends_with(s->where.file, "runtime_observe.cpp"));
+    CHECK(s->where.line == sleep_line.load());
     CHECK(s->id == sleeper.id());
     CHECK(s->stack.empty());  // not asked for
 
@@ -190,7 +190,7 @@ TEST_CASE("task_infos and all_tasks list a task not started yet, a sleeping one 
     for (auto& i : infos) {
       if (i.task == current_task()) {
         me_listed = true;
-        CHECK(i.state == TaskState::running);
+        CHECK(i.where.state == TaskState::running);
         CHECK(i.loop >= 0);
         CHECK(i.name == "main");
       }

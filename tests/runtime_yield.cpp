@@ -164,7 +164,7 @@ TEST_CASE("a queued yielder reads as ready; every yielder on a loop gets its tur
       for (const TaskInfo& info : task_infos())
         if (info.name == "yielder") {
           ++listed;
-          CHECK(info.state == TaskState::ready);
+          CHECK(info.where.state == TaskState::ready);
         }
       CHECK(listed == kYielders);
       // Round and round: while we yield 1000 times, each of them yields too.

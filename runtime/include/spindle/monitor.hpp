@@ -41,7 +41,8 @@ namespace spindle {
 
 class Runtime;
 
-// TaskState (a task's state in a dump, as in Task::where()) is in <spindle/task.hpp>.
+// TaskWhere and TaskState (a task's state in a dump, as in Task::where()) are in
+// <spindle/task.hpp>.
 
 /// One frame of a suspended fibre's call stack, innermost first.
 struct StackFrame {
@@ -56,16 +57,13 @@ struct TaskInfo {
   Task<> task;      ///< a handle (keeps the task object alive)
   uint64_t id = 0;  ///< Task::id(); the console's ID
   std::string name;
-  TaskState state = TaskState::ready;
-  bool started = false;  ///< false: queued and not started yet (its body has not run)
-  int loop = -1;         ///< the loop running it or holding it in a queue; -1 otherwise
+  /// Its state and suspension point, as Task::where() answers at the dump (a running
+  /// task waits nowhere: its file is "").
+  TaskWhere where;
+  int loop = -1;  ///< the loop running it or holding it in a queue; -1 otherwise
   /// Since its fibre started (0 if not started), from its loop's coarse clock: it may
   /// read high by the time its loop took for 256 turns before the start.
   std::chrono::nanoseconds age{0};
-  /// The suspension point it waits at (suspended), or waited at last (ready); "" if it
-  /// has not suspended yet, and for a running task.
-  std::string function, file;
-  unsigned line = 0;
   /// Suspended tasks, when DumpOptions::stacks: innermost first, from the wait down to
   /// the task's own function (the switch and the fibre's entry are left out).
   std::vector<StackFrame> stack;

@@ -260,7 +260,7 @@ std::vector<Task<>> handles(std::vector<TaskInfo> infos) {
   std::vector<Task<>> out;
   out.reserve(infos.size());
   for (auto& i : infos)
-    if (i.state != TaskState::done) out.push_back(std::move(i.task));
+    if (i.where.state != TaskState::done) out.push_back(std::move(i.task));
   return out;
 }
 }  // namespace

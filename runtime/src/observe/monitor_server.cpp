@@ -211,15 +211,15 @@ std::string MonitorServer::answer(const std::string& line, bool& quit) {
             out << "error: task " << id << " (" << t->name << ") is already done\n";
         } else {
           t->stack = task_stack(t->task);  // now: it may have moved since the dump
-          if (!t->stack.empty()) t->state = TaskState::suspended;
-          out << "task " << id << " (" << t->name << "): " << state_text(*t);
+          if (!t->stack.empty()) t->where.state = TaskState::suspended;
+          out << "task " << id << " (" << t->name << "): " << state_text(t->where);
           if (t->loop >= 0) out << " on loop " << t->loop;
           out << "\n";
-          if (!t->file.empty()) out << "waits at " << where_text(*t) << "\n";
+          if (!t->where.file.empty()) out << "waits at " << where_text(t->where) << "\n";
           if (!t->stack.empty()) {
             out << "stack:\n";
             for (std::size_t i = 0; i < t->stack.size(); ++i) out << "  " << to_string(t->stack[i], i) << "\n";
-          } else if (t->state == TaskState::suspended) {
+          } else if (t->where.state == TaskState::suspended) {
             out << "stack: not available (resumed meanwhile, or no stack walker on this platform)\n";
           } else {
             out << "stack: only a suspended task's stack can be read\n";

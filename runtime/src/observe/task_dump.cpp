@@ -241,16 +241,17 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o) {
     if (info.name == kCollectorName) continue;  // dumps' helpers (this one's or another's)
     info.task = handle;
     info.id = task_id(t);
-    info.state = t->done() ? TaskState::done : s.state;
-    info.started = s.started || info.state == TaskState::running || info.state == TaskState::suspended;
-    info.loop = info.state == TaskState::suspended || info.state == TaskState::done ? -1 : s.loop;
+    TaskWhere& w = info.where;
+    w.state = t->done() ? TaskState::done : s.state;
+    w.started = s.started || w.state == TaskState::running || w.state == TaskState::suspended;
+    info.loop = w.state == TaskState::suspended || w.state == TaskState::done ? -1 : s.loop;
     if (s.started_ns && now_ns > s.started_ns) info.age = std::chrono::nanoseconds(now_ns - s.started_ns);
-    if (s.file && info.state != TaskState::running) {  // a running task waits nowhere
-      info.file = s.file;
-      info.function = s.function ? s.function : "";
-      info.line = s.line;
+    if (s.file && w.state != TaskState::running) {  // a running task waits nowhere
+      w.file = s.file;
+      w.function = s.function ? s.function : "";
+      w.line = s.line;
     }
-    if (o.stacks && info.state == TaskState::suspended) info.stack = describe_stack(capture_stack(t));
+    if (o.stacks && w.state == TaskState::suspended) info.stack = describe_stack(capture_stack(t));
     res.tasks.push_back(std::move(info));
   }
   // Every reference was adopted by a handle above.
@@ -293,15 +294,15 @@ TaskState state_of(RuntimeImpl* rt, TaskHeader* t, uint16_t sched) noexcept {
   return state_of(sched);
 }
 
-std::string state_text(const TaskInfo& t) {
-  if (t.state == TaskState::ready && !t.started) return "ready, not started";
-  return to_string(t.state);
+std::string state_text(const TaskWhere& w) {
+  if (w.state == TaskState::ready && !w.started) return "ready, not started";
+  return to_string(w.state);
 }
 
-std::string where_text(const TaskInfo& t) {
-  if (t.file.empty()) return "-";
-  std::string s = t.file + ":" + std::to_string(t.line);
-  if (!t.function.empty()) s += " in " + t.function;
+std::string where_text(const TaskWhere& w) {
+  if (w.file.empty()) return "-";
+  std::string s = w.file + ":" + std::to_string(w.line);
+  if (!w.function.empty()) s += " in " + w.function;
   return s;
 }
 
@@ -363,11 +364,11 @@ void print_tasks(std::ostream& os, const std::vector<TaskInfo>& tasks) {
   for (const TaskInfo& t : tasks) {
     const std::string loop = t.loop < 0 ? std::string("-") : std::to_string(t.loop);
     std::snprintf(line, sizeof line, "%-7llu %-19s %-4s %-8s ", static_cast<unsigned long long>(t.id),
-                  detail::state_text(t).c_str(), loop.c_str(), detail::age_text(t.age, t.started).c_str());
+                  detail::state_text(t.where).c_str(), loop.c_str(), detail::age_text(t.age, t.where.started).c_str());
     os << line;
     std::string name = t.name;
     if (name.size() < 20) name.resize(20, ' ');
-    os << name << " " << detail::where_text(t) << "\n";
+    os << name << " " << detail::where_text(t.where) << "\n";
     for (std::size_t i = 0; i < t.stack.size(); ++i) os << "        " << to_string(t.stack[i], i) << "\n";
   }
 }

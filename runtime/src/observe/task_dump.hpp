@@ -25,8 +25,8 @@ DumpResult dump_runtime(RuntimeImpl* rt, const DumpOptions& o);
 
 /// The table of print_tasks, then a note for each loop or queue it could not list.
 void print_dump(std::ostream& os, const DumpResult& d);
-std::string state_text(const TaskInfo& t);  // "suspended", "ready, not started", ...
-std::string where_text(const TaskInfo& t);  // "file:line in function", or "-"
+std::string state_text(const TaskWhere& w);  // "suspended", "ready, not started", ...
+std::string where_text(const TaskWhere& w);  // "file:line in function", or "-"
 /// The state a task's scheduling word (TaskHeader::sched) says it is in.
 TaskState state_of(uint16_t sched) noexcept;
 /// The same for a started task of rt: a task whose word says RUNNING but that no loop
