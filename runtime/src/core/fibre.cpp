@@ -134,63 +134,65 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 }
 
 namespace {
-// suspend_current's body, for the worker `w` the calling fibre runs on now. `t` is
-// w->current, `f` its frame; `hooks` is w->step_hooks as note_suspension read it.
+// The switch out of a suspending fibre, in three parts, each inline: straight into the
+// next ready fibre (switch_direct) or back to the loop (switch_to_loop), then, once
+// resumed, taking what the resumer handed over (resumed). `t` is the suspending task,
+// running on worker `w` (its `current`), `f` its frame.
 // Yield: t yielded (and shutdown has not abandoned it): it is requeued as it is, its
 // state untouched (task_state.hpp, "a yield"); otherwise it is published as suspended.
+
+// Direct switch: run `next` (RUNNING already, its context in its frame) without a round
+// trip through the worker's own context (which stays in w->loop_ctx). We are still on
+// our stack, so we must not be published yet: the on-top function below runs on `next`'s
+// stack once we are fully saved, and only then stores our context and publishes us
+// (invariant 1: suspend, then publish; a thief can take us from the run queue only after
+// that push). It runs on this thread, so it is handed `w` and `t` (no thread-local
+// lookup), and returns an empty fiber: `next` then knows that a fibre resumed it, not
+// the loop. (A plain resume, with `next` publishing us once its own switch returned, ran
+// as many instructions but measured about twice as slow: most likely because
+// jump_fcontext leaves by a jump, so the return predictor stays one entry off after the
+// switch, where the on-top function's own return consumes it.) `hooks`: step_hooks, read
+// once by the caller.
 template <bool Yield>
-inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) noexcept {
-  // The C++ exception globals (see the top of this file). The thread's live at a fixed
-  // address per thread: each worker looked it up once (a __tls_get_addr call into
-  // libstdc++ otherwise). Whoever switches into a fibre has left them empty (every
-  // switch out of a fibre empties them, and a loop never switches from inside a
-  // handler), so a fibre that suspends with them empty, the common case, has nothing to
-  // keep or put back.
-  auto* g = static_cast<EhGlobals*>(w->eh_globals);
-  if (g->caught_exceptions || g->uncaught_exceptions) [[unlikely]] {
-    f->eh_caught = g->caught_exceptions;
-    f->eh_uncaught = g->uncaught_exceptions;
-    f->eh_held = true;
-    *g = EhGlobals{nullptr, 0};
-  }
-  boost::context::fiber back;
-  if (TaskHeader* next = w->next_for_direct_switch()) [[likely]] {
-    // Direct switch: run the next ready fibre without a round trip through the worker's
-    // own context (which stays in w->loop_ctx). We are still on our stack, so we must
-    // not be published yet: the on-top function below runs on `next`'s stack once we
-    // are fully saved, and only then stores our context and publishes us (invariant 1:
-    // suspend, then publish; a thief can take us from the run queue only after that
-    // push). It runs on this thread, so it is handed `w` and `t` (no thread-local
-    // lookup), and returns an empty fiber: `next` then knows that a fibre resumed it,
-    // not the loop. (A plain resume, with `next` publishing us once its own switch
-    // returned, ran as many instructions but measured about twice as slow: most likely
-    // because jump_fcontext leaves by a jump, so the return predictor stays one entry
-    // off after the switch, where the on-top function's own return consumes it.)
-    TaskFrame* nf = next->frame;
-    w->step_switch(t, next, hooks);
-    boost::context::fiber target = std::move(nf->ctx);
+inline boost::context::fiber switch_direct(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next,
+                                           uint8_t hooks) noexcept {
+  TaskFrame* nf = next->frame;
+  w->step_switch(t, next, hooks);
+  boost::context::fiber target = std::move(nf->ctx);
 #if defined(SPINDLE_ASAN)
-    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
+  san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
+#else
+  (void)f;
 #endif
-    san::tsan_switch_to(nf->tsan_fiber);
-    back = std::move(target).resume_with([w, t](boost::context::fiber&& from) {
-      t->frame->ctx = std::move(from);
-      if constexpr (Yield)
-        w->requeue_yielded(t);
-      else
-        w->after_suspend(t);
-      return boost::context::fiber{};
-    });
-  } else {
-    if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
-    san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
-    san::tsan_switch_to(w->tsan_fiber);
-    back = std::move(w->loop_ctx).resume();
-  }
-  // We may be on another thread now: `w` is stale. The loop that resumed us handed us
-  // its own context; a fibre that switched to us directly handed us nothing (its
-  // loop's context is in place already).
-  f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
+  san::tsan_switch_to(nf->tsan_fiber);
+  return std::move(target).resume_with([w, t](boost::context::fiber&& from) {
+    // Our frame's ctx is empty while we run: the saved context is constructed in its
+    // place (a move-assignment would first test it for an old context to unwind).
+    new (&t->frame->ctx) boost::context::fiber(std::move(from));
+    if constexpr (Yield)
+      w->requeue_yielded(t);
+    else
+      w->after_suspend(t);
+    return boost::context::fiber{};
+  });
+}
+
+// No started task to switch to: back to the worker's loop, which publishes us
+// (after_suspend) once the switch is done, and then runs what it picks (`pending` first).
+template <bool Yield>
+inline boost::context::fiber switch_to_loop(Worker* w, TaskFrame* f) noexcept {
+  if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
+  san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
+  san::tsan_switch_to(w->tsan_fiber);
+  return std::move(w->loop_ctx).resume();
+}
+
+// t runs again, maybe on another thread: the worker we left is stale. The loop that
+// resumed us handed us its own context; a fibre that switched to us directly handed us
+// nothing (its loop's context is in place already). Exception globals we held go back
+// into this thread's.
+inline void resumed(TaskHeader* t, boost::context::fiber&& back) noexcept {
+  TaskFrame* f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
   if (back || f->eh_held) [[unlikely]] {
     Worker* now = current_worker();
     if (back) now->loop_ctx = std::move(back);
@@ -200,6 +202,33 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
     }
   }
   san::finish_switch(f->asan_fake, nullptr, nullptr);
+}
+
+// The thread's exception globals are empty (the common case: see below).
+inline bool eh_empty(Worker* w) noexcept {
+  const auto* g = static_cast<const EhGlobals*>(w->eh_globals);
+  return !g->caught_exceptions && !g->uncaught_exceptions;
+}
+
+// suspend_current's body, and yield's general path: the switch out, once `hooks`
+// (w->step_hooks as note_suspension read it) has been dealt with.
+template <bool Yield>
+inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) noexcept {
+  // The C++ exception globals (see the top of this file). The thread's live at a fixed
+  // address per thread: each worker looked it up once (a __tls_get_addr call into
+  // libstdc++ otherwise). Whoever switches into a fibre has left them empty (every
+  // switch out of a fibre empties them, and a loop never switches from inside a
+  // handler), so a fibre that suspends with them empty, the common case, has nothing to
+  // keep or put back.
+  if (!eh_empty(w)) [[unlikely]] {
+    auto* g = static_cast<EhGlobals*>(w->eh_globals);
+    f->eh_caught = g->caught_exceptions;
+    f->eh_uncaught = g->uncaught_exceptions;
+    f->eh_held = true;
+    *g = EhGlobals{nullptr, 0};
+  }
+  TaskHeader* next = w->next_for_direct_switch();
+  resumed(t, next ? switch_direct<Yield>(w, t, f, next, hooks) : switch_to_loop<Yield>(w, f));
 }
 
 // Notes where t suspends (Task::where(), and the trace when it records). Returns the
@@ -224,9 +253,11 @@ void suspend_current(std::source_location where, SuspendKind kind) noexcept {
 
 namespace spindle {
 
-// Here rather than beside the other task functions (task.cpp) so that the suspension
-// is inlined into it: a yield is the hottest suspension there is.
-void yield(std::source_location where) {
+namespace {
+// yield() for every case its fast path leaves out (below): outside a task, a cancellation
+// to raise, a task that shutdown abandoned, step hooks on, exception globals to keep, a
+// turn of the loop that is not its common one.
+__attribute__((noinline)) void yield_general(std::source_location where) {
   using namespace detail;
   // One lookup of the worker for the whole step (we are on its thread until the switch).
   Worker* w = current_worker();
@@ -251,6 +282,47 @@ void yield(std::source_location where) {
     suspend_on<false>(w, t, f, hooks);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+}
+}  // namespace
+
+// Here rather than beside the other task functions (task.cpp) so that the suspension
+// is inlined into it: a yield is the hottest suspension there is.
+void yield(std::source_location where) {
+  using namespace detail;
+  // The fast path: a task of a loop with no step hooks on, no cancellation pending, no
+  // exception globals to keep, and whose next turn is the loop's common one (a pop from
+  // the run queue: Worker::next_task_common). It does what yield_general does in that
+  // case, and tests everything it leaves out before it changes anything, so every other
+  // case is a tail call to yield_general, which starts afresh. Only `t` lives across the
+  // switch, so the function saves almost no registers of its own (the switch saves them).
+  // The worker is read in place (tls_worker): this is the only thread-local read before
+  // the switch, and none follows it here.
+  Worker* const w = tls_worker;
+  TaskHeader* t;
+  if (!w || !(t = w->current.load(std::memory_order_relaxed))) [[unlikely]]
+    return yield_general(where);
+  // acquire: as in yield_general. Not an abandoned task either (yield_general suspends it).
+  const uint16_t word = t->word.load(std::memory_order_acquire);
+  // relaxed step_hooks: see worker.hpp.
+  if ((word & (kCancelReq | kAbandoned)) || w->step_hooks.load(std::memory_order_relaxed) || !eh_empty(w)) [[unlikely]]
+    return yield_general(where);
+  // Nothing has changed so far; the pop is the first change, and from here on the step
+  // goes on as next_for_direct_switch would have it (its `pending` is empty while a fibre
+  // runs, and `stopping` is a hint there: a loop stops only once it finds nothing to run).
+  TaskHeader* const next = w->next_task_common();
+  if (!next) [[unlikely]]
+    return yield_general(where);
+  TaskFrame* const f = t->frame;
+  f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
+  if (task_state::run_if_started(next)) [[likely]] {
+    resumed(t, switch_direct<true>(w, t, f, next, 0));
+  } else {
+    w->pending = next;  // it needs a new fibre: the loop starts it next
+    resumed(t, switch_to_loop<true>(w, f));
+  }
+  // `w` is stale now (we may be on another thread); t is still ours.
+  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) [[unlikely]]
+    throw take_cancel(t);
 }
 
 }  // namespace spindle

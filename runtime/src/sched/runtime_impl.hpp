@@ -146,12 +146,13 @@ CancelledError take_cancel(TaskHeader* t);
 inline void Worker::requeue_yielded(TaskHeader* t) noexcept {
   // Its state stays RUNNING[+N] (task_state.hpp, "a yield"), so neither this requeue nor
   // the run that resumes it is an atomic RMW; the run queue's own ordering hands its
-  // saved context to whoever takes it. A pinned task runs only here, its home.
-  if (!(t->word.load(std::memory_order_relaxed) & kPinned)) [[likely]] {
-    push_ring(t);
+  // saved context to whoever takes it. A pinned task (its home's pinned queue) and a
+  // full ring take the out-of-line path, so that this one, which runs on every direct
+  // switch of a yield, needs no stack frame.
+  if (!(t->word.load(std::memory_order_relaxed) & kPinned) && ring.push(t)) [[likely]] {
     if (!alone) rt->notify_work();
   } else {
-    pinned.push_back(t);  // as push_local does
+    requeue_yielded_slow(t);
   }
 }
 

@@ -555,6 +555,15 @@ void Worker::switched_back(boost::context::fiber&& f) {
   after_suspend(t);
 }
 
+void Worker::requeue_yielded_slow(TaskHeader* t) noexcept {
+  if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
+    push_ring_full(t);  // requeue_yielded's push found the ring full
+    if (!alone) rt->notify_work();
+  } else {
+    pinned.push_back(t);  // a pinned task runs only here, its home (as push_local does)
+  }
+}
+
 void Worker::publish_waited(TaskHeader* t) noexcept {
   // Suspended (its context is in the frame): IDLE, or READY if it was woken meanwhile.
   if (task_state::publish_suspended(t) == task_state::Suspended::requeue) {

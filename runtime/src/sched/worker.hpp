@@ -237,10 +237,21 @@ struct Worker {
   }
 
  private:
-  /// One loop turn's pick (see the class comment). Inline for the common turn of a busy
-  /// loop (nothing due this turn, nothing in the LIFO slot, the pinned queue or the
-  /// inbox, the run queue not empty): one pop, with exactly the general path's outcome.
+  /// One loop turn's pick (see the class comment).
   TaskHeader* next_task() {
+    if (TaskHeader* t = next_task_common()) [[likely]]
+      return t;
+    return next_task_general();
+  }
+  TaskHeader* next_task_general();
+
+ public:
+  /// The common turn of a busy loop, inline (nothing due this turn, nothing in the LIFO
+  /// slot, the pinned queue or the inbox, the run queue not empty): one pop, with exactly
+  /// next_task_general's outcome and bookkeeping. Null, with nothing changed, when this
+  /// turn is not one (the caller then takes next_task_general or a path that calls it).
+  /// Owner thread only.
+  TaskHeader* next_task_common() noexcept {
     const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
     // The general path's tests, in one branch: a global/reactor turn (countdown at 1),
     // a timer turn, the shuffle, the LIFO slot, pinned work (ready or in the inbox).
@@ -253,9 +264,10 @@ struct Worker {
         return t;
       }
     }
-    return next_task_general();
+    return nullptr;
   }
-  TaskHeader* next_task_general();
+
+ private:
   /// Debug (Options::shuffle): perturbs the order of this loop's ready tasks.
   void shuffle_ready();
   uint32_t next_random() noexcept {
@@ -301,6 +313,7 @@ struct Worker {
   /// after_suspend for a fibre that yielded: back of the run queue (a pinned task: its
   /// pinned queue), its state untouched (runtime_impl.hpp).
   inline void requeue_yielded(TaskHeader* t) noexcept;
+  void requeue_yielded_slow(TaskHeader* t) noexcept;  // pinned, or the ring is full
   /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
   /// RUNNING: the caller then switches to it directly), else null (a new task is kept
   /// in `pending`) (runtime_impl.hpp).
@@ -325,5 +338,13 @@ struct Worker {
 // current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
 // move to another thread across any suspension).
 void set_current_worker(Worker* w) noexcept;
+
+// The thread-local slot behind current_worker() (context.cpp), for a function that reads
+// it in place, as one %fs-relative load: only before that function's first switch, and
+// never again after it. The compiler treats a thread-local's address as constant within a
+// function, so a second read after a switch could reuse the old thread's address; every
+// read after a switch goes through current_worker(), which is out of line. constinit: no
+// dynamic initialisation, so the read needs no TLS wrapper call.
+extern __attribute__((tls_model("initial-exec"))) constinit thread_local Worker* tls_worker;
 
 }  // namespace spindle::detail
