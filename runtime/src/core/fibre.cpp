@@ -152,8 +152,8 @@ namespace {
 // as many instructions but measured about twice as slow: most likely because
 // jump_fcontext leaves by a jump, so the return predictor stays one entry off after the
 // switch, where the on-top function's own return consumes it.) `hooks`: step_hooks, read
-// once by the caller.
-template <bool Yield>
+// once by the caller. Publish: how t is published (below).
+template <class Publish>
 inline boost::context::fiber switch_direct(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next,
                                            uint8_t hooks) noexcept {
   TaskFrame* nf = next->frame;
@@ -169,13 +169,23 @@ inline boost::context::fiber switch_direct(Worker* w, TaskHeader* t, TaskFrame* 
     // Our frame's ctx is empty while we run: the saved context is constructed in its
     // place (a move-assignment would first test it for an old context to unwind).
     new (&t->frame->ctx) boost::context::fiber(std::move(from));
-    if constexpr (Yield)
-      w->requeue_yielded(t);
-    else
-      w->after_suspend(t);
+    Publish::publish(w, t);
     return boost::context::fiber{};
   });
 }
+
+// How switch_direct's on-top function publishes the fibre it switched away from.
+struct PublishSuspended {  // a wait (or an abandoned task's yield): IDLE, or requeued if woken
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->after_suspend(t); }
+};
+struct PublishYielded {  // a yield: requeued as it is
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_yielded(t); }
+};
+struct PublishYieldedAfterPop {  // yield's fast path: requeued, into the room its pop made
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_after_pop(t); }
+};
+template <bool Yield>
+using PublishFor = std::conditional_t<Yield, PublishYielded, PublishSuspended>;
 
 // No started task to switch to: back to the worker's loop, which publishes us
 // (after_suspend) once the switch is done, and then runs what it picks (`pending` first).
@@ -190,24 +200,28 @@ inline boost::context::fiber switch_to_loop(Worker* w, TaskFrame* f) noexcept {
 // t runs again, maybe on another thread: the worker we left is stale. The loop that
 // resumed us handed us its own context; a fibre that switched to us directly handed us
 // nothing (its loop's context is in place already). Exception globals we held go back
-// into this thread's.
+// into this thread's. That part is out of line, so that a yield's fast path keeps only t
+// across its switch.
+__attribute__((noinline)) void resumed_slow(TaskFrame* f, boost::context::fiber&& back) noexcept {
+  Worker* now = current_worker();
+  if (back) now->loop_ctx = std::move(back);
+  if (f->eh_held) {  // this thread's, maybe not the one we left
+    *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
+    f->eh_held = false;
+  }
+}
 inline void resumed(TaskHeader* t, boost::context::fiber&& back) noexcept {
   TaskFrame* f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
-  if (back || f->eh_held) [[unlikely]] {
-    Worker* now = current_worker();
-    if (back) now->loop_ctx = std::move(back);
-    if (f->eh_held) {  // this thread's, maybe not the one we left
-      *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
-      f->eh_held = false;
-    }
-  }
+  if (back || f->eh_held) [[unlikely]]
+    resumed_slow(f, std::move(back));
   san::finish_switch(f->asan_fake, nullptr, nullptr);
 }
 
-// The thread's exception globals are empty (the common case: see below).
+// The thread's exception globals are empty (the common case: see suspend_on). One test
+// for both fields.
 inline bool eh_empty(Worker* w) noexcept {
   const auto* g = static_cast<const EhGlobals*>(w->eh_globals);
-  return !g->caught_exceptions && !g->uncaught_exceptions;
+  return (reinterpret_cast<uintptr_t>(g->caught_exceptions) | g->uncaught_exceptions) == 0;
 }
 
 // suspend_current's body, and yield's general path: the switch out, once `hooks`
@@ -228,7 +242,7 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
     *g = EhGlobals{nullptr, 0};
   }
   TaskHeader* next = w->next_for_direct_switch();
-  resumed(t, next ? switch_direct<Yield>(w, t, f, next, hooks) : switch_to_loop<Yield>(w, f));
+  resumed(t, next ? switch_direct<PublishFor<Yield>>(w, t, f, next, hooks) : switch_to_loop<Yield>(w, f));
 }
 
 // Notes where t suspends (Task::where(), and the trace when it records). Returns the
@@ -304,7 +318,9 @@ void yield(std::source_location where) {
   // acquire: as in yield_general. Not an abandoned task either (yield_general suspends it).
   const uint16_t word = t->word.load(std::memory_order_acquire);
   // relaxed step_hooks: see worker.hpp.
-  if ((word & (kCancelReq | kAbandoned)) || w->step_hooks.load(std::memory_order_relaxed) || !eh_empty(w)) [[unlikely]]
+  // A pinned task too: it is requeued on its pinned queue (yield_general), not the ring.
+  if ((word & (kCancelReq | kAbandoned | kPinned)) || w->step_hooks.load(std::memory_order_relaxed) || !eh_empty(w))
+      [[unlikely]]
     return yield_general(where);
   // Nothing has changed so far; the pop is the first change, and from here on the step
   // goes on as next_for_direct_switch would have it (its `pending` is empty while a fibre
@@ -315,7 +331,7 @@ void yield(std::source_location where) {
   TaskFrame* const f = t->frame;
   f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
   if (task_state::run_if_started(next)) [[likely]] {
-    resumed(t, switch_direct<true>(w, t, f, next, 0));
+    resumed(t, switch_direct<PublishYieldedAfterPop>(w, t, f, next, 0));
   } else {
     w->pending = next;  // it needs a new fibre: the loop starts it next
     resumed(t, switch_to_loop<true>(w, f));

@@ -156,6 +156,11 @@ inline void Worker::requeue_yielded(TaskHeader* t) noexcept {
   }
 }
 
+inline void Worker::requeue_after_pop(TaskHeader* t) noexcept {
+  ring.push_after_pop(t);
+  if (!alone) rt->notify_work();
+}
+
 inline void Worker::after_suspend(TaskHeader* t) noexcept {
   if (yielding) {
     yielding = false;

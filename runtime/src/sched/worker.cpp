@@ -213,8 +213,12 @@ int64_t Worker::run_timers() {
 TaskHeader* Worker::next_task_general() {
   const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
   tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
-  if (--global_countdown == 0) {
-    global_countdown = 61;
+  const bool global_turn = --global_countdown == 0;
+  if (global_turn) global_countdown = 61;
+  // The turns after this one up to the next global turn (the countdown at 1 before its
+  // decrement) or the next timer turn, whichever comes first; none with the shuffle.
+  common_turns = shuffle ? 0 : std::min<unsigned>(global_countdown - 1, 15 - unsigned(turn & 15));
+  if (global_turn) {
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
     if (reactor.sources() != 0) poll_now();

@@ -206,9 +206,14 @@ struct Worker {
   // Sanitizer state of the worker's own (thread) stack.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
-  void* tsan_to_destroy = nullptr;
-  void* eh_globals = nullptr;      // this thread's C++ exception globals (fibre.cpp)
-  unsigned global_countdown = 61;  // the fibre that just ended, destroyed after the switch
+  void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
+  void* eh_globals = nullptr;       // this thread's C++ exception globals (fibre.cpp)
+  unsigned global_countdown = 61;   // turns left until the next global/reactor turn (at 0)
+  // How many of the next turns are neither a global/reactor turn (global_countdown would
+  // reach 0) nor a timer turn (tick a multiple of 16), with no shuffle: the turns whose
+  // pick may take next_task_common's one test instead of three. Set by every
+  // next_task_general turn, counted down by next_task_common's. Owner only.
+  unsigned common_turns = 0;
 
   std::thread thread;
 
@@ -252,13 +257,13 @@ struct Worker {
   /// turn is not one (the caller then takes next_task_general or a path that calls it).
   /// Owner thread only.
   TaskHeader* next_task_common() noexcept {
-    const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
-    // The general path's tests, in one branch: a global/reactor turn (countdown at 1),
-    // a timer turn, the shuffle, the LIFO slot, pinned work (ready or in the inbox).
-    if (global_countdown > 1 && (turn & 15) != 0 && !shuffle && lifo == nullptr && pinned.empty() && inbox.empty())
-        [[likely]] {
+    // The general path's tests, in one branch: a global/reactor turn, a timer turn or the
+    // shuffle (all three in common_turns), the LIFO slot, pinned work (ready or in the
+    // inbox).
+    if (common_turns != 0 && lifo == nullptr && pinned.empty() && inbox.empty()) [[likely]] {
       if (TaskHeader* t = alone ? ring.pop_alone() : ring.pop()) {
-        tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
+        --common_turns;
+        tick.store(tick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
         --global_countdown;
         lifo_streak = 0;
         return t;
@@ -314,6 +319,9 @@ struct Worker {
   /// pinned queue), its state untouched (runtime_impl.hpp).
   inline void requeue_yielded(TaskHeader* t) noexcept;
   void requeue_yielded_slow(TaskHeader* t) noexcept;  // pinned, or the ring is full
+  /// requeue_yielded for yield's fast path: t is not pinned, and this step has popped
+  /// the task it switches to from the run queue (next_task_common), which left room.
+  inline void requeue_after_pop(TaskHeader* t) noexcept;
   /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
   /// RUNNING: the caller then switches to it directly), else null (a new task is kept
   /// in `pending`) (runtime_impl.hpp).
