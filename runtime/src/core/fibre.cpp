@@ -217,6 +217,19 @@ inline void resumed(TaskHeader* t, boost::context::fiber&& back) noexcept {
   san::finish_switch(f->asan_fake, nullptr, nullptr);
 }
 
+// The switch out of t, to `next` (what this loop's turn took from its queues; null:
+// nothing, or the loop's own turn) and back: directly if next has a fibre, else through
+// the loop (which starts next first: `pending`).
+template <class Publish, bool Yield>
+inline void switch_out(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next, uint8_t hooks) noexcept {
+  if (next && task_state::run_if_started(next)) [[likely]] {  // RUNNING now, as in run_task
+    resumed(t, switch_direct<Publish>(w, t, f, next, hooks));
+  } else {
+    if (next) w->pending = next;  // it needs a new fibre: the loop starts it next
+    resumed(t, switch_to_loop<Yield>(w, f));
+  }
+}
+
 // The thread's exception globals are empty (the common case: see suspend_on). One test
 // for both fields.
 inline bool eh_empty(Worker* w) noexcept {
@@ -241,8 +254,7 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
     f->eh_held = true;
     *g = EhGlobals{nullptr, 0};
   }
-  TaskHeader* next = w->next_for_direct_switch();
-  resumed(t, next ? switch_direct<PublishFor<Yield>>(w, t, f, next, hooks) : switch_to_loop<Yield>(w, f));
+  switch_out<PublishFor<Yield>, Yield>(w, t, f, w->next_for_direct_switch(), hooks);
 }
 
 // Notes where t suspends (Task::where(), and the trace when it records). Returns the
@@ -269,8 +281,8 @@ namespace spindle {
 
 namespace {
 // yield() for every case its fast path leaves out (below): outside a task, a cancellation
-// to raise, a task that shutdown abandoned, step hooks on, exception globals to keep, a
-// turn of the loop that is not its common one.
+// to raise, a task that shutdown abandoned, a pinned one, step hooks on, exception
+// globals to keep.
 __attribute__((noinline)) void yield_general(std::source_location where) {
   using namespace detail;
   // One lookup of the worker for the whole step (we are on its thread until the switch).
@@ -297,15 +309,27 @@ __attribute__((noinline)) void yield_general(std::source_location where) {
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }
+
+// The rest of yield's fast path when this turn of the loop is not its common one: the
+// loop's general turn (next_task_general: the global queue and the reactor, timers, the
+// LIFO slot, pinned work, ...), then the switch as suspend_on makes it. Out of line, so
+// that the fast path keeps few registers.
+__attribute__((noinline)) void yield_general_turn(detail::Worker* w, detail::TaskHeader* t, detail::TaskFrame* f) {
+  using namespace detail;
+  TaskHeader* const next = w->next_task_general();
+  if (!next) Worker::count(w->empty_turns);
+  switch_out<PublishYielded, true>(w, t, f, next, 0);
+  // `w` is stale now (we may be on another thread); t is still ours.
+  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+}
 }  // namespace
 
 // Here rather than beside the other task functions (task.cpp) so that the suspension
 // is inlined into it: a yield is the hottest suspension there is.
 void yield(std::source_location where) {
   using namespace detail;
-  // The fast path: a task of a loop with no step hooks on, no cancellation pending, no
-  // exception globals to keep, and whose next turn is the loop's common one (a pop from
-  // the run queue: Worker::next_task_common). It does what yield_general does in that
+  // The fast path: a task of a loop, not pinned, with no step hooks on, no cancellation
+  // pending and no exception globals to keep. It does what yield_general does in that
   // case, and tests everything it leaves out before it changes anything, so every other
   // case is a tail call to yield_general, which starts afresh. Only `t` lives across the
   // switch, so the function saves almost no registers of its own (the switch saves them).
@@ -315,27 +339,22 @@ void yield(std::source_location where) {
   TaskHeader* t;
   if (!w || !(t = w->current.load(std::memory_order_relaxed))) [[unlikely]]
     return yield_general(where);
-  // acquire: as in yield_general. Not an abandoned task either (yield_general suspends it).
+  // acquire: as in yield_general. A pinned task is requeued on its pinned queue, not the
+  // run queue; an abandoned one suspends (both in yield_general).
   const uint16_t word = t->word.load(std::memory_order_acquire);
   // relaxed step_hooks: see worker.hpp.
-  // A pinned task too: it is requeued on its pinned queue (yield_general), not the ring.
   if ((word & (kCancelReq | kAbandoned | kPinned)) || w->step_hooks.load(std::memory_order_relaxed) || !eh_empty(w))
       [[unlikely]]
     return yield_general(where);
-  // Nothing has changed so far; the pop is the first change, and from here on the step
-  // goes on as next_for_direct_switch would have it (its `pending` is empty while a fibre
-  // runs, and `stopping` is a hint there: a loop stops only once it finds nothing to run).
-  TaskHeader* const next = w->next_task_common();
-  if (!next) [[unlikely]]
-    return yield_general(where);
   TaskFrame* const f = t->frame;
   f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
-  if (task_state::run_if_started(next)) [[likely]] {
-    resumed(t, switch_direct<PublishYieldedAfterPop>(w, t, f, next, 0));
-  } else {
-    w->pending = next;  // it needs a new fibre: the loop starts it next
-    resumed(t, switch_to_loop<true>(w, f));
-  }
+  // The loop's turn, as next_for_direct_switch takes it (its `pending` is empty while a
+  // fibre runs, and `stopping` is a hint there: a loop stops only once it finds nothing
+  // to run). Its common turn pops from the run queue, which leaves room for our requeue.
+  TaskHeader* const next = w->next_task_common();
+  if (!next) [[unlikely]]
+    return yield_general_turn(w, t, f);
+  switch_out<PublishYieldedAfterPop, true>(w, t, f, next, 0);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) [[unlikely]]
     throw take_cancel(t);

@@ -175,15 +175,9 @@ inline TaskHeader* Worker::next_for_direct_switch() noexcept {
   if (pending || rt->stopping.load(std::memory_order_relaxed)) [[unlikely]]
     return nullptr;
   TaskHeader* n = next_task();
-  if (!n) [[unlikely]] {
+  if (!n) [[unlikely]]
     count(empty_turns);
-    return nullptr;
-  }
-  if (!task_state::run_if_started(n)) [[unlikely]] {
-    pending = n;  // it needs a new fibre: the worker's loop starts it next
-    return nullptr;
-  }
-  return n;  // RUNNING now, as in run_task
+  return n;
 }
 
 }  // namespace spindle::detail

@@ -248,9 +248,11 @@ struct Worker {
       return t;
     return next_task_general();
   }
-  TaskHeader* next_task_general();
 
  public:
+  /// One loop turn's pick, in full (every turn that is not a common one). Owner thread
+  /// only.
+  TaskHeader* next_task_general();
   /// The common turn of a busy loop, inline (nothing due this turn, nothing in the LIFO
   /// slot, the pinned queue or the inbox, the run queue not empty): one pop, with exactly
   /// next_task_general's outcome and bookkeeping. Null, with nothing changed, when this
@@ -322,9 +324,9 @@ struct Worker {
   /// requeue_yielded for yield's fast path: t is not pinned, and this step has popped
   /// the task it switches to from the run queue (next_task_common), which left room.
   inline void requeue_after_pop(TaskHeader* t) noexcept;
-  /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
-  /// RUNNING: the caller then switches to it directly), else null (a new task is kept
-  /// in `pending`) (runtime_impl.hpp).
+  /// For a fibre about to suspend: this loop's next turn (next_task), or null if it
+  /// found nothing or the loop should take its own turn now. The caller switches to it
+  /// (runtime_impl.hpp).
   inline TaskHeader* next_for_direct_switch() noexcept;
 
  private:
