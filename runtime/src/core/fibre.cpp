@@ -181,8 +181,8 @@ struct PublishSuspended {  // a wait (or an abandoned task's yield): IDLE, or re
 struct PublishYielded {  // a yield: requeued as it is
   static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_yielded(t); }
 };
-struct PublishYieldedAfterPop {  // yield's fast path: requeued, into the room its pop made
-  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_after_pop(t); }
+struct PublishYieldedUnpinned {  // yield's fast path: requeued on the run queue
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_unpinned(t); }
 };
 template <bool Yield>
 using PublishFor = std::conditional_t<Yield, PublishYielded, PublishSuspended>;
@@ -310,17 +310,17 @@ __attribute__((noinline)) void yield_general(std::source_location where) {
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
 }
 
-// The rest of yield's fast path when this turn of the loop is not its common one: the
-// loop's general turn (next_task_general: the global queue and the reactor, timers, the
-// LIFO slot, pinned work, ...), then the switch as suspend_on makes it. Out of line, so
-// that the fast path keeps few registers.
-__attribute__((noinline)) void yield_general_turn(detail::Worker* w, detail::TaskHeader* t, detail::TaskFrame* f) {
-  using namespace detail;
-  TaskHeader* const next = w->next_task_general();
-  if (!next) Worker::count(w->empty_turns);
-  switch_out<PublishYielded, true>(w, t, f, next, 0);
-  // `w` is stale now (we may be on another thread); t is still ours.
-  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+// The loop's turn for yield's fast path when it is not the common one (next_task_general:
+// the global queue and the reactor, timers, the LIFO slot, pinned work, ...), as
+// next_for_direct_switch takes it. Out of line: the fast path then keeps few registers.
+// It only picks: the switch stays in the fast path, so that every yield switches from
+// the same call site (a fibre resumes where another suspended, and a return predictor
+// that saw another call site mispredicts both returns: measured, this cost more than
+// the whole general turn).
+__attribute__((noinline)) detail::TaskHeader* general_turn(detail::Worker* w) noexcept {
+  detail::TaskHeader* const next = w->next_task_general();
+  if (!next) detail::Worker::count(w->empty_turns);
+  return next;
 }
 }  // namespace
 
@@ -351,10 +351,10 @@ void yield(std::source_location where) {
   // The loop's turn, as next_for_direct_switch takes it (its `pending` is empty while a
   // fibre runs, and `stopping` is a hint there: a loop stops only once it finds nothing
   // to run). Its common turn pops from the run queue, which leaves room for our requeue.
-  TaskHeader* const next = w->next_task_common();
+  TaskHeader* next = w->next_task_common();
   if (!next) [[unlikely]]
-    return yield_general_turn(w, t, f);
-  switch_out<PublishYieldedAfterPop, true>(w, t, f, next, 0);
+    next = general_turn(w);
+  switch_out<PublishYieldedUnpinned, true>(w, t, f, next, 0);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) [[unlikely]]
     throw take_cancel(t);

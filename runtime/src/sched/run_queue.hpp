@@ -36,18 +36,6 @@ class RunQueue {
     return true;
   }
 
-  /// Owner only, for a caller that has popped a task from this queue since its last push
-  /// (pop or pop_alone): push() without the test for room, which that pop made (thieves
-  /// only ever move head forward). No head load either: the pop's load or CAS of head
-  /// came after every thief's CAS before it, which orders their reads of the slots they
-  /// took before our overwrite, as push()'s acquire load does.
-  void push_after_pop(TaskHeader* t) noexcept {
-    const uint32_t tail = tail_.load(std::memory_order_relaxed);
-    slots_[tail & kMask].store(t, std::memory_order_relaxed);
-    // release: publishes the slot to thieves that acquire-load tail (as in push).
-    tail_.store(tail + 1, std::memory_order_release);
-  }
-
   /// Owner only: takes up to half of the queue (oldest first) into `out` so it can be
   /// moved to the global queue. Returns how many were taken.
   uint32_t take_half(TaskHeader** out) noexcept {

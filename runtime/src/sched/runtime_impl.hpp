@@ -149,15 +149,14 @@ inline void Worker::requeue_yielded(TaskHeader* t) noexcept {
   // saved context to whoever takes it. A pinned task (its home's pinned queue) and a
   // full ring take the out-of-line path, so that this one, which runs on every direct
   // switch of a yield, needs no stack frame.
-  if (!(t->word.load(std::memory_order_relaxed) & kPinned) && ring.push(t)) [[likely]] {
-    if (!alone) rt->notify_work();
-  } else {
-    requeue_yielded_slow(t);
-  }
+  if (t->word.load(std::memory_order_relaxed) & kPinned) [[unlikely]]
+    return requeue_yielded_slow(t);
+  requeue_unpinned(t);
 }
 
-inline void Worker::requeue_after_pop(TaskHeader* t) noexcept {
-  ring.push_after_pop(t);
+inline void Worker::requeue_unpinned(TaskHeader* t) noexcept {
+  if (!ring.push(t)) [[unlikely]]
+    return requeue_yielded_slow(t);
   if (!alone) rt->notify_work();
 }
 

@@ -321,9 +321,8 @@ struct Worker {
   /// pinned queue), its state untouched (runtime_impl.hpp).
   inline void requeue_yielded(TaskHeader* t) noexcept;
   void requeue_yielded_slow(TaskHeader* t) noexcept;  // pinned, or the ring is full
-  /// requeue_yielded for yield's fast path: t is not pinned, and this step has popped
-  /// the task it switches to from the run queue (next_task_common), which left room.
-  inline void requeue_after_pop(TaskHeader* t) noexcept;
+  /// requeue_yielded for a task that is not pinned (yield's fast path).
+  inline void requeue_unpinned(TaskHeader* t) noexcept;
   /// For a fibre about to suspend: this loop's next turn (next_task), or null if it
   /// found nothing or the loop should take its own turn now. The caller switches to it
   /// (runtime_impl.hpp).
