@@ -200,9 +200,8 @@ inline boost::context::fiber switch_to_loop(Worker* w, TaskFrame* f) noexcept {
 // t runs again, maybe on another thread: the worker we left is stale. The loop that
 // resumed us handed us its own context; a fibre that switched to us directly handed us
 // nothing (its loop's context is in place already). Exception globals we held go back
-// into this thread's. That part is out of line, so that a yield's fast path keeps only t
-// across its switch.
-__attribute__((noinline)) void resumed_slow(TaskFrame* f, boost::context::fiber&& back) noexcept {
+// into this thread's.
+inline void take_handover(TaskFrame* f, boost::context::fiber&& back) noexcept {
   Worker* now = current_worker();
   if (back) now->loop_ctx = std::move(back);
   if (f->eh_held) {  // this thread's, maybe not the one we left
@@ -210,23 +209,33 @@ __attribute__((noinline)) void resumed_slow(TaskFrame* f, boost::context::fiber&
     f->eh_held = false;
   }
 }
+// The same out of line, for a yield's fast path: it then keeps only t across its switch.
+// (A wait, which its loop resumes as often as not, keeps it inline.)
+__attribute__((noinline)) void take_handover_outlined(TaskFrame* f, boost::context::fiber&& back) noexcept {
+  take_handover(f, std::move(back));
+}
+template <bool Outlined>
 inline void resumed(TaskHeader* t, boost::context::fiber&& back) noexcept {
   TaskFrame* f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
-  if (back || f->eh_held) [[unlikely]]
-    resumed_slow(f, std::move(back));
+  if (back || f->eh_held) [[unlikely]] {
+    if constexpr (Outlined)
+      take_handover_outlined(f, std::move(back));
+    else
+      take_handover(f, std::move(back));
+  }
   san::finish_switch(f->asan_fake, nullptr, nullptr);
 }
 
 // The switch out of t, to `next` (what this loop's turn took from its queues; null:
 // nothing, or the loop's own turn) and back: directly if next has a fibre, else through
-// the loop (which starts next first: `pending`).
-template <class Publish, bool Yield>
+// the loop (which starts next first: `pending`). Outlined: see resumed.
+template <class Publish, bool Yield, bool Outlined = false>
 inline void switch_out(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next, uint8_t hooks) noexcept {
   if (next && task_state::run_if_started(next)) [[likely]] {  // RUNNING now, as in run_task
-    resumed(t, switch_direct<Publish>(w, t, f, next, hooks));
+    resumed<Outlined>(t, switch_direct<Publish>(w, t, f, next, hooks));
   } else {
     if (next) w->pending = next;  // it needs a new fibre: the loop starts it next
-    resumed(t, switch_to_loop<Yield>(w, f));
+    resumed<Outlined>(t, switch_to_loop<Yield>(w, f));
   }
 }
 
@@ -354,7 +363,7 @@ void yield(std::source_location where) {
   TaskHeader* next = w->next_task_common();
   if (!next) [[unlikely]]
     next = general_turn(w);
-  switch_out<PublishYieldedUnpinned, true>(w, t, f, next, 0);
+  switch_out<PublishYieldedUnpinned, true, true>(w, t, f, next, 0);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) [[unlikely]]
     throw take_cancel(t);

@@ -213,11 +213,14 @@ int64_t Worker::run_timers() {
 TaskHeader* Worker::next_task_general() {
   const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
   tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
-  const bool global_turn = --global_countdown == 0;
-  if (global_turn) global_countdown = 61;
-  // The turns after this one up to the next global turn (the countdown at 1 before its
-  // decrement) or the next timer turn, whichever comes first; none with the shuffle.
-  common_turns = shuffle ? 0 : std::min<unsigned>(global_countdown - 1, 15 - unsigned(turn & 15));
+  const bool global_turn = turn == next_global_turn;
+  if (global_turn) next_global_turn = turn + 61;
+  if (turn >= common_until) {
+    // A global or timer turn (or the shuffle, or the first turn): the common turns are
+    // those after this one up to the next global turn or the next timer turn, whichever
+    // comes first; none with the shuffle.
+    common_until = shuffle ? 0 : turn + 1 + std::min<uint64_t>(next_global_turn - turn - 1, 15 - (turn & 15));
+  }
   if (global_turn) {
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.

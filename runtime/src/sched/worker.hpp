@@ -208,12 +208,13 @@ struct Worker {
   void* asan_fake = nullptr;
   void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
   void* eh_globals = nullptr;       // this thread's C++ exception globals (fibre.cpp)
-  unsigned global_countdown = 61;   // turns left until the next global/reactor turn (at 0)
-  // How many of the next turns are neither a global/reactor turn (global_countdown would
-  // reach 0) nor a timer turn (tick a multiple of 16), with no shuffle: the turns whose
-  // pick may take next_task_common's one test instead of three. Set by every
-  // next_task_general turn, counted down by next_task_common's. Owner only.
-  unsigned common_turns = 0;
+  // Turns are numbered by tick. The global/reactor turn comes every 61 turns (the first
+  // is turn 61), a timer turn every 16 (tick a multiple of 16). common_until: the turns
+  // before it, from the last general turn's on, are neither, and there is no shuffle, so
+  // next_task_common's one comparison stands for those three tests. Set by a general
+  // turn that finds itself at or past it. Owner only.
+  uint64_t next_global_turn = 61;
+  uint64_t common_until = 0;
 
   std::thread thread;
 
@@ -259,14 +260,13 @@ struct Worker {
   /// turn is not one (the caller then takes next_task_general or a path that calls it).
   /// Owner thread only.
   TaskHeader* next_task_common() noexcept {
+    const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
     // The general path's tests, in one branch: a global/reactor turn, a timer turn or the
-    // shuffle (all three in common_turns), the LIFO slot, pinned work (ready or in the
+    // shuffle (all three: common_until), the LIFO slot, pinned work (ready or in the
     // inbox).
-    if (common_turns != 0 && lifo == nullptr && pinned.empty() && inbox.empty()) [[likely]] {
+    if (turn < common_until && lifo == nullptr && pinned.empty() && inbox.empty()) [[likely]] {
       if (TaskHeader* t = alone ? ring.pop_alone() : ring.pop()) {
-        --common_turns;
-        tick.store(tick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // single writer
-        --global_countdown;
+        tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
         lifo_streak = 0;
         return t;
       }
