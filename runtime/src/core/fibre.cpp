@@ -146,8 +146,10 @@ namespace {
 // our stack, so we must not be published yet: the on-top function below runs on `next`'s
 // stack once we are fully saved, and only then stores our context and publishes us
 // (invariant 1: suspend, then publish; a thief can take us from the run queue only after
-// that push). It runs on this thread, so it is handed `w` and `t` (no thread-local
-// lookup), and returns an empty fiber: `next` then knows that a fibre resumed it, not
+// that push). It runs on this thread, on w: it reads w in place (tls_worker, one load:
+// no switch follows in it) and is handed t alone (a capture of both was packed into a
+// vector register, stored, and read back as two words, which measured about 5% slower
+// per yield). It returns an empty fiber: `next` then knows that a fibre resumed it, not
 // the loop. (A plain resume, with `next` publishing us once its own switch returned, ran
 // as many instructions but measured about twice as slow: most likely because
 // jump_fcontext leaves by a jump, so the return predictor stays one entry off after the
@@ -165,11 +167,11 @@ inline boost::context::fiber switch_direct(Worker* w, TaskHeader* t, TaskFrame* 
   (void)f;
 #endif
   san::tsan_switch_to(nf->tsan_fiber);
-  return std::move(target).resume_with([w, t](boost::context::fiber&& from) {
+  return std::move(target).resume_with([t](boost::context::fiber&& from) {
     // Our frame's ctx is empty while we run: the saved context is constructed in its
     // place (a move-assignment would first test it for an old context to unwind).
     new (&t->frame->ctx) boost::context::fiber(std::move(from));
-    Publish::publish(w, t);
+    Publish::publish(tls_worker, t);  // the worker that switched (see above)
     return boost::context::fiber{};
   });
 }
