@@ -72,7 +72,6 @@ class RunQueue {
     // release: as a won CAS in pop() would, so that size()/empty() readers (hints) and
     // push() keep their pairing.
     head_.store(head + 1, std::memory_order_release);
-    if (t == nullptr) __builtin_unreachable();  // a slot in [head, tail) holds a task: push never stores null
     return t;
   }
 

@@ -209,10 +209,10 @@ struct Worker {
   void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
   void* eh_globals = nullptr;       // this thread's C++ exception globals (fibre.cpp)
   // Turns are numbered by tick. The global/reactor turn comes every 61 turns (the first
-  // is turn 61), a timer turn every 16 (tick a multiple of 16). common_until: the turns
-  // before it, from the last general turn's on, are neither, and there is no shuffle, so
-  // next_task_common's one comparison stands for those three tests. Set by a general
-  // turn that finds itself at or past it. Owner only.
+  // is turn 61), a timer turn every 16 (tick a multiple of 16). common_until: no turn
+  // after the general turn that set it and before it is either, and there is no
+  // shuffle, so next_task_common's one comparison stands for those three tests. Set
+  // again by the first general turn at or past it. Owner only.
   uint64_t next_global_turn = 61;
   uint64_t common_until = 0;
 
