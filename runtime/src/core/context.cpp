@@ -7,12 +7,11 @@
 
 namespace spindle::detail {
 
-namespace {
 // initial-exec: libspindle.a is linked into executables, so the variable sits in the
 // static TLS block and is one %fs-relative load, not a __tls_get_addr call (the PIC
-// default would make it one).
-__attribute__((tls_model("initial-exec"))) thread_local Worker* tls_worker = nullptr;
-}  // namespace
+// default would make it one). Declared in worker.hpp for yield's fast path, the one
+// reader that may load it in place (see there).
+__attribute__((tls_model("initial-exec"))) constinit thread_local Worker* tls_worker = nullptr;
 
 __attribute__((noinline)) Worker* current_worker() noexcept {
   Worker* w = tls_worker;

@@ -134,10 +134,122 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 }
 
 namespace {
-// suspend_current's body, for the worker `w` the calling fibre runs on now. `t` is
-// w->current, `f` its frame; `hooks` is w->step_hooks as note_suspension read it.
+// The switch out of a suspending fibre, in three parts, each inline: straight into the
+// next ready fibre (switch_direct) or back to the loop (switch_to_loop), then, once
+// resumed, taking what the resumer handed over (resumed). `t` is the suspending task,
+// running on worker `w` (its `current`), `f` its frame.
 // Yield: t yielded (and shutdown has not abandoned it): it is requeued as it is, its
 // state untouched (task_state.hpp, "a yield"); otherwise it is published as suspended.
+
+// Direct switch: run `next` (RUNNING already, its context in its frame) without a round
+// trip through the worker's own context (which stays in w->loop_ctx). We are still on
+// our stack, so we must not be published yet: the on-top function below runs on `next`'s
+// stack once we are fully saved, and only then stores our context and publishes us
+// (invariant 1: suspend, then publish; a thief can take us from the run queue only after
+// that push). It runs on this thread, on w: it reads w in place (tls_worker, one load:
+// no switch follows in it) and is handed t alone (a capture of both was packed into a
+// vector register, stored, and read back as two words, which measured about 5% slower
+// per yield). It returns an empty fiber: `next` then knows that a fibre resumed it, not
+// the loop. (A plain resume, with `next` publishing us once its own switch returned, ran
+// as many instructions but measured about twice as slow: most likely because
+// jump_fcontext leaves by a jump, so the return predictor stays one entry off after the
+// switch, where the on-top function's own return consumes it.) `hooks`: step_hooks, read
+// once by the caller. Publish: how t is published (below).
+template <class Publish>
+inline boost::context::fiber switch_direct(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next,
+                                           uint8_t hooks) noexcept {
+  TaskFrame* nf = next->frame;
+  w->step_switch(t, next, hooks);
+  boost::context::fiber target = std::move(nf->ctx);
+#if defined(SPINDLE_ASAN)
+  san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
+#else
+  (void)f;
+#endif
+  san::tsan_switch_to(nf->tsan_fiber);
+  return std::move(target).resume_with([t](boost::context::fiber&& from) {
+    // Our frame's ctx is empty while we run: the saved context is constructed in its
+    // place (a move-assignment would first test it for an old context to unwind).
+    new (&t->frame->ctx) boost::context::fiber(std::move(from));
+    Publish::publish(tls_worker, t);  // the worker that switched (see above)
+    return boost::context::fiber{};
+  });
+}
+
+// How switch_direct's on-top function publishes the fibre it switched away from.
+struct PublishSuspended {  // a wait (or an abandoned task's yield): IDLE, or requeued if woken
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->after_suspend(t); }
+};
+struct PublishYielded {  // a yield: requeued as it is
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_yielded(t); }
+};
+struct PublishYieldedUnpinned {  // yield's fast path: requeued on the run queue
+  static void publish(Worker* w, TaskHeader* t) noexcept { w->requeue_unpinned(t); }
+};
+template <bool Yield>
+using PublishFor = std::conditional_t<Yield, PublishYielded, PublishSuspended>;
+
+// No started task to switch to: back to the worker's loop, which publishes us
+// (after_suspend) once the switch is done, and then runs what it picks (`pending` first).
+template <bool Yield>
+inline boost::context::fiber switch_to_loop(Worker* w, TaskFrame* f) noexcept {
+  if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
+  san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
+  san::tsan_switch_to(w->tsan_fiber);
+  return std::move(w->loop_ctx).resume();
+}
+
+// t runs again, maybe on another thread: the worker we left is stale. The loop that
+// resumed us handed us its own context; a fibre that switched to us directly handed us
+// nothing (its loop's context is in place already). Exception globals we held go back
+// into this thread's.
+inline void take_handover(TaskFrame* f, boost::context::fiber&& back) noexcept {
+  Worker* now = current_worker();
+  if (back) now->loop_ctx = std::move(back);
+  if (f->eh_held) {  // this thread's, maybe not the one we left
+    *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
+    f->eh_held = false;
+  }
+}
+// The same out of line, for a yield's fast path: it then keeps only t across its switch.
+// (A wait, which its loop resumes as often as not, keeps it inline.)
+__attribute__((noinline)) void take_handover_outlined(TaskFrame* f, boost::context::fiber&& back) noexcept {
+  take_handover(f, std::move(back));
+}
+template <bool Outlined>
+inline void resumed(TaskHeader* t, boost::context::fiber&& back) noexcept {
+  TaskFrame* f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
+  if (back || f->eh_held) [[unlikely]] {
+    if constexpr (Outlined)
+      take_handover_outlined(f, std::move(back));
+    else
+      take_handover(f, std::move(back));
+  }
+  san::finish_switch(f->asan_fake, nullptr, nullptr);
+}
+
+// The switch out of t, to `next` (what this loop's turn took from its queues; null:
+// nothing, or the loop's own turn) and back: directly if next has a fibre, else through
+// the loop (which starts next first: `pending`). Outlined: see resumed.
+template <class Publish, bool Yield, bool Outlined = false>
+inline void switch_out(Worker* w, TaskHeader* t, TaskFrame* f, TaskHeader* next, uint8_t hooks) noexcept {
+  if (next && task_state::run_if_started(next)) [[likely]] {  // RUNNING now, as in run_task
+    resumed<Outlined>(t, switch_direct<Publish>(w, t, f, next, hooks));
+  } else {
+    if (next) w->pending = next;  // it needs a new fibre: the loop starts it next
+    resumed<Outlined>(t, switch_to_loop<Yield>(w, f));
+  }
+}
+
+// The thread's exception globals are empty (the common case: see suspend_on). One test
+// for both fields.
+inline bool eh_empty(Worker* w) noexcept {
+  const auto* g = static_cast<const EhGlobals*>(w->eh_globals);
+  return (reinterpret_cast<uintptr_t>(g->caught_exceptions) | g->uncaught_exceptions) == 0;
+}
+
+// suspend_current's body, and yield's general path: the switch out, once `hooks`
+// (w->step_hooks as note_suspension read it) has been dealt with.
 template <bool Yield>
 inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) noexcept {
   // The C++ exception globals (see the top of this file). The thread's live at a fixed
@@ -146,60 +258,14 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
   // switch out of a fibre empties them, and a loop never switches from inside a
   // handler), so a fibre that suspends with them empty, the common case, has nothing to
   // keep or put back.
-  auto* g = static_cast<EhGlobals*>(w->eh_globals);
-  if (g->caught_exceptions || g->uncaught_exceptions) [[unlikely]] {
+  if (!eh_empty(w)) [[unlikely]] {
+    auto* g = static_cast<EhGlobals*>(w->eh_globals);
     f->eh_caught = g->caught_exceptions;
     f->eh_uncaught = g->uncaught_exceptions;
     f->eh_held = true;
     *g = EhGlobals{nullptr, 0};
   }
-  boost::context::fiber back;
-  if (TaskHeader* next = w->next_for_direct_switch()) [[likely]] {
-    // Direct switch: run the next ready fibre without a round trip through the worker's
-    // own context (which stays in w->loop_ctx). We are still on our stack, so we must
-    // not be published yet: the on-top function below runs on `next`'s stack once we
-    // are fully saved, and only then stores our context and publishes us (invariant 1:
-    // suspend, then publish; a thief can take us from the run queue only after that
-    // push). It runs on this thread, so it is handed `w` and `t` (no thread-local
-    // lookup), and returns an empty fiber: `next` then knows that a fibre resumed it,
-    // not the loop. (A plain resume, with `next` publishing us once its own switch
-    // returned, ran as many instructions but measured about twice as slow: most likely
-    // because jump_fcontext leaves by a jump, so the return predictor stays one entry
-    // off after the switch, where the on-top function's own return consumes it.)
-    TaskFrame* nf = next->frame;
-    w->step_switch(t, next, hooks);
-    boost::context::fiber target = std::move(nf->ctx);
-#if defined(SPINDLE_ASAN)
-    san::start_switch(&f->asan_fake, nf->stack.guard_end(), nf->stack.usable());
-#endif
-    san::tsan_switch_to(nf->tsan_fiber);
-    back = std::move(target).resume_with([w, t](boost::context::fiber&& from) {
-      t->frame->ctx = std::move(from);
-      if constexpr (Yield)
-        w->requeue_yielded(t);
-      else
-        w->after_suspend(t);
-      return boost::context::fiber{};
-    });
-  } else {
-    if constexpr (Yield) w->yielding = true;  // the loop requeues us (after_suspend)
-    san::start_switch(&f->asan_fake, w->stack_bottom, w->stack_size);
-    san::tsan_switch_to(w->tsan_fiber);
-    back = std::move(w->loop_ctx).resume();
-  }
-  // We may be on another thread now: `w` is stale. The loop that resumed us handed us
-  // its own context; a fibre that switched to us directly handed us nothing (its
-  // loop's context is in place already).
-  f = t->frame;  // (the same frame: reloaded rather than kept in a register across the switch)
-  if (back || f->eh_held) [[unlikely]] {
-    Worker* now = current_worker();
-    if (back) now->loop_ctx = std::move(back);
-    if (f->eh_held) {  // this thread's, maybe not the one we left
-      *static_cast<EhGlobals*>(now->eh_globals) = EhGlobals{f->eh_caught, f->eh_uncaught};
-      f->eh_held = false;
-    }
-  }
-  san::finish_switch(f->asan_fake, nullptr, nullptr);
+  switch_out<PublishFor<Yield>, Yield>(w, t, f, w->next_for_direct_switch(), hooks);
 }
 
 // Notes where t suspends (Task::where(), and the trace when it records). Returns the
@@ -224,9 +290,11 @@ void suspend_current(std::source_location where, SuspendKind kind) noexcept {
 
 namespace spindle {
 
-// Here rather than beside the other task functions (task.cpp) so that the suspension
-// is inlined into it: a yield is the hottest suspension there is.
-void yield(std::source_location where) {
+namespace {
+// yield() for every case its fast path leaves out (below): outside a task, a cancellation
+// to raise, a task that shutdown abandoned, a pinned one, step hooks on, exception
+// globals to keep.
+__attribute__((noinline)) void yield_general(std::source_location where) {
   using namespace detail;
   // One lookup of the worker for the whole step (we are on its thread until the switch).
   Worker* w = current_worker();
@@ -251,6 +319,57 @@ void yield(std::source_location where) {
     suspend_on<false>(w, t, f, hooks);
   // `w` is stale now (we may be on another thread); t is still ours.
   if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) throw take_cancel(t);
+}
+
+// The loop's turn for yield's fast path when it is not the common one (next_task_general:
+// the global queue and the reactor, timers, the LIFO slot, pinned work, ...), as
+// next_for_direct_switch takes it. Out of line: the fast path then keeps few registers.
+// It only picks: the switch stays in the fast path, so that every yield switches from
+// the same call site (a fibre resumes where another suspended, and a return predictor
+// that saw another call site mispredicts both returns: with the general turn's own
+// switch, 1 yield in 13, that measured about a tenth of a yield's time, more than the
+// whole general turn).
+__attribute__((noinline)) detail::TaskHeader* general_turn(detail::Worker* w) noexcept {
+  detail::TaskHeader* const next = w->next_task_general();
+  if (!next) detail::Worker::count(w->empty_turns);
+  return next;
+}
+}  // namespace
+
+// Here rather than beside the other task functions (task.cpp) so that the suspension
+// is inlined into it: a yield is the hottest suspension there is.
+void yield(std::source_location where) {
+  using namespace detail;
+  // The fast path: a task of a loop, not pinned, with no step hooks on, no cancellation
+  // pending and no exception globals to keep. It does what yield_general does in that
+  // case, and tests everything it leaves out before it changes anything, so every other
+  // case is a tail call to yield_general, which starts afresh. Only `t` lives across the
+  // switch, so the function saves two registers of its own (the switch saves the rest).
+  // The worker is read in place (tls_worker): this is the only thread-local read before
+  // the switch, and none follows it here.
+  Worker* const w = tls_worker;
+  TaskHeader* t;
+  if (!w || !(t = w->current.load(std::memory_order_relaxed))) [[unlikely]]
+    return yield_general(where);
+  // acquire: as in yield_general. A pinned task is requeued on its pinned queue, not the
+  // run queue; an abandoned one suspends (both in yield_general).
+  const uint16_t word = t->word.load(std::memory_order_acquire);
+  // relaxed step_hooks: see worker.hpp.
+  if ((word & (kCancelReq | kAbandoned | kPinned)) || w->step_hooks.load(std::memory_order_relaxed) || !eh_empty(w))
+      [[unlikely]]
+    return yield_general(where);
+  TaskFrame* const f = t->frame;
+  f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
+  // The loop's turn, as next_for_direct_switch takes it (its `pending` is empty while a
+  // fibre runs, and `stopping` is a hint there: a loop stops only once it finds nothing
+  // to run).
+  TaskHeader* next = w->next_task_common();
+  if (!next) [[unlikely]]
+    next = general_turn(w);
+  switch_out<PublishYieldedUnpinned, true, true>(w, t, f, next, 0);
+  // `w` is stale now (we may be on another thread); t is still ours.
+  if ((t->word.load(std::memory_order_acquire) & kCancelReq) && cancel_pending(t)) [[unlikely]]
+    throw take_cancel(t);
 }
 
 }  // namespace spindle

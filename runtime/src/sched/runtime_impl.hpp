@@ -146,13 +146,18 @@ CancelledError take_cancel(TaskHeader* t);
 inline void Worker::requeue_yielded(TaskHeader* t) noexcept {
   // Its state stays RUNNING[+N] (task_state.hpp, "a yield"), so neither this requeue nor
   // the run that resumes it is an atomic RMW; the run queue's own ordering hands its
-  // saved context to whoever takes it. A pinned task runs only here, its home.
-  if (!(t->word.load(std::memory_order_relaxed) & kPinned)) [[likely]] {
-    push_ring(t);
-    if (!alone) rt->notify_work();
-  } else {
-    pinned.push_back(t);  // as push_local does
-  }
+  // saved context to whoever takes it. A pinned task (its home's pinned queue) and a
+  // full ring take the out-of-line path, so that this one, which runs on every direct
+  // switch of a yield, needs no stack frame.
+  if (t->word.load(std::memory_order_relaxed) & kPinned) [[unlikely]]
+    return requeue_yielded_slow(t);
+  requeue_unpinned(t);
+}
+
+inline void Worker::requeue_unpinned(TaskHeader* t) noexcept {
+  if (!ring.push(t)) [[unlikely]]
+    return requeue_yielded_slow(t);
+  if (!alone) rt->notify_work();
 }
 
 inline void Worker::after_suspend(TaskHeader* t) noexcept {
@@ -169,15 +174,9 @@ inline TaskHeader* Worker::next_for_direct_switch() noexcept {
   if (pending || rt->stopping.load(std::memory_order_relaxed)) [[unlikely]]
     return nullptr;
   TaskHeader* n = next_task();
-  if (!n) [[unlikely]] {
+  if (!n) [[unlikely]]
     count(empty_turns);
-    return nullptr;
-  }
-  if (!task_state::run_if_started(n)) [[unlikely]] {
-    pending = n;  // it needs a new fibre: the worker's loop starts it next
-    return nullptr;
-  }
-  return n;  // RUNNING now, as in run_task
+  return n;
 }
 
 }  // namespace spindle::detail

@@ -213,8 +213,15 @@ int64_t Worker::run_timers() {
 TaskHeader* Worker::next_task_general() {
   const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
   tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
-  if (--global_countdown == 0) {
-    global_countdown = 61;
+  const bool global_turn = turn == next_global_turn;
+  if (global_turn) next_global_turn = turn + 61;
+  if (turn >= common_until) {
+    // A global or timer turn (or the shuffle, or the first turn): the common turns are
+    // those after this one up to the next global turn or the next timer turn, whichever
+    // comes first; none with the shuffle.
+    common_until = shuffle ? 0 : turn + 1 + std::min<uint64_t>(next_global_turn - turn - 1, 15 - (turn & 15));
+  }
+  if (global_turn) {
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
     if (reactor.sources() != 0) poll_now();
@@ -553,6 +560,15 @@ void Worker::switched_back(boost::context::fiber&& f) {
   }
   t->frame->ctx = std::move(f);
   after_suspend(t);
+}
+
+void Worker::requeue_yielded_slow(TaskHeader* t) noexcept {
+  if (!(t->word.load(std::memory_order_relaxed) & kPinned)) {
+    push_ring_full(t);  // requeue_yielded's push found the ring full
+    if (!alone) rt->notify_work();
+  } else {
+    pinned.push_back(t);  // a pinned task runs only here, its home (as push_local does)
+  }
 }
 
 void Worker::publish_waited(TaskHeader* t) noexcept {

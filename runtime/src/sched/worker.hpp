@@ -206,9 +206,15 @@ struct Worker {
   // Sanitizer state of the worker's own (thread) stack.
   void* tsan_fiber = nullptr;
   void* asan_fake = nullptr;
-  void* tsan_to_destroy = nullptr;
-  void* eh_globals = nullptr;      // this thread's C++ exception globals (fibre.cpp)
-  unsigned global_countdown = 61;  // the fibre that just ended, destroyed after the switch
+  void* tsan_to_destroy = nullptr;  // the fibre that just ended, destroyed after the switch
+  void* eh_globals = nullptr;       // this thread's C++ exception globals (fibre.cpp)
+  // Turns are numbered by tick. The global/reactor turn comes every 61 turns (the first
+  // is turn 61), a timer turn every 16 (tick a multiple of 16). common_until: no turn
+  // after the general turn that set it and before it is either, and there is no
+  // shuffle, so next_task_common's one comparison stands for those three tests. Set
+  // again by the first general turn at or past it. Owner only.
+  uint64_t next_global_turn = 61;
+  uint64_t common_until = 0;
 
   std::thread thread;
 
@@ -237,25 +243,38 @@ struct Worker {
   }
 
  private:
-  /// One loop turn's pick (see the class comment). Inline for the common turn of a busy
-  /// loop (nothing due this turn, nothing in the LIFO slot, the pinned queue or the
-  /// inbox, the run queue not empty): one pop, with exactly the general path's outcome.
+  /// One loop turn's pick (see the class comment).
   TaskHeader* next_task() {
+    if (TaskHeader* t = next_task_common()) [[likely]]
+      return t;
+    return next_task_general();
+  }
+
+ public:
+  /// One loop turn's pick, in full (every turn that is not a common one). Owner thread
+  /// only.
+  TaskHeader* next_task_general();
+  /// The common turn of a busy loop, inline (nothing due this turn, nothing in the LIFO
+  /// slot, the pinned queue or the inbox, the run queue not empty): one pop, with exactly
+  /// next_task_general's outcome and bookkeeping. Null, with nothing changed, when this
+  /// turn is not one (the caller then takes next_task_general or a path that calls it).
+  /// Owner thread only.
+  TaskHeader* next_task_common() noexcept {
     const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
-    // The general path's tests, in one branch: a global/reactor turn (countdown at 1),
-    // a timer turn, the shuffle, the LIFO slot, pinned work (ready or in the inbox).
-    if (global_countdown > 1 && (turn & 15) != 0 && !shuffle && lifo == nullptr && pinned.empty() && inbox.empty())
-        [[likely]] {
+    // The general path's tests, in one branch: a global/reactor turn, a timer turn or the
+    // shuffle (all three: common_until), the LIFO slot, pinned work (ready or in the
+    // inbox).
+    if (turn < common_until && lifo == nullptr && pinned.empty() && inbox.empty()) [[likely]] {
       if (TaskHeader* t = alone ? ring.pop_alone() : ring.pop()) {
         tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
-        --global_countdown;
         lifo_streak = 0;
         return t;
       }
     }
-    return next_task_general();
+    return nullptr;
   }
-  TaskHeader* next_task_general();
+
+ private:
   /// Debug (Options::shuffle): perturbs the order of this loop's ready tasks.
   void shuffle_ready();
   uint32_t next_random() noexcept {
@@ -301,9 +320,12 @@ struct Worker {
   /// after_suspend for a fibre that yielded: back of the run queue (a pinned task: its
   /// pinned queue), its state untouched (runtime_impl.hpp).
   inline void requeue_yielded(TaskHeader* t) noexcept;
-  /// For a fibre about to suspend: the next ready task, if it has a fibre already (made
-  /// RUNNING: the caller then switches to it directly), else null (a new task is kept
-  /// in `pending`) (runtime_impl.hpp).
+  void requeue_yielded_slow(TaskHeader* t) noexcept;  // pinned, or the ring is full
+  /// requeue_yielded for a task that is not pinned (yield's fast path).
+  inline void requeue_unpinned(TaskHeader* t) noexcept;
+  /// For a fibre about to suspend: this loop's next turn (next_task), or null if it
+  /// found nothing or the loop should take its own turn now. The caller switches to it
+  /// (runtime_impl.hpp).
   inline TaskHeader* next_for_direct_switch() noexcept;
 
  private:
@@ -325,5 +347,13 @@ struct Worker {
 // current_worker(): spindle/internal/runtime_services.hpp (never inlined: a fibre may
 // move to another thread across any suspension).
 void set_current_worker(Worker* w) noexcept;
+
+// The thread-local slot behind current_worker() (context.cpp), for a function that reads
+// it in place, as one %fs-relative load: only before that function's first switch, and
+// never again after it. The compiler treats a thread-local's address as constant within a
+// function, so a second read after a switch could reuse the old thread's address; every
+// read after a switch goes through current_worker(), which is out of line. constinit: no
+// dynamic initialisation, so the read needs no TLS wrapper call.
+extern __attribute__((tls_model("initial-exec"))) constinit thread_local Worker* tls_worker;
 
 }  // namespace spindle::detail
