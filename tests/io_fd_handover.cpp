@@ -1,6 +1,7 @@
-// A stream whose waits come from different loops: the fd's epoll registration follows
-// the loop that waits on it (FdSource hands it over from the loop that holds it), so
-// these drive hand-overs back and forth, with a reader and a writer on two loops at
+// A stream whose waits come from different loops: the fd's epoll registration moves to
+// the loop that waits on it (FdSource takes it over from the loop that holds it; with
+// Options::shuffle at every such wait, not only towards balance), so these drive
+// hand-overs back and forth, with a reader and a writer on two loops at
 // once, and with a close from a third. Nothing may be lost (every byte arrives, no wait
 // hangs) and no fd may leak.
 #include <atomic>
@@ -29,15 +30,46 @@ void echo_handler(TcpStream s) {
 
 TaskOptions on_loop(unsigned loop) { return TaskOptions{.pinned = true, .loop = int(loop)}; }
 
+// A task on every loop that yields until stopped: the loops keep turning (they poll
+// their epoll every few dozen turns instead of sleeping in it), so a loop that holds an
+// fd is mostly outside a poll when another takes the fd over, which is when a hand-over
+// may proceed (one from a loop asleep in epoll_wait is declined).
+class Busy {
+ public:
+  explicit Busy(unsigned workers) {
+    for (unsigned l = 0; l < workers; ++l)
+      tasks_.push_back(spawn(on_loop(l), [this] {
+        // relaxed: a stop flag; the join below orders the rest.
+        while (!stop_.load(std::memory_order_relaxed)) yield();
+      }));
+  }
+  ~Busy() {
+    stop_ = true;
+    for (Task<>& t : tasks_) t.get();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<Task<>> tasks_;
+};
+
+// shuffle: every wait from another loop takes the fd over (not only towards balance).
+Options moving(unsigned workers) {
+  Options o = test::opts(workers);
+  o.shuffle = true;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  test::Checked harness(workers);
+  test::Checked harness(moving(workers));
   harness.rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     TcpStream s = open_connection("127.0.0.1", srv.port());
+    Busy busy(workers);
     // Catch2 assertions are not thread-safe: the tasks count, the main fibre checks.
     std::atomic<int> good{0};
     constexpr int kRounds = 300;
@@ -58,9 +90,10 @@ TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") 
 TEST_CASE("a reader and a writer of one stream on two loops", "[io][handover]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  test::Checked harness(workers);
+  test::Checked harness(moving(workers));
   harness.rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
+    Busy busy(workers);
     for (int conn = 0; conn < 4; ++conn) {
       TcpStream s = open_connection("127.0.0.1", srv.port());
       // Enough to fill the socket buffers both ways: both sides wait, each from its
@@ -102,10 +135,11 @@ TEST_CASE("a reader and a writer of one stream on two loops", "[io][handover]") 
 TEST_CASE("a wait on another loop's fd is cancelled and the stream goes on", "[io][handover]") {
   const unsigned workers = SPINDLE_WORKERS();
   FdLeakCheck fdc;
-  test::Checked harness(workers);
+  test::Checked harness(moving(workers));
   harness.rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     TcpStream s = open_connection("127.0.0.1", srv.port());
+    Busy busy(workers);
     std::atomic<int> good{0};
     for (int i = 0; i < 40; ++i) {
       // A read that waits (nothing was sent) on one loop, cancelled from here...

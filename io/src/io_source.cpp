@@ -46,6 +46,9 @@ void FdSource::register_locked(Worker* w) {
 }
 
 bool FdSource::should_move(Worker* w) const noexcept {
+  // Options::shuffle (a debug option) takes it over at every wait from another loop, so
+  // that tests drive hand-overs far more often than balance alone would.
+  if (runtime_options(loop_runtime(w)).shuffle) return true;
   // Only towards balance: the loop that holds the fd watches at least two more than the
   // waiting one (both counts are hints from here). Each hand-over then lowers the sum of
   // the squared counts, so moves settle instead of chasing every stolen task back and
