@@ -19,14 +19,7 @@ namespace {
 
 using test::FdLeakCheck;
 
-void echo_handler(TcpStream s) {
-  char buf[4096];
-  for (;;) {
-    const std::size_t n = s.read(buf, sizeof buf);
-    if (n == 0) return;
-    s.write_all(buf, n);
-  }
-}
+using test::echo_handler;
 
 TaskOptions on_loop(unsigned loop) { return TaskOptions{.pinned = true, .loop = int(loop)}; }
 
@@ -53,6 +46,17 @@ class Busy {
   std::vector<Task<>> tasks_;
 };
 
+// One line written and its echo read back, from a task on `loop`; true if it came back
+// whole.
+bool round_trip_on(unsigned loop, TcpStream& s, const std::string& msg) {
+  return spawn(on_loop(loop),
+               [&] {
+                 s.write_all(msg);
+                 return s.read_line() == msg;
+               })
+      .get();
+}
+
 // shuffle: every wait from another loop takes the fd over (not only towards balance).
 Options moving(unsigned workers) {
   Options o = test::opts(workers);
@@ -70,18 +74,12 @@ TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") 
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     TcpStream s = open_connection("127.0.0.1", srv.port());
     Busy busy(workers);
-    // Catch2 assertions are not thread-safe: the tasks count, the main fibre checks.
-    std::atomic<int> good{0};
+    int good = 0;
     constexpr int kRounds = 100;
-    for (int i = 0; i < kRounds; ++i) {
-      // The read waits for the echo on the task's loop, which changes every round.
-      spawn(on_loop(unsigned(i) % workers), [&, i] {
-        const std::string msg = "round " + std::to_string(i) + "\n";
-        s.write_all(msg);
-        if (s.read_line() == msg) ++good;
-      }).get();
-    }
-    CHECK(good.load() == kRounds);
+    // Each read waits for the echo on the task's loop, which changes every round.
+    for (int i = 0; i < kRounds; ++i)
+      good += round_trip_on(unsigned(i) % workers, s, "round " + std::to_string(i) + "\n");
+    CHECK(good == kRounds);
     s.close();
     srv.close();
   });
@@ -140,7 +138,7 @@ TEST_CASE("a wait on another loop's fd is cancelled and the stream goes on", "[i
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
     TcpStream s = open_connection("127.0.0.1", srv.port());
     Busy busy(workers);
-    std::atomic<int> good{0};
+    int good = 0;
     for (int i = 0; i < 20; ++i) {
       // A read that waits (nothing was sent) on one loop, cancelled from here...
       Task<> idle = spawn(on_loop(unsigned(i) % workers), [&] {
@@ -154,13 +152,9 @@ TEST_CASE("a wait on another loop's fd is cancelled and the stream goes on", "[i
       } catch (const CancelledError&) {
       }
       // ...then a round trip from the next loop.
-      spawn(on_loop(unsigned(i + 1) % workers), [&, i] {
-        const std::string msg = "after " + std::to_string(i) + "\n";
-        s.write_all(msg);
-        if (s.read_line() == msg) ++good;
-      }).get();
+      good += round_trip_on(unsigned(i + 1) % workers, s, "after " + std::to_string(i) + "\n");
     }
-    CHECK(good.load() == 20);
+    CHECK(good == 20);
     s.close();
     srv.close();
   });
