@@ -151,7 +151,9 @@ void Reactor::quiesce() const noexcept {
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
 
 int Reactor::park(int64_t deadline_ns) noexcept {
-  // Only the owner registers fds, so this cannot change while we sleep (reactor.hpp).
+  // Only the owner registers fds, so a zero cannot become nonzero while we sleep on the
+  // futex (reactor.hpp); a hand-over may take our last fd while we sleep in epoll, which
+  // only leaves the eventfd to wake us.
   const bool futex = sources() == 0;
   int n = 0;
   // acquire: if we take a notification here, the notifier's work (published before its

@@ -67,10 +67,13 @@ class Reactor {
   /// "Handing an fd over" in reactor.cpp.
   bool hand_over(int fd) noexcept;
   int epoll_fd() const noexcept { return epfd_; }
-  /// Registered fds (the wake-up eventfd not counted). Exact on the owner's thread, a
-  /// hint on others.
+  /// Registered fds (the wake-up eventfd not counted). Only the owner raises it (add);
+  /// a hand-over from another thread may lower it at any time, so on the owner's
+  /// thread a nonzero count may be stale high (a zero stays zero until the owner adds),
+  /// and on others it is a hint.
   std::size_t sources() const noexcept {
-    // relaxed: only the owner writes it; other threads use it to skip idle reactors.
+    // relaxed: a count whose readers only choose a path (futex or epoll park, which
+    // reactors to poll); neither choice is wrong with a stale value (see park()).
     return sources_.load(std::memory_order_relaxed);
   }
 
