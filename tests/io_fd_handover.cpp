@@ -64,16 +64,27 @@ Options moving(unsigned workers) {
   return o;
 }
 
-}  // namespace
-
-TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") {
-  const unsigned workers = SPINDLE_WORKERS();
+// Runs body(srv, workers) in a runtime that takes fds over at every wait from another
+// loop, beside an echo server and the yielding tasks of Busy; checks for fd leaks.
+template <class F>
+void with_echo_server(unsigned workers, F body) {
   FdLeakCheck fdc;
   test::Checked harness(moving(workers));
   harness.rt.block_on([&] {
     Server srv = start_server(echo_handler, "127.0.0.1", 0);
+    {
+      Busy busy(workers);
+      body(srv, workers);
+    }
+    srv.close();
+  });
+}
+
+}  // namespace
+
+TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") {
+  with_echo_server(SPINDLE_WORKERS(), [](Server& srv, unsigned workers) {
     TcpStream s = open_connection("127.0.0.1", srv.port());
-    Busy busy(workers);
     int good = 0;
     constexpr int kRounds = 100;
     // Each read waits for the echo on the task's loop, which changes every round.
@@ -81,17 +92,11 @@ TEST_CASE("one stream's round trips from every loop in turn", "[io][handover]") 
       good += round_trip_on(unsigned(i) % workers, s, "round " + std::to_string(i) + "\n");
     CHECK(good == kRounds);
     s.close();
-    srv.close();
   });
 }
 
 TEST_CASE("a reader and a writer of one stream on two loops", "[io][handover]") {
-  const unsigned workers = SPINDLE_WORKERS();
-  FdLeakCheck fdc;
-  test::Checked harness(moving(workers));
-  harness.rt.block_on([&] {
-    Server srv = start_server(echo_handler, "127.0.0.1", 0);
-    Busy busy(workers);
+  with_echo_server(SPINDLE_WORKERS(), [](Server& srv, unsigned workers) {
     for (int conn = 0; conn < 3; ++conn) {
       TcpStream s = open_connection("127.0.0.1", srv.port());
       // Enough to fill the socket buffers both ways: both sides wait, each from its
@@ -126,18 +131,12 @@ TEST_CASE("a reader and a writer of one stream on two loops", "[io][handover]") 
       // registration sits wherever the last wait left it.
       spawn(on_loop(unsigned(conn + 2) % workers), [&] { s.close(); }).get();
     }
-    srv.close();
   });
 }
 
 TEST_CASE("a wait on another loop's fd is cancelled and the stream goes on", "[io][handover]") {
-  const unsigned workers = SPINDLE_WORKERS();
-  FdLeakCheck fdc;
-  test::Checked harness(moving(workers));
-  harness.rt.block_on([&] {
-    Server srv = start_server(echo_handler, "127.0.0.1", 0);
+  with_echo_server(SPINDLE_WORKERS(), [](Server& srv, unsigned workers) {
     TcpStream s = open_connection("127.0.0.1", srv.port());
-    Busy busy(workers);
     int good = 0;
     for (int i = 0; i < 20; ++i) {
       // A read that waits (nothing was sent) on one loop, cancelled from here...
@@ -156,6 +155,5 @@ TEST_CASE("a wait on another loop's fd is cancelled and the stream goes on", "[i
     }
     CHECK(good == 20);
     s.close();
-    srv.close();
   });
 }
