@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include <spindle/io.hpp>
+
 #include "support.hpp"
 
 namespace test {
@@ -18,6 +20,16 @@ struct FdLeakCheck {
   int before = open_fds();
   ~FdLeakCheck() { CHECK(open_fds() == before); }
 };
+
+// A server's connection handler that writes back whatever it reads, until EOF.
+inline void echo_handler(spindle::TcpStream s) {
+  char buf[4096];
+  for (;;) {
+    const std::size_t n = s.read(buf, sizeof buf);
+    if (n == 0) return;
+    s.write_all(buf, n);
+  }
+}
 
 // A blocking loopback TCP connection to `port`, made without spindle; returns the fd
 // (-1 if connect failed) and, if asked, its local port.

@@ -25,14 +25,7 @@ namespace {
 
 using test::FdLeakCheck;
 
-void echo_handler(TcpStream s) {
-  char buf[4096];
-  for (;;) {
-    const std::size_t n = s.read(buf, sizeof buf);
-    if (n == 0) return;
-    s.write_all(buf, n);
-  }
-}
+using test::echo_handler;
 
 }  // namespace
 

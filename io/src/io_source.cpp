@@ -45,6 +45,45 @@ void FdSource::register_locked(Worker* w) {
   sink_ = runtime_sink(loop_runtime(w));
 }
 
+bool FdSource::should_move(Worker* w) const noexcept {
+  // Options::shuffle (a debug option) takes it over at every wait from another loop, so
+  // that tests drive hand-overs far more often than balance alone would.
+  if (runtime_options(loop_runtime(w)).shuffle) return true;
+  // Only towards balance: the loop that holds the fd watches at least two more than the
+  // waiting one (both counts are hints from here). Each hand-over then lowers the sum of
+  // the squared counts, so moves settle instead of chasing every stolen task back and
+  // forth (reactor.cpp, "Handing an fd over", says why a loop takes an fd over).
+  return loop_sources(owner_) > loop_sources(w) + 1;
+}
+
+void FdSource::move_to(Worker* w, std::unique_lock<SpinLock>& g) {
+  // Not under the lock: the old loop's foreign pollers may be dispatching an edge of
+  // ours (on_ready takes the lock) while hand_over waits for them. moving_ keeps a
+  // second waiter (the other direction, on a third loop) from moving it at once; close()
+  // cannot retire the source meanwhile (our caller holds an Op).
+  moving_ = true;
+  Worker* const old = owner_;
+  g.unlock();
+  bool moved = loop_hand_over(old, fd_);
+  std::exception_ptr failed;
+  if (moved) {
+    try {
+      // Adding reports the current state as a first edge: one that came between the
+      // DEL and now is not lost.
+      loop_watch(w, fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  }
+  g.lock();
+  moving_ = false;
+  if (moved) owner_ = failed ? nullptr : w;  // unregistered: the next wait registers it again
+  if (failed) {
+    g.unlock();
+    std::rethrow_exception(failed);
+  }
+}
+
 FdSource::Op::Op(FdSource* s, const char* what) : s_(s) {
   // relaxed: the count itself orders nothing; the closer synchronises with our
   // release decrement in ~Op (an RMW chain on ops_).
@@ -112,7 +151,15 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   // Registered with a loop of another runtime (compared by sink: owner_ may dangle once
   // that runtime is destroyed): if it has ended, register again with ours below.
   if (owner_ != nullptr && sink_ != runtime_sink(loop_runtime(w))) drop_ended_owner_locked();
-  if (owner_ == nullptr) register_locked(w);
+  if (owner_ == nullptr) {
+    register_locked(w);
+  } else if (owner_ != w && !moving_ && should_move(w)) {
+    move_to(w, g);                                  // unlocks while it moves
+    if (closed_.load(std::memory_order_relaxed)) {  // relaxed: under the lock
+      g.unlock();
+      throw_closed(what);
+    }
+  }
   if (flag) {  // an edge arrived since the caller's syscall failed: retry it
     flag = false;
     return;

@@ -5,7 +5,12 @@
 //              readiness edges, at most one read waiter and one write waiter.
 // Registration: lazy. The first operation that meets EAGAIN registers the fd,
 //              edge-triggered for EPOLLIN|EPOLLOUT|EPOLLRDHUP, with the reactor of the
-//              worker it runs on; that worker is the `owner` from then on. Operations
+//              worker it runs on; that worker is the `owner`. A wait from another
+//              loop of the same runtime takes the registration over (move_to:
+//              loop_hand_over, then loop_watch on its own loop, outside the lock) when
+//              the owner watches at least two more fds than that loop, so that a
+//              connection whose task was stolen settles on the loop that now runs it
+//              and the loops share the fds; otherwise the owner keeps it. Operations
 //              that never block never touch epoll. A source outlives its runtime: once
 //              the owner's runtime has shut down (its loop reports nothing any more),
 //              the next wait from a worker of another runtime drops the old
@@ -16,7 +21,7 @@
 //              wait may run on any worker and migrate across waits. `ready_*`,
 //              `reader`, `writer`, `closer_waiting` and `owner` are guarded by `mu_`
 //              (a spinlock: every critical section is a few loads and stores, plus one
-//              epoll_ctl at registration; re-registering after the owner's runtime
+//              epoll_ctl at registration (a hand-over's run outside it); re-registering after the owner's runtime
 //              ended also takes that runtime's ReportSink mutex, briefly, once).
 //              `closed_` may be read without the lock as a
 //              hint; it is authoritative only under the lock.
@@ -27,8 +32,10 @@
 //              2. The registration is removed, and the memory freed, only on the owner's
 //                 thread outside Reactor::poll (a pointer to this source may sit in the
 //                 owner's epoll_event array until poll returns), and only after
-//                 Reactor::quiesce (nor in another worker's poll_foreign). The fd is
-//                 closed only after it left epoll.
+//                 Reactor::quiesce (nor in another worker's poll_foreign). A hand-over
+//                 removes it from another thread: Reactor::hand_over does so only while
+//                 the old owner is outside its poll, or waits until that poll is done,
+//                 and quiesces too. The fd is closed only after it left epoll.
 //              3. An operation counts itself in `ops_` for as long as it may touch the
 //                 source; close() waits for that count to drain before retiring it.
 //
@@ -45,6 +52,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <source_location>
 
 #include <spindle/detail/core.hpp>
@@ -122,6 +130,8 @@ class FdSource final : public IoSource {
  private:
   ~FdSource() = default;
   void register_locked(Worker* w);  // throws system_error from epoll_ctl
+  bool should_move(Worker* w) const noexcept;
+  void move_to(Worker* w, std::unique_lock<SpinLock>& g);
   // Registered with a runtime that has shut down: forget that registration (owner_ =
   // null), so that the caller registers with its own loop. A no-op while it still runs.
   void drop_ended_owner_locked() noexcept;
@@ -146,7 +156,8 @@ class FdSource final : public IoSource {
   Waiter* reader_ = nullptr;
   Waiter* writer_ = nullptr;
   Waiter* closer_ = nullptr;          // written before kClosing is published; read by the last Op
-  Worker* owner_ = nullptr;           // set once, under mu_, at registration
+  Worker* owner_ = nullptr;           // under mu_: set at registration, changed by move_to
+  bool moving_ = false;               // under mu_: move_to is at work
   std::shared_ptr<ReportSink> sink_;  // the owner's runtime (liveness check from outside)
 };
 

@@ -41,7 +41,8 @@ struct Options {
   /// Receives every Report; by default reports are printed on stderr.
   std::function<void(const Report&)> report{};
   /// Debug option: randomise the order in which each loop picks ready tasks, so that
-  /// no test depends on an ordering it was not promised.
+  /// no test depends on an ordering it was not promised; and move a socket's readiness
+  /// registration to the loop of every task that waits on it from another loop.
   bool shuffle = false;
   /// Execution trace: a file path to record the runtime's trace into, from its start to
   /// its shutdown (Runtime::start_trace); empty means none. A path that cannot be opened

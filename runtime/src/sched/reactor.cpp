@@ -60,11 +60,16 @@ int wait_events(int epfd, epoll_event* evs, int max, int64_t timeout_ns) noexcep
 }  // namespace
 
 int Reactor::poll(int64_t timeout_ns) noexcept {
+  // seq_cst RMW (single writer, but it must come before the epoll_wait), with the fence
+  // in hand_over(): either it sees this poll begun, or our epoll_wait comes after its
+  // EPOLL_CTL_DEL and cannot return the source it takes.
+  const uint64_t seq = polls_begun_.fetch_add(1, std::memory_order_seq_cst) + 1;
   epoll_event evs[64];
   const int n = wait_events(epfd_, evs, 64, timeout_ns);
-  if (n < 0) return 0;  // EINTR: the caller loops anyway
-  dispatch(evs, n, true);
-  return n;
+  if (n > 0) dispatch(evs, n, true);
+  // release: our last touch of any source comes before hand_over()'s acquire.
+  polls_done_.store(seq, std::memory_order_release);
+  return n < 0 ? 0 : n;  // EINTR: the caller loops anyway
 }
 
 void Reactor::dispatch(const epoll_event* evs, int n, bool owner) noexcept {
@@ -97,6 +102,44 @@ int Reactor::poll_foreign() noexcept {
   return sources;
 }
 
+// Handing an fd over: a connection's task that was stolen waits on its fd from another
+// loop than the one whose epoll holds it, so every edge would ready it on the old loop
+// again and a thief would have to take it back. The new loop takes the fd out of the
+// old epoll here and adds it to its own (FdSource::wait). The danger is a pointer to
+// the source that a poll of the old epoll returned before the EPOLL_CTL_DEL and has not
+// dispatched yet: the source must not be freed while one exists (a dispatch of it only
+// hands out a spurious edge, which every waiter tolerates). Foreign polls are counted in
+// foreign_ (quiesce). The owner's own polls are counted in polls_begun_/polls_done_; a
+// poll in progress may be asleep in epoll_wait for long, so an fd is not taken from an
+// owner that is inside one when we look (it then delivers the edge itself, and the
+// hand-over waits for the next wait). If the owner begins a poll between that look and
+// the DEL, we wait until it is done: it began a moment ago, and is most likely a
+// zero-timeout poll; one that went to sleep is woken (a spurious turn for it).
+bool Reactor::hand_over(int fd) noexcept {
+  // seq_cst: see poll(). acquire on polls_done_: the owner's dispatch of an earlier
+  // poll is over before we go on.
+  const uint64_t begun = polls_begun_.load(std::memory_order_seq_cst);
+  if (polls_done_.load(std::memory_order_acquire) != begun) return false;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) != 0) return false;
+  sources_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: see sources()
+  // seq_cst fence: the DEL comes before the look below (pairs with poll()'s RMW).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const uint64_t now = polls_begun_.load(std::memory_order_seq_cst);
+  if (now != begun) {
+    Backoff b;
+    bool woken = false;
+    for (unsigned i = 0; polls_done_.load(std::memory_order_acquire) < now; ++i) {
+      if (i == 64 && !woken) {
+        unpark();
+        woken = true;
+      }
+      b.pause();
+    }
+  }
+  quiesce();
+  return true;
+}
+
 void Reactor::quiesce() const noexcept {
   // seq_cst: see poll_foreign(). A foreign poll holds a pointer only between its
   // epoll_wait and its dispatch, a few microseconds.
@@ -108,7 +151,9 @@ void Reactor::quiesce() const noexcept {
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
 
 int Reactor::park(int64_t deadline_ns) noexcept {
-  // Only the owner registers fds, so this cannot change while we sleep (reactor.hpp).
+  // Only the owner registers fds, so a zero cannot become nonzero while we sleep on the
+  // futex (reactor.hpp); a hand-over may take our last fd while we sleep in epoll, which
+  // only leaves the eventfd to wake us.
   const bool futex = sources() == 0;
   int n = 0;
   // acquire: if we take a notification here, the notifier's work (published before its

@@ -18,7 +18,8 @@
 // thread the OS has preempted are not held until it runs again. Each edge is delivered
 // to one caller only, but two edges of one source (in, out) may be dispatched at once on
 // two threads: a source orders them with its own lock. unpark() may be called from any thread. A source may be freed
-// only after remove() and then quiesce() (no foreign poll still holds its pointer).
+// only after remove() and then quiesce() (no foreign poll still holds its pointer), or
+// after hand_over(), which waits for the owner's own poll too.
 #pragma once
 
 #include <atomic>
@@ -58,11 +59,21 @@ class Reactor {
   void add(int fd, uint32_t events, IoSource* source);
   void modify(int fd, uint32_t events, IoSource* source);
   void remove(int fd) noexcept;
+  /// Another loop of the same runtime takes fd over (to register it with its own
+  /// reactor): removes fd unless the owner is inside a poll of its own (asleep in it,
+  /// or dispatching what it returned), and then waits until no poll, the owner's or a
+  /// foreign one, can still hold the source's pointer. False: nothing changed (the
+  /// owner was polling, or epoll_ctl failed). Any thread but the owner's; see
+  /// "Handing an fd over" in reactor.cpp.
+  bool hand_over(int fd) noexcept;
   int epoll_fd() const noexcept { return epfd_; }
-  /// Registered fds (the wake-up eventfd not counted). Exact on the owner's thread, a
-  /// hint on others.
+  /// Registered fds (the wake-up eventfd not counted). Only the owner raises it (add);
+  /// a hand-over from another thread may lower it at any time, so on the owner's
+  /// thread a nonzero count may be stale high (a zero stays zero until the owner adds),
+  /// and on others it is a hint.
   std::size_t sources() const noexcept {
-    // relaxed: only the owner writes it; other threads use it to skip idle reactors.
+    // relaxed: a count whose readers only choose a path (futex or epoll park, which
+    // reactors to poll); neither choice is wrong with a stale value (see park()).
     return sources_.load(std::memory_order_relaxed);
   }
 
@@ -71,6 +82,11 @@ class Reactor {
   int epfd_ = -1;
   std::atomic<std::size_t> sources_{0};
   std::atomic<int> foreign_{0};  // poll_foreign() calls in progress
+  // The owner's polls begun and done (poll(): counted before the epoll_wait and after
+  // the dispatch); equal while the owner holds no event it has not dispatched. Single
+  // writer each; read by hand_over().
+  std::atomic<uint64_t> polls_begun_{0};
+  std::atomic<uint64_t> polls_done_{0};
   int wakefd_ = -1;
   enum : uint32_t { kAwake, kParkedFutex, kParkedEpoll, kNotified };
   std::atomic<uint32_t> park_state_{kAwake};  // see "Parking" above; also the futex word

@@ -20,6 +20,10 @@ void loop_unwatch(Worker* w, int fd) noexcept {
   w->reactor.quiesce();  // another worker's poll may still be dispatching to the source
 }
 
+bool loop_hand_over(Worker* from, int fd) noexcept { return from->reactor.hand_over(fd); }
+
+std::size_t loop_sources(Worker* w) noexcept { return w->reactor.sources(); }
+
 void loop_unwatch_now(Worker* w, int fd) noexcept { ::epoll_ctl(w->reactor.epoll_fd(), EPOLL_CTL_DEL, fd, nullptr); }
 
 const std::shared_ptr<ReportSink>& runtime_sink(RuntimeImpl* rt) noexcept { return rt->sink; }

@@ -66,6 +66,14 @@ void loop_watch(Worker* w, int fd, uint32_t events, IoSource* source);
 /// Removes fd and waits until no other worker's poll still holds its source's pointer:
 /// the source may be freed afterwards. Same threads as loop_watch.
 void loop_unwatch(Worker* w, int fd) noexcept;
+/// The loop `from` gives up fd so that the calling loop (another of the same runtime)
+/// can register it with loop_watch: removes it from `from`'s reactor and waits until no
+/// poll there still holds its source's pointer. False, with nothing changed, when `from`
+/// is inside a poll of its own just then (it still delivers fd's edges). The calling
+/// loop's thread.
+bool loop_hand_over(Worker* from, int fd) noexcept;
+/// The fds a loop's reactor watches (a hint from other threads).
+std::size_t loop_sources(Worker* w) noexcept;
 /// Removes fd without waiting for other pollers (shutdown's last resort: the source is
 /// then leaked, never freed). Any thread.
 void loop_unwatch_now(Worker* w, int fd) noexcept;
