@@ -13,9 +13,19 @@
 
 namespace spindle::detail {
 
-/// A step of t begins on the loop that owns r (first: its fibre's first step).
-inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noexcept {
-  const int64_t ts = trace_clock();
+/// A step of t begins on w, which owns r (first: its fibre's first step). Its time is
+/// the previous step's end when w went straight from that one to this one
+/// (Worker::trace_straight), else a fresh reading.
+inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept {
+  // relaxed: see Worker::trace_ts.
+  int64_t ts;
+  if (w->trace_straight.load(std::memory_order_relaxed)) {
+    ts = w->trace_ts.load(std::memory_order_relaxed);
+    w->trace_straight.store(false, std::memory_order_relaxed);
+  } else {
+    ts = trace_clock();
+    w->trace_ts.store(ts, std::memory_order_relaxed);
+  }
   uint64_t flow = 0;
   if (!first) {
     // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
@@ -42,6 +52,10 @@ inline void trace_step_begin_inline(TraceRing* r, TaskHeader* t, bool first) noe
 /// suspension trace_suspend noted, if any, under the same clock reading.
 inline void trace_step_end_inline(Worker* w, TraceRing* r, bool ended) noexcept {
   const int64_t ts = trace_clock();
+  // relaxed: see Worker::trace_ts. Cleared by whatever the loop does before the next
+  // begin other than taking its next task straight from its own queue.
+  w->trace_ts.store(ts, std::memory_order_relaxed);
+  w->trace_straight.store(true, std::memory_order_relaxed);
   if (std::exchange(w->trace_note.pending, false)) {
     r->push(2, trace_word0(TraceKind::suspended, ts, uint64_t(w->trace_note.kind)), trace_where(w->trace_note.where));
   } else {

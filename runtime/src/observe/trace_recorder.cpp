@@ -79,8 +79,13 @@ void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKin
   w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
 }
 
-void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
-  r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
+void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
+  const int64_t ts = trace_clock();
+  // relaxed: see Worker::trace_ts. Something was recorded: the next step's begin takes
+  // a reading of its own.
+  w->trace_ts.store(ts, std::memory_order_relaxed);
+  w->trace_straight.store(false, std::memory_order_relaxed);
+  r->push(3, trace_word0(k, ts), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
 namespace {
@@ -108,7 +113,13 @@ void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
-  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow))
+  // A fresh reading: the wake-to-run latency is measured from it. relaxed: see
+  // Worker::trace_ts; a wake between two steps makes the next begin read the clock,
+  // since the task woken may be that step's and its flow must not end before it starts.
+  const int64_t ts = trace_clock();
+  w->trace_ts.store(ts, std::memory_order_relaxed);
+  w->trace_straight.store(false, std::memory_order_relaxed);
+  if (!r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), key(t), flow))
     flow = 0;  // dropped: no arrow to a start that has none
   // relaxed: see trace_step_begin_inline.
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
@@ -124,7 +135,9 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   if (w) {
     if (TraceRing* r = w->tracing()) {
-      r->push(2, trace_word0(TraceKind::spawn, trace_clock()), key(t));
+      // The loop's latest reading, no later than the spawn (a spawn inside a step: no
+      // earlier than the step's begin). relaxed: see Worker::trace_ts.
+      r->push(2, trace_word0(TraceKind::spawn, w->trace_ts.load(std::memory_order_relaxed)), key(t));
     }
     return;
   }
@@ -165,6 +178,10 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   // release: the ring (made above) is complete before a loop that sees the pointer
   // writes into it (Worker::tracing() loads with acquire).
   for (Worker* w : rt->workers) {
+    // relaxed: published by the release below. The loop's latest reading is the start's
+    // (a spawn before its first reading of the session is stamped with it).
+    w->trace_ts.store(trace_clock(), std::memory_order_relaxed);
+    w->trace_straight.store(false, std::memory_order_relaxed);
     w->trace.store(w->trace_ring.get(), std::memory_order_release);
     w->step_hooks.fetch_or(Worker::kStepTrace, std::memory_order_relaxed);  // relaxed: see worker.hpp
   }

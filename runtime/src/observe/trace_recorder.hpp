@@ -64,8 +64,8 @@ void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendK
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 /// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept;
-/// Any other loop event (see TraceKind for what a, b, b8, b16 and u32 mean).
-void trace_event(TraceRing* r, TraceKind k, uint64_t a = 0, uint32_t u32 = 0, uint16_t b16 = 0,
+/// Any other event of w, which owns r (see TraceKind for what a, b, b8, b16 and u32 mean).
+void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a = 0, uint32_t u32 = 0, uint16_t b16 = 0,
                  uint8_t b8 = 0) noexcept;
 /// A job (blocking pool, process pool) begins or ends on the calling thread.
 void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept;

@@ -147,11 +147,25 @@ struct Worker {
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
   uint64_t trace_flows;
+  // The trace's clock readings, shared between events (trace_hooks.hpp). trace_ts: the
+  // loop's latest reading that it recorded; trace_straight: the last event it recorded
+  // is a step's end and it has since gone straight to its next task (its own run queue
+  // or LIFO slot, no timer, reactor or global turn), so that step's begin takes the
+  // end's reading. Written by the owner; also by trace start (a fresh reading, and
+  // false) before it publishes the ring: relaxed, since `trace`'s release/acquire
+  // orders start's stores before the loop's loads, and a loop still writing them from
+  // the session before only ever stores a reading it has just taken.
+  std::atomic<int64_t> trace_ts{0};
+  std::atomic<bool> trace_straight{false};
   struct {
     std::source_location where;
     SuspendKind kind;
     bool pending;  // noted by trace_suspend, written with the step's end
   } trace_note{std::source_location{}, SuspendKind::wait, false};
+  /// The loop's next task does not come straight after its last step (trace_straight).
+  void trace_not_straight() noexcept {
+    if constexpr (kTrace) trace_straight.store(false, std::memory_order_relaxed);  // relaxed: see trace_ts
+  }
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
       return trace.load(std::memory_order_acquire);
