@@ -1,7 +1,7 @@
-// The execution trace's step hooks, inline for the loop's switch path (worker.cpp): a
-// step's begin and end are most of what a busy program records, so the common case is
-// a clock reading, a few stores into the loop's ring and no call (trace_recorder.hpp has
-// the rest, out of line).
+// The execution trace's step hooks, inline for the loop's switch path (worker.cpp,
+// fibre.cpp): a step's begin and end are most of what a busy program records, so the
+// common case is at most one clock reading, a few stores into the loop's ring and no
+// call (trace_recorder.hpp has the rest, out of line).
 #pragma once
 
 #include <atomic>
@@ -17,14 +17,13 @@ namespace spindle::detail {
 /// the previous step's end when w went straight from that one to this one
 /// (Worker::trace_straight), else a fresh reading.
 inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept {
-  // relaxed: see Worker::trace_ts.
+  // relaxed: see Worker::trace_straight.
   int64_t ts;
   if (w->trace_straight.load(std::memory_order_relaxed)) {
-    ts = w->trace_ts.load(std::memory_order_relaxed);
+    ts = w->trace_ts;
     w->trace_straight.store(false, std::memory_order_relaxed);
   } else {
     ts = trace_clock();
-    w->trace_ts.store(ts, std::memory_order_relaxed);
   }
   uint64_t flow = 0;
   if (!first) {
@@ -48,13 +47,19 @@ inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool
           reinterpret_cast<uintptr_t>(t), flow);
 }
 
+/// The running task of w is about to suspend at `where`: noted, and written with its
+/// step's end (one clock reading for both).
+inline void trace_suspend(Worker* w, std::source_location where, SuspendKind kind) noexcept {
+  w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
+}
+
 /// The step running on w, which owns r, ends (ended: its body returned); with the
 /// suspension trace_suspend noted, if any, under the same clock reading.
 inline void trace_step_end_inline(Worker* w, TraceRing* r, bool ended) noexcept {
   const int64_t ts = trace_clock();
-  // relaxed: see Worker::trace_ts. Cleared by whatever the loop does before the next
-  // begin other than taking its next task straight from its own queue.
-  w->trace_ts.store(ts, std::memory_order_relaxed);
+  // For the next step's begin, if the loop goes straight to it (relaxed: see
+  // Worker::trace_straight).
+  w->trace_ts = ts;
   w->trace_straight.store(true, std::memory_order_relaxed);
   if (std::exchange(w->trace_note.pending, false)) {
     r->push(2, trace_word0(TraceKind::suspended, ts, uint64_t(w->trace_note.kind)), trace_where(w->trace_note.where));

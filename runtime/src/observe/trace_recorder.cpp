@@ -74,18 +74,11 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
   r->push_array(w, len ? n : n - 1);
 }
 
-void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
-  // Noted here, written with the step's end (one clock reading for both).
-  w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
-}
-
 void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
-  const int64_t ts = trace_clock();
-  // relaxed: see Worker::trace_ts. Something was recorded: the next step's begin takes
-  // a reading of its own.
-  w->trace_ts.store(ts, std::memory_order_relaxed);
+  // Something else was recorded: the next step's begin takes a reading of its own
+  // (relaxed: see Worker::trace_straight).
   w->trace_straight.store(false, std::memory_order_relaxed);
-  r->push(3, trace_word0(k, ts), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
+  r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
 namespace {
@@ -102,42 +95,47 @@ __attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* 
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
 
-void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
+}  // namespace
+
+void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   Worker* w = current_worker();
-  TraceRing* r = w && w->rt == rt ? w->tracing() : nullptr;
-  if (!r) [[unlikely]]
-    return record_foreign_wake(rt, t);
+  if (!w || w->rt != rt) [[unlikely]] {
+    record_foreign_wake(rt, t);
+    return rt->make_ready(t, lifo);
+  }
+  TraceRing* r = w->tracing();
+  if (!r) [[unlikely]] {
+    record_foreign_wake(rt, t);  // a loop of rt that has not seen the trace yet
+    return rt->make_ready_from(w, t, lifo);
+  }
   // The loop's own sequence, which starts at (index + 1) << 40: flow ids of different
   // loops never collide.
   uint64_t flow = ++w->trace_flows;
   const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
-  // A fresh reading: the wake-to-run latency is measured from it. relaxed: see
-  // Worker::trace_ts; a wake between two steps makes the next begin read the clock,
-  // since the task woken may be that step's and its flow must not end before it starts.
+  // A fresh reading: the wake-to-run latency is measured from it. A wake between two
+  // steps makes the next begin read the clock (relaxed: see Worker::trace_straight):
+  // the task woken may be that step's, and its flow must not end before it starts.
   const int64_t ts = trace_clock();
-  w->trace_ts.store(ts, std::memory_order_relaxed);
   w->trace_straight.store(false, std::memory_order_relaxed);
-  if (!r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), key(t), flow))
-    flow = 0;  // dropped: no arrow to a start that has none
-  // relaxed: see trace_step_begin_inline.
-  t->frame->trace_flow.store(flow, std::memory_order_relaxed);
-}
-
-}  // namespace
-
-void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
-  record_wake(rt, t);
-  rt->make_ready(t, lifo);
+  // A task's wake-up is its flow alone (the flow names the task, at its next step); the
+  // others name the task woken, which their slice shows.
+  const bool kept = src == WakeSource::task
+                        ? r->push(2, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow)
+                        : r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow, key(t));
+  // relaxed: see trace_step_begin_inline. A dropped wake-up leaves no flow: no arrow to
+  // a start that has none.
+  t->frame->trace_flow.store(kept ? flow : 0, std::memory_order_relaxed);
+  rt->make_ready_from(w, t, lifo);  // what make_ready does on a loop of rt
 }
 
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   if (w) {
     if (TraceRing* r = w->tracing()) {
-      // The loop's latest reading, no later than the spawn (a spawn inside a step: no
-      // earlier than the step's begin). relaxed: see Worker::trace_ts.
-      r->push(2, trace_word0(TraceKind::spawn, w->trace_ts.load(std::memory_order_relaxed)), key(t));
+      // One word: the task in place of the time, which is the loop's previous event's
+      // (no later than the spawn; a spawn inside a step: its begin or later).
+      r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
     }
     return;
   }
@@ -178,9 +176,8 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   // release: the ring (made above) is complete before a loop that sees the pointer
   // writes into it (Worker::tracing() loads with acquire).
   for (Worker* w : rt->workers) {
-    // relaxed: published by the release below. The loop's latest reading is the start's
-    // (a spawn before its first reading of the session is stamped with it).
-    w->trace_ts.store(trace_clock(), std::memory_order_relaxed);
+    // relaxed: published by the release below. A step's end noted in an earlier
+    // session is no reading for this one's first begin.
     w->trace_straight.store(false, std::memory_order_relaxed);
     w->trace.store(w->trace_ring.get(), std::memory_order_release);
     w->step_hooks.fetch_or(Worker::kStepTrace, std::memory_order_relaxed);  // relaxed: see worker.hpp

@@ -193,7 +193,7 @@ class TraceRing {
       return false;
     }
     uint64_t p = h;
-    if (gap_) buf_[p++ & kMask] = trace_word0(TraceKind::gap, int64_t(w[0] >> kTraceTsShift));
+    if (gap_) buf_[p++ & kMask] = uint64_t(TraceKind::gap);  // no time: the next event's
     for (uint32_t i = 0; i < n; ++i) buf_[p++ & kMask] = w[i];
     gap_ = false;
     // The fast path may write up to the writer's tail and up to the ring's end,

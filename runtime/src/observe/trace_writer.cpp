@@ -332,14 +332,30 @@ void TraceWriter::replay_ring(std::size_t i) {
   constexpr uint64_t kLow = (uint64_t(1) << 56) - 1;
   uint64_t clock = uint64_t(clock0_);
   uint64_t w0;
+  bool gap = false;
   while (rd.next(w0)) {
-    const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
-    clock += uint64_t(int64_t(d << 8) >> 8);
     const auto kind = TraceKind(w0 & kTraceKindMask);
+    // A spawn and a gap carry no time: a spawn's is the previous event's, a gap's the
+    // next event's.
+    if (kind != TraceKind::spawn && kind != TraceKind::gap) {
+      const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
+      clock += uint64_t(int64_t(d << 8) >> 8);
+    }
     const unsigned flags = unsigned(w0 >> kTraceFlagsShift) & 3;
     TraceEvent e{};
     e.ts = to_ns(int64_t(clock));
     e.kind = kind;
+    if (kind == TraceKind::gap) {
+      gap = true;
+      continue;
+    }
+    if (gap) {
+      // Events were dropped just before this one: whatever is open may have ended among
+      // them. It is closed here, at this event's time, marked as cut.
+      gap = false;
+      if (tr.step_open) close_step(tr, e.ts, false, true);
+      if (tr.park_open) close_park(tr, e.ts, 0, true);
+    }
     bool ok = true;
     switch (kind) {
       case TraceKind::step_begin:
@@ -379,20 +395,17 @@ void TraceWriter::replay_ring(std::size_t i) {
         e.b8 = flags & kEndReturned ? 1 : 0;
         handle(tr, e);
         break;
-      case TraceKind::gap:
-        // Events were dropped: whatever is open may have ended among them. It is closed
-        // here, at the time of the first event kept after them, marked as cut.
-        if (tr.step_open) close_step(tr, e.ts, false, true);
-        if (tr.park_open) close_park(tr, e.ts, 0, true);
+      case TraceKind::gap:  // handled above
         break;
       case TraceKind::wake:
+        // The flow id, then the task woken unless a task woke it.
         e.b8 = uint8_t(flags);
-        ok = rd.next(e.a) && rd.next(e.b);
+        ok = rd.next(e.b) && (WakeSource(flags) == WakeSource::task || rd.next(e.a));
         if (ok) handle(tr, e);
         break;
       case TraceKind::spawn:
-        ok = rd.next(e.a);
-        if (ok) handle(tr, e);
+        e.a = w0 >> kTraceTsShift;
+        handle(tr, e);
         break;
       default: {
         uint64_t x = 0;
@@ -557,8 +570,11 @@ void TraceWriter::close_park(Track& tr, int64_t end, uint32_t events, bool cut) 
 void TraceWriter::anchor(Track& tr, int64_t ts, const char* what, uint64_t flow, uint64_t task) {
   // A flow starts inside a slice: a short one stands for the timer, fd or thread.
   begin_event("X", what, "waker", tr.tid, ts);
-  buf_ += ",\"dur\":0.001,\"args\":{\"woke\":";
-  put_hex(task);
+  buf_ += ",\"dur\":0.001,\"args\":{";
+  if (task) {  // (a task's wake-up outside a step of its own names none)
+    buf_ += "\"woke\":";
+    put_hex(task);
+  }
   buf_ += "}}";
   begin_event("s", "wake", "wake", tr.tid, ts);
   buf_ += ",\"id\":";

@@ -147,15 +147,15 @@ struct Worker {
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
   uint64_t trace_flows;
-  // The trace's clock readings, shared between events (trace_hooks.hpp). trace_ts: the
-  // loop's latest reading that it recorded; trace_straight: the last event it recorded
-  // is a step's end and it has since gone straight to its next task (its own run queue
-  // or LIFO slot, no timer, reactor or global turn), so that step's begin takes the
-  // end's reading. Written by the owner; also by trace start (a fresh reading, and
-  // false) before it publishes the ring: relaxed, since `trace`'s release/acquire
-  // orders start's stores before the loop's loads, and a loop still writing them from
-  // the session before only ever stores a reading it has just taken.
-  std::atomic<int64_t> trace_ts{0};
+  // A step's end and the next step's begin share one clock reading when the loop goes
+  // straight from the one to the other (trace_hooks.hpp). trace_ts: the last step end's
+  // reading (owner only); trace_straight: the last event the loop recorded is a step's
+  // end, and it has since taken its next task straight from its own run queue or LIFO
+  // slot (no timer, reactor or global turn, no search, nothing recorded). Written by the
+  // owner, and cleared by trace start before it publishes the ring (relaxed: `trace`'s
+  // release/acquire orders that store before the loop's loads; a loop still ending a
+  // step of the session before sets it with a reading it has just taken).
+  int64_t trace_ts = 0;
   std::atomic<bool> trace_straight{false};
   struct {
     std::source_location where;
@@ -164,7 +164,7 @@ struct Worker {
   } trace_note{std::source_location{}, SuspendKind::wait, false};
   /// The loop's next task does not come straight after its last step (trace_straight).
   void trace_not_straight() noexcept {
-    if constexpr (kTrace) trace_straight.store(false, std::memory_order_relaxed);  // relaxed: see trace_ts
+    if constexpr (kTrace) trace_straight.store(false, std::memory_order_relaxed);  // relaxed: see above
   }
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
