@@ -74,10 +74,21 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
   r->push_array(w, len ? n : n - 1);
 }
 
+void trace_end_out(Worker* w) noexcept {
+  w->trace_straight.store(false, std::memory_order_relaxed);  // relaxed: see Worker::trace_straight
+  TraceRing* r = w->tracing();
+  if (!r) return;  // stopped meanwhile
+  const TraceKind k = w->trace_end;
+  if (k >= TraceKind::next_wait) {
+    r->push(2, trace_word0(TraceKind::suspended, w->trace_ts, uint8_t(k) - uint8_t(TraceKind::next_wait)),
+            trace_where(w->trace_note.where));
+  } else {
+    r->push(1, trace_word0(TraceKind::step_end, w->trace_ts, k == TraceKind::next_returned ? kEndReturned : 0));
+  }
+}
+
 void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
-  // Something else was recorded: the next step's begin takes a reading of its own
-  // (relaxed: see Worker::trace_straight).
-  w->trace_straight.store(false, std::memory_order_relaxed);
+  w->trace_not_straight();  // a step's end noted goes first
   r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
@@ -115,10 +126,10 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
   // A fresh reading: the wake-to-run latency is measured from it. A wake between two
-  // steps makes the next begin read the clock (relaxed: see Worker::trace_straight):
-  // the task woken may be that step's, and its flow must not end before it starts.
+  // steps makes the next begin read the clock: the task woken may be that step's, and
+  // its flow must not end before the step begins.
+  w->trace_not_straight();  // a step's end noted goes first
   const int64_t ts = trace_clock();
-  w->trace_straight.store(false, std::memory_order_relaxed);
   // A task's wake-up is its flow alone (the flow names the task, at its next step); the
   // others name the task woken, which their slice shows.
   const bool kept = src == WakeSource::task
@@ -133,6 +144,7 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
   if (w) {
     if (TraceRing* r = w->tracing()) {
+      w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
       // One word: the task in place of the time, which is the loop's previous event's
       // (no later than the spawn; a spawn inside a step: its begin or later).
       r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
@@ -177,7 +189,7 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   // writes into it (Worker::tracing() loads with acquire).
   for (Worker* w : rt->workers) {
     // relaxed: published by the release below. A step's end noted in an earlier
-    // session is no reading for this one's first begin.
+    // session is none of this one's.
     w->trace_straight.store(false, std::memory_order_relaxed);
     w->trace.store(w->trace_ring.get(), std::memory_order_release);
     w->step_hooks.fetch_or(Worker::kStepTrace, std::memory_order_relaxed);  // relaxed: see worker.hpp

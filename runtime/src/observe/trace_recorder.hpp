@@ -62,6 +62,8 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 /// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept;
+/// The step end w noted (Worker::trace_straight) goes on its ring, if it still records.
+void trace_end_out(Worker* w) noexcept;
 /// Any other event of w, which owns r (see TraceKind for what a, b, b8, b16 and u32 mean).
 void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a = 0, uint32_t u32 = 0, uint16_t b16 = 0,
                  uint8_t b8 = 0) noexcept;

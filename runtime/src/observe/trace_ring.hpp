@@ -62,6 +62,14 @@ enum class TraceKind : uint8_t {
   job_end,      //
   gap,          // on the ring only: events were dropped just before this one (same time)
   suspended,    // on the ring only: a step_end with the suspend before it (see the format)
+  // On the ring only: a step's end and the next step's begin at one time (see the
+  // format): the end neither returned nor suspended, returned, or suspended (one kind
+  // per SuspendKind, in its order).
+  next,
+  next_returned,
+  next_wait,
+  next_timed_wait,
+  next_yield,
 };
 enum class WakeSource : uint8_t { task, timer, fd, foreign };
 enum class SuspendKind : uint8_t { wait, timed_wait, yield };

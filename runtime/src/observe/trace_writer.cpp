@@ -358,6 +358,29 @@ void TraceWriter::replay_ring(std::size_t i) {
     }
     bool ok = true;
     switch (kind) {
+      case TraceKind::next:
+      case TraceKind::next_returned:
+      case TraceKind::next_wait:
+      case TraceKind::next_timed_wait:
+      case TraceKind::next_yield: {
+        // The open step's end (after its suspension, if any), then a step's begin.
+        TraceEvent end = e;
+        end.kind = TraceKind::step_end;
+        end.a = tr.task;
+        end.b8 = kind == TraceKind::next_returned ? 1 : 0;
+        if (kind >= TraceKind::next_wait) {
+          uint64_t where = 0;
+          ok = rd.next(where);
+          if (!ok) break;
+          suspension(tr, e.ts, where, uint8_t(kind) - uint8_t(TraceKind::next_wait));
+        }
+        handle(tr, end);
+        e.kind = TraceKind::step_begin;
+        e.b8 = flags & kBeginFirst ? 1 : 0;
+        ok = rd.next(e.a) && (!(flags & kBeginFlow) || rd.next(e.b));
+        if (ok) handle(tr, e);
+        break;
+      }
       case TraceKind::step_begin:
       case TraceKind::name: {
         e.kind = TraceKind::step_begin;
@@ -377,14 +400,7 @@ void TraceWriter::replay_ring(std::size_t i) {
         uint64_t where = 0;
         ok = rd.next(where);
         if (!ok) break;
-        const std::source_location loc = trace_where(where);
-        TraceEvent su = e;
-        su.kind = TraceKind::suspend;
-        su.a = reinterpret_cast<uintptr_t>(loc.file_name());
-        su.b = reinterpret_cast<uintptr_t>(loc.function_name());
-        su.u32 = loc.line();
-        su.b8 = uint8_t(flags);
-        handle(tr, su);
+        suspension(tr, e.ts, where, uint8_t(flags));
         e.kind = TraceKind::step_end;
         e.a = tr.task;  // no drop since the open step's begin (a gap says): its end
         handle(tr, e);
@@ -423,6 +439,18 @@ void TraceWriter::replay_ring(std::size_t i) {
   if (rd.failed()) fail(EIO, "reading back the trace of");
 }
 
+void TraceWriter::suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind) {
+  const std::source_location loc = trace_where(where);
+  TraceEvent su{};
+  su.ts = ts;
+  su.kind = TraceKind::suspend;
+  su.a = reinterpret_cast<uintptr_t>(loc.file_name());
+  su.b = reinterpret_cast<uintptr_t>(loc.function_name());
+  su.u32 = loc.line();
+  su.b8 = kind;
+  handle(tr, su);
+}
+
 void TraceWriter::handle(Track& tr, const TraceEvent& e) {
   switch (e.kind) {
     case TraceKind::step_begin:
@@ -438,6 +466,11 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
     case TraceKind::name:  // decoded in replay_ring
     case TraceKind::gap:
     case TraceKind::suspended:
+    case TraceKind::next:
+    case TraceKind::next_returned:
+    case TraceKind::next_wait:
+    case TraceKind::next_timed_wait:
+    case TraceKind::next_yield:
       break;
     case TraceKind::suspend:
       tr.suspended = true;

@@ -87,6 +87,9 @@ class TraceWriter {
   /// Reads the spool back and writes the JSON events.
   void replay();
   void handle(Track& tr, const TraceEvent& e);
+  /// A suspension at `where` (a std::source_location as trace_where wrote it) of kind
+  /// `kind` (SuspendKind), handled as a decoded suspend event.
+  void suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind);
   Track& foreign_track(uint32_t tid, const TraceEvent& first);
   void close_step(Track& tr, int64_t end, bool ended, bool cut);
   void close_park(Track& tr, int64_t end, uint32_t events, bool cut);

@@ -475,7 +475,7 @@ void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
 }
 
 void Worker::step_ended_hooked(TaskHeader* t, bool ended) noexcept {
-  if (TraceRing* r = tracing()) trace_step_end_inline(this, r, ended);
+  if (tracing()) trace_step_end_inline(this, ended);
   if (slow_step_ns) step_ended_slow(t);
 }
 
@@ -622,6 +622,7 @@ void Worker::main() {
     if (rt->stopping.load(std::memory_order_acquire)) break;
     park();
   }
+  trace_not_straight();  // the last step's end, if noted
   if (searching) {
     searching = false;
     rt->idle.stop_searching();
