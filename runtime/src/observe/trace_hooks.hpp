@@ -47,18 +47,9 @@ inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool
     }
     return;
   }
-  int64_t ts;
-  if (w->trace_straight.load(std::memory_order_relaxed)) {
-    ts = w->trace_ts;  // a named step's begin: the end goes first, on its own
-    trace_end_out(w);
-  } else {
-    ts = trace_clock();
-  }
-  if (named) [[unlikely]] {
-    t->lock();
-    return trace_step_begin_named(r, ts, t, first, flow);  // unlocks t
-  }
-  r->push(n, trace_word0(TraceKind::step_begin, ts, flags), reinterpret_cast<uintptr_t>(t), flow);
+  if (named) [[unlikely]]
+    return trace_step_begin_named(w, r, t, first, flow);
+  r->push(n, trace_word0(TraceKind::step_begin, trace_clock(), flags), reinterpret_cast<uintptr_t>(t), flow);
 }
 
 /// The running task of w is about to suspend at `where`: noted, and written with its

@@ -46,11 +46,20 @@ void put(TraceEvent* e, int64_t ts, TraceKind k, uint64_t a = 0, uint64_t b = 0,
 
 }  // namespace
 
-void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept {
+void trace_step_begin_named(Worker* loop, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept {
+  // The step end noted, if the loop came straight here, goes first, on its own; this
+  // begin shares its reading.
+  int64_t ts;
+  if (loop->trace_straight.load(std::memory_order_relaxed)) {  // relaxed: see Worker::trace_straight
+    ts = loop->trace_ts;
+    trace_end_out(loop);
+  } else {
+    ts = trace_clock();
+  }
   char name[kTraceNameMax];
   std::size_t len = 0;
   {
-    std::lock_guard g(*t, std::adopt_lock);  // taken by trace_step_begin_inline
+    std::lock_guard g(*t);
     if (Extra* x = t->extra()) {
       if (!x->name.empty()) {
         len = std::min(x->name.size(), kTraceNameMax);
@@ -141,21 +150,27 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   rt->make_ready_from(w, t, lifo);  // what make_ready does on a loop of rt
 }
 
-void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
-  if (w) {
-    if (TraceRing* r = w->tracing()) {
-      w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
-      // One word: the task in place of the time, which is the loop's previous event's
-      // (no later than the spawn; a spawn inside a step: its begin or later).
-      r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
-    }
-    return;
-  }
+namespace {
+
+__attribute__((noinline)) void record_foreign_spawn(RuntimeImpl* rt, TaskHeader* t) noexcept {
   std::lock_guard lk(rt->trace_mu);
   if (!rt->tracer) return;
   TraceEvent e;
   put(&e, trace_clock(), TraceKind::spawn, key(t));
   rt->tracer->push_foreign(os_tid(), e);
+}
+
+}  // namespace
+
+void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
+  if (!w) [[unlikely]]
+    return record_foreign_spawn(rt, t);
+  if (TraceRing* r = w->tracing()) {
+    w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
+    // One word: the task in place of the time, which is the loop's previous event's
+    // (no later than the spawn; a spawn inside a step: its begin or later).
+    r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
+  }
 }
 
 void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept {

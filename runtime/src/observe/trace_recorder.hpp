@@ -54,9 +54,9 @@ inline bool trace_any() noexcept {
 // Hooks, each called once its caller has found tracing on (out of line: the hot paths
 // keep only the test).
 // (A step's begin and end, and a suspension: trace_hooks.hpp, inline.)
-/// A step of t, which has an Extra (it may have a name), begins at ts; t is locked, and
-/// unlocked here.
-void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept;
+/// A step of t, which has an Extra (it may have a name), begins on w, which owns r
+/// (after the step end w noted, if any: see trace_step_begin_inline).
+void trace_step_begin_named(Worker* w, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread: records who woke
 /// it, leaves the flow id in t's frame for its next step, and makes it ready on rt.
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;

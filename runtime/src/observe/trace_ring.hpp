@@ -140,10 +140,8 @@ class TraceRing {
   bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
     constexpr uint32_t N = 1 + sizeof...(W);
     const uint64_t h = head_pos_;
-    if (h + N > limit_) [[unlikely]] {
-      const uint64_t w[N] = {w0, uint64_t(ws)...};
-      return push_slow(w, n);
-    }
+    if (h + N > limit_) [[unlikely]]
+      return push_cold(n, w0, uint64_t(ws)...);
     // The words past n, if any, are free ones (below limit_) the next event rewrites.
     uint64_t* d = buf_ + (h & kMask);
     d[0] = w0;
@@ -185,6 +183,13 @@ class TraceRing {
     head_pos_ = h;
     // release: the words are visible to the writer that loads the new head.
     head_.store(h, std::memory_order_release);
+  }
+  // push's way to push_slow: the words in registers, so that a caller whose push is its
+  // last act can jump here (no frame of its own for the words).
+  template <class... W>
+  __attribute__((noinline, cold)) bool push_cold(uint32_t n, W... ws) noexcept {
+    const uint64_t w[sizeof...(W)] = {ws...};
+    return push_slow(w, n);
   }
   // Near the ring's end, near the writer's tail, or after a drop. Out of line, so that
   // the fast path saves no registers for it.

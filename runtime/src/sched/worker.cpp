@@ -469,8 +469,16 @@ void Worker::park() {
   if (rt->idle.unpark_self(this) == Idle::Unparked::searcher) searching = true;
 }
 
+// Debug mode's slow steps, and the trace if on (out of line: the trace's common path
+// keeps no call that needs a frame).
+__attribute__((noinline)) void Worker::step_began_slow(TaskHeader* t, bool first) noexcept {
+  step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  if (TraceRing* r = tracing()) trace_step_begin_inline(this, r, t, first);
+}
+
 void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
-  if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  if (slow_step_ns) [[unlikely]]
+    return step_began_slow(t, first);
   if (TraceRing* r = tracing()) trace_step_begin_inline(this, r, t, first);
 }
 

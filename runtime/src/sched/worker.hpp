@@ -134,6 +134,7 @@ struct Worker {
   }
   void step_began_hooked(TaskHeader* t, bool first) noexcept;
   void step_ended_hooked(TaskHeader* t, bool ended) noexcept;
+  void step_began_slow(TaskHeader* t, bool first) noexcept;
   void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
 
   // The execution trace (trace_recorder.hpp): the ring this loop records into while a
