@@ -141,9 +141,8 @@ void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   const int64_t ts = trace_clock();
   // A task's wake-up is its flow alone (the flow names the task, at its next step); the
   // others name the task woken, which their slice shows.
-  const bool kept = src == WakeSource::task
-                        ? r->push(2, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow)
-                        : r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow, key(t));
+  const bool kept = src == WakeSource::task ? r->push(2, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow)
+                                            : r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow, key(t));
   // relaxed: see trace_step_begin_inline. A dropped wake-up leaves no flow: no arrow to
   // a start that has none.
   t->frame->trace_flow.store(kept ? flow : 0, std::memory_order_relaxed);
