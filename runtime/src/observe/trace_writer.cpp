@@ -20,6 +20,10 @@ namespace spindle::detail {
 namespace {
 
 constexpr std::chrono::milliseconds kPeriod{2};
+// A ring is spooled once it holds this many words (1 MiB; the ring holds 8): a few large
+// writes cost the writer, and the interrupts of their completion cost whatever they land
+// on, less than many small ones, and a busy loop still fills it within a few periods.
+constexpr uint64_t kSpoolAt = uint64_t(1) << 17;
 constexpr std::size_t kFlushAt = 1 << 20;
 
 // Names of WakeSource and SuspendKind values, in their order.
@@ -172,7 +176,8 @@ void TraceWriter::fail(int err, const char* what) {
 }
 
 void TraceWriter::spool() {
-  for (std::size_t i = 0; i < rings_.size(); ++i) spool_ring(i, false);
+  for (std::size_t i = 0; i < rings_.size(); ++i)
+    if (rings_[i]->head() - spools_[i].done >= kSpoolAt) spool_ring(i, false);
   std::vector<Foreign> side;
   {
     std::lock_guard lk(mu_);
