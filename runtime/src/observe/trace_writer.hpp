@@ -1,5 +1,6 @@
 // The execution trace's writer: one thread per recording that drains the loops' rings
-// and the side channel every few milliseconds into a spool file, and, when the recording
+// (each once it holds 1 MiB, looked at every few milliseconds) and the side channel into
+// a spool file, and, when the recording
 // stops, turns the spool into Chrome's trace event format (the JSON object form:
 // {"traceEvents": [...], "otherData": {...}}), which Perfetto (ui.perfetto.dev) and
 // chrome://tracing open.
@@ -82,7 +83,8 @@ class TraceWriter {
   };
 
   void run();
-  /// Copies what the rings and the side channel hold to the spool.
+  /// Copies what the rings holding 1 MiB or more (kSpoolAt) and the side channel hold
+  /// to the spool.
   void spool();
   /// Reads the spool back and writes the JSON events.
   void replay();
