@@ -1,9 +1,8 @@
 // The execution trace's writer: one thread per recording that drains the loops' rings
 // (each once it holds 1 MiB, looked at every few milliseconds) and the side channel into
-// a spool file, and, when the recording
-// stops, turns the spool into Chrome's trace event format (the JSON object form:
-// {"traceEvents": [...], "otherData": {...}}), which Perfetto (ui.perfetto.dev) and
-// chrome://tracing open.
+// a spool file, and, when the recording stops, turns the spool into Chrome's trace
+// event format (the JSON object form: {"traceEvents": [...], "otherData": {...}}), which
+// Perfetto (ui.perfetto.dev) and chrome://tracing open.
 //
 // Why a spool: while the program runs, the writer only hands the rings' whole pages to
 // the kernel (one spool file per loop, no formatting, no copy on our side), so it keeps
