@@ -9,6 +9,7 @@
 #include "sched/runtime_impl.hpp"
 #include "core/sanitizer.hpp"
 #include "core/task_state.hpp"
+#include "observe/trace_hooks.hpp"
 #include "sched/worker.hpp"
 
 // The C++ runtime keeps, per thread, the chain of exceptions being handled and the
@@ -273,7 +274,7 @@ inline void suspend_on(Worker* w, TaskHeader* t, TaskFrame* f, uint8_t hooks) no
 inline uint8_t note_suspension(Worker* w, TaskFrame* f, std::source_location where, SuspendKind kind) noexcept {
   const uint8_t hooks = w->step_hooks.load(std::memory_order_relaxed);  // relaxed: see worker.hpp
   if (hooks) [[unlikely]]
-    if (TraceRing* r = w->tracing()) trace_suspend(w, r, where, kind);
+    if (w->tracing()) trace_suspend(w, where, kind);
   f->where.store(where, std::memory_order_relaxed);  // relaxed: a diagnostic (frame.hpp)
   return hooks;
 }

@@ -46,11 +46,20 @@ void put(TraceEvent* e, int64_t ts, TraceKind k, uint64_t a = 0, uint64_t b = 0,
 
 }  // namespace
 
-void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept {
+void trace_step_begin_named(Worker* loop, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept {
+  // The step end noted, if the loop came straight here, goes first, on its own; this
+  // begin shares its reading.
+  int64_t ts;
+  if (loop->trace_straight.load(std::memory_order_relaxed)) {  // relaxed: see Worker::trace_straight
+    ts = loop->trace_ts;
+    trace_end_out(loop);
+  } else {
+    ts = trace_clock();
+  }
   char name[kTraceNameMax];
   std::size_t len = 0;
   {
-    std::lock_guard g(*t, std::adopt_lock);  // taken by trace_step_begin_inline
+    std::lock_guard g(*t);
     if (Extra* x = t->extra()) {
       if (!x->name.empty()) {
         len = std::min(x->name.size(), kTraceNameMax);
@@ -74,12 +83,21 @@ void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first,
   r->push_array(w, len ? n : n - 1);
 }
 
-void trace_suspend(Worker* w, TraceRing*, std::source_location where, SuspendKind kind) noexcept {
-  // Noted here, written with the step's end (one clock reading for both).
-  w->trace_note = {where, w->yielding ? SuspendKind::yield : kind, true};
+void trace_end_out(Worker* w) noexcept {
+  w->trace_straight.store(false, std::memory_order_relaxed);  // relaxed: see Worker::trace_straight
+  TraceRing* r = w->tracing();
+  if (!r) return;  // stopped meanwhile
+  const TraceKind k = w->trace_end;
+  if (k >= TraceKind::next_wait) {
+    r->push(2, trace_word0(TraceKind::suspended, w->trace_ts, uint8_t(k) - uint8_t(TraceKind::next_wait)),
+            trace_where(w->trace_note.where));
+  } else {
+    r->push(1, trace_word0(TraceKind::step_end, w->trace_ts, k == TraceKind::next_returned ? kEndReturned : 0));
+  }
 }
 
-void trace_event(TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
+void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a, uint32_t u32, uint16_t b16, uint8_t b8) noexcept {
+  w->trace_not_straight();  // a step's end noted goes first
   r->push(3, trace_word0(k, trace_clock()), a, u32 | uint64_t(b16) << 32 | uint64_t(b8) << 48);
 }
 
@@ -97,42 +115,61 @@ __attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* 
   t->frame->trace_flow.store(flow, std::memory_order_relaxed);
 }
 
-void record_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
+}  // namespace
+
+void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
   Worker* w = current_worker();
-  TraceRing* r = w && w->rt == rt ? w->tracing() : nullptr;
-  if (!r) [[unlikely]]
-    return record_foreign_wake(rt, t);
+  if (!w || w->rt != rt) [[unlikely]] {
+    record_foreign_wake(rt, t);
+    return rt->make_ready(t, lifo);
+  }
+  TraceRing* r = w->tracing();
+  if (!r) [[unlikely]] {
+    record_foreign_wake(rt, t);  // a loop of rt that has not seen the trace yet
+    return rt->make_ready_from(w, t, lifo);
+  }
   // The loop's own sequence, which starts at (index + 1) << 40: flow ids of different
   // loops never collide.
   uint64_t flow = ++w->trace_flows;
   const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
                          : w->current.load(std::memory_order_relaxed) ? WakeSource::task
                                                                       : WakeSource::foreign;
-  if (!r->push(3, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t), flow))
-    flow = 0;  // dropped: no arrow to a start that has none
-  // relaxed: see trace_step_begin_inline.
-  t->frame->trace_flow.store(flow, std::memory_order_relaxed);
+  // A fresh reading: the wake-to-run latency is measured from it. A wake between two
+  // steps makes the next begin read the clock: the task woken may be that step's, and
+  // its flow must not end before the step begins.
+  w->trace_not_straight();  // a step's end noted goes first
+  const int64_t ts = trace_clock();
+  // A task's wake-up is its flow alone (the flow names the task, at its next step); the
+  // others name the task woken, which their slice shows.
+  const bool kept = src == WakeSource::task ? r->push(2, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow)
+                                            : r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow, key(t));
+  // relaxed: see trace_step_begin_inline. A dropped wake-up leaves no flow: no arrow to
+  // a start that has none.
+  t->frame->trace_flow.store(kept ? flow : 0, std::memory_order_relaxed);
+  rt->make_ready_from(w, t, lifo);  // what make_ready does on a loop of rt
 }
 
-}  // namespace
+namespace {
 
-void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
-  record_wake(rt, t);
-  rt->make_ready(t, lifo);
-}
-
-void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
-  if (w) {
-    if (TraceRing* r = w->tracing()) {
-      r->push(2, trace_word0(TraceKind::spawn, trace_clock()), key(t));
-    }
-    return;
-  }
+__attribute__((noinline)) void record_foreign_spawn(RuntimeImpl* rt, TaskHeader* t) noexcept {
   std::lock_guard lk(rt->trace_mu);
   if (!rt->tracer) return;
   TraceEvent e;
   put(&e, trace_clock(), TraceKind::spawn, key(t));
   rt->tracer->push_foreign(os_tid(), e);
+}
+
+}  // namespace
+
+void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
+  if (!w) [[unlikely]]
+    return record_foreign_spawn(rt, t);
+  if (TraceRing* r = w->tracing()) {
+    w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
+    // One word: the task in place of the time, which is the loop's previous event's
+    // (no later than the spawn; a spawn inside a step: its begin or later).
+    r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
+  }
 }
 
 void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept {
@@ -165,6 +202,9 @@ void trace_start(RuntimeImpl* rt, const std::string& path) {
   // release: the ring (made above) is complete before a loop that sees the pointer
   // writes into it (Worker::tracing() loads with acquire).
   for (Worker* w : rt->workers) {
+    // relaxed: published by the release below. A step's end noted in an earlier
+    // session is none of this one's.
+    w->trace_straight.store(false, std::memory_order_relaxed);
     w->trace.store(w->trace_ring.get(), std::memory_order_release);
     w->step_hooks.fetch_or(Worker::kStepTrace, std::memory_order_relaxed);  // relaxed: see worker.hpp
   }

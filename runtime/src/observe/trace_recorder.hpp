@@ -53,19 +53,19 @@ inline bool trace_any() noexcept {
 
 // Hooks, each called once its caller has found tracing on (out of line: the hot paths
 // keep only the test).
-// (A step's begin and end: trace_hooks.hpp, inline.)
-/// A step of t, which has an Extra (it may have a name), begins at ts; t is locked, and
-/// unlocked here.
-void trace_step_begin_named(TraceRing* r, int64_t ts, TaskHeader* t, bool first, uint64_t flow) noexcept;
-/// The running task of w is about to suspend at `where` (written with its step's end).
-void trace_suspend(Worker* w, TraceRing* r, std::source_location where, SuspendKind kind) noexcept;
+// (A step's begin and end, and a suspension: trace_hooks.hpp, inline.)
+/// A step of t, which has an Extra (it may have a name), begins on w, which owns r
+/// (after the step end w noted, if any: see trace_step_begin_inline).
+void trace_step_begin_named(Worker* w, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread: records who woke
 /// it, leaves the flow id in t's frame for its next step, and makes it ready on rt.
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
 /// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
 void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept;
-/// Any other loop event (see TraceKind for what a, b, b8, b16 and u32 mean).
-void trace_event(TraceRing* r, TraceKind k, uint64_t a = 0, uint32_t u32 = 0, uint16_t b16 = 0,
+/// The step end w noted (Worker::trace_straight) goes on its ring, if it still records.
+void trace_end_out(Worker* w) noexcept;
+/// Any other event of w, which owns r (see TraceKind for what a, b, b8, b16 and u32 mean).
+void trace_event(Worker* w, TraceRing* r, TraceKind k, uint64_t a = 0, uint32_t u32 = 0, uint16_t b16 = 0,
                  uint8_t b8 = 0) noexcept;
 /// A job (blocking pool, process pool) begins or ends on the calling thread.
 void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept;

@@ -12,20 +12,38 @@
 //
 // Event format. Word 0: bits 0-5 the kind (TraceKind), bits 6-7 two flag bits whose
 // meaning depends on the kind, bits 8-63 the low 56 bits of trace_clock() (the writer
-// restores the high bits from the ring's previous event: 2^55 ticks are months). The
-// words that follow:
+// restores the high bits from the ring's previous event: 2^55 ticks are months) but in
+// a spawn and a gap, which carry no time. The words that follow:
 //   step_begin  task key; the flow id of the wake-up that readied it if flags & 2;
 //               flags & 1: the fibre's first step
 //   name        a step_begin (same flags and words) followed by the task's name: one word
 //               holding its length (<= kTraceNameMax), then the bytes in whole words
+//   next, next_returned, next_wait, next_timed_wait, next_yield
+//               the loop's open step ends (neither returned nor suspended; returned;
+//               suspended, the wait's kind by the kind of event, and then where, as in
+//               `suspended`) and a step begins, at one time: a step_begin's flags and
+//               words follow
 //   step_end    flags: 1 the body returned, 0 neither returned nor suspended
 //   suspended   a step's end at a suspension; flags: SuspendKind; then where, the
 //               std::source_location itself (one pointer to its static record)
-//   wake        woken task, flow id; flags: WakeSource
-//   spawn       the new task
-//   gap         none: events were dropped just before (written with the next one kept)
+//   wake        flow id, then the woken task unless a task woke it; flags: WakeSource
+//   spawn       one word: bits 8-63 hold the new task's key; its time is the ring's
+//               previous event's
+//   gap         one word: events were dropped just before; its time is the next event's
 //   any other   a, then u32 | b16 << 32 | b8 << 48 (see TraceKind)
 // Steps and wake-ups, 95% of what a busy program records, take 8 to 32 bytes.
+//
+// Times. A step's end reads the clock, and the loop keeps the end to itself until it
+// knows what comes next: if it goes straight to its next task (from its own run queue
+// or LIFO slot, with no timer, reactor or global turn, no search, nothing else
+// recorded), the end and that task's begin are one `next` event at the end's reading,
+// so the loop's own work between two steps counts in the second; otherwise the end is
+// written on its own before whatever comes next, and the begin reads the clock. A
+// wake-up and the loop's other events read the clock. A spawn has the time of the event
+// before it on the ring: earlier than the truth, never later, and inside the spawning
+// step when it has one (its begin's time or later). Every flow still starts no later
+// than the step it readies begins: a task taken straight from the loop's own queue was
+// queued by this loop, before the end whose reading its begin takes.
 #pragma once
 
 #include <atomic>
@@ -51,8 +69,8 @@ enum class TraceKind : uint8_t {
   name,         // on the ring: a named step_begin; decoded: the step_begin, then the name
   suspend,      // a: file (static string), b: function (static string), u32: line, b8: SuspendKind;
                 // decoded just before the step_end of the step it ends, with the same time
-  wake,         // a: woken task, b: flow id, b8: WakeSource
-  spawn,        // a: the new task
+  wake,         // a: woken task (0 when a task woke it: the flow names it), b: flow id, b8: WakeSource
+  spawn,        // a: the new task (on the ring: no time, the previous event's)
   steal,        // b16: the loop stolen from, u32: tasks taken (b8 = 0) or events (b8 = 1)
   park_begin,   // a: timeout in ns (-1: none), b8: park reason bits (kPark*)
   park_end,     // u32: reactor events that ended it
@@ -60,8 +78,16 @@ enum class TraceKind : uint8_t {
   timer_fired,  // a: the woken task (0: a callback timer)
   job_begin,    // a: what runs (static string)
   job_end,      //
-  gap,          // on the ring only: events were dropped just before this one (same time)
+  gap,          // on the ring only: events were dropped just before the next one (its time)
   suspended,    // on the ring only: a step_end with the suspend before it (see the format)
+  // On the ring only: a step's end and the next step's begin at one time (see the
+  // format): the end neither returned nor suspended, returned, or suspended (one kind
+  // per SuspendKind, in its order).
+  next,
+  next_returned,
+  next_wait,
+  next_timed_wait,
+  next_yield,
 };
 enum class WakeSource : uint8_t { task, timer, fd, foreign };
 enum class SuspendKind : uint8_t { wait, timed_wait, yield };
@@ -132,10 +158,8 @@ class TraceRing {
   bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
     constexpr uint32_t N = 1 + sizeof...(W);
     const uint64_t h = head_pos_;
-    if (h + N > limit_) [[unlikely]] {
-      const uint64_t w[N] = {w0, uint64_t(ws)...};
-      return push_slow(w, n);
-    }
+    if (h + N > limit_) [[unlikely]]
+      return push_cold(n, w0, uint64_t(ws)...);
     // The words past n, if any, are free ones (below limit_) the next event rewrites.
     uint64_t* d = buf_ + (h & kMask);
     d[0] = w0;
@@ -178,6 +202,13 @@ class TraceRing {
     // release: the words are visible to the writer that loads the new head.
     head_.store(h, std::memory_order_release);
   }
+  // push's way to push_slow: the words in registers, so that a caller whose push is its
+  // last act can jump here (no frame of its own for the words).
+  template <class... W>
+  __attribute__((noinline, cold)) bool push_cold(uint32_t n, W... ws) noexcept {
+    const uint64_t w[sizeof...(W)] = {ws...};
+    return push_slow(w, n);
+  }
   // Near the ring's end, near the writer's tail, or after a drop. Out of line, so that
   // the fast path saves no registers for it.
   __attribute__((noinline, cold)) bool push_slow(const uint64_t* w, uint32_t n) noexcept {
@@ -193,7 +224,7 @@ class TraceRing {
       return false;
     }
     uint64_t p = h;
-    if (gap_) buf_[p++ & kMask] = trace_word0(TraceKind::gap, int64_t(w[0] >> kTraceTsShift));
+    if (gap_) buf_[p++ & kMask] = uint64_t(TraceKind::gap);  // no time: the next event's
     for (uint32_t i = 0; i < n; ++i) buf_[p++ & kMask] = w[i];
     gap_ = false;
     // The fast path may write up to the writer's tail and up to the ring's end,

@@ -20,6 +20,10 @@ namespace spindle::detail {
 namespace {
 
 constexpr std::chrono::milliseconds kPeriod{2};
+// A ring is spooled once it holds this many words (1 MiB; the ring holds 8): a few large
+// writes cost the writer, and the interrupts of their completion cost whatever they land
+// on, less than many small ones, and a busy loop still fills it within a few periods.
+constexpr uint64_t kSpoolAt = uint64_t(1) << 17;
 constexpr std::size_t kFlushAt = 1 << 20;
 
 // Names of WakeSource and SuspendKind values, in their order.
@@ -172,7 +176,8 @@ void TraceWriter::fail(int err, const char* what) {
 }
 
 void TraceWriter::spool() {
-  for (std::size_t i = 0; i < rings_.size(); ++i) spool_ring(i, false);
+  for (std::size_t i = 0; i < rings_.size(); ++i)
+    if (rings_[i]->head() - spools_[i].done >= kSpoolAt) spool_ring(i, false);
   std::vector<Foreign> side;
   {
     std::lock_guard lk(mu_);
@@ -332,16 +337,55 @@ void TraceWriter::replay_ring(std::size_t i) {
   constexpr uint64_t kLow = (uint64_t(1) << 56) - 1;
   uint64_t clock = uint64_t(clock0_);
   uint64_t w0;
+  bool gap = false;
   while (rd.next(w0)) {
-    const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
-    clock += uint64_t(int64_t(d << 8) >> 8);
     const auto kind = TraceKind(w0 & kTraceKindMask);
+    // A spawn and a gap carry no time: a spawn's is the previous event's, a gap's the
+    // next event's.
+    if (kind != TraceKind::spawn && kind != TraceKind::gap) {
+      const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
+      clock += uint64_t(int64_t(d << 8) >> 8);
+    }
     const unsigned flags = unsigned(w0 >> kTraceFlagsShift) & 3;
     TraceEvent e{};
     e.ts = to_ns(int64_t(clock));
     e.kind = kind;
+    if (kind == TraceKind::gap) {
+      gap = true;
+      continue;
+    }
+    if (gap) {
+      // Events were dropped just before this one: whatever is open may have ended among
+      // them. It is closed here, at this event's time, marked as cut.
+      gap = false;
+      if (tr.step_open) close_step(tr, e.ts, false, true);
+      if (tr.park_open) close_park(tr, e.ts, 0, true);
+    }
     bool ok = true;
     switch (kind) {
+      case TraceKind::next:
+      case TraceKind::next_returned:
+      case TraceKind::next_wait:
+      case TraceKind::next_timed_wait:
+      case TraceKind::next_yield: {
+        // The open step's end (after its suspension, if any), then a step's begin.
+        TraceEvent end = e;
+        end.kind = TraceKind::step_end;
+        end.a = tr.task;
+        end.b8 = kind == TraceKind::next_returned ? 1 : 0;
+        if (kind >= TraceKind::next_wait) {
+          uint64_t where = 0;
+          ok = rd.next(where);
+          if (!ok) break;
+          suspension(tr, e.ts, where, uint8_t(kind) - uint8_t(TraceKind::next_wait));
+        }
+        handle(tr, end);
+        e.kind = TraceKind::step_begin;
+        e.b8 = flags & kBeginFirst ? 1 : 0;
+        ok = rd.next(e.a) && (!(flags & kBeginFlow) || rd.next(e.b));
+        if (ok) handle(tr, e);
+        break;
+      }
       case TraceKind::step_begin:
       case TraceKind::name: {
         e.kind = TraceKind::step_begin;
@@ -361,14 +405,7 @@ void TraceWriter::replay_ring(std::size_t i) {
         uint64_t where = 0;
         ok = rd.next(where);
         if (!ok) break;
-        const std::source_location loc = trace_where(where);
-        TraceEvent su = e;
-        su.kind = TraceKind::suspend;
-        su.a = reinterpret_cast<uintptr_t>(loc.file_name());
-        su.b = reinterpret_cast<uintptr_t>(loc.function_name());
-        su.u32 = loc.line();
-        su.b8 = uint8_t(flags);
-        handle(tr, su);
+        suspension(tr, e.ts, where, uint8_t(flags));
         e.kind = TraceKind::step_end;
         e.a = tr.task;  // no drop since the open step's begin (a gap says): its end
         handle(tr, e);
@@ -379,20 +416,17 @@ void TraceWriter::replay_ring(std::size_t i) {
         e.b8 = flags & kEndReturned ? 1 : 0;
         handle(tr, e);
         break;
-      case TraceKind::gap:
-        // Events were dropped: whatever is open may have ended among them. It is closed
-        // here, at the time of the first event kept after them, marked as cut.
-        if (tr.step_open) close_step(tr, e.ts, false, true);
-        if (tr.park_open) close_park(tr, e.ts, 0, true);
+      case TraceKind::gap:  // handled above
         break;
       case TraceKind::wake:
+        // The flow id, then the task woken unless a task woke it.
         e.b8 = uint8_t(flags);
-        ok = rd.next(e.a) && rd.next(e.b);
+        ok = rd.next(e.b) && (WakeSource(flags) == WakeSource::task || rd.next(e.a));
         if (ok) handle(tr, e);
         break;
       case TraceKind::spawn:
-        ok = rd.next(e.a);
-        if (ok) handle(tr, e);
+        e.a = w0 >> kTraceTsShift;
+        handle(tr, e);
         break;
       default: {
         uint64_t x = 0;
@@ -410,6 +444,18 @@ void TraceWriter::replay_ring(std::size_t i) {
   if (rd.failed()) fail(EIO, "reading back the trace of");
 }
 
+void TraceWriter::suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind) {
+  const std::source_location loc = trace_where(where);
+  TraceEvent su{};
+  su.ts = ts;
+  su.kind = TraceKind::suspend;
+  su.a = reinterpret_cast<uintptr_t>(loc.file_name());
+  su.b = reinterpret_cast<uintptr_t>(loc.function_name());
+  su.u32 = loc.line();
+  su.b8 = kind;
+  handle(tr, su);
+}
+
 void TraceWriter::handle(Track& tr, const TraceEvent& e) {
   switch (e.kind) {
     case TraceKind::step_begin:
@@ -425,6 +471,11 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
     case TraceKind::name:  // decoded in replay_ring
     case TraceKind::gap:
     case TraceKind::suspended:
+    case TraceKind::next:
+    case TraceKind::next_returned:
+    case TraceKind::next_wait:
+    case TraceKind::next_timed_wait:
+    case TraceKind::next_yield:
       break;
     case TraceKind::suspend:
       tr.suspended = true;
@@ -557,8 +608,11 @@ void TraceWriter::close_park(Track& tr, int64_t end, uint32_t events, bool cut) 
 void TraceWriter::anchor(Track& tr, int64_t ts, const char* what, uint64_t flow, uint64_t task) {
   // A flow starts inside a slice: a short one stands for the timer, fd or thread.
   begin_event("X", what, "waker", tr.tid, ts);
-  buf_ += ",\"dur\":0.001,\"args\":{\"woke\":";
-  put_hex(task);
+  buf_ += ",\"dur\":0.001,\"args\":{";
+  if (task) {  // (a task's wake-up outside a step of its own names none)
+    buf_ += "\"woke\":";
+    put_hex(task);
+  }
   buf_ += "}}";
   begin_event("s", "wake", "wake", tr.tid, ts);
   buf_ += ",\"id\":";

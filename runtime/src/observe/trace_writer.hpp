@@ -1,8 +1,8 @@
 // The execution trace's writer: one thread per recording that drains the loops' rings
-// and the side channel every few milliseconds into a spool file, and, when the recording
-// stops, turns the spool into Chrome's trace event format (the JSON object form:
-// {"traceEvents": [...], "otherData": {...}}), which Perfetto (ui.perfetto.dev) and
-// chrome://tracing open.
+// (each once it holds 1 MiB, looked at every few milliseconds) and the side channel into
+// a spool file, and, when the recording stops, turns the spool into Chrome's trace
+// event format (the JSON object form: {"traceEvents": [...], "otherData": {...}}), which
+// Perfetto (ui.perfetto.dev) and chrome://tracing open.
 //
 // Why a spool: while the program runs, the writer only hands the rings' whole pages to
 // the kernel (one spool file per loop, no formatting, no copy on our side), so it keeps
@@ -82,11 +82,15 @@ class TraceWriter {
   };
 
   void run();
-  /// Copies what the rings and the side channel hold to the spool.
+  /// Copies what the rings holding 1 MiB or more (kSpoolAt) and the side channel hold
+  /// to the spool.
   void spool();
   /// Reads the spool back and writes the JSON events.
   void replay();
   void handle(Track& tr, const TraceEvent& e);
+  /// A suspension at `where` (a std::source_location as trace_where wrote it) of kind
+  /// `kind` (SuspendKind), handled as a decoded suspend event.
+  void suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind);
   Track& foreign_track(uint32_t tid, const TraceEvent& first);
   void close_step(Track& tr, int64_t end, bool ended, bool cut);
   void close_park(Track& tr, int64_t end, uint32_t events, bool cut);

@@ -198,7 +198,7 @@ TaskHeader* Worker::steal() {
       count(steals);
       count(tasks_stolen, 1 + ring.size());  // our ring was empty: the rest came with it
       if (TraceRing* r = tracing()) [[unlikely]]
-        trace_event(r, TraceKind::steal, 0, 1 + ring.size(), uint16_t(v->index));
+        trace_event(this, r, TraceKind::steal, 0, 1 + ring.size(), uint16_t(v->index));
       return t;
     }
   }
@@ -216,7 +216,7 @@ int64_t Worker::run_timers() {
   timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
     count(timers_fired);
     if (TraceRing* r = tracing()) [[unlikely]]
-      trace_event(r, TraceKind::timer_fired, reinterpret_cast<uintptr_t>(t->task));
+      trace_event(this, r, TraceKind::timer_fired, reinterpret_cast<uintptr_t>(t->task));
     if (t->task) {
       wake_task_in(rt, t->task, false);  // FIFO: a batch of due timers resumes in deadline order
     } else {
@@ -235,6 +235,9 @@ int64_t Worker::run_timers() {
 TaskHeader* Worker::next_task_general() {
   const uint64_t turn = tick.load(std::memory_order_relaxed) + 1;
   tick.store(turn, std::memory_order_relaxed);  // single writer: no RMW needed
+  // The trace: a task taken from the LIFO slot or the run queue on a turn without a
+  // global, reactor or timer look is taken straight (Worker::trace_straight); the other
+  // ways may bring a task woken after this loop's last step ended, or take a while.
   const bool global_turn = turn == next_global_turn;
   if (global_turn) next_global_turn = turn + 61;
   if (turn >= common_until) {
@@ -244,12 +247,16 @@ TaskHeader* Worker::next_task_general() {
     common_until = shuffle ? 0 : turn + 1 + std::min<uint64_t>(next_global_turn - turn - 1, 15 - (turn & 15));
   }
   if (global_turn) {
+    trace_not_straight();
     // Neither a busy run queue nor busy I/O may starve the other: look at the reactor
     // without blocking every 61 turns, and take from the global queue.
     if (reactor.sources() != 0) poll_now();
     if (TaskHeader* t = from_global()) return t;
   }
-  if ((turn & 15) == 0) run_timers();
+  if ((turn & 15) == 0) {
+    trace_not_straight();
+    run_timers();
+  }
   if (shuffle) shuffle_ready();
   if (lifo) {
     if (lifo_streak < kLifoStreak || (ring.empty() && pinned.empty())) {
@@ -266,16 +273,19 @@ TaskHeader* Worker::next_task_general() {
   lifo_streak = 0;
   TaskHeader* t = nullptr;
   if ((turn & 1) && !pinned.empty()) {
+    trace_not_straight();
     t = pinned.front();
     pinned.pop_front();
     return t;
   }
   if (inbox.drain_into(pinned)) {
+    trace_not_straight();
     t = pinned.front();
     pinned.pop_front();
     return t;
   }
   if ((t = alone ? ring.pop_alone() : ring.pop())) return t;
+  trace_not_straight();
   if (!pinned.empty()) {
     t = pinned.front();
     pinned.pop_front();
@@ -413,7 +423,7 @@ TaskHeader* Worker::steal_io() {
     count(io_steals);
     count(reactor_events, uint64_t(got));
     if (TraceRing* r = tracing()) [[unlikely]]
-      trace_event(r, TraceKind::steal, 0, uint32_t(got), uint16_t(v->index), 1);
+      trace_event(this, r, TraceKind::steal, 0, uint32_t(got), uint16_t(v->index), 1);
     // The woken tasks came to us (make_ready on this worker): the LIFO slot, the ring.
     if (lifo) return std::exchange(lifo, nullptr);
     if (TaskHeader* t = ring.pop()) return t;
@@ -431,7 +441,7 @@ void Worker::poll_now() {
   count(reactor_events, uint64_t(got));
   if (got > 0) {
     if (TraceRing* r = tracing()) [[unlikely]]
-      trace_event(r, TraceKind::poll, 0, uint32_t(got));
+      trace_event(this, r, TraceKind::poll, 0, uint32_t(got));
   }
 }
 
@@ -473,7 +483,7 @@ void Worker::park() {
         const uint8_t why = uint8_t((next != INT64_MAX ? kParkTimer : 0) | (reactor.sources() != 0 ? kParkFd : 0) |
                                     (watcher ? kParkIoWatch : 0));
         const int64_t timeout = deadline < 0 ? -1 : std::max<int64_t>(0, deadline - monotonic_ns());
-        trace_event(r, TraceKind::park_begin, uint64_t(timeout), 0, 0, why);
+        trace_event(this, r, TraceKind::park_begin, uint64_t(timeout), 0, 0, why);
       }
       int got;
       {
@@ -483,7 +493,7 @@ void Worker::park() {
       }
       count(reactor_events, uint64_t(got));
       if (r) [[unlikely]]
-        trace_event(r, TraceKind::park_end, 0, uint32_t(got));
+        trace_event(this, r, TraceKind::park_end, 0, uint32_t(got));
       if (watcher) rt->io_watcher.store(false, std::memory_order_relaxed);
     }
   }
@@ -491,13 +501,21 @@ void Worker::park() {
   if (rt->idle.unpark_self(this) == Idle::Unparked::searcher) searching = true;
 }
 
+// Debug mode's slow steps, and the trace if on (out of line: the trace's common path
+// keeps no call that needs a frame).
+__attribute__((noinline)) void Worker::step_began_slow(TaskHeader* t, bool first) noexcept {
+  step_start.store(monotonic_ns(), std::memory_order_relaxed);
+  if (TraceRing* r = tracing()) trace_step_begin_inline(this, r, t, first);
+}
+
 void Worker::step_began_hooked(TaskHeader* t, bool first) noexcept {
-  if (slow_step_ns) step_start.store(monotonic_ns(), std::memory_order_relaxed);
-  if (TraceRing* r = tracing()) trace_step_begin_inline(r, t, first);
+  if (slow_step_ns) [[unlikely]]
+    return step_began_slow(t, first);
+  if (TraceRing* r = tracing()) trace_step_begin_inline(this, r, t, first);
 }
 
 void Worker::step_ended_hooked(TaskHeader* t, bool ended) noexcept {
-  if (TraceRing* r = tracing()) trace_step_end_inline(this, r, ended);
+  if (tracing()) trace_step_end_inline(this, ended);
   if (slow_step_ns) step_ended_slow(t);
 }
 
@@ -653,6 +671,7 @@ void Worker::main() {
     if (rt->stopping.load(std::memory_order_acquire)) break;
     park();
   }
+  trace_not_straight();  // the last step's end, if noted
   if (searching) {
     searching = false;
     rt->idle.stop_searching();

@@ -138,6 +138,7 @@ struct Worker {
   }
   void step_began_hooked(TaskHeader* t, bool first) noexcept;
   void step_ended_hooked(TaskHeader* t, bool ended) noexcept;
+  void step_began_slow(TaskHeader* t, bool first) noexcept;
   void step_ended_slow(TaskHeader* t) noexcept;  // step_watch.cpp
 
   // The execution trace (trace_recorder.hpp): the ring this loop records into while a
@@ -151,11 +152,33 @@ struct Worker {
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
   uint64_t trace_flows;
+  // A step's end and the next step's begin share one clock reading, and one event on
+  // the ring, when the loop goes straight from the one to the other (trace_hooks.hpp).
+  // trace_straight: the last step's end is noted here and not yet on the ring, and the
+  // loop has since taken its next task straight from its own run queue or LIFO slot (no
+  // timer, reactor or global turn, no search, nothing else recorded); whatever breaks
+  // that writes the end out first (trace_end_out). trace_ts: that end's reading;
+  // trace_end: its kind as the begin that follows would write it (TraceKind::next...;
+  // a suspension's place stays in trace_note.where). Owner only, but for
+  // trace_straight, which trace start also clears before it publishes the ring
+  // (relaxed: `trace`'s release/acquire orders that store before the loop's loads; a
+  // loop still ending a step of the session before sets it with a reading it has just
+  // taken, and the writer ignores the end of a step it has not seen begin).
+  int64_t trace_ts = 0;
+  TraceKind trace_end = TraceKind::next;
+  std::atomic<bool> trace_straight{false};
   struct {
     std::source_location where;
     SuspendKind kind;
     bool pending;  // noted by trace_suspend, written with the step's end
   } trace_note{std::source_location{}, SuspendKind::wait, false};
+  /// The loop's next task does not come straight after its last step (trace_straight):
+  /// the step's end, if noted, goes on the ring now.
+  void trace_not_straight() noexcept {
+    if constexpr (kTrace)
+      if (trace_straight.load(std::memory_order_relaxed)) [[unlikely]]  // relaxed: see above
+        trace_end_out(this);
+  }
   TraceRing* tracing() const noexcept {
     if constexpr (kTrace)
       return trace.load(std::memory_order_acquire);
