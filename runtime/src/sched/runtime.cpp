@@ -170,10 +170,8 @@ void RuntimeImpl::make_ready_from(Worker* cur, TaskHeader* t, bool wake) noexcep
     return;
   }
   if (cur) {
-    // Only work that others can steal is worth waking a parked worker for, and not work
-    // readied by I/O this loop is dispatching: it runs that itself next (IoBatch in
-    // worker.cpp). Either way the task is in our queue, which we look at before we park.
-    if (cur->push_local(t, wake) && workers.size() > 1 && !cur->io_batch) notify_work();
+    // Only work that others can steal is worth waking a parked worker for.
+    if (cur->push_local(t, wake) && workers.size() > 1) notify_work();
   } else {
     push_global(&t, 1);
     notify_work();

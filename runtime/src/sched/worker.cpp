@@ -21,28 +21,6 @@
 
 namespace spindle::detail {
 
-namespace {
-// Marks the dispatch of a batch of I/O events (Worker::io_batch), during which readied
-// tasks wake no other worker. Waking one hands a thief connections whose fds stay in
-// the epoll that readied them: at its next edge each is readied there again, so the
-// thief only moves the task's stack to its core and back; and the wake-up costs an
-// eventfd write here and an epoll return and a read there (a loop that watches fds parks
-// in epoll). With 2 workers serving 64 HTTP connections this was about one wake-up per
-// ten requests and 15-25% of the server's CPU per request. Nothing is stranded: the
-// loop that dispatched runs the tasks itself before it can park (park() sees its
-// queue); other loops still take some when they go idle by themselves (a search
-// steals), or when the I/O watcher's park ends.
-struct IoBatch {
-  explicit IoBatch(Worker* w) noexcept : w_(w) { w_->io_batch = true; }
-  ~IoBatch() { w_->io_batch = false; }
-  IoBatch(const IoBatch&) = delete;
-  IoBatch& operator=(const IoBatch&) = delete;
-
- private:
-  Worker* w_;
-};
-}  // namespace
-
 Worker::Worker(RuntimeImpl* r, unsigned i)
     : rt(r),
       index(i),
@@ -416,7 +394,6 @@ TaskHeader* Worker::steal_io() {
     int got;
     {
       TraceSource src(this, WakeSource::fd);
-      IoBatch batch(this);
       got = v->reactor.poll_foreign();
     }
     if (got == 0) continue;
@@ -435,7 +412,6 @@ void Worker::poll_now() {
   int got;
   {
     TraceSource src(this, WakeSource::fd);
-    IoBatch batch(this);
     got = reactor.poll(0);
   }
   count(reactor_events, uint64_t(got));
@@ -488,7 +464,6 @@ void Worker::park() {
       int got;
       {
         TraceSource src(this, WakeSource::fd);
-        IoBatch batch(this);
         got = reactor.park(deadline);  // on a futex if we watch no fds, else in epoll (reactor.hpp)
       }
       count(reactor_events, uint64_t(got));

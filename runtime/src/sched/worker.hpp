@@ -87,10 +87,6 @@ struct Worker {
   std::size_t stack_size = 0;
   std::atomic<uint64_t> tick{0};  // loop turns (next_task calls); owner writes, metrics read
   bool searching = false;
-  // Owner only: dispatching I/O readiness (its own poll, or another loop's epoll in
-  // steal_io). The tasks it readies queue here and this loop runs them next, so they
-  // wake no other worker (RuntimeImpl::make_ready_from; see IoBatch in worker.cpp).
-  bool io_batch = false;
   bool in_parked_list = false;   // guarded by Idle's mutex
   bool woken_searching = false;  // guarded by Idle's mutex: a notifier made it a searcher
   // Mirrors in_parked_list for notifiers' fast path (written under Idle's mutex, read
