@@ -319,9 +319,9 @@ namespace {
 // One event of a loop's ring, decoded: up to three events at one time (a `next` event is
 // a suspension, a step's end and a step's begin), and the task's name for a named begin.
 struct RingEvent {
-  int64_t ts = 0;     // ns
-  bool gap = false;   // events were dropped just before this one
-  uint32_t n = 0;     // events in e
+  int64_t ts = 0;    // ns
+  bool gap = false;  // events were dropped just before this one
+  uint32_t n = 0;    // events in e
   TraceEvent e[3];
   bool named = false;
   uint32_t name_len = 0;
