@@ -113,28 +113,59 @@ __attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* 
 
 }  // namespace
 
-void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
-  // Read in place (one %fs-relative load, no call, so no registers to save around one):
-  // nothing here switches fibres.
-  Worker* const w = tls_worker;
-  if (!w || w->rt != rt) [[unlikely]] {
+namespace {
+
+// The wake-up's word 0 on w (a fresh reading: the wake-to-run latency is measured from
+// it).
+inline uint64_t wake_word0(Worker* w) noexcept {
+  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
+                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
+                                                                      : WakeSource::foreign;
+  return trace_word0(TraceKind::wake, trace_clock(), uint64_t(src));
+}
+
+// The wake-up on w's own ring r by push's out-of-line way, then t made ready (what
+// make_ready does on a loop of rt).
+__attribute__((noinline)) void record_wake_slow(RuntimeImpl* rt, Worker* w, TraceRing* r, TaskHeader* t, bool lifo,
+                                                uint64_t w0) noexcept {
+  r->push(2, w0, key(t));
+  rt->make_ready_from(w, t, lifo);
+}
+
+inline void record_wake(RuntimeImpl* rt, Worker* w, TraceRing* r, TaskHeader* t, bool lifo) noexcept {
+  const uint64_t w0 = wake_word0(w);
+  if (!r->push_inline(2, w0, key(t))) [[unlikely]]
+    return record_wake_slow(rt, w, r, t, lifo, w0);
+  rt->make_ready_from(w, t, lifo);
+}
+
+// trace_wake's other ways, out of line so that its common one saves no registers.
+__attribute__((noinline)) void trace_wake_slow(RuntimeImpl* rt, Worker* w, TaskHeader* t, bool lifo) noexcept {
+  if (!w || w->rt != rt) {
     record_foreign_wake(rt, t);
     return rt->make_ready(t, lifo);
   }
   TraceRing* r = w->tracing();
-  if (!r) [[unlikely]] {
+  if (!r) {
     record_foreign_wake(rt, t);  // a loop of rt that has not seen the trace yet
     return rt->make_ready_from(w, t, lifo);
   }
-  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
-                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
-                                                                      : WakeSource::foreign;
-  // A fresh reading: the wake-to-run latency is measured from it. A wake between two
-  // steps makes the next begin read the clock: the task woken may be that step's, and
-  // the wake-up must not come after the begin the writer pairs it with.
+  // A wake between two steps makes the next begin read the clock: the task woken may be
+  // that step's, and the wake-up must not come after the begin the writer pairs it with.
   w->trace_not_straight();  // a step's end noted goes first
-  r->push(2, trace_word0(TraceKind::wake, trace_clock(), uint64_t(src)), key(t));
-  rt->make_ready_from(w, t, lifo);  // what make_ready does on a loop of rt
+  record_wake(rt, w, r, t, lifo);
+}
+
+}  // namespace
+
+void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
+  // Read in place (one %fs-relative load, no call): nothing here switches fibres.
+  Worker* const w = tls_worker;
+  TraceRing* r;
+  // relaxed: see Worker::trace_straight.
+  if (!w || w->rt != rt || !(r = w->tracing()) || w->trace_straight.load(std::memory_order_relaxed)) [[unlikely]]
+    return trace_wake_slow(rt, w, t, lifo);
+  record_wake(rt, w, r, t, lifo);
 }
 
 namespace {

@@ -158,11 +158,20 @@ class TraceRing {
   /// forwarding per event) and the head's.
   template <class... W>
   bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
+    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+    if (push_inline(n, w0, ws...)) [[likely]]
+      return true;
+    return push_cold(n, w0, uint64_t(ws)...);
+  }
+  /// push's fast path alone: false, with nothing done, where push would go out of line
+  /// (then push the same event), so that a caller can keep that call off its own fast
+  /// path too.
+  template <class... W>
+  bool push_inline(uint32_t n, uint64_t w0, W... ws) noexcept {
     constexpr uint32_t N = 1 + sizeof...(W);
     const uint64_t h = head_pos_;
     if (h + N > limit_) [[unlikely]]
-      return push_cold(n, w0, uint64_t(ws)...);
-    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+      return false;
     uint64_t* d = buf_ + (h & kMask);
     d[0] = w0;
     uint32_t i = 1;
