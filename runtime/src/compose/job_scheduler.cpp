@@ -48,7 +48,9 @@ struct JobRec final : DoneNode {
 
 namespace {
 // A list of parked Waiters linked through Waiter::next/prev (these Waiters are on no
-// future's list), FIFO.
+// future's list), FIFO. A waiter is in it iff it has a predecessor or is the head: pop
+// and remove clear both its links, and take_all clears every prev it hands out (next
+// still chains them), so each operation is O(1) but take_all, which is O(n) once.
 struct WaiterList {
   Waiter* head = nullptr;
   Waiter* tail = nullptr;
@@ -61,10 +63,9 @@ struct WaiterList {
       head = w;
     tail = w;
   }
+  bool contains(const Waiter* w) const noexcept { return w->prev != nullptr || head == w; }
   bool remove(Waiter* w) noexcept {  // false if w is not in the list
-    bool found = false;
-    for (Waiter* p = head; p; p = p->next) found = found || p == w;
-    if (!found) return false;
+    if (!contains(w)) return false;
     if (w->prev)
       w->prev->next = w->next;
     else
@@ -83,6 +84,7 @@ struct WaiterList {
   }
   Waiter* take_all() noexcept {  // the chain, still linked through next
     Waiter* w = head;
+    for (Waiter* p = w; p; p = p->next) p->prev = nullptr;
     head = tail = nullptr;
     return w;
   }

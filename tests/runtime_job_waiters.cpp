@@ -1,0 +1,96 @@
+// JobScheduler's line of spawns waiting for room in the pending list: a long line keeps its
+// order, a cancelled spawn leaves it wherever it stands (head, middle, tail), and close()
+// sends every spawn still waiting away with RuntimeError.
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include <spindle/job_scheduler.hpp>
+
+#include "support.hpp"
+
+using namespace spindle;
+using test::until_suspended;
+
+namespace {
+
+constexpr int kLine = 200;
+
+bool cancelled_in_line(int i) { return i == 0 || i == kLine / 2 || i == kLine - 1 || i % 7 == 3; }
+
+}  // namespace
+
+TEST_CASE("JobScheduler: a long line of spawns waiting for room is served in order; cancelled ones leave it",
+          "[jobs]") {
+  const unsigned n = SPINDLE_WORKERS();
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
+  rt.block_on([] {
+    std::mutex mu;
+    std::vector<int> order;
+    Future<> gate;
+    JobScheduler jobs(1, 1);
+    jobs.spawn([gate]() mutable { gate.get(); });  // active until the gate opens
+    jobs.spawn([] {});                             // fills the pending list
+    std::vector<Task<>> spawners;
+    std::atomic<int> ran_cancelled{0};
+    for (int i = 0; i < kLine; ++i) {
+      spawners.push_back(spawn([&, i] {
+        jobs.spawn([&, i] {
+          if (cancelled_in_line(i)) ++ran_cancelled;
+          std::lock_guard lk(mu);
+          order.push_back(i);
+        });
+      }));
+      until_suspended(spawners.back());  // in line, behind every spawner before it
+    }
+    CHECK(jobs.pending_count() == 1);
+    for (int i = 0; i < kLine; ++i)
+      if (cancelled_in_line(i)) spawners[i].cancel();
+    for (int i = 0; i < kLine; ++i)
+      if (cancelled_in_line(i)) CHECK_THROWS_AS(spawners[i].get(), CancelledError);
+    gate.set_result();
+    std::vector<int> expected;
+    for (int i = 0; i < kLine; ++i) {
+      if (cancelled_in_line(i)) continue;
+      expected.push_back(i);
+      spawners[i].get();
+    }
+    jobs.wait();
+    CHECK(ran_cancelled == 0);
+    CHECK(order == expected);
+  });
+}
+
+TEST_CASE("JobScheduler: close() sends the whole line away with RuntimeError, after some left it cancelled", "[jobs]") {
+  const unsigned n = SPINDLE_WORKERS();
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
+  rt.block_on([] {
+    Future<> gate;
+    JobScheduler jobs(1, 1);
+    jobs.spawn([gate]() mutable { gate.get(); });
+    jobs.spawn([] {});
+    std::atomic<int> ran{0};
+    std::vector<Task<>> spawners;
+    for (int i = 0; i < kLine; ++i) {
+      spawners.push_back(spawn([&] { jobs.spawn([&] { ++ran; }); }));
+      until_suspended(spawners.back());
+    }
+    for (int i = 0; i < kLine; ++i)
+      if (cancelled_in_line(i)) spawners[i].cancel();
+    auto closer = spawn([&] { jobs.close(); });  // cancels the gate's job and the pending one
+    for (int i = 0; i < kLine; ++i) {
+      if (cancelled_in_line(i))
+        CHECK_THROWS_AS(spawners[i].get(), CancelledError);
+      else
+        CHECK_THROWS_AS(spawners[i].get(), RuntimeError);
+    }
+    closer.get();
+    CHECK(ran == 0);
+    CHECK(jobs.closed());
+    CHECK(jobs.pending_count() == 0);
+    CHECK(jobs.active_count() == 0);
+  });
+}
