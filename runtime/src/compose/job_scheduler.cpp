@@ -25,6 +25,7 @@
 #include <spindle/detail/waiting_core.hpp>
 #include <spindle/runtime.hpp>
 
+#include <cstdint>
 #include <mutex>
 #include <optional>
 
@@ -135,8 +136,18 @@ class JobCtl {
   void unlink_locked(JobRec*& head, JobRec*& tail, JobRec* r) noexcept;
   void start(std::shared_ptr<JobRec> r) noexcept;
   // Parks the caller in `list` until woken (or cancelled, when cancellable); returns the
-  // wait's outcome with the lock held again (`g` holds it before and after).
-  Waiter::Outcome park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable, std::source_location where);
+  // wait's outcome with the lock held again (`g` holds it before and after). `granted`:
+  // whether it was woken by grant_room_locked (its Waiter's tag), and then its grant is
+  // given back (room_granted), since the caller now looks at the room itself.
+  Waiter::Outcome park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable, std::source_location where,
+                       bool* granted = nullptr);
+  // The free places in the pending list that no spawn woken for one is on its way to
+  // take: while there is one and a spawn waits for room, the first in line is taken out
+  // (FIFO) and returned, to be notified once the lock is released. Called after whatever
+  // frees a place (a job ending or leaving the pending list, a spawn taking its place or
+  // giving up its grant), so that no spawn waits while there is room for it, and at most
+  // as many are woken as there are places, one after the other in their order.
+  Waiter* grant_room_locked() noexcept;
 
   RuntimeImpl* const rt;
   const std::size_t limit, pending_limit;
@@ -150,7 +161,21 @@ class JobCtl {
   bool broken = false;  // the runtime refused a submit: pending jobs are dropped
   WaiterList room_waiters;
   WaiterList idle_waiters;
+  std::size_t room_granted = 0;  // spawns woken for a place, not yet back under the lock
 };
+
+Waiter* JobCtl::grant_room_locked() noexcept {
+  if (!room_waiters.head || closed || !has_room_locked()) return nullptr;
+  // The free places: the pending list's (when a spawn may start at once, the list is
+  // empty). With pending_limit 0 there is room for every spawn, and none waits.
+  const std::size_t places = pending_limit == 0 ? SIZE_MAX : pending_limit - n_pending;
+  if (room_granted >= places) return nullptr;
+  Waiter* w = room_waiters.pop();
+  w->next = nullptr;
+  w->tag = 1;  // woken for a place (read back by park, under the lock)
+  ++room_granted;
+  return w;
+}
 
 void JobRec::fire() noexcept { ctl->on_done(this); }
 
@@ -179,8 +204,9 @@ void JobCtl::push_active_locked(JobRec* r) noexcept {
 }
 
 Waiter::Outcome JobCtl::park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable,
-                             std::source_location where) {
+                             std::source_location where, bool* granted) {
   Waiter w;
+  w.tag = 0;
   list.push(&w);
   g.unlock();
   const ParkEnd e = wait_parked(
@@ -191,6 +217,11 @@ Waiter::Outcome JobCtl::park(std::unique_lock<SpinLock>& g, WaiterList& list, bo
       },
       cancellable, where);
   g.lock();
+  // The tag is written under the lock before the notify; read under it again.
+  if (w.tag) {
+    --room_granted;
+    if (granted) *granted = true;
+  }
   return e.outcome;  // no deadline: notified or cancelled (a notifier may have chosen us then)
 }
 
@@ -216,8 +247,8 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
     }
     if (has_room_locked()) break;
     if (park(g, room_waiters, true, where) == Waiter::Outcome::cancelled) {
-      // If a notifier chose us, pass its wake-up on: there is room for someone.
-      Waiter* next = has_room_locked() ? room_waiters.pop() : nullptr;
+      // If we were woken for a place, it goes to the next in line.
+      Waiter* next = grant_room_locked();
       g.unlock();
       if (next) next->notify();
       t->unref();
@@ -226,9 +257,13 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
   }
   (void)link_done_node(t, rec.get());  // not submitted yet, so it cannot be done
   rec->self = rec;
+  // A place may be left after ours (the job starts at once, or the pending list had
+  // more than one free): the next in line may take it.
   if (can_start_locked()) {
     push_active_locked(rec.get());
+    Waiter* next = grant_room_locked();
     g.unlock();
+    if (next) next->notify();
     start(rec);
   } else {
     rec->phase = JobPhase::pending;
@@ -240,7 +275,9 @@ std::shared_ptr<JobRec> JobCtl::enqueue(const std::shared_ptr<JobCtl>& self, Tas
       pend_head = rec.get();
     pend_tail = rec.get();
     ++n_pending;
+    Waiter* next = grant_room_locked();
     g.unlock();
+    if (next) next->notify();
   }
   return rec;
 }
@@ -305,9 +342,8 @@ void JobCtl::on_done(JobRec* r) noexcept {
     --n_pending;
     to_start = next->self;
     push_active_locked(next);
-    room = room_waiters.pop();  // one more place in the pending list
-    if (room) room->next = nullptr;
   }
+  if (!broken && !closed) room = grant_room_locked();  // a place freed (pending or active)
   if (n_active == 0 && n_pending == 0) idle = idle_waiters.take_all();
   lock.unlock();
   notify_chain(room);
@@ -328,8 +364,7 @@ bool JobCtl::cancel(JobRec* r, std::string msg) {
       unlink_locked(pend_head, pend_tail, r);
       --n_pending;
       r->phase = JobPhase::dropped;
-      Waiter* room = room_waiters.pop();
-      if (room) room->next = nullptr;
+      Waiter* room = grant_room_locked();
       g.unlock();
       notify_chain(room);
       auto* t = static_cast<TaskHeader*>(r->task.core_ptr());
