@@ -19,6 +19,20 @@ constexpr int kLine = 200;
 
 bool cancelled_in_line(int i) { return i == 0 || i == kLine / 2 || i == kLine - 1 || i % 7 == 3; }
 
+// A scheduler with its one slot held until `gate` opens and its one pending place
+// taken, and kLine spawners in line behind it, in order: spawner i spawns job(i).
+template <class Job>
+std::vector<Task<>> form_line(JobScheduler& jobs, const Future<>& gate, Job job) {
+  jobs.spawn([gate]() mutable { gate.get(); });
+  jobs.spawn([] {});
+  std::vector<Task<>> spawners;
+  for (int i = 0; i < kLine; ++i) {
+    spawners.push_back(spawn([&jobs, job, i] { jobs.spawn([job, i] { job(i); }); }));
+    until_suspended(spawners.back());  // in line, behind every spawner before it
+  }
+  return spawners;
+}
+
 }  // namespace
 
 TEST_CASE("JobScheduler: a long line of spawns waiting for room is served in order; cancelled ones leave it",
@@ -31,20 +45,12 @@ TEST_CASE("JobScheduler: a long line of spawns waiting for room is served in ord
     std::vector<int> order;
     Future<> gate;
     JobScheduler jobs(1, 1);
-    jobs.spawn([gate]() mutable { gate.get(); });  // active until the gate opens
-    jobs.spawn([] {});                             // fills the pending list
-    std::vector<Task<>> spawners;
     std::atomic<int> ran_cancelled{0};
-    for (int i = 0; i < kLine; ++i) {
-      spawners.push_back(spawn([&, i] {
-        jobs.spawn([&, i] {
-          if (cancelled_in_line(i)) ++ran_cancelled;
-          std::lock_guard lk(mu);
-          order.push_back(i);
-        });
-      }));
-      until_suspended(spawners.back());  // in line, behind every spawner before it
-    }
+    auto spawners = form_line(jobs, gate, [&](int i) {
+      if (cancelled_in_line(i)) ++ran_cancelled;
+      std::lock_guard lk(mu);
+      order.push_back(i);
+    });
     CHECK(jobs.pending_count() == 1);
     for (int i = 0; i < kLine; ++i)
       if (cancelled_in_line(i)) spawners[i].cancel();
@@ -70,14 +76,8 @@ TEST_CASE("JobScheduler: close() sends the whole line away with RuntimeError, af
   rt.block_on([] {
     Future<> gate;
     JobScheduler jobs(1, 1);
-    jobs.spawn([gate]() mutable { gate.get(); });
-    jobs.spawn([] {});
     std::atomic<int> ran{0};
-    std::vector<Task<>> spawners;
-    for (int i = 0; i < kLine; ++i) {
-      spawners.push_back(spawn([&] { jobs.spawn([&] { ++ran; }); }));
-      until_suspended(spawners.back());
-    }
+    auto spawners = form_line(jobs, gate, [&](int) { ++ran; });
     for (int i = 0; i < kLine; ++i)
       if (cancelled_in_line(i)) spawners[i].cancel();
     // Out of the line before the close (a cancel and a close that both come before the
