@@ -22,7 +22,7 @@ bool cancelled_in_line(int i) { return i == 0 || i == kLine / 2 || i == kLine - 
 // A scheduler with its one slot held until `gate` opens and its one pending place
 // taken, and kLine spawners in line behind it, in order: spawner i spawns job(i).
 template <class Job>
-std::vector<Task<>> form_line(JobScheduler& jobs, const Future<>& gate, Job job) {
+std::vector<Task<>> form_line(JobScheduler& jobs, Future<> gate, Job job) {
   jobs.spawn([gate]() mutable { gate.get(); });
   jobs.spawn([] {});
   std::vector<Task<>> spawners;
