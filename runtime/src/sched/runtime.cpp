@@ -2,6 +2,8 @@
 #include "sched/runtime_impl.hpp"
 
 #include <spindle/runtime.hpp>
+#include <spindle/detail/spin.hpp>
+#include <spindle/detail/waiting_core.hpp>
 
 #include <signal.h>
 
@@ -120,6 +122,11 @@ void host_first_loop(RuntimeImpl* rt, FutureCore* main) {
     const ThreadEh eh = take_thread_eh();
     w->main();  // returns once `release` has fired (the main task has ended)
     put_thread_eh(eh);
+    // Or for a stop, were this runtime shut down meanwhile (run() does that only after
+    // we return): then take the node back, or wait out a completer firing it, before it
+    // goes out of scope. acquire: as the loop's look.
+    if (!w->host_release.load(std::memory_order_acquire) && !unlink_done_node(main, &release))
+      while (!w->host_release.load(std::memory_order_acquire)) cpu_relax();
   }
   rt->start_first_loop();
 }

@@ -604,6 +604,14 @@ void Worker::publish_waited(TaskHeader* t) noexcept {
 }
 
 void Worker::main() {
+  if (hosted) [[unlikely]]
+    loop<true>();
+  else
+    loop<false>();
+}
+
+template <bool Hosted>
+void Worker::loop() {
   alone = rt->workers.size() == 1;  // the vector is complete before any loop starts
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
@@ -615,8 +623,8 @@ void Worker::main() {
   for (;;) {
     // Hosted by run()'s caller, whose main task has ended: give the loop back between two
     // tasks (a thread of its own takes it over; see host_first_loop). acquire: pairs with
-    // the completer's release store. One predictable branch per turn otherwise.
-    if (hosted && host_release.load(std::memory_order_acquire)) [[unlikely]] {
+    // the completer's release store. Compiled out of the loops on threads of their own.
+    if (Hosted && host_release.load(std::memory_order_acquire)) [[unlikely]] {
       if (idle_start != 0) {
         if constexpr (kMetrics) {
           // relaxed: single writer, as below.

@@ -249,6 +249,8 @@ struct Worker {
   std::atomic<bool> host_release{false};
 
   void main();  // the loop: the thread's body (or, hosted, run()'s until released)
+  template <bool Hosted>
+  void loop();  // main()'s body (worker.cpp)
 
   /// Makes t runnable on this worker (owner thread only). `wake`: it was just woken,
   /// so it goes in the LIFO slot; otherwise at the back of the run queue.
