@@ -46,10 +46,6 @@ struct TaskFrame {
     if (s.line() == 0) return {nullptr, nullptr, 0};
     return {s.file_name(), s.function_name(), s.line()};
   }
-  // The execution trace: the flow id of the wake-up that readied this task, for its next
-  // step (trace_recorder.hpp); 0 when none. Stored by the waker before it pushes the
-  // task, taken by the loop that runs it (relaxed: the queue hand-over orders them).
-  std::atomic<uint64_t> trace_flow{0};
   int64_t started_ns = 0;  // its loop's coarse clock when the fibre started (its age)
   // The timer entry of this task's last timed wait, kept for its next one (one reference;
   // timer_heap.hpp, "Reused wake entries"). Only the task itself touches it, and

@@ -16,20 +16,11 @@ namespace spindle::detail {
 /// A step of t begins on w, which owns r (first: its fibre's first step). When w went
 /// straight to it from the step before (Worker::trace_straight), one event holds that
 /// step's end, noted then, and this begin, at the end's clock reading; otherwise a
-/// begin of its own, at a fresh reading.
+/// begin of its own, at a fresh reading. Which wake-up readied t is not recorded: the
+/// writer pairs it with this begin (trace_writer.hpp, "Flows"), so the waker never
+/// touches t's frame.
 inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept {
-  uint64_t flow = 0;
-  if (!first) {
-    // relaxed: the waker stored it before pushing t; the queue hand-over that brought t
-    // here orders that store before this load. A load and a store, not an exchange (a
-    // locked instruction): no other waker stores until t is suspended again, since only
-    // the wake that queues t records one.
-    std::atomic<uint64_t>& f = t->frame->trace_flow;
-    flow = f.load(std::memory_order_relaxed);
-    if (flow) f.store(0, std::memory_order_relaxed);
-  }
-  const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
-  const uint32_t n = flow ? 3 : 2;
+  const uint64_t flags = first ? kBeginFirst : 0;
   // A task with an Extra may have a name, read under its lock. Whether it has one is
   // kHasExtra (relaxed: an Extra made meanwhile by another thread, set_name say, shows at
   // a later step), not t->extra(): aux_ is also the waiter list, which a waiter on
@@ -40,16 +31,29 @@ inline void trace_step_begin_inline(Worker* w, TraceRing* r, TaskHeader* t, bool
     w->trace_straight.store(false, std::memory_order_relaxed);
     const TraceKind k = w->trace_end;
     const uint64_t w0 = trace_word0(k, w->trace_ts, flags);
-    if (k >= TraceKind::next_wait) {  // the suspension's place, then the begin's words
-      r->push(n + 1, w0, trace_where(w->trace_note.where), reinterpret_cast<uintptr_t>(t), flow);
+    if (k >= TraceKind::next_wait) {  // the suspension's place, then the begin's word
+      r->push(3, w0, trace_where(w->trace_note.where), reinterpret_cast<uintptr_t>(t));
     } else {
-      r->push(n, w0, reinterpret_cast<uintptr_t>(t), flow);
+      r->push(2, w0, reinterpret_cast<uintptr_t>(t));
     }
     return;
   }
   if (named) [[unlikely]]
-    return trace_step_begin_named(w, r, t, first, flow);
-  r->push(n, trace_word0(TraceKind::step_begin, trace_clock(), flags), reinterpret_cast<uintptr_t>(t), flow);
+    return trace_step_begin_named(w, r, t, first);
+  r->push(2, trace_word0(TraceKind::step_begin, trace_clock(), flags), reinterpret_cast<uintptr_t>(t));
+}
+
+/// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
+/// Inline in the spawn path: a loop's spawn is one word on its ring.
+inline void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
+  if (!w) [[unlikely]]
+    return trace_spawn_foreign(rt, t);
+  if (TraceRing* r = w->tracing()) {
+    w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
+    // One word: the task in place of the time, which is the loop's previous event's
+    // (no later than the spawn; a spawn inside a step: its begin or later).
+    r->push(1, reinterpret_cast<uintptr_t>(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
+  }
 }
 
 /// The running task of w is about to suspend at `where`: noted, and written with its

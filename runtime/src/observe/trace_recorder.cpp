@@ -46,7 +46,7 @@ void put(TraceEvent* e, int64_t ts, TraceKind k, uint64_t a = 0, uint64_t b = 0,
 
 }  // namespace
 
-void trace_step_begin_named(Worker* loop, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept {
+void trace_step_begin_named(Worker* loop, TraceRing* r, TaskHeader* t, bool first) noexcept {
   // The step end noted, if the loop came straight here, goes first, on its own; this
   // begin shares its reading.
   int64_t ts;
@@ -70,15 +70,14 @@ void trace_step_begin_named(Worker* loop, TraceRing* r, TaskHeader* t, bool firs
       }
     }
   }
-  // Word 0, the task, the flow, the name's length and its bytes in whole words.
-  uint64_t w[4 + kTraceNameMax / 8] = {};
+  // Word 0, the task, the name's length and its bytes in whole words.
+  uint64_t w[3 + kTraceNameMax / 8] = {};
   uint32_t n = 2;
   w[1] = key(t);
-  if (flow) w[n++] = flow;
   w[n++] = len;
   std::memcpy(&w[n], name, len);
   n += uint32_t((len + 7) / 8);
-  const uint64_t flags = (first ? kBeginFirst : 0) | (flow ? kBeginFlow : 0);
+  const uint64_t flags = first ? kBeginFirst : 0;
   w[0] = trace_word0(len ? TraceKind::name : TraceKind::step_begin, ts, flags);
   r->push_array(w, len ? n : n - 1);
 }
@@ -107,46 +106,66 @@ namespace {
 __attribute__((noinline)) void record_foreign_wake(RuntimeImpl* rt, TaskHeader* t) noexcept {
   std::lock_guard lk(rt->trace_mu);
   if (!rt->tracer) return;  // stopped meanwhile
-  const uint64_t flow = rt->tracer->next_foreign_flow();
   TraceEvent e;
-  put(&e, trace_clock(), TraceKind::wake, key(t), flow, 0, 0, uint8_t(WakeSource::foreign));
+  put(&e, trace_clock(), TraceKind::wake, key(t), 0, 0, 0, uint8_t(WakeSource::foreign));
   rt->tracer->push_foreign(os_tid(), e);
-  // relaxed: see trace_step_begin_inline.
-  t->frame->trace_flow.store(flow, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+namespace {
+
+// The wake-up's word 0 on w (a fresh reading: the wake-to-run latency is measured from
+// it).
+inline uint64_t wake_word0(Worker* w) noexcept {
+  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
+                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
+                                                                      : WakeSource::foreign;
+  return trace_word0(TraceKind::wake, trace_clock(), uint64_t(src));
+}
+
+// The wake-up on w's own ring r by push's out-of-line way, then t made ready (what
+// make_ready does on a loop of rt).
+__attribute__((noinline)) void record_wake_slow(RuntimeImpl* rt, Worker* w, TraceRing* r, TaskHeader* t, bool lifo,
+                                                uint64_t w0) noexcept {
+  r->push(2, w0, key(t));
+  rt->make_ready_from(w, t, lifo);
+}
+
+inline void record_wake(RuntimeImpl* rt, Worker* w, TraceRing* r, TaskHeader* t, bool lifo) noexcept {
+  const uint64_t w0 = wake_word0(w);
+  if (!r->push_inline(2, w0, key(t))) [[unlikely]]
+    return record_wake_slow(rt, w, r, t, lifo, w0);
+  rt->make_ready_from(w, t, lifo);
+}
+
+// trace_wake's other ways, out of line so that its common one saves no registers.
+__attribute__((noinline)) void trace_wake_slow(RuntimeImpl* rt, Worker* w, TaskHeader* t, bool lifo) noexcept {
+  if (!w || w->rt != rt) {
+    record_foreign_wake(rt, t);
+    return rt->make_ready(t, lifo);
+  }
+  TraceRing* r = w->tracing();
+  if (!r) {
+    record_foreign_wake(rt, t);  // a loop of rt that has not seen the trace yet
+    return rt->make_ready_from(w, t, lifo);
+  }
+  // A wake between two steps makes the next begin read the clock: the task woken may be
+  // that step's, and the wake-up must not come after the begin the writer pairs it with.
+  w->trace_not_straight();  // a step's end noted goes first
+  record_wake(rt, w, r, t, lifo);
 }
 
 }  // namespace
 
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept {
-  Worker* w = current_worker();
-  if (!w || w->rt != rt) [[unlikely]] {
-    record_foreign_wake(rt, t);
-    return rt->make_ready(t, lifo);
-  }
-  TraceRing* r = w->tracing();
-  if (!r) [[unlikely]] {
-    record_foreign_wake(rt, t);  // a loop of rt that has not seen the trace yet
-    return rt->make_ready_from(w, t, lifo);
-  }
-  // The loop's own sequence, which starts at (index + 1) << 40: flow ids of different
-  // loops never collide.
-  uint64_t flow = ++w->trace_flows;
-  const WakeSource src = w->trace_src != WakeSource::task             ? w->trace_src
-                         : w->current.load(std::memory_order_relaxed) ? WakeSource::task
-                                                                      : WakeSource::foreign;
-  // A fresh reading: the wake-to-run latency is measured from it. A wake between two
-  // steps makes the next begin read the clock: the task woken may be that step's, and
-  // its flow must not end before the step begins.
-  w->trace_not_straight();  // a step's end noted goes first
-  const int64_t ts = trace_clock();
-  // A task's wake-up is its flow alone (the flow names the task, at its next step); the
-  // others name the task woken, which their slice shows.
-  const bool kept = src == WakeSource::task ? r->push(2, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow)
-                                            : r->push(3, trace_word0(TraceKind::wake, ts, uint64_t(src)), flow, key(t));
-  // relaxed: see trace_step_begin_inline. A dropped wake-up leaves no flow: no arrow to
-  // a start that has none.
-  t->frame->trace_flow.store(kept ? flow : 0, std::memory_order_relaxed);
-  rt->make_ready_from(w, t, lifo);  // what make_ready does on a loop of rt
+  // Read in place (one %fs-relative load, no call): nothing here switches fibres.
+  Worker* const w = tls_worker;
+  TraceRing* r;
+  // relaxed: see Worker::trace_straight.
+  if (!w || w->rt != rt || !(r = w->tracing()) || w->trace_straight.load(std::memory_order_relaxed)) [[unlikely]]
+    return trace_wake_slow(rt, w, t, lifo);
+  record_wake(rt, w, r, t, lifo);
 }
 
 namespace {
@@ -161,16 +180,7 @@ __attribute__((noinline)) void record_foreign_spawn(RuntimeImpl* rt, TaskHeader*
 
 }  // namespace
 
-void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept {
-  if (!w) [[unlikely]]
-    return record_foreign_spawn(rt, t);
-  if (TraceRing* r = w->tracing()) {
-    w->trace_not_straight();  // (a spawn between steps) a step's end noted goes first
-    // One word: the task in place of the time, which is the loop's previous event's
-    // (no later than the spawn; a spawn inside a step: its begin or later).
-    r->push(1, key(t) << kTraceTsShift | uint64_t(TraceKind::spawn));
-  }
-}
+void trace_spawn_foreign(RuntimeImpl* rt, TaskHeader* t) noexcept { record_foreign_spawn(rt, t); }
 
 void trace_job(RuntimeImpl* rt, const char* what, bool begin) noexcept {
   std::lock_guard lk(rt->trace_mu);

@@ -56,12 +56,13 @@ inline bool trace_any() noexcept {
 // (A step's begin and end, and a suspension: trace_hooks.hpp, inline.)
 /// A step of t, which has an Extra (it may have a name), begins on w, which owns r
 /// (after the step end w noted, if any: see trace_step_begin_inline).
-void trace_step_begin_named(Worker* w, TraceRing* r, TaskHeader* t, bool first, uint64_t flow) noexcept;
+void trace_step_begin_named(Worker* w, TraceRing* r, TaskHeader* t, bool first) noexcept;
 /// t (started, suspended) was just made QUEUED by the calling thread: records who woke
-/// it, leaves the flow id in t's frame for its next step, and makes it ready on rt.
+/// it (the writer joins that to t's next step) and makes it ready on rt.
 void trace_wake(RuntimeImpl* rt, TaskHeader* t, bool lifo) noexcept;
-/// t was spawned on rt by the calling thread (w: its loop, null for a foreign thread).
-void trace_spawn(RuntimeImpl* rt, Worker* w, TaskHeader* t) noexcept;
+/// t was spawned on rt by a thread that is not one of its loops (a loop's spawn:
+/// trace_spawn in trace_hooks.hpp).
+void trace_spawn_foreign(RuntimeImpl* rt, TaskHeader* t) noexcept;
 /// The step end w noted (Worker::trace_straight) goes on its ring, if it still records.
 void trace_end_out(Worker* w) noexcept;
 /// Any other event of w, which owns r (see TraceKind for what a, b, b8, b16 and u32 mean).

@@ -14,8 +14,7 @@
 // meaning depends on the kind, bits 8-63 the low 56 bits of trace_clock() (the writer
 // restores the high bits from the ring's previous event: 2^55 ticks are months) but in
 // a spawn and a gap, which carry no time. The words that follow:
-//   step_begin  task key; the flow id of the wake-up that readied it if flags & 2;
-//               flags & 1: the fibre's first step
+//   step_begin  task key; flags & 1: the fibre's first step
 //   name        a step_begin (same flags and words) followed by the task's name: one word
 //               holding its length (<= kTraceNameMax), then the bytes in whole words
 //   next, next_returned, next_wait, next_timed_wait, next_yield
@@ -26,12 +25,14 @@
 //   step_end    flags: 1 the body returned, 0 neither returned nor suspended
 //   suspended   a step's end at a suspension; flags: SuspendKind; then where, the
 //               std::source_location itself (one pointer to its static record)
-//   wake        flow id, then the woken task unless a task woke it; flags: WakeSource
+//   wake        the woken task; flags: WakeSource
 //   spawn       one word: bits 8-63 hold the new task's key; its time is the ring's
 //               previous event's
 //   gap         one word: events were dropped just before; its time is the next event's
 //   any other   a, then u32 | b16 << 32 | b8 << 48 (see TraceKind)
-// Steps and wake-ups, 95% of what a busy program records, take 8 to 32 bytes.
+// Steps and wake-ups, 95% of what a busy program records, take 8 to 24 bytes. Which
+// wake-up readied a step is not on the ring: the writer pairs each wake-up with the
+// woken task's next begin (trace_writer.hpp, "Flows").
 //
 // Times. A step's end reads the clock, and the loop keeps the end to itself until it
 // knows what comes next: if it goes straight to its next task (from its own run queue
@@ -41,9 +42,10 @@
 // written on its own before whatever comes next, and the begin reads the clock. A
 // wake-up and the loop's other events read the clock. A spawn has the time of the event
 // before it on the ring: earlier than the truth, never later, and inside the spawning
-// step when it has one (its begin's time or later). Every flow still starts no later
-// than the step it readies begins: a task taken straight from the loop's own queue was
-// queued by this loop, before the end whose reading its begin takes.
+// step when it has one (its begin's time or later). A wake-up's reading is never later
+// than the begin of the step it readies, which the writer relies on to pair them: a
+// task taken straight from the loop's own queue was queued by this loop, before the end
+// whose reading its begin takes; any other way to a task reads the clock afresh.
 #pragma once
 
 #include <atomic>
@@ -64,12 +66,12 @@
 namespace spindle::detail {
 
 enum class TraceKind : uint8_t {
-  step_begin,   // a: task, b: flow id of the wake-up that readied it (0: none), b8: 1 = first step
+  step_begin,   // a: task, b8: 1 = first step (decoded: b, the flow id the writer paired it with, 0: none)
   step_end,     // a: task, b8: 1 = the body returned (the task ended)
   name,         // on the ring: a named step_begin; decoded: the step_begin, then the name
   suspend,      // a: file (static string), b: function (static string), u32: line, b8: SuspendKind;
                 // decoded just before the step_end of the step it ends, with the same time
-  wake,         // a: woken task (0 when a task woke it: the flow names it), b: flow id, b8: WakeSource
+  wake,         // a: woken task, b8: WakeSource (decoded: b, the flow id the writer gave it)
   spawn,        // a: the new task (on the ring: no time, the previous event's)
   steal,        // b16: the loop stolen from, u32: tasks taken (b8 = 0) or events (b8 = 1)
   park_begin,   // a: timeout in ns (-1: none), b8: park reason bits (kPark*)
@@ -95,7 +97,7 @@ inline constexpr uint8_t kParkTimer = 1, kParkFd = 2, kParkIoWatch = 4;
 // Word 0's bits (see the format above).
 inline constexpr uint64_t kTraceKindMask = 0x3F;
 inline constexpr unsigned kTraceFlagsShift = 6, kTraceTsShift = 8;
-inline constexpr uint64_t kBeginFirst = 1, kBeginFlow = 2;
+inline constexpr uint64_t kBeginFirst = 1;
 inline constexpr uint64_t kEndReturned = 1;
 inline constexpr std::size_t kTraceNameMax = 48;  // bytes of a task's name kept per step
 
@@ -156,11 +158,20 @@ class TraceRing {
   /// forwarding per event) and the head's.
   template <class... W>
   bool push(uint32_t n, uint64_t w0, W... ws) noexcept {
+    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+    if (push_inline(n, w0, ws...)) [[likely]]
+      return true;
+    return push_cold(n, w0, uint64_t(ws)...);
+  }
+  /// push's fast path alone: false, with nothing done, where push would go out of line
+  /// (then push the same event), so that a caller can keep that call off its own fast
+  /// path too.
+  template <class... W>
+  bool push_inline(uint32_t n, uint64_t w0, W... ws) noexcept {
     constexpr uint32_t N = 1 + sizeof...(W);
     const uint64_t h = head_pos_;
     if (h + N > limit_) [[unlikely]]
-      return push_cold(n, w0, uint64_t(ws)...);
-    // The words past n, if any, are free ones (below limit_) the next event rewrites.
+      return false;
     uint64_t* d = buf_ + (h & kMask);
     d[0] = w0;
     uint32_t i = 1;

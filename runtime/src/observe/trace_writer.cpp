@@ -314,137 +314,26 @@ class WordReader {
 
 }  // namespace
 
-void TraceWriter::replay() {
-  for (std::size_t i = 0; i < rings_.size(); ++i) replay_ring(i);
-  std::fflush(foreign_);
-  std::rewind(foreign_);
-  Foreign f;
-  while (std::fread(&f, sizeof f, 1, foreign_) == 1) {
-    f.e.ts = to_ns(f.e.ts);
-    handle(foreign_track(f.tid, f.e), f.e);
-    flush_if(kFlushAt);
-  }
-  if (std::ferror(foreign_)) fail(errno, "reading back the trace of");
-}
+namespace {
 
-void TraceWriter::replay_ring(std::size_t i) {
-  RingSpool& s = spools_[i];
-  Track& tr = loops_[i];
-  WordReader rd(s.fd, (s.start - s.base) * 8, s.valid - s.start, s.failed ? nullptr : &s.rest);
-  // The clock's high bits: each event holds its low 56 bits, restored from the previous
-  // event's (a signed difference: a loop's events are in order, and the first may
-  // precede the start's reading by the few nanoseconds it took to write it).
-  constexpr uint64_t kLow = (uint64_t(1) << 56) - 1;
-  uint64_t clock = uint64_t(clock0_);
-  uint64_t w0;
-  bool gap = false;
-  while (rd.next(w0)) {
-    const auto kind = TraceKind(w0 & kTraceKindMask);
-    // A spawn and a gap carry no time: a spawn's is the previous event's, a gap's the
-    // next event's.
-    if (kind != TraceKind::spawn && kind != TraceKind::gap) {
-      const uint64_t d = ((w0 >> kTraceTsShift) - clock) & kLow;
-      clock += uint64_t(int64_t(d << 8) >> 8);
-    }
-    const unsigned flags = unsigned(w0 >> kTraceFlagsShift) & 3;
-    TraceEvent e{};
-    e.ts = to_ns(int64_t(clock));
-    e.kind = kind;
-    if (kind == TraceKind::gap) {
-      gap = true;
-      continue;
-    }
-    if (gap) {
-      // Events were dropped just before this one: whatever is open may have ended among
-      // them. It is closed here, at this event's time, marked as cut.
-      gap = false;
-      if (tr.step_open) close_step(tr, e.ts, false, true);
-      if (tr.park_open) close_park(tr, e.ts, 0, true);
-    }
-    bool ok = true;
-    switch (kind) {
-      case TraceKind::next:
-      case TraceKind::next_returned:
-      case TraceKind::next_wait:
-      case TraceKind::next_timed_wait:
-      case TraceKind::next_yield: {
-        // The open step's end (after its suspension, if any), then a step's begin.
-        TraceEvent end = e;
-        end.kind = TraceKind::step_end;
-        end.a = tr.task;
-        end.b8 = kind == TraceKind::next_returned ? 1 : 0;
-        if (kind >= TraceKind::next_wait) {
-          uint64_t where = 0;
-          ok = rd.next(where);
-          if (!ok) break;
-          suspension(tr, e.ts, where, uint8_t(kind) - uint8_t(TraceKind::next_wait));
-        }
-        handle(tr, end);
-        e.kind = TraceKind::step_begin;
-        e.b8 = flags & kBeginFirst ? 1 : 0;
-        ok = rd.next(e.a) && (!(flags & kBeginFlow) || rd.next(e.b));
-        if (ok) handle(tr, e);
-        break;
-      }
-      case TraceKind::step_begin:
-      case TraceKind::name: {
-        e.kind = TraceKind::step_begin;
-        e.b8 = flags & kBeginFirst ? 1 : 0;
-        ok = rd.next(e.a) && (!(flags & kBeginFlow) || rd.next(e.b));
-        if (!ok) break;
-        handle(tr, e);
-        if (kind == TraceKind::name) {
-          uint64_t len = 0, w[kTraceNameMax / 8];
-          ok = rd.next(len) && len <= kTraceNameMax;
-          for (uint64_t k = 0; ok && k < (len + 7) / 8; ++k) ok = rd.next(w[k]);
-          if (ok) tr.name.assign(reinterpret_cast<const char*>(w), std::size_t(len));
-        }
-        break;
-      }
-      case TraceKind::suspended: {
-        uint64_t where = 0;
-        ok = rd.next(where);
-        if (!ok) break;
-        suspension(tr, e.ts, where, uint8_t(flags));
-        e.kind = TraceKind::step_end;
-        e.a = tr.task;  // no drop since the open step's begin (a gap says): its end
-        handle(tr, e);
-        break;
-      }
-      case TraceKind::step_end:
-        e.a = tr.task;
-        e.b8 = flags & kEndReturned ? 1 : 0;
-        handle(tr, e);
-        break;
-      case TraceKind::gap:  // handled above
-        break;
-      case TraceKind::wake:
-        // The flow id, then the task woken unless a task woke it.
-        e.b8 = uint8_t(flags);
-        ok = rd.next(e.b) && (WakeSource(flags) == WakeSource::task || rd.next(e.a));
-        if (ok) handle(tr, e);
-        break;
-      case TraceKind::spawn:
-        e.a = w0 >> kTraceTsShift;
-        handle(tr, e);
-        break;
-      default: {
-        uint64_t x = 0;
-        ok = rd.next(e.a) && rd.next(x);
-        e.u32 = uint32_t(x);
-        e.b16 = uint16_t(x >> 32);
-        e.b8 = uint8_t(x >> 48);
-        if (ok) handle(tr, e);
-        break;
-      }
-    }
-    if (!ok) break;  // cut short (a write failed): what came before stands
-    flush_if(kFlushAt);
+// One event of a loop's ring, decoded: up to three events at one time (a `next` event is
+// a suspension, a step's end and a step's begin), and the task's name for a named begin.
+struct RingEvent {
+  int64_t ts = 0;    // ns
+  bool gap = false;  // events were dropped just before this one
+  uint32_t n = 0;    // events in e
+  TraceEvent e[3];
+  bool named = false;
+  uint32_t name_len = 0;
+  char name[kTraceNameMax];
+  // Wake-ups go first among events at one time: the writer pairs a wake-up with the
+  // woken task's next begin, which is never earlier.
+  bool before(const RingEvent& o) const noexcept {
+    return ts != o.ts ? ts < o.ts : (e[0].kind == TraceKind::wake && o.e[0].kind != TraceKind::wake);
   }
-  if (rd.failed()) fail(EIO, "reading back the trace of");
-}
+};
 
-void TraceWriter::suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind) {
+TraceEvent suspend_event(int64_t ts, uint64_t where, uint8_t kind) {
   const std::source_location loc = trace_where(where);
   TraceEvent su{};
   su.ts = ts;
@@ -453,21 +342,199 @@ void TraceWriter::suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind
   su.b = reinterpret_cast<uintptr_t>(loc.function_name());
   su.u32 = loc.line();
   su.b8 = kind;
-  handle(tr, su);
+  return su;
+}
+
+// A loop's ring read back from its spool, an event at a time, with its times restored.
+// Each event holds the clock's low 56 bits; the high bits come from the previous event's
+// (a signed difference: a loop's events are in order, and the first may precede the
+// start's reading by the few nanoseconds it took to write it).
+class RingDecoder {
+ public:
+  RingDecoder(WordReader&& rd, int64_t clock0) : rd_(std::move(rd)), clock_(uint64_t(clock0)) {}
+  bool failed() const noexcept { return rd_.failed(); }
+
+  /// The next event into `ev` (task: the task of the step open on this loop, for the
+  /// ends, which do not name it). False at the end, or where the words stop short (a
+  /// write failed: what came before stands).
+  template <class ToNs>
+  bool next(RingEvent& ev, uint64_t task, ToNs to_ns) {
+    constexpr uint64_t kLow = (uint64_t(1) << 56) - 1;
+    ev.gap = false;
+    ev.named = false;
+    uint64_t w0;
+    for (;;) {
+      if (!rd_.next(w0)) return false;
+      const auto kind = TraceKind(w0 & kTraceKindMask);
+      // A spawn and a gap carry no time: a spawn's is the previous event's, a gap's the
+      // next event's.
+      if (kind != TraceKind::spawn && kind != TraceKind::gap) {
+        const uint64_t d = ((w0 >> kTraceTsShift) - clock_) & kLow;
+        clock_ += uint64_t(int64_t(d << 8) >> 8);
+      }
+      if (kind == TraceKind::gap) {
+        ev.gap = true;
+        continue;
+      }
+      ev.ts = to_ns(int64_t(clock_));
+      ev.n = 0;
+      return decode(ev, kind, unsigned(w0 >> kTraceFlagsShift) & 3, w0, task);
+    }
+  }
+
+ private:
+  TraceEvent& add(RingEvent& ev, TraceKind k) {
+    TraceEvent& e = ev.e[ev.n++];
+    e = TraceEvent{};
+    e.ts = ev.ts;
+    e.kind = k;
+    return e;
+  }
+  bool decode(RingEvent& ev, TraceKind kind, unsigned flags, uint64_t w0, uint64_t task) {
+    switch (kind) {
+      case TraceKind::next:
+      case TraceKind::next_returned:
+      case TraceKind::next_wait:
+      case TraceKind::next_timed_wait:
+      case TraceKind::next_yield: {
+        // The open step's end (after its suspension, if any), then a step's begin.
+        if (kind >= TraceKind::next_wait) {
+          uint64_t where = 0;
+          if (!rd_.next(where)) return false;
+          ev.e[ev.n++] = suspend_event(ev.ts, where, uint8_t(kind) - uint8_t(TraceKind::next_wait));
+        }
+        TraceEvent& end = add(ev, TraceKind::step_end);
+        end.a = task;
+        end.b8 = kind == TraceKind::next_returned ? 1 : 0;
+        TraceEvent& b = add(ev, TraceKind::step_begin);
+        b.b8 = flags & kBeginFirst ? 1 : 0;
+        return rd_.next(b.a);
+      }
+      case TraceKind::step_begin:
+      case TraceKind::name: {
+        TraceEvent& b = add(ev, TraceKind::step_begin);
+        b.b8 = flags & kBeginFirst ? 1 : 0;
+        if (!rd_.next(b.a)) return false;
+        if (kind == TraceKind::name) {
+          uint64_t len = 0, w[kTraceNameMax / 8];
+          if (!rd_.next(len) || len > kTraceNameMax) return false;
+          for (uint64_t k = 0; k < (len + 7) / 8; ++k)
+            if (!rd_.next(w[k])) return false;
+          ev.named = true;
+          ev.name_len = uint32_t(len);
+          std::memcpy(ev.name, w, std::size_t(len));
+        }
+        return true;
+      }
+      case TraceKind::suspended: {
+        uint64_t where = 0;
+        if (!rd_.next(where)) return false;
+        ev.e[ev.n++] = suspend_event(ev.ts, where, uint8_t(flags));
+        add(ev, TraceKind::step_end).a = task;  // no drop since the open step's begin (a gap says): its end
+        return true;
+      }
+      case TraceKind::step_end: {
+        TraceEvent& e = add(ev, TraceKind::step_end);
+        e.a = task;
+        e.b8 = flags & kEndReturned ? 1 : 0;
+        return true;
+      }
+      case TraceKind::wake: {
+        TraceEvent& e = add(ev, TraceKind::wake);
+        e.b8 = uint8_t(flags);
+        return rd_.next(e.a);
+      }
+      case TraceKind::spawn:
+        add(ev, TraceKind::spawn).a = w0 >> kTraceTsShift;
+        return true;
+      default: {
+        TraceEvent& e = add(ev, kind);
+        uint64_t x = 0;
+        if (!rd_.next(e.a) || !rd_.next(x)) return false;
+        e.u32 = uint32_t(x);
+        e.b16 = uint16_t(x >> 32);
+        e.b8 = uint8_t(x >> 48);
+        return true;
+      }
+    }
+  }
+
+  WordReader rd_;
+  uint64_t clock_;
+};
+
+}  // namespace
+
+void TraceWriter::replay() {
+  // Every loop's events and the side channel's, merged in time order, so that each
+  // wake-up is handled before the begin it readied, wherever each was recorded.
+  auto to_ns = [this](int64_t ticks) { return this->to_ns(ticks); };
+  const std::size_t n = rings_.size();
+  std::vector<RingDecoder> rings;
+  rings.reserve(n);
+  std::vector<RingEvent> ev(n);
+  std::vector<char> has(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    RingSpool& s = spools_[i];
+    rings.emplace_back(WordReader(s.fd, (s.start - s.base) * 8, s.valid - s.start, s.failed ? nullptr : &s.rest),
+                       clock0_);
+    has[i] = rings[i].next(ev[i], loops_[i].task, to_ns);
+  }
+  std::fflush(foreign_);
+  std::rewind(foreign_);
+  Foreign f;
+  bool foreign = std::fread(&f, sizeof f, 1, foreign_) == 1;
+  for (;;) {
+    std::size_t best = n;
+    for (std::size_t i = 0; i < n; ++i)
+      if (has[i] && (best == n || ev[i].before(ev[best]))) best = i;
+    if (foreign) {
+      const int64_t ts = to_ns(f.e.ts);
+      if (best == n || ts < ev[best].ts || (ts == ev[best].ts && f.e.kind == TraceKind::wake)) {
+        f.e.ts = ts;
+        handle(foreign_track(f.tid, f.e), f.e);
+        foreign = std::fread(&f, sizeof f, 1, foreign_) == 1;
+        flush_if(kFlushAt);
+        continue;
+      }
+    }
+    if (best == n) break;
+    Track& tr = loops_[best];
+    const RingEvent& e = ev[best];
+    if (e.gap) {
+      // Events were dropped just before this one: whatever is open may have ended among
+      // them. It is closed here, at this event's time, marked as cut.
+      if (tr.step_open) close_step(tr, e.ts, false, true);
+      if (tr.park_open) close_park(tr, e.ts, 0, true);
+    }
+    for (uint32_t k = 0; k < e.n; ++k) handle(tr, e.e[k]);
+    if (e.named) tr.name.assign(e.name, e.name_len);
+    has[best] = rings[best].next(ev[best], tr.task, to_ns);
+    flush_if(kFlushAt);
+  }
+  for (const RingDecoder& r : rings)
+    if (r.failed()) fail(EIO, "reading back the trace of");
+  if (std::ferror(foreign_)) fail(errno, "reading back the trace of");
 }
 
 void TraceWriter::handle(Track& tr, const TraceEvent& e) {
   switch (e.kind) {
-    case TraceKind::step_begin:
+    case TraceKind::step_begin: {
       if (tr.step_open) close_step(tr, e.ts, false, true);
       tr.step_open = true;
       tr.first = e.b8 != 0;
       tr.task = e.a;
-      tr.flow = e.b;
+      tr.flow = 0;
+      const auto it = pending_wakes_.find(e.a);
+      if (it != pending_wakes_.end()) {
+        if (!tr.first) tr.flow = it->second;
+        pending_wakes_.erase(it);
+      }
       tr.begin = e.ts;
       tr.name.clear();
       tr.suspended = false;
       break;
+    }
     case TraceKind::name:  // decoded in replay_ring
     case TraceKind::gap:
     case TraceKind::suspended:
@@ -484,17 +551,23 @@ void TraceWriter::handle(Track& tr, const TraceEvent& e) {
     case TraceKind::step_end:
       if (tr.step_open && tr.task == e.a) close_step(tr, e.ts, e.b8 != 0, false);
       break;
-    case TraceKind::wake:
-      if (WakeSource(e.b8) == WakeSource::task && tr.step_open) {
+    case TraceKind::wake: {
+      const uint64_t flow = ++flow_ids_;
+      pending_wakes_[e.a] = flow;
+      if (WakeSource(e.b8) != WakeSource::task) {
+        anchor(tr, e.ts, name_of(kWakeSources, e.b8), flow, e.a);
+      } else if (tr.step_open) {
         begin_event("s", "wake", "wake", tr.tid, e.ts);
         buf_ += ",\"id\":";
-        put_u(e.b);
+        put_u(flow);
         buf_ += "}";
       } else {
-        anchor(tr, e.ts, name_of(kWakeSources, e.b8), e.b, e.a);
+        anchor(tr, e.ts, name_of(kWakeSources, e.b8), flow, 0);
       }
       break;
+    }
     case TraceKind::spawn:
+      pending_wakes_.erase(e.a);
       instant(tr, e.ts, "spawn", "spawn", "task", e.a, true);
       break;
     case TraceKind::steal:

@@ -20,6 +20,14 @@
 // to the enclosing slice) at the start of the woken task's next step. Parks are "X"
 // slices (cat "park") with their reason; steals, spawns, polls and timers fired are
 // instant events; a step longer than Options::slow_step gets a "slow step" instant.
+// Flows: a loop records a wake-up with the task it woke and a step's begin with its task,
+// nothing joining the two (the waker never touches the woken task's frame). The writer
+// replays every loop's ring and the side channel merged in time order, gives each
+// wake-up the next flow id and keeps it for the task it woke; that task's next begin
+// takes it. This holds because a wake-up's reading is never later than the begin of the
+// step it readies (trace_ring.hpp, "Times"), and it stays right when an event is lost:
+// a dropped wake-up leaves no flow, and a first step (a new task, perhaps at a dead
+// one's address) or a spawn forgets what was kept for its key.
 // Steps and parks are paired on their own loop's ring, which keeps them in order; a step
 // or park still open when recording stops is closed at the stop, so a trace stopped by
 // shutdown or mid-run is a complete, valid document. Dropped events are counted in
@@ -36,6 +44,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "observe/trace_ring.hpp"
@@ -58,8 +67,6 @@ class TraceWriter {
   int finish(std::string& what) noexcept;
   /// An event from a thread that is not one of the loops (tid: its OS thread id).
   void push_foreign(uint32_t tid, const TraceEvent& e) noexcept;
-  /// A flow id for a wake-up from a foreign thread (under the caller's session lock).
-  uint64_t next_foreign_flow() noexcept { return (uint64_t(0xFFFF) << 40) | ++foreign_flows_; }
 
  private:
   struct Track {
@@ -85,12 +92,10 @@ class TraceWriter {
   /// Copies what the rings holding 1 MiB or more (kSpoolAt) and the side channel hold
   /// to the spool.
   void spool();
-  /// Reads the spool back and writes the JSON events.
+  /// Reads the spools back and writes the JSON events: the loops' and the side
+  /// channel's merged in time order.
   void replay();
   void handle(Track& tr, const TraceEvent& e);
-  /// A suspension at `where` (a std::source_location as trace_where wrote it) of kind
-  /// `kind` (SuspendKind), handled as a decoded suspend event.
-  void suspension(Track& tr, int64_t ts, uint64_t where, uint8_t kind);
   Track& foreign_track(uint32_t tid, const TraceEvent& first);
   void close_step(Track& tr, int64_t end, bool ended, bool cut);
   void close_park(Track& tr, int64_t end, uint32_t events, bool cut);
@@ -128,7 +133,6 @@ class TraceWriter {
   uint64_t* page_ = nullptr;      // one aligned page: the first, partial page of a ring
   void spool_ring(std::size_t i, bool last);
   void write_at(RingSpool& s, const void* p, std::size_t n, uint64_t off);
-  void replay_ring(std::size_t i);
   // The first error met while writing (errno, and what was being done); reported by
   // finish().
   int error_ = 0;
@@ -147,7 +151,11 @@ class TraceWriter {
   std::vector<uint64_t> baseline_;  // the rings' drop counts at the start
   std::vector<Track> loops_;
   std::map<uint32_t, Track> foreign_tracks_;
-  uint64_t foreign_flows_ = 0;  // guarded by the session lock (RuntimeImpl::trace_mu)
+  // Flows: each wake-up gets the next id, and the woken task's next step begin takes it
+  // (see "Flows" above). pending_wakes_: task key -> the id of its wake-up whose begin
+  // has not come yet.
+  uint64_t flow_ids_ = 0;
+  std::unordered_map<uint64_t, uint64_t> pending_wakes_;
 
   std::mutex mu_;  // guards side_, side_dropped_ and stop_
   std::condition_variable cv_;

@@ -20,6 +20,7 @@
 #include "observe/monitor_server.hpp"
 #include "core/overflow_guard.hpp"
 #include "observe/step_watch.hpp"
+#include "observe/trace_hooks.hpp"
 #include "observe/trace_writer.hpp"
 #include "core/task_state.hpp"
 

@@ -29,7 +29,6 @@ Worker::Worker(RuntimeImpl* r, unsigned i)
       shuffle(r->opts.shuffle),
       step_hooks(r->opts.debug ? kStepSlow : 0),
       slow_step_ns(r->opts.debug ? std::chrono::nanoseconds(r->opts.slow_step).count() : 0),
-      trace_flows(uint64_t(i + 1) << 40),
       gctok_(r->global),
       sctok_(r->spill) {}
 

@@ -142,12 +142,10 @@ struct Worker {
   // each hook: acquire (a plain load on x86), so a ring made by start_trace is complete
   // before the loop writes into it. trace_ring owns the ring (made by the first start,
   // kept until the worker goes). trace_src: what the loop is doing when it wakes a task
-  // outside a task's step (firing timers, dispatching fd events); trace_flows: this
-  // loop's last flow id (they start at (index + 1) << 40). Owner only.
+  // outside a task's step (firing timers, dispatching fd events). Owner only.
   std::atomic<TraceRing*> trace{nullptr};
   std::unique_ptr<TraceRing> trace_ring;
   WakeSource trace_src = WakeSource::task;
-  uint64_t trace_flows;
   // A step's end and the next step's begin share one clock reading, and one event on
   // the ring, when the loop goes straight from the one to the other (trace_hooks.hpp).
   // trace_straight: the last step's end is noted here and not yet on the ring, and the
