@@ -158,6 +158,12 @@ class RequestScanner {
   bool step(unsigned char c, State& st, std::size_t& head) noexcept;
   // The end of a token of a list value (at ',' or CR).
   void end_token() noexcept;
+  // At a field line's start: if the bytes from s hold a whole field name (token
+  // characters, at most kMaxNameAtOnce of them) and its ':', all within the head limit,
+  // takes the name in one go as step() would byte by byte (pos_ and field_mask_ as they
+  // stand before the ':') and returns its length; else 0 (step() takes it).
+  std::size_t name_at_once(const unsigned char* s, const unsigned char* end, std::size_t head) noexcept;
+  static constexpr std::size_t kMaxNameAtOnce = 32;  // longer than any field that matters
   // The head's last LF: the semantic checks, and what comes next.
   bool end_head(State& st) noexcept;
   bool end_request(State& st) noexcept {
@@ -219,6 +225,29 @@ inline void RequestScanner::end_token() noexcept {
   tok_chars_ = tok_bad_ = tail_ = false;
   word_mask_ = 0;
   word_pos_ = 0;
+}
+
+inline std::size_t RequestScanner::name_at_once(const unsigned char* s, const unsigned char* end,
+                                                std::size_t head) noexcept {
+  const unsigned char* const stop = end - s > std::ptrdiff_t(kMaxNameAtOnce) ? s + kMaxNameAtOnce : end;
+  const unsigned char* q = s;
+  while (q < stop && (char_class::kTable.c[*q] & char_class::kTchar)) ++q;
+  const std::size_t len = std::size_t(q - s);
+  // A CR (the empty line), a byte that is no token character, a name not whole here or
+  // one that would pass the head limit: byte by byte, so that a fault falls on its byte.
+  if (len == 0 || q == stop || *q != ':' || head + len > max_head_) return 0;
+  // Byte by byte, a field stays in the mask while the name so far is a prefix of its
+  // name; at the ':' only the fields whose whole name it is count. So only those.
+  uint8_t mask = 0;
+  for (uint8_t f = 0; f < f_count; ++f) {
+    if (len != kFieldLen[f]) continue;
+    std::size_t i = 0;
+    while (i < len && lower(s[i]) == static_cast<unsigned char>(kFieldName[f][i])) ++i;
+    if (i == len) mask = uint8_t(mask | (1u << f));
+  }
+  field_mask_ = mask;
+  pos_ = uint8_t(len);  // len <= kMaxNameAtOnce
+  return len;
 }
 
 inline bool RequestScanner::end_head(State& st) noexcept {
@@ -514,6 +543,14 @@ inline std::size_t RequestScanner::feed(const char* p, std::size_t n) noexcept {
         break;
       case State::name:  // once the name can no longer be one that matters
         if (field_mask_ == 0) run = char_class::kTchar;
+        break;
+      case State::field_start:  // a whole field name up to its ':' at once, when it is there
+        if (const std::size_t len = name_at_once(s, end, head)) {
+          head += len;
+          s += len;
+          st = State::name;
+          continue;
+        }
         break;
       case State::version:  // the whole "HTTP/d.d" CR at once when it is there
         if (pos_ == 0 && end - s >= 9 && std::memcmp(s, "HTTP/1.", 7) == 0 && (s[7] == '0' || s[7] == '1') &&

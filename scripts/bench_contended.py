@@ -23,8 +23,8 @@ The workloads and their peers:
 Each repetition is its own process (for HTTP, its own server), with fresh busy loops;
 spindle and the peer alternate which goes first. Besides the workload's figure, the
 benchmark process's CPU time (user + sys of all its threads, from wait4) is reported;
-for HTTP the server's CPU time is read from /proc as bench_net.py does, and reported as
-requests per server CPU-second. The collapse this looks for is intermittent, so the
+for HTTP the server's CPU time is read from its CPU-time clock as bench_net.py does, and
+reported as requests per server CPU-second. The collapse this looks for is intermittent, so the
 table has the median AND the worst of R repetitions: R = 5 (QUICK=1: 3, never fewer).
 
 Usage: scripts/bench_contended.py [--build DIR] [--only REGEX]   (default DIR: build/release)

@@ -80,6 +80,9 @@ def archive(data, src):
 def describe(data):
     reps = data.get("repetitions")
     kind = "quick run, 1 repetition" if reps == 1 else f"median of {reps} repetitions"
+    paced = data.get("paced_repetitions")
+    if paced and paced != reps:
+        kind += f"; paced HTTP rows: median of {paced}"
     contended = data.get("contended_repetitions")
     if contended:
         kind += f"; contended rows: median and worst of {contended}"

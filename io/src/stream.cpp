@@ -80,7 +80,8 @@ std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t 
   // After a short read the next one waits for an edge first (FdSource::read_drained).
   const auto got = std::size_t(detail::io_call_held(
       s, detail::Dir::read, deadline_ns, what, std::source_location::current(),
-      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : ::recv(fd, buf, n, 0); }, never_transient, s->read_drained()));
+      [&](int fd) { return pipe_ ? ::read(fd, buf, n) : detail::sys_recv(fd, buf, n, 0); }, never_transient,
+      s->read_drained()));
   s->note_read(got, n);
   return got;
 }
@@ -210,8 +211,9 @@ std::string SocketStream::read_line(std::size_t limit) {
 
 std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
   return std::size_t(detail::io_call(
-      src_.get("send"), detail::Dir::write, deadline(), "send", std::source_location::current(),
-      [&](int fd) { return pipe_ ? detail::write_nosigpipe(fd, buf, n) : ::send(fd, buf, n, MSG_NOSIGNAL); }));
+      src_.get("send"), detail::Dir::write, deadline(), "send", std::source_location::current(), [&](int fd) {
+        return pipe_ ? detail::write_nosigpipe(fd, buf, n) : detail::sys_send(fd, buf, n, MSG_NOSIGNAL);
+      }));
 }
 
 void SocketStream::write_all(const void* buf, std::size_t n) {
@@ -222,7 +224,7 @@ void SocketStream::write_all(const void* buf, std::size_t n) {
   while (n > 0) {
     const auto k = std::size_t(detail::io_call_held(
         s, detail::Dir::write, dl, "send", std::source_location::current(),
-        [&](int fd) { return pipe_ ? detail::write_nosigpipe(fd, p, n) : ::send(fd, p, n, MSG_NOSIGNAL); },
+        [&](int fd) { return pipe_ ? detail::write_nosigpipe(fd, p, n) : detail::sys_send(fd, p, n, MSG_NOSIGNAL); },
         never_transient));
     p += k;
     n -= k;

@@ -2,7 +2,13 @@
 // wait on the fd's readiness only when it says EAGAIN.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstddef>
 #include <source_location>
 #include <system_error>
 
@@ -15,6 +21,31 @@ namespace spindle::detail {
 
 [[noreturn]] inline void throw_errno(int e, const char* what) {
   throw std::system_error(e, std::generic_category(), what);
+}
+
+/// recv(2) and send(2) as bare system calls. glibc's wrappers are cancellation points:
+/// in a process with more than one thread (any runtime: its loops run on threads of their
+/// own) each call takes two atomic read-modify-writes on the thread's cancellation state
+/// around the system call, for pthread_cancel, which nothing in spindle uses; a
+/// keep-alive request on a stream costs one recv and one send, and the wrappers were
+/// ~140 of its ~2,900 user-space instructions. Only the non-blocking calls go bare: a
+/// thread outside the runtime still blocks in poll(2) (FdSource::wait_foreign), which
+/// stays a cancellation point. Sanitizer builds keep the wrappers, which the sanitizers
+/// intercept (ASan checks the buffers; TSan orders a send before the recv that gets its
+/// bytes). As the wrappers: -1 with errno set on failure.
+inline ssize_t sys_recv(int fd, void* buf, std::size_t n, int flags) noexcept {
+#if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
+  return ::recv(fd, buf, n, flags);
+#else
+  return ::syscall(SYS_recvfrom, fd, buf, n, flags, nullptr, nullptr);
+#endif
+}
+inline ssize_t sys_send(int fd, const void* buf, std::size_t n, int flags) noexcept {
+#if defined(SPINDLE_ASAN) || defined(SPINDLE_TSAN)
+  return ::send(fd, buf, n, flags);
+#else
+  return ::syscall(SYS_sendto, fd, buf, n, flags, nullptr, 0);
+#endif
 }
 
 /// io_call's loop, for a caller that already holds an FdSource::Op on s: an operation

@@ -32,6 +32,14 @@
 
 namespace spindle {
 
+namespace detail {
+struct HostFirstLoop {};  // Runtime's constructor for run(): loop 0 waits for the caller
+// run(): the calling thread runs loop 0 until the task `main` has ended (at once if it
+// has), then the loop gets a thread of its own for the shutdown. From inside a fibre
+// (run() nested in a task) it only starts that thread.
+void host_first_loop(RuntimeImpl* rt, FutureCore* main);
+}  // namespace detail
+
 /// A set of worker threads, each running one event loop, that run tasks (fibres) and
 /// steal them from each other. All of spindle's process-wide state lives in a Runtime:
 /// several may exist in one process, side by side or one after another.
@@ -42,6 +50,9 @@ namespace spindle {
 class Runtime {
  public:
   explicit Runtime(Options opts = {});
+  /// For run(): as Runtime(opts), but loop 0 gets no thread until detail::host_first_loop
+  /// has run it on the caller's (or shutdown starts one).
+  Runtime(Options opts, detail::HostFirstLoop);
   /// Shuts down (as shutdown() with the default grace) if not done yet.
   ~Runtime();
   Runtime(const Runtime&) = delete;
@@ -148,12 +159,20 @@ class Runtime {
 
 /// asyncio.run: makes a runtime with `opts`, runs fn as its main task, shuts the runtime
 /// down (cancelling and awaiting what the main task left behind) and returns fn's value
-/// or rethrows its exception. Call from a thread outside any runtime.
+/// or rethrows its exception. Call from a thread outside any runtime. That thread runs
+/// loop 0 while fn's task runs (as asyncio.run runs its loop), so it runs tasks and may
+/// be the one a task's thread-local state lives on; once fn's task has ended, loop 0
+/// goes on, for the shutdown, on a thread of its own.
 template <class F>
 requires Spawnable<F>
 auto run(F&& fn, Options opts = {}) {
-  Runtime rt(std::move(opts));
-  return rt.block_on(std::forward<F>(fn));
+  // The calling thread runs loop 0 until fn's task ends, instead of sleeping beside the
+  // loops: one thread fewer, and with one worker the process has one thread while it
+  // serves (the kernel then looks fds up without taking a reference to each file).
+  Runtime rt(std::move(opts), detail::HostFirstLoop{});
+  auto main = rt.spawn(TaskOptions{.name = "main"}, std::forward<F>(fn));
+  detail::host_first_loop(rt.impl(), detail::checked_core(main));
+  return main.get();
 }
 
 /// asyncio.sleep(0): lets the other ready tasks run, then continues (possibly on another

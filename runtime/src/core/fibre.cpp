@@ -128,6 +128,15 @@ boost::context::fiber fibre_main(TaskHeader* t, Stack s, void* tsan_fiber, boost
 
 void* thread_eh_globals() noexcept { return eh_globals(); }
 
+ThreadEh take_thread_eh() noexcept {
+  EhGlobals* g = eh_globals();
+  const ThreadEh e{g->caught_exceptions, g->uncaught_exceptions};
+  *g = EhGlobals{nullptr, 0};
+  return e;
+}
+
+void put_thread_eh(const ThreadEh& e) noexcept { *eh_globals() = EhGlobals{e.caught, e.uncaught}; }
+
 boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool, void* tsan_fiber) {
   return boost::context::fiber(
       std::allocator_arg, PoolStack{s, pool},

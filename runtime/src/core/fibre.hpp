@@ -17,4 +17,13 @@ boost::context::fiber make_fibre(TaskHeader* t, const Stack& s, StackPool* pool,
 /// The calling thread's C++ exception globals (see fibre.cpp).
 void* thread_eh_globals() noexcept;
 
+/// The calling thread's exception globals taken out (the thread's left empty, as a loop
+/// needs them: run() may be called from inside a handler) and put back.
+struct ThreadEh {
+  void* caught = nullptr;
+  unsigned int uncaught = 0;
+};
+ThreadEh take_thread_eh() noexcept;
+void put_thread_eh(const ThreadEh& e) noexcept;
+
 }  // namespace spindle::detail

@@ -96,18 +96,28 @@ AltStack::AltStack() {
   stack_t ss{};
   ss.ss_sp = p;
   ss.ss_size = kAltSize;
-  if (::sigaltstack(&ss, nullptr) != 0) {
+  stack_t old{};
+  if (::sigaltstack(&ss, &old) != 0) {
     ::munmap(p, kAltSize);
     return;
   }
   mem_ = p;
+  old_sp_ = old.ss_sp;
+  old_size_ = old.ss_size;
+  old_flags_ = old.ss_flags & SS_DISABLE;
 }
 
 AltStack::~AltStack() {
   if (!mem_) return;
   stack_t ss{};
-  ss.ss_flags = SS_DISABLE;
-  ::sigaltstack(&ss, nullptr);
+  ss.ss_sp = old_sp_;
+  ss.ss_size = old_size_;
+  ss.ss_flags = old_flags_;
+  if (old_flags_ != 0 || ::sigaltstack(&ss, nullptr) != 0) {
+    stack_t off{};
+    off.ss_flags = SS_DISABLE;
+    ::sigaltstack(&off, nullptr);
+  }
   ::munmap(mem_, kAltSize);
 }
 

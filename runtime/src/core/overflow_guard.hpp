@@ -12,7 +12,9 @@ namespace spindle::detail {
 /// Installs the handler once per process (idempotent, thread-safe).
 void install_overflow_handler();
 
-/// RAII: an alternate signal stack for the calling thread.
+/// RAII: an alternate signal stack for the calling thread; the one it had before (none,
+/// on a thread of ours; perhaps its own, on run()'s caller, which runs loop 0) comes back
+/// at the end.
 class AltStack {
  public:
   AltStack();
@@ -22,6 +24,9 @@ class AltStack {
 
  private:
   void* mem_ = nullptr;
+  void* old_sp_ = nullptr;  // the previous alternate stack: base, size, flags
+  unsigned long old_size_ = 0;
+  int old_flags_ = 0;
 };
 
 }  // namespace spindle::detail

@@ -2,6 +2,8 @@
 #include "sched/runtime_impl.hpp"
 
 #include <spindle/runtime.hpp>
+#include <spindle/detail/spin.hpp>
+#include <spindle/detail/waiting_core.hpp>
 
 #include <signal.h>
 
@@ -10,8 +12,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <system_error>
 #include <unordered_set>
 
+#include "core/fibre.hpp"
 #include "core/frame.hpp"
 #include "observe/monitor_server.hpp"
 #include "core/overflow_guard.hpp"
@@ -54,12 +58,78 @@ void RuntimeImpl::start() {
   for (unsigned i = 0; i < n; ++i) workers.push_back(new Worker(this, i));
   // The trace next: a path that cannot be opened throws before any thread runs.
   if (!opts.trace.empty()) trace_start(this, opts.trace);
-  for (Worker* w : workers) w->thread = std::thread([w] { w->main(); });
+  for (Worker* w : workers) {
+    if (host_first && w->index == 0) {
+      first_loop_waiting = true;  // run()'s caller runs it (host_first_loop)
+      continue;
+    }
+    w->thread = std::thread([w] { w->main(); });
+  }
   if (opts.debug) {
     step_watch = std::make_unique<StepWatch>(this, opts.slow_step);
     step_watch->start();
   }
   if (monitor) monitor->start();
+}
+
+void RuntimeImpl::start_first_loop() {
+  if (!first_loop_waiting) return;
+  Worker* w = workers[0];
+  w->hosted = false;
+  w->thread = std::thread([w] { w->main(); });
+  first_loop_waiting = false;
+}
+
+namespace {
+// Ends the hosting of loop 0 when run()'s main task ends: a done node on the main task,
+// notified by its completer (any thread), after which the loop returns to run().
+class HostRelease final : public Waiter {
+ public:
+  explicit HostRelease(Worker* w) noexcept : Waiter(CallbackTag{}), w_(w) {}
+
+ private:
+  void fire() noexcept override {
+    Worker* w = w_;  // `this` may be gone once the store is seen
+    // release: pairs with the loop's acquire load; the loop looks at the flag before
+    // each task and after each park, and unpark() ends a park or makes the next return.
+    w->host_release.store(true, std::memory_order_release);
+    w->reactor.unpark();
+  }
+  Worker* w_;
+};
+}  // namespace
+
+void host_first_loop(RuntimeImpl* rt, FutureCore* main) {
+  // Inside a runtime's fibre (run() nested in a task), the caller's thread belongs to
+  // that runtime's loop: loop 0 gets its thread, and main.get() waits as it always did.
+  if (!rt->first_loop_waiting || current_worker() != nullptr) {
+    rt->start_first_loop();
+    return;
+  }
+  Worker* w = rt->workers[0];
+  HostRelease release(w);
+  bool linked = false;
+  {
+    std::lock_guard g(*main);
+    if (!main->done()) {
+      main->link_waiter(&release);
+      linked = true;
+    }
+  }
+  if (linked) {
+    w->hosted = true;
+    // A loop starts with the thread's exception globals empty (fibre.cpp): run() called
+    // inside a catch handler gets its caught exception back afterwards.
+    const ThreadEh eh = take_thread_eh();
+    w->main();  // returns once `release` has fired (the main task has ended)
+    put_thread_eh(eh);
+    // Or for a stop, were this runtime shut down meanwhile (run() does that only after
+    // we return): then take the node back, or wait out a completer firing it, before it
+    // goes out of scope. acquire: as the loop's look.
+    if (!w->host_release.load(std::memory_order_acquire) && !unlink_done_node(main, &release))
+      while (!w->host_release.load(std::memory_order_acquire)) cpu_relax();
+  }
+  rt->start_first_loop();
 }
 
 bool RuntimeImpl::owns_thread() const noexcept {
@@ -213,6 +283,13 @@ void RuntimeImpl::shutdown(TimeLimit grace) {
   if (owns_thread()) throw RuntimeError("Runtime::shutdown called from one of its own tasks");
   std::lock_guard lk(shutdown_mu_);
   if (closed.load(std::memory_order_acquire)) return;
+  // run() hosts loop 0 until its main task ends; if it never got there (its spawn
+  // threw), the loop gets its thread now, so that the steps below can run its tasks.
+  // A thread that cannot be made leaves them to the grace period's reports (step 4).
+  try {
+    start_first_loop();
+  } catch (const std::system_error&) {
+  }
   // No grace, or one too large for the clock (milliseconds::max()): no deadline.
   auto wait_until_idle = [&](int64_t deadline) {
     while (live_tasks() > 0 && (deadline == 0 || monotonic_ns() < deadline))
@@ -368,6 +445,11 @@ void RuntimeImpl::end_leftovers() noexcept {
 namespace spindle {
 
 Runtime::Runtime(Options opts) : impl_(std::make_unique<detail::RuntimeImpl>(std::move(opts))) { impl_->start(); }
+
+Runtime::Runtime(Options opts, detail::HostFirstLoop) : impl_(std::make_unique<detail::RuntimeImpl>(std::move(opts))) {
+  impl_->host_first = true;
+  impl_->start();
+}
 
 Runtime::~Runtime() {
   if (impl_) impl_->shutdown(std::chrono::seconds(5));

@@ -97,6 +97,13 @@ class RuntimeImpl {
 
   void start();
   void shutdown(TimeLimit grace);
+  // spindle::run: loop 0 gets no thread at start(); the thread that called run() runs it
+  // until the main task ends (host_first_loop), then start_first_loop() gives it one for
+  // the rest (the shutdown). Set before start(); `first_loop_waiting`: loop 0 still has
+  // no thread. Both touched only by the thread that made the runtime.
+  bool host_first = false;
+  bool first_loop_waiting = false;
+  void start_first_loop();
   /// After the loops stopped: cancels and releases every timer left in their heaps and
   /// timer inboxes (callbacks destroyed, never run), and makes later arms release
   /// themselves. Any thread, once the workers are joined.

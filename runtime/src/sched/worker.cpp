@@ -603,6 +603,14 @@ void Worker::publish_waited(TaskHeader* t) noexcept {
 }
 
 void Worker::main() {
+  if (hosted) [[unlikely]]
+    loop<true>();
+  else
+    loop<false>();
+}
+
+template <bool Hosted>
+void Worker::loop() {
   alone = rt->workers.size() == 1;  // the vector is complete before any loop starts
   set_current_worker(this);
   tsan_fiber = san::tsan_current();
@@ -612,6 +620,21 @@ void Worker::main() {
   clock_ns = monotonic_ns();
   int64_t idle_start = 0;  // start of the current idle spell (0: busy), for busy time
   for (;;) {
+    // Hosted by run()'s caller, whose main task has ended: give the loop back between two
+    // tasks (a thread of its own takes it over; see host_first_loop). acquire: pairs with
+    // the completer's release store. Compiled out of the loops on threads of their own.
+    if (Hosted && host_release.load(std::memory_order_acquire)) [[unlikely]] {
+      if (idle_start != 0) {
+        if constexpr (kMetrics) {
+          // relaxed: single writer, as below.
+          idle_ns.store(idle_ns.load(std::memory_order_relaxed) + (monotonic_ns() - idle_start),
+                        std::memory_order_relaxed);
+          idle_since.store(0, std::memory_order_relaxed);
+        }
+      }
+      if (searching) stop_searching();  // the last searcher may wake another
+      break;
+    }
     TaskHeader* t = pending ? std::exchange(pending, nullptr) : next_task();
     if (!t) {
       count(empty_turns);

@@ -238,8 +238,17 @@ struct Worker {
   uint64_t common_until = 0;
 
   std::thread thread;
+  // Loop 0 of spindle::run runs on the thread that called run() until the main task has
+  // ended (host_first_loop in runtime.cpp), then on a thread of its own for the shutdown.
+  // `hosted`: this main() runs on the caller's thread (owner only). `host_release`: the
+  // main task has ended, so main() returns between two tasks; written once by the main
+  // task's completer, read by the owner.
+  bool hosted = false;
+  std::atomic<bool> host_release{false};
 
-  void main();  // the thread's body
+  void main();  // the loop: the thread's body (or, hosted, run()'s until released)
+  template <bool Hosted>
+  void loop();  // main()'s body (worker.cpp)
 
   /// Makes t runnable on this worker (owner thread only). `wake`: it was just woken,
   /// so it goes in the LIFO slot; otherwise at the back of the run queue.
