@@ -49,19 +49,17 @@ void StepWatch::run() {
         s = Seen{t, start};
         continue;
       }
-      // exchange: the loop claims a long step the same way when it ends (step_ended_slow);
-      // whichever comes first reports it. relaxed: one atomic, whose RMWs are totally
-      // ordered, is all the claim needs.
-      if (now - start >= limit && w->step_reported.exchange(start, std::memory_order_relaxed) != start) {
+      // relaxed: a hint (the claim in report() decides); a step already claimed is left.
+      if (now - start >= limit && w->step_reported.load(std::memory_order_relaxed) != start) {
         lk.unlock();  // reporting calls user code: stop() must not wait behind it
-        report(unsigned(i), t, std::chrono::nanoseconds(now - start));
+        report(w, t, start, std::chrono::nanoseconds(now - start));
         lk.lock();
       }
     }
   }
 }
 
-void StepWatch::report(unsigned loop, const void* task, std::chrono::nanoseconds seen_for) {
+void StepWatch::report(Worker* w, const void* task, int64_t start, std::chrono::nanoseconds seen_for) {
   // The task may have ended since it was sampled: find it among the listed (started,
   // unfinished) tasks, which hands us a reference, before looking at it.
   std::vector<RegistryEntry> listed;
@@ -73,7 +71,13 @@ void StepWatch::report(unsigned loop, const void* task, std::chrono::nanoseconds
   const RegistryEntry* e = nullptr;
   for (const RegistryEntry& x : listed)
     if (x.task == task) e = &x;
-  if (e != nullptr) {
+  // The claim comes only now, with the task found (and referenced): claiming first lost
+  // the report of a step whose task ended before the snapshot, since its loop, finding
+  // the step claimed, left it to us. exchange: the loop claims a long step the same way
+  // when it ends (step_ended_slow); whichever comes first reports it. relaxed: one
+  // atomic, whose RMWs are totally ordered, is all the claim needs.
+  if (e != nullptr && w->step_reported.exchange(start, std::memory_order_relaxed) != start) {
+    const unsigned loop = w->index;
     try {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(seen_for).count();
       std::string where = e->file ? std::string(e->file) + ":" + std::to_string(e->line) : "its start";

@@ -26,6 +26,8 @@ namespace spindle::detail {
 
 class RuntimeImpl;
 
+struct Worker;
+
 class StepWatch {
  public:
   StepWatch(RuntimeImpl* rt, std::chrono::milliseconds slow_step) : rt_(rt), slow_step_(slow_step) {}
@@ -37,7 +39,9 @@ class StepWatch {
 
  private:
   void run();
-  void report(unsigned loop, const void* task, std::chrono::nanoseconds seen_for);
+  // Reports the step of `task` that began at `start` on loop w, unless its loop has
+  // reported it (or the task has ended, and then its loop has or will, at the step's end).
+  void report(Worker* w, const void* task, int64_t start, std::chrono::nanoseconds seen_for);
   RuntimeImpl* const rt_;
   const std::chrono::milliseconds slow_step_;
   std::mutex mu_;
