@@ -94,3 +94,31 @@ TEST_CASE("JobScheduler: close() sends the whole line away with RuntimeError, af
     CHECK(jobs.active_count() == 0);
   });
 }
+
+TEST_CASE("JobScheduler: a spawn woken for a place and cancelled before it runs passes the place on", "[jobs]") {
+  const unsigned n = SPINDLE_WORKERS();
+  test::Checked harness(n);
+  Runtime& rt = harness.rt;
+  rt.block_on([] {
+    for (int round = 0; round < 20; ++round) {
+      Future<> gate;
+      JobScheduler jobs(1, 1);
+      std::atomic<int> ran{0};
+      auto spawners = form_line(jobs, gate, [&](int) { ++ran; });
+      // The gate's job ends and the place goes to the head of the line (spawner 0),
+      // which may be cancelled before or after it is woken for it: either way, no place
+      // is lost and the rest of the line is served.
+      gate.set_result();
+      spawners[0].cancel();
+      bool head_spawned = true;
+      try {
+        spawners[0].get();
+      } catch (const CancelledError&) {
+        head_spawned = false;
+      }
+      for (int i = 1; i < kLine; ++i) spawners[i].get();
+      jobs.wait();
+      CHECK(ran == kLine - 1 + (head_spawned ? 1 : 0));
+    }
+  });
+}
