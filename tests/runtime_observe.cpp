@@ -275,16 +275,19 @@ TEST_CASE("task_stack races wake-ups: a task woken while its stack is read is no
     constexpr int kRounds = 2000 / test::kScaleDown;
     Future<> go;
     std::atomic<bool> stop{false};
+    std::atomic<int> yields{0};
     auto a = spawn([&] {
       int k = 0;
       while (!stop.load()) {
         yield();
-        ++k;
+        yields.store(++k);
       }
       return k;
     });
     auto b = spawn([&] {
-      for (int i = 0; i < kRounds; ++i) sleep(10us);
+      // Until a has gone round at least once too: a loop slowed down (TSan, a busy
+      // machine) may run b's rounds before a's first step.
+      for (int i = 0; i < kRounds || yields.load() == 0; ++i) sleep(10us);
       stop = true;
     });
     std::size_t read = 0;
