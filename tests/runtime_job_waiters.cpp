@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <spindle/job_scheduler.hpp>
@@ -121,4 +122,35 @@ TEST_CASE("JobScheduler: a spawn woken for a place and cancelled before it runs 
       CHECK(ran == kLine - 1 + (head_spawned ? 1 : 0));
     }
   });
+}
+
+TEST_CASE("JobScheduler: threads outside the runtime spawning into a full scheduler as it shuts down all return",
+          "[jobs][shutdown]") {
+  const unsigned n = SPINDLE_WORKERS();
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> ran{0}, returned{0}, refused{0};
+    Runtime rt(test::opts(n));
+    {
+      JobScheduler jobs(rt, 1, 1);
+      Future<> gate;  // never set: its job holds the slot until the shutdown cancels it
+      jobs.spawn([gate]() mutable { gate.get(); });
+      jobs.spawn([] {});  // and the pending place is taken: every spawn below waits for room
+      std::vector<std::thread> threads;
+      for (int k = 0; k < 4; ++k)
+        threads.emplace_back([&] {
+          for (int i = 0; i < 5; ++i) {
+            try {
+              jobs.spawn([&] { ++ran; });
+              ++returned;
+            } catch (const RuntimeError&) {
+              ++refused;  // the scheduler was closed or the runtime shut down
+            }
+          }
+        });
+      rt.shutdown();
+      for (auto& t : threads) t.join();  // none is left waiting
+      CHECK(returned + refused == 20);
+      CHECK(ran <= returned);
+    }
+  }
 }
