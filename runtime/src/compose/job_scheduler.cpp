@@ -136,11 +136,10 @@ class JobCtl {
   void unlink_locked(JobRec*& head, JobRec*& tail, JobRec* r) noexcept;
   void start(std::shared_ptr<JobRec> r) noexcept;
   // Parks the caller in `list` until woken (or cancelled, when cancellable); returns the
-  // wait's outcome with the lock held again (`g` holds it before and after). `granted`:
-  // whether it was woken by grant_room_locked (its Waiter's tag), and then its grant is
-  // given back (room_granted), since the caller now looks at the room itself.
-  Waiter::Outcome park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable, std::source_location where,
-                       bool* granted = nullptr);
+  // wait's outcome with the lock held again (`g` holds it before and after). A caller woken
+  // by grant_room_locked (its Waiter's tag) gives its grant back (room_granted): it now
+  // looks at the room itself.
+  Waiter::Outcome park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable, std::source_location where);
   // The free places in the pending list that no spawn woken for one is on its way to
   // take: while there is one and a spawn waits for room, the first in line is taken out
   // (FIFO) and returned, to be notified once the lock is released. Called after whatever
@@ -204,7 +203,7 @@ void JobCtl::push_active_locked(JobRec* r) noexcept {
 }
 
 Waiter::Outcome JobCtl::park(std::unique_lock<SpinLock>& g, WaiterList& list, bool cancellable,
-                             std::source_location where, bool* granted) {
+                             std::source_location where) {
   Waiter w;
   w.tag = 0;
   list.push(&w);
@@ -218,10 +217,7 @@ Waiter::Outcome JobCtl::park(std::unique_lock<SpinLock>& g, WaiterList& list, bo
       cancellable, where);
   g.lock();
   // The tag is written under the lock before the notify; read under it again.
-  if (w.tag) {
-    --room_granted;
-    if (granted) *granted = true;
-  }
+  if (w.tag) --room_granted;
   return e.outcome;  // no deadline: notified or cancelled (a notifier may have chosen us then)
 }
 
