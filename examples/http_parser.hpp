@@ -31,6 +31,7 @@
 // Header-only so that the fuzz target (tests/fuzz/) scans with exactly this code.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -38,7 +39,7 @@
 namespace http_example {
 
 namespace char_class {
-constexpr uint8_t kTchar = 1, kVchar = 2, kFieldChar = 4, kHostChar = 8, kHex = 16;
+constexpr uint8_t kTchar = 1, kVchar = 2, kFieldChar = 4, kHostChar = 8, kHex = 16, kListChar = 32;
 
 constexpr uint8_t of(unsigned char c) noexcept {
   const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -53,6 +54,7 @@ constexpr uint8_t of(unsigned char c) noexcept {
   if (c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f)) k |= kFieldChar;  // SP, HTAB, VCHAR, obs-text
   if (host) k |= kHostChar;
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) k |= kHex;
+  if (c >= 0x21 && c != 0x7f && c != ',') k |= kListChar;  // a list token's: no OWS, comma or CR
   return k;
 }
 
@@ -63,6 +65,63 @@ struct Table {
   }
 };
 inline constexpr Table kTable{};
+
+// The first byte in [s, e) without the class bit `bit` (one bit), or e.
+inline const unsigned char* run(const unsigned char* s, const unsigned char* e, uint8_t bit) noexcept {
+  if (e - s >= 4) {
+    const unsigned char* const last = e - 4;  // four at a time up to it
+    while (s <= last && (kTable.c[s[0]] & kTable.c[s[1]] & kTable.c[s[2]] & kTable.c[s[3]] & bit)) s += 4;
+  }
+  while (s < e && (kTable.c[*s] & bit)) ++s;
+  return s;
+}
+
+// Eight bytes at a time (a little-endian word, byte i in bits 8i..8i+7): masks with the
+// top bit of each byte that is outside a set. A borrow can only leave a flagged byte, so
+// the lowest flag is always exact (the ones above it need not be): the first byte
+// outside the set is the lowest flag.
+namespace word {
+constexpr uint64_t kOnes = 0x0101010101010101u, kTops = 0x8080808080808080u;
+constexpr bool kUsable = std::endian::native == std::endian::little;
+inline uint64_t load(const unsigned char* s) noexcept {
+  uint64_t x;
+  std::memcpy(&x, s, 8);
+  return x;
+}
+// Bytes below n (n <= 0x80), above n (n < 0x80), zero.
+constexpr uint64_t below(uint64_t x, uint8_t n) noexcept { return (x - kOnes * n) & ~x & kTops; }
+constexpr uint64_t above(uint64_t x, uint8_t n) noexcept { return ((x + kOnes * (127 - n)) | x) & kTops; }
+constexpr uint64_t zero(uint64_t x) noexcept { return below(x, 1); }
+// The bytes that are no VCHAR; that are no field character, or HTAB.
+constexpr uint64_t not_vchar(uint64_t x) noexcept { return below(x, 0x21) | above(x, 0x7e); }
+constexpr uint64_t not_field_char_or_tab(uint64_t x) noexcept { return below(x, 0x20) | zero(x ^ (kOnes * 0x7f)); }
+inline std::size_t first(uint64_t m) noexcept { return std::size_t(std::countr_zero(m)) / 8; }
+}  // namespace word
+
+// As run(s, e, bit), a word at a time: outside(x) flags (see word) the bytes of x that
+// may be outside the class; the table decides those.
+template <uint64_t (*outside)(uint64_t)>
+inline const unsigned char* word_run(const unsigned char* s, const unsigned char* e, uint8_t bit) noexcept {
+  if constexpr (word::kUsable) {
+    while (e - s >= 8) {
+      if (const uint64_t m = outside(word::load(s))) {
+        s += word::first(m);
+        if (!(kTable.c[*s] & bit)) return s;
+        ++s;
+      } else {
+        s += 8;
+      }
+    }
+  }
+  return run(s, e, bit);
+}
+// A target's characters; a field value's.
+inline const unsigned char* vchar_run(const unsigned char* s, const unsigned char* e) noexcept {
+  return word_run<word::not_vchar>(s, e, kVchar);
+}
+inline const unsigned char* field_run(const unsigned char* s, const unsigned char* e) noexcept {
+  return word_run<word::not_field_char_or_tab>(s, e, kFieldChar);
+}
 }  // namespace char_class
 
 enum class ScanError : uint8_t { none, bad_request, uri_too_long, too_large, not_implemented, bad_version };
@@ -134,6 +193,16 @@ class RequestScanner {
   static constexpr const char* kFieldName[f_count] = {"content-length", "transfer-encoding", "connection", "expect",
                                                       "host"};
   static constexpr uint8_t kFieldLen[f_count] = {14, 17, 10, 6, 4};
+  // The field a name of each length may be (their lengths differ).
+  static constexpr std::size_t kMaxFieldLen = 17;
+  static constexpr uint8_t kFieldOfLength[kMaxFieldLen + 1] = {
+      f_none, f_none,       f_none, f_none, f_host, f_none,           f_expect, f_none, f_none,
+      f_none, f_connection, f_none, f_none, f_none, f_content_length, f_none,   f_none, f_transfer_encoding};
+  static constexpr bool lengths_match() noexcept {
+    for (uint8_t f = 0; f < f_count; ++f)
+      if (kFieldLen[f] > kMaxFieldLen || kFieldOfLength[kFieldLen[f]] != f) return false;
+    return true;
+  }
   // Tokens of list values that matter.
   enum Word : uint8_t { w_close, w_keep_alive, w_chunked, w_continue, w_count, w_none = 0xff };
   static constexpr const char* kWord[w_count] = {"close", "keep-alive", "chunked", "100-continue"};
@@ -142,6 +211,29 @@ class RequestScanner {
   static constexpr uint8_t kMaxChunkDigits = 15;               // 16^15 > any body we would skip
 
   static constexpr bool is_digit(unsigned char c) noexcept { return c >= '0' && c <= '9'; }
+  // Whether the len (4 or more) token characters from s are name, a lower-case field
+  // name (letters and '-'), in any case: | 0x20 lowers a letter, and gives a letter or '-'
+  // from no other token character. A word at a time.
+  static bool same_lower(const unsigned char* s, const char* name, std::size_t len) noexcept {
+    if (len < 8) {
+      uint32_t a, b, c, d;
+      std::memcpy(&a, s, 4);
+      std::memcpy(&b, name, 4);
+      std::memcpy(&c, s + len - 4, 4);
+      std::memcpy(&d, name + len - 4, 4);
+      return ((a | 0x20202020u) == b) & ((c | 0x20202020u) == d);
+    }
+    uint64_t a, b;
+    bool same = true;
+    for (std::size_t i = 0; i + 8 <= len; i += 8) {
+      std::memcpy(&a, s + i, 8);
+      std::memcpy(&b, name + i, 8);
+      same = same && (a | 0x2020202020202020u) == b;
+    }
+    std::memcpy(&a, s + len - 8, 8);
+    std::memcpy(&b, name + len - 8, 8);
+    return same && (a | 0x2020202020202020u) == b;
+  }
   static constexpr unsigned char lower(unsigned char c) noexcept {
     return c >= 'A' && c <= 'Z' ? static_cast<unsigned char>(c + ('a' - 'A')) : c;
   }
@@ -158,12 +250,17 @@ class RequestScanner {
   bool step(unsigned char c, State& st, std::size_t& head) noexcept;
   // The end of a token of a list value (at ',' or CR).
   void end_token() noexcept;
+  // A list value's token characters s[0, len) (no OWS, ',' or CR among them), as step()
+  // takes them one by one.
+  void token_chars(const unsigned char* s, std::size_t len) noexcept;
   // At a field line's start: if the bytes from s hold a whole field name (token
-  // characters, at most kMaxNameAtOnce of them) and its ':', all within the head limit,
-  // takes the name in one go as step() would byte by byte (pos_ and field_mask_ as they
-  // stand before the ':') and returns its length; else 0 (step() takes it).
-  std::size_t name_at_once(const unsigned char* s, const unsigned char* end, std::size_t head) noexcept;
+  // characters, at most kMaxNameAtOnce of them) and its ':', all before lim (the end of
+  // the input or of the head limit), sets pos_ and field_mask_ as step() would have them
+  // before the ':' and returns the name's length; else 0 (step() takes it).
+  std::size_t name_at_once(const unsigned char* s, const unsigned char* lim) noexcept;
   static constexpr std::size_t kMaxNameAtOnce = 32;  // longer than any field that matters
+  // The ':' ending a field name: the field it is, and its value's state; false on a fault.
+  bool name_end(State& st) noexcept;
   // The head's last LF: the semantic checks, and what comes next.
   bool end_head(State& st) noexcept;
   bool end_request(State& st) noexcept {
@@ -202,7 +299,7 @@ class RequestScanner {
 inline void RequestScanner::end_token() noexcept {
   // The word the token is, if any: one still matching whose length is what was matched.
   uint8_t word = w_none;
-  if (tok_chars_ && !tok_bad_)
+  if (word_mask_ != 0 && !tok_bad_)
     for (uint8_t w = 0; w < w_count; ++w)
       if ((word_mask_ >> w & 1) && word_pos_ == kWordLen[w]) word = w;
   switch (field_) {
@@ -227,27 +324,64 @@ inline void RequestScanner::end_token() noexcept {
   word_pos_ = 0;
 }
 
-inline std::size_t RequestScanner::name_at_once(const unsigned char* s, const unsigned char* end,
-                                                std::size_t head) noexcept {
-  const unsigned char* const stop = end - s > std::ptrdiff_t(kMaxNameAtOnce) ? s + kMaxNameAtOnce : end;
-  const unsigned char* q = s;
-  while (q < stop && (char_class::kTable.c[*q] & char_class::kTchar)) ++q;
+inline void RequestScanner::token_chars(const unsigned char* s, std::size_t len) noexcept {
+  if (len == 0) return;
+  if (tail_) tok_bad_ = true;  // a space inside the token
+  if (!tok_chars_) word_mask_ = (1u << w_count) - 1;
+  // A word stays while the token so far is a prefix of it.
+  for (uint8_t w = 0; w < w_count; ++w) {
+    if (!(word_mask_ >> w & 1)) continue;
+    bool prefix = word_pos_ + len <= kWordLen[w];
+    for (std::size_t i = 0; prefix && i < len; ++i)
+      prefix = lower(s[i]) == static_cast<unsigned char>(kWord[w][word_pos_ + i]);
+    if (!prefix) word_mask_ &= uint8_t(~(1u << w));
+  }
+  word_pos_ = uint8_t(word_pos_ + len);  // wraps as step() would; the mask is empty by then
+  tok_chars_ = true;
+}
+
+inline std::size_t RequestScanner::name_at_once(const unsigned char* s, const unsigned char* lim) noexcept {
+  static_assert(lengths_match());
+  const unsigned char* const stop = lim - s > std::ptrdiff_t(kMaxNameAtOnce) ? s + kMaxNameAtOnce : lim;
+  const unsigned char* const q = char_class::run(s, stop, char_class::kTchar);
   const std::size_t len = std::size_t(q - s);
   // A CR (the empty line), a byte that is no token character, a name not whole here or
-  // one that would pass the head limit: byte by byte, so that a fault falls on its byte.
-  if (len == 0 || q == stop || *q != ':' || head + len > max_head_) return 0;
+  // one that would pass the head limit with its ':': byte by byte, so that a fault falls
+  // on its byte.
+  if (len == 0 || q == stop || *q != ':') return 0;
   // Byte by byte, a field stays in the mask while the name so far is a prefix of its
-  // name; at the ':' only the fields whose whole name it is count. So only those.
+  // name; at the ':' only the field whose whole name it is counts, so only that one.
   uint8_t mask = 0;
-  for (uint8_t f = 0; f < f_count; ++f) {
-    if (len != kFieldLen[f]) continue;
-    std::size_t i = 0;
-    while (i < len && lower(s[i]) == static_cast<unsigned char>(kFieldName[f][i])) ++i;
-    if (i == len) mask = uint8_t(mask | (1u << f));
-  }
+  const uint8_t f = len <= kMaxFieldLen ? kFieldOfLength[len] : uint8_t(f_none);
+  if (f != f_none && same_lower(s, kFieldName[f], len)) mask = uint8_t(1u << f);
   field_mask_ = mask;
   pos_ = uint8_t(len);  // len <= kMaxNameAtOnce
   return len;
+}
+
+inline bool RequestScanner::name_end(State& st) noexcept {
+  // The field whose whole name was matched, if any.
+  field_ = pos_ <= kMaxFieldLen ? kFieldOfLength[pos_] : uint8_t(f_none);
+  if (field_ != f_none && !(field_mask_ >> field_ & 1)) field_ = f_none;
+  if (field_ == f_none) {
+    st = State::value;
+    return true;
+  }
+  if (field_ == f_content_length) {
+    if (cl_seen_) return fail(ScanError::bad_request);
+    cl_seen_ = true;
+    cl_digits_ = tail_ = false;
+    body_left_ = 0;
+    st = State::cl_value;
+    return true;
+  }
+  if (field_ == f_transfer_encoding) te_seen_ = true;
+  if (field_ == f_host && hosts_ < 2) ++hosts_;
+  tok_chars_ = tok_bad_ = tail_ = false;
+  word_mask_ = 0;
+  word_pos_ = 0;
+  st = State::list_value;
+  return true;
 }
 
 inline bool RequestScanner::end_head(State& st) noexcept {
@@ -345,30 +479,7 @@ inline bool RequestScanner::end_head(State& st) noexcept {
       pos_ = 1;
       return true;
     case State::name:
-      if (c == ':') {
-        field_ = f_none;
-        for (uint8_t f = 0; f < f_count; ++f)
-          if ((field_mask_ >> f & 1) && pos_ == kFieldLen[f]) field_ = f;
-        if (field_ == f_none) {
-          st = State::value;
-          return true;
-        }
-        if (field_ == f_content_length) {
-          if (cl_seen_) return fail(ScanError::bad_request);
-          cl_seen_ = true;
-          cl_digits_ = tail_ = false;
-          body_left_ = 0;
-          st = State::cl_value;
-          return true;
-        }
-        if (field_ == f_transfer_encoding) te_seen_ = true;
-        if (field_ == f_host && hosts_ < 2) ++hosts_;
-        tok_chars_ = tok_bad_ = tail_ = false;
-        word_mask_ = 0;
-        word_pos_ = 0;
-        st = State::list_value;
-        return true;
-      }
+      if (c == ':') return name_end(st);
       if (!(k & char_class::kTchar)) return fail(ScanError::bad_request);
       for (uint8_t f = 0; f < f_count; ++f)
         if ((field_mask_ >> f & 1) &&
@@ -411,19 +522,12 @@ inline bool RequestScanner::end_head(State& st) noexcept {
         return true;
       }
       if (!(k & char_class::kFieldChar)) return fail(ScanError::bad_request);
-      if (tail_) tok_bad_ = true;  // a space inside the token
       if (field_ == f_host) {
-        if (!(k & char_class::kHostChar)) tok_bad_ = true;
+        if (tail_ || !(k & char_class::kHostChar)) tok_bad_ = true;  // a space inside, or no host character
         tok_chars_ = true;
         return true;
       }
-      if (!tok_chars_) word_mask_ = (1u << w_count) - 1;
-      for (uint8_t w = 0; w < w_count; ++w)
-        if ((word_mask_ >> w & 1) &&
-            !(word_pos_ < kWordLen[w] && lower(c) == static_cast<unsigned char>(kWord[w][word_pos_])))
-          word_mask_ &= uint8_t(~(1u << w));
-      ++word_pos_;
-      tok_chars_ = true;
+      token_chars(&c, 1);
       return true;
     case State::end_lf:
       if (c != '\n') return fail(ScanError::bad_request);
@@ -493,100 +597,185 @@ inline std::size_t RequestScanner::feed(const char* p, std::size_t n) noexcept {
   event_ = Event::none;
   if (error_ != ScanError::none) return 0;
   // The state lives in locals while scanning (registers, not memory the compiler must
-  // assume the input may alias), and runs of bytes that only continue a target or field
-  // value take a tight loop; the bytes that end or start a token go through step() one
-  // at a time.
+  // assume the input may alias). The common parts of a head are taken whole where they
+  // are whole in the input and within the limits: the method and its SP, the target's
+  // characters, "HTTP/1.x" CRLF, a field name with its ':' and an SP, a value's
+  // characters (a list value's tokens, OWS and commas) and its CRLF, the empty line; each
+  // leaves the state as step() would byte by byte, and goes on to the next part without
+  // coming back to the switch where it can. Any other byte, and every byte that faults,
+  // goes through step(), so that a fault falls on its byte with the fault step() picks.
   const auto* const begin = reinterpret_cast<const unsigned char*>(p);
   const auto* s = begin;
   const auto* const end = s + n;
   State st = state_;
-  std::size_t head = head_len_;
+  const std::size_t max_head = max_head_;
+  // In the head states every byte counts against the head limit, so the fast paths only
+  // move s: the head's length is base + (s - begin) (modulo 2^64), and lim is the end of
+  // the input or the first byte past the head limit, whichever comes first.
+  std::size_t base;
+  const unsigned char* lim;
+  const auto set_head = [&](std::size_t head) {
+    base = head - std::size_t(s - begin);
+    lim = std::size_t(end - s) > max_head - head ? s + (max_head - head) : end;
+  };
+  const auto head_now = [&] { return base + std::size_t(s - begin); };
+  set_head(head_len_);
   while (s < end) {
-    uint8_t run = 0;
-    const unsigned char* run_end = end;
     switch (st) {
       case State::body:
       case State::chunk_data: {
+        const std::size_t head = head_now();  // the chunk line's; data does not count
         const std::size_t avail = std::size_t(end - s);
         const std::size_t k = body_left_ < avail ? std::size_t(body_left_) : avail;
         s += k;
         body_left_ -= k;
-        if (body_left_ == 0) {
-          if (st == State::chunk_data) {
-            st = State::chunk_cr;
-            continue;
-          }
-          end_request(st);
-          goto out;
+        set_head(head);
+        if (body_left_ != 0) continue;
+        if (st == State::chunk_data) {
+          st = State::chunk_cr;
+          continue;
         }
-        continue;
+        end_request(st);
+        goto out;
       }
-      case State::idle:  // the common method at once: as step() takes "GET " byte by byte
-        if (end - s >= 4 && head + 4 <= max_head_ && std::memcmp(s, "GET ", 4) == 0) {
-          head += 4;
-          info_ = RequestInfo{};
-          target_len_ = 0;
-          s += 4;
-          st = State::target_start;
+      case State::idle:
+      case State::lead: {  // a whole method and its SP
+        std::size_t len = 4;
+        bool is_head = false;
+        if (lim - s < 4 || std::memcmp(s, "GET ", 4) != 0) {
+          const unsigned char* const q = char_class::run(s, lim, char_class::kTchar);
+          if (q == s || q == lim || *q != ' ') break;
+          len = std::size_t(q - s) + 1;
+          is_head = len == 5 && std::memcmp(s, "HEAD", 4) == 0;
+        }
+        info_ = RequestInfo{};
+        info_.head = is_head;
+        target_len_ = 0;
+        s += len;
+        st = State::target_start;
+      }
+        [[fallthrough]];
+      case State::target_start:
+      case State::target: {  // characters up to the byte that would pass a limit, then the SP
+        const unsigned char* t = lim;
+        if (std::size_t(t - s) > max_target_ - target_len_) t = s + (max_target_ - target_len_);
+        const unsigned char* const q = char_class::vchar_run(s, t);
+        if (q != s) st = State::target;
+        target_len_ += std::size_t(q - s);
+        s = q;
+        if (s == end) continue;
+        if (s == lim || *s != ' ' || st != State::target) break;
+        ++s;
+        st = State::version;
+        pos_ = 0;
+        if (s == end) continue;
+      }
+        [[fallthrough]];
+      case State::version:  // "HTTP/1.x" CR, then the LF
+        if (pos_ != 0 || lim - s < 9 || std::memcmp(s, "HTTP/1.", 7) != 0 || (s[7] | 1) != '1' || s[8] != '\r') break;
+        version_ = uint8_t(10 + (s[7] - '0'));
+        s += 9;
+        st = State::line_lf;
+        if (s == lim || *s != '\n') continue;
+        ++s;
+        st = State::field_start;
+        goto field_line;
+      case State::line_lf:
+        if (s == lim || *s != '\n') break;
+        ++s;
+        st = State::field_start;
+        [[fallthrough]];
+      case State::field_start:
+      field_line : {  // the empty line ending the head, or a name, its ':' and an SP
+        if (s == end) continue;
+        if (*s == '\r') {
+          if (lim - s < 2 || s[1] != '\n') break;
+          s += 2;
+          set_head(0);
+          if (!end_head(st)) goto out;
           continue;
         }
-        break;
-      case State::list_value:  // a Host value's characters, while no space has ended its token
-        if (field_ == f_host && !tail_) run = char_class::kHostChar;
-        break;
-      case State::target:  // up to the byte that would make the target too long
-        run = char_class::kVchar;
-        if (std::size_t(end - s) > max_target_ - target_len_) run_end = s + (max_target_ - target_len_);
-        break;
-      case State::value:
-        run = char_class::kFieldChar;
-        break;
-      case State::name:  // once the name can no longer be one that matters
-        if (field_mask_ == 0) run = char_class::kTchar;
-        break;
-      case State::field_start:  // a whole field name up to its ':' at once, when it is there
-        if (const std::size_t len = name_at_once(s, end, head)) {
-          head += len;
-          s += len;
-          st = State::name;
-          continue;
+        if (lim - s >= 5 && same_lower(s, "host", 4) &&
+            s[4] == ':') {  // the field every request has: as name_at_once()
+          field_mask_ = uint8_t(1u << f_host);
+          pos_ = 4;
+          s += 5;
+        } else {
+          const std::size_t len = name_at_once(s, lim);
+          if (len == 0) break;
+          s += len + 1;
         }
-        break;
-      case State::version:  // the whole "HTTP/d.d" CR at once when it is there
-        if (pos_ == 0 && end - s >= 9 && std::memcmp(s, "HTTP/1.", 7) == 0 && (s[7] == '0' || s[7] == '1') &&
-            s[8] == '\r') {
-          head += 9;
-          if (head > max_head_) {
-            fail(ScanError::too_large);
-            goto out;
+        if (!name_end(st)) goto out;
+        if (s < lim && *s == ' ') ++s;  // the value's first OWS: no change in any value state
+        if (st != State::value) continue;
+      }
+        [[fallthrough]];
+      case State::value:  // characters, then CRLF
+        s = char_class::field_run(s, lim);
+        if (s == end) continue;
+        if (lim - s < 2 || s[0] != '\r' || s[1] != '\n') break;
+        s += 2;
+        st = State::field_start;
+        goto field_line;
+      case State::list_value:  // OWS, tokens (a Host value's while no space has ended it), commas, then CRLF
+        for (;;) {
+          const unsigned char* q = s;
+          while (q < lim && (*q == ' ' || *q == '\t')) ++q;
+          if (q != s) tail_ = tok_chars_;
+          s = q;
+          if (field_ == f_host) {
+            if (tail_) break;
+            s = char_class::run(q, lim, char_class::kHostChar);
+            if (s != q) tok_chars_ = true;
+            break;
           }
-          version_ = uint8_t(10 + (s[7] - '0'));
-          s += 9;
-          st = State::line_lf;
-          continue;
+          s = char_class::run(q, lim, char_class::kListChar);
+          token_chars(q, std::size_t(s - q));
+          if (s == lim || *s != ',') break;
+          end_token();
+          ++s;
         }
+        if (s == end) continue;
+        if (lim - s < 2 || s[0] != '\r' || s[1] != '\n') break;
+        if (field_ == f_host && tok_bad_) host_bad_ = true;
+        end_token();
+        s += 2;
+        st = State::field_start;
+        goto field_line;
+      case State::cl_value:  // OWS digits OWS, then CRLF
+        for (; s < lim; ++s) {
+          if (is_digit(*s)) {
+            const uint64_t v = body_left_ * 10 + uint64_t(*s - '0');
+            if (tail_ || v >= kMaxBody) break;
+            body_left_ = v;
+            cl_digits_ = true;
+          } else if (*s == ' ' || *s == '\t') {
+            tail_ = cl_digits_;
+          } else {
+            break;
+          }
+        }
+        if (s == end) continue;
+        if (lim - s < 2 || s[0] != '\r' || s[1] != '\n' || !cl_digits_) break;
+        s += 2;
+        st = State::field_start;
+        goto field_line;
+      case State::name:  // once the name can no longer be one that matters
+        if (field_mask_ != 0) break;
+        s = char_class::run(s, lim, char_class::kTchar);
+        if (s == end) continue;
         break;
       default:
         break;
     }
-    if (run) {
-      const unsigned char* q = s;
-      while (q < run_end && (char_class::kTable.c[*q] & run)) ++q;
-      head += std::size_t(q - s);
-      if (head > max_head_) {
-        fail(ScanError::too_large);
-        break;
-      }
-      if (st == State::target) target_len_ += std::size_t(q - s);
-      if (st == State::list_value && q != s) tok_chars_ = true;  // as step() marks each one
-      s = q;
-      if (s == end) break;
-    }
-    if (!step(*s++, st, head)) break;
+    std::size_t head = head_now();
+    const bool more = step(*s++, st, head);
+    set_head(head);
+    if (!more) break;
   }
 out:
   state_ = st;
-  head_len_ = head;
+  head_len_ = head_now();
   return std::size_t(s - begin);
 }
 
