@@ -125,7 +125,7 @@ void FdSource::Op::leave(FdSource* s) noexcept {
   }
 }
 
-void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where) {
+void FdSource::wait_at(Dir d, int64_t deadline_ns, int64_t now, const char* what, std::source_location where) {
   Worker* w = current_worker();
   if (w == nullptr || current_task_header() == nullptr) {
     wait_foreign(d, deadline_ns, what);
@@ -137,8 +137,7 @@ void FdSource::wait(Dir d, int64_t deadline_ns, const char* what, std::source_lo
   // that arrived after a short read) lets the caller retry its syscall, so an operation
   // that can complete without waiting does. Not ready: the wait below times out at once
   // (or raises a pending cancellation first, as every wait does).
-  // The clock is read once here and handed to the wait below, which would read it again.
-  const int64_t now = deadline_ns != 0 ? monotonic_ns() : 0;
+  // The caller's clock reading is handed to the wait below, which would read it again.
   if (deadline_ns != 0 && deadline_ns <= now && ready_now(d)) return;
   Waiter me;
   bool& flag = d == Dir::read ? ready_read_ : ready_write_;

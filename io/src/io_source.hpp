@@ -57,12 +57,35 @@
 
 #include <spindle/detail/core.hpp>
 #include <spindle/detail/spin.hpp>
+#include <spindle/time_limit.hpp>
 
 #include <spindle/internal/runtime_services.hpp>
 
 namespace spindle::detail {
 
 enum class Dir : uint8_t { read, write };
+
+/// The deadline of one stream call (every syscall and wait of a SocketStream read or
+/// write shares one), read from the clock when the call first waits: a call that
+/// completes without waiting, as most sends and most reads of bytes already received do,
+/// reads no clock. So the call's time runs from its first wait, not from its first
+/// syscall: one non-blocking syscall later.
+class CallDeadline {
+ public:
+  explicit CallDeadline(TimeLimit limit) noexcept : limit_(limit) {}
+  /// True if the call has a limit (else at() is always 0).
+  bool limited() const noexcept { return limit_.has_value(); }
+  /// The deadline, taken from `now` (a reading of monotonic_ns()) at the first call; 0 if
+  /// there is no limit. Later calls return the same deadline.
+  int64_t at(int64_t now) noexcept {
+    if (at_ == 0 && limit_) at_ = deadline_from(now, *limit_);
+    return at_;
+  }
+
+ private:
+  TimeLimit limit_;
+  int64_t at_ = 0;  // 0: not taken yet (a limit beyond the clock stays 0: none)
+};
 
 class FdSource final : public IoSource {
  public:
@@ -86,7 +109,14 @@ class FdSource final : public IoSource {
   /// (the caller retries its syscall), else TimeoutError. Throws CancelledError if the
   /// calling task is cancelled, TimeoutError at the deadline, std::system_error(EBADF,
   /// what) if the source is (or gets) closed.
-  void wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where);
+  void wait(Dir d, int64_t deadline_ns, const char* what, std::source_location where) {
+    wait_at(d, deadline_ns, deadline_ns != 0 ? monotonic_ns() : 0, what, where);
+  }
+  /// As above, with the call's deadline taken at this first wait (CallDeadline).
+  void wait(Dir d, CallDeadline& dl, const char* what, std::source_location where) {
+    const int64_t now = dl.limited() ? monotonic_ns() : 0;
+    wait_at(d, dl.at(now), now, what, where);
+  }
 
   /// Runs the close sequence above. Called once, by the object that owns the source;
   /// `this` must not be used afterwards. Never throws; may suspend (not cancellably)
@@ -135,6 +165,8 @@ class FdSource final : public IoSource {
   // Registered with a runtime that has shut down: forget that registration (owner_ =
   // null), so that the caller registers with its own loop. A no-op while it still runs.
   void drop_ended_owner_locked() noexcept;
+  // wait() with `now` a reading of the clock (0 when deadline_ns is 0: none needed).
+  void wait_at(Dir d, int64_t deadline_ns, int64_t now, const char* what, std::source_location where);
   void wait_foreign(Dir d, int64_t deadline_ns, const char* what);
   bool ready_now(Dir d) const noexcept;  // a poll(2) with timeout 0: may `d` progress now?
   void retire() noexcept;                // step 3 of the close sequence

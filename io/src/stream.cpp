@@ -71,15 +71,14 @@ void SocketStream::close() noexcept {
   rbeg_ = rend_ = 0;
 }
 
-// The one place a call's deadline is computed, once at the start of each public read
-// or write: every syscall and wait of that call shares it (set_timeout bounds the call).
-int64_t SocketStream::deadline() const noexcept { return detail::deadline_of(timeout_); }
-
-std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns,
+// Each public read or write makes one CallDeadline from the stream's timeout: every
+// syscall and wait of that call shares it (set_timeout bounds the call), and it reads
+// the clock only if the call waits.
+std::size_t SocketStream::recv_some(detail::FdSource* s, void* buf, std::size_t n, detail::CallDeadline& dl,
                                     const char* what) {
   // After a short read the next one waits for an edge first (FdSource::read_drained).
   const auto got = std::size_t(detail::io_call_held(
-      s, detail::Dir::read, deadline_ns, what, std::source_location::current(),
+      s, detail::Dir::read, dl, what, std::source_location::current(),
       [&](int fd) { return pipe_ ? ::read(fd, buf, n) : detail::sys_recv(fd, buf, n, 0); }, never_transient,
       s->read_drained()));
   s->note_read(got, n);
@@ -91,14 +90,14 @@ void SocketStream::consume(std::size_t n) noexcept {
   if (rbeg_ == rend_) rbeg_ = rend_ = 0;
 }
 
-std::size_t SocketStream::fill(detail::FdSource* s, std::size_t want, int64_t deadline_ns, const char* what) {
+std::size_t SocketStream::fill(detail::FdSource* s, std::size_t want, detail::CallDeadline& dl, const char* what) {
   if (rbeg_ > 0 && rbuf_.size() - rend_ < want) {  // compact first
     std::memmove(rbuf_.data(), rbuf_.data() + rbeg_, rend_ - rbeg_);
     rend_ -= rbeg_;
     rbeg_ = 0;
   }
   if (rbuf_.size() - rend_ < want) rbuf_.resize(rend_ + want);
-  const std::size_t n = recv_some(s, rbuf_.data() + rend_, rbuf_.size() - rend_, deadline_ns, what);
+  const std::size_t n = recv_some(s, rbuf_.data() + rend_, rbuf_.size() - rend_, dl, what);
   rend_ += n;
   return n;
 }
@@ -121,7 +120,7 @@ std::size_t SocketStream::read(void* buf, std::size_t n) {
     return k;
   }
   detail::FdSource* s = src_.get("recv");
-  const int64_t dl = deadline();
+  detail::CallDeadline dl(timeout_);
   const detail::FdSource::Op op(s, "recv");
   return recv_some(s, buf, n, dl, "recv");
 }
@@ -141,7 +140,7 @@ void SocketStream::read_exact(void* buf, std::size_t n) {
     consume(got);
   }
   if (got == n) return;
-  const int64_t dl = deadline();
+  detail::CallDeadline dl(timeout_);
   // Outlives the handler below: unread() runs while close() still waits for us.
   std::optional<detail::FdSource::Op> op;
   try {
@@ -170,7 +169,7 @@ std::string SocketStream::read_exact(std::size_t n) {
 
 std::string SocketStream::read_until(std::string_view delim, std::size_t limit) {
   if (delim.empty()) throw std::invalid_argument("SocketStream::read_until: empty delimiter");
-  const int64_t dl = deadline();
+  detail::CallDeadline dl(timeout_);
   detail::FdSource* s = nullptr;
   std::optional<detail::FdSource::Op> op;  // from the first fill() on: a buffered line needs none
   std::size_t scanned = 0;                 // bytes of the buffer known not to start a match
@@ -210,16 +209,17 @@ std::string SocketStream::read_line(std::size_t limit) {
 }
 
 std::size_t SocketStream::write_some(const void* buf, std::size_t n) {
-  return std::size_t(detail::io_call(
-      src_.get("send"), detail::Dir::write, deadline(), "send", std::source_location::current(), [&](int fd) {
-        return pipe_ ? detail::write_nosigpipe(fd, buf, n) : detail::sys_send(fd, buf, n, MSG_NOSIGNAL);
-      }));
+  return std::size_t(detail::io_call(src_.get("send"), detail::Dir::write, detail::CallDeadline(timeout_), "send",
+                                     std::source_location::current(), [&](int fd) {
+                                       return pipe_ ? detail::write_nosigpipe(fd, buf, n)
+                                                    : detail::sys_send(fd, buf, n, MSG_NOSIGNAL);
+                                     }));
 }
 
 void SocketStream::write_all(const void* buf, std::size_t n) {
   const auto* p = static_cast<const char*>(buf);
   detail::FdSource* s = src_.get("send");
-  const int64_t dl = deadline();
+  detail::CallDeadline dl(timeout_);
   const detail::FdSource::Op op(s, "send");  // one for the whole loop: s stays valid between sends
   while (n > 0) {
     const auto k = std::size_t(detail::io_call_held(

@@ -51,17 +51,19 @@ inline ssize_t sys_send(int fd, const void* buf, std::size_t n, int flags) noexc
 /// io_call's loop, for a caller that already holds an FdSource::Op on s: an operation
 /// made of several syscalls (SocketStream::read_exact) stays counted until it no longer
 /// touches its object, since close() returns as soon as the count drains.
-template <class Call, class Transient>
-auto io_call_held(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
+/// `deadline`: an int64_t deadline (CLOCK_MONOTONIC ns, 0 = none), or a CallDeadline& taken
+/// at the first wait.
+template <class Call, class Transient, class Deadline>
+auto io_call_held(FdSource* s, Dir d, Deadline&& deadline, const char* what, std::source_location where, Call&& call,
                   Transient&& transient, bool wait_first = false) {
-  if (wait_first) s->wait(d, deadline_ns, what, where);
+  if (wait_first) s->wait(d, deadline, what, where);
   for (;;) {
     if (s->closed()) throw_errno(EBADF, what);
     const auto r = call(s->fd());
     if (r >= 0) return r;
     const int e = errno;
     if (e == EAGAIN || e == EWOULDBLOCK) {
-      s->wait(d, deadline_ns, what, where);
+      s->wait(d, deadline, what, where);
     } else if (e != EINTR && !transient(e)) {
       throw_errno(e, what);
     }
@@ -74,17 +76,17 @@ auto io_call_held(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std
 /// `wait_first`: the fd is known not to be ready yet (FdSource::read_drained), so wait
 /// for its next edge before the first try.
 /// Counts itself in s's operations (FdSource::Op) for the call.
-template <class Call, class Transient>
-auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call,
+template <class Call, class Transient, class Deadline>
+auto io_call(FdSource* s, Dir d, Deadline&& deadline, const char* what, std::source_location where, Call&& call,
              Transient&& transient, bool wait_first = false) {
   FdSource::Op op(s, what);
-  return io_call_held(s, d, deadline_ns, what, where, std::forward<Call>(call), std::forward<Transient>(transient),
+  return io_call_held(s, d, deadline, what, where, std::forward<Call>(call), std::forward<Transient>(transient),
                       wait_first);
 }
 
-template <class Call>
-auto io_call(FdSource* s, Dir d, int64_t deadline_ns, const char* what, std::source_location where, Call&& call) {
-  return io_call(s, d, deadline_ns, what, where, std::forward<Call>(call), [](int) { return false; });
+template <class Call, class Deadline>
+auto io_call(FdSource* s, Dir d, Deadline&& deadline, const char* what, std::source_location where, Call&& call) {
+  return io_call(s, d, deadline, what, where, std::forward<Call>(call), [](int) { return false; });
 }
 
 /// Makes fd non-blocking and close-on-exec. Throws system_error.

@@ -77,9 +77,11 @@ void Reactor::dispatch(const epoll_event* evs, int n, bool owner) noexcept {
     if (evs[i].data.ptr != nullptr) {
       static_cast<IoSource*>(evs[i].data.ptr)->on_ready(evs[i].events);
     } else if (owner) {
+      // One read takes the whole count and resets it (not a semaphore eventfd). A write
+      // after it leaves the fd readable, and the next poll reports it again (level-
+      // triggered): a second read here would only meet EAGAIN, a syscall per wake-up.
       uint64_t v;
-      while (::read(wakefd_, &v, sizeof v) == sizeof v) {
-      }
+      [[maybe_unused]] const auto r = ::read(wakefd_, &v, sizeof v);
     }
     // A foreign poll leaves the wake-up eventfd alone: it is level-triggered, so the
     // owner still sees it at its next poll.

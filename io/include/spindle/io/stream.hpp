@@ -43,6 +43,9 @@
 #include <spindle/time_limit.hpp>
 
 namespace spindle {
+namespace detail {
+class CallDeadline;  // io/src/io_source.hpp
+}
 
 class SocketStream {
  public:
@@ -95,8 +98,8 @@ class SocketStream {
   std::size_t buffered() const noexcept { return rend_ - rbeg_; }
 
   /// Time limit for each later read and write call as a whole (std::nullopt: none, the
-  /// default): a call still waiting t after it began throws TimeoutError, however many
-  /// bytes arrived meanwhile (read_line against a peer that drips a byte at a time
+  /// default): a call still waiting t after it first had to wait throws TimeoutError,
+  /// however many bytes arrived meanwhile (read_line against a peer that drips a byte at a time
   /// included). Zero or negative: each call does what it can without waiting, then
   /// throws TimeoutError. A read that times out loses nothing: what it had received
   /// stays buffered for the next read. After write_all times out an unknown prefix was
@@ -106,7 +109,6 @@ class SocketStream {
   TimeLimit timeout() const noexcept { return timeout_; }
 
  protected:
-  int64_t deadline() const noexcept;
   detail::FdHandle src_;
   /// Set by PipeStream (process.hpp): the fd is one end of a pipe, read with read(2) and
   /// written with write(2) (SIGPIPE held back: a gone reader is EPIPE); shutdown_write()
@@ -115,9 +117,9 @@ class SocketStream {
 
  private:
   // Both run inside an operation that holds an FdSource::Op on s (stream.cpp).
-  std::size_t recv_some(detail::FdSource* s, void* buf, std::size_t n, int64_t deadline_ns, const char* what);
+  std::size_t recv_some(detail::FdSource* s, void* buf, std::size_t n, detail::CallDeadline& dl, const char* what);
   // Appends to the buffer; 0 = EOF.
-  std::size_t fill(detail::FdSource* s, std::size_t want, int64_t deadline_ns, const char* what);
+  std::size_t fill(detail::FdSource* s, std::size_t want, detail::CallDeadline& dl, const char* what);
   void unread(const char* p, std::size_t n);
   void consume(std::size_t n) noexcept;
   // Read buffer: bytes [rbeg_, rend_) of rbuf_ are received and not yet read.
