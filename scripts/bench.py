@@ -269,9 +269,9 @@ def main():
     header = ["workload", "figure", "spindle", "peer", "floor", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]), fmt(r["floor"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in table]
-    paced_reps = bench_net.PACED_REPS if reps > 1 else reps
-    print(f"medians of {reps} run(s) each (paced rows: of {paced_reps}; contended rows: median and worst of "
-          f"{contended_reps}); "
+    more_reps = bench_net.MORE_REPS if reps > 1 else reps
+    print(f"medians of {reps} run(s) each (paced and Asio HTTP rows: of {more_reps}; contended rows: median and "
+          f"worst of {contended_reps}); "
           "spindle/peer below 1 is better where lower is better; the peer is Boost.Fiber unless the workload "
           "names another")
     print_table(header, lines)
@@ -283,7 +283,7 @@ def main():
     out.write_text(json.dumps({
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "build": str(build), "repetitions": reps, "contended_repetitions": contended_reps,
-        "paced_repetitions": paced_reps,
+        "more_repetitions": more_reps, "more_repetitions_of": list(bench_net.MORE_REPS_OF),
         "only": args.only, "runs": results, "table": table, "failed": failed,
     }, indent=2) + "\n")
     print(f"raw figures: {out.relative_to(ROOT)}")

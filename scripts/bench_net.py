@@ -35,9 +35,12 @@ cpu_seconds) just before and just after the load: on a 2-core machine the load g
 shares the CPUs with the server, so requests per second of server CPU time is the fair
 figure. Spindle and its peer alternate within each repetition (who goes first alternates
 too). Every figure is the median of R repetitions (QUICK=1 in the environment: R=1,
-otherwise 3), the paced rows' of PACED_REPS (5): a paced run's server CPU per request
-moves by 10-30% from run to run on the shared 2-core machine, for both servers alike,
-while its measurement error is nanoseconds on ~0.1 s.
+otherwise 3), except the workloads in MORE_REPS, whose figures are the median of 5: a
+paced run's server CPU per request moves by 10-30% from run to run on the shared 2-core
+machine, for both servers alike, while its measurement error is nanoseconds on ~0.1 s;
+and http_plaintext against Asio (the rows that compare the runtimes) moves by up to 20%
+in one repetition of the pair (152,605 against 181,076 in a run whose other six
+spindle-server readings were 165-186k).
 
 Usage: scripts/bench_net.py [--build DIR] [--only REGEX]   (default DIR: build/release)
 Writes the raw figures to bench-results/net.json and prints the rows; scripts/bench.py
@@ -88,8 +91,8 @@ HTTP_PACED = ("http_paced", "examples/http_server", "benchmarks/peer_asio_http")
 WORKLOADS += (HTTP_PACED,)
 PACED_CLIENT = "benchmarks/paced_client"
 PACED_RATE, PACED_CONNECTIONS = 2000, 16
-# Repetitions of the paced rows in a full run (their figures scatter most: see the top).
-PACED_REPS = 5
+# Repetitions, in a full run, of the workloads whose figures scatter most (see the top).
+MORE_REPS, MORE_REPS_OF = 5, ("http", "http_paced")
 # Each workload's load ("http", "echo" or "kv"), and its peer: (results key, table title).
 LOAD = {"http": "http", "echo": "echo", "http_metrics": "http", "kv_p1": "kv", "kv_p16": "kv"}
 PEERS = {"http": ("asio", "Asio"), "echo": ("asio", "Asio"), "http_metrics": ("metrics_off", "metrics off"),
@@ -386,7 +389,7 @@ def run(build, reps, log=sys.stderr, only=None):
         return f"net/{kind}_w{t}/{who}"
 
     def reps_of(kind):
-        return PACED_REPS if kind == "http_paced" and reps > 1 else reps
+        return MORE_REPS if kind in MORE_REPS_OF and reps > 1 else reps
 
     for rep in range(max([reps] + [reps_of(c[0]) for c in configs])):
         for kind, spindle_srv, peer_srv, t in configs:
@@ -447,7 +450,7 @@ def main():
     header = ["workload", "figure", "spindle", "peer (as named)", "spindle/peer", "better"]
     lines = [[r["workload"], r["figure"], fmt(r["spindle"]), fmt(r["peer"]),
               "-" if r["ratio"] is None else f"{r['ratio']:.2f}x", r["better"]] for r in rows]
-    print(f"medians of {reps} run(s) each (paced rows: {PACED_REPS if reps > 1 else reps}); load and servers share this machine's CPUs")
+    print(f"medians of {reps} run(s) each (paced and Asio HTTP rows: {MORE_REPS if reps > 1 else reps}); load and servers share this machine's CPUs")
     print_table(header, lines)
 
     failed = {k: r["error"] for k, r in results.items() if r["error"]}

@@ -80,9 +80,10 @@ def archive(data, src):
 def describe(data):
     reps = data.get("repetitions")
     kind = "quick run, 1 repetition" if reps == 1 else f"median of {reps} repetitions"
-    paced = data.get("paced_repetitions")
-    if paced and paced != reps:
-        kind += f"; paced HTTP rows: median of {paced}"
+    more = data.get("more_repetitions", data.get("paced_repetitions"))
+    if more and more != reps:
+        which = "paced and Asio HTTP rows" if "more_repetitions" in data else "paced HTTP rows"
+        kind += f"; {which}: median of {more}"
     contended = data.get("contended_repetitions")
     if contended:
         kind += f"; contended rows: median and worst of {contended}"
