@@ -99,9 +99,9 @@ class SocketStream {
 
   /// Time limit for each later read and write call as a whole (std::nullopt: none, the
   /// default): a call still waiting t after it first had to wait throws TimeoutError,
-  /// however many bytes arrived meanwhile (read_line against a peer that drips a byte at a time
-  /// included). Zero or negative: each call does what it can without waiting, then
-  /// throws TimeoutError. A read that times out loses nothing: what it had received
+  /// however many bytes arrived meanwhile (read_line against a peer that drips a byte at
+  /// a time included). Zero or negative: each call does what it can without waiting,
+  /// then throws TimeoutError. A read that times out loses nothing: what it had received
   /// stays buffered for the next read. After write_all times out an unknown prefix was
   /// sent.
   void set_timeout(TimeLimit t) noexcept { timeout_ = t; }
