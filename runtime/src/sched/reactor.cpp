@@ -4,9 +4,12 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
+#include <initializer_list>
 #include <system_error>
 
 #include <spindle/detail/deadline.hpp>
@@ -15,26 +18,30 @@
 namespace spindle::detail {
 
 Reactor::Reactor() {
-  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
-  wakefd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakefd_ < 0) {
+  // On failure, close what was made and throw naming the call that failed.
+  auto fail = [this](const char* what) {
     const int e = errno;
-    ::close(epfd_);
-    throw std::system_error(e, std::generic_category(), "eventfd");
-  }
+    for (int fd : {timerfd_, wakefd_, epfd_})
+      if (fd >= 0) ::close(fd);
+    throw std::system_error(e, std::generic_category(), what);
+  };
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) fail("epoll_create1");
+  wakefd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wakefd_ < 0) fail("eventfd");
+  timerfd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (timerfd_ < 0) fail("timerfd_create");
+  // Both level-triggered: an event a foreign poll takes is reported again to the owner.
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // null marks the wake-up eventfd
-  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) != 0) {
-    const int e = errno;
-    ::close(wakefd_);
-    ::close(epfd_);
-    throw std::system_error(e, std::generic_category(), "epoll_ctl(eventfd)");
-  }
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) != 0) fail("epoll_ctl(eventfd)");
+  ev.data.ptr = &timerfd_;  // marks the timerfd
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, timerfd_, &ev) != 0) fail("epoll_ctl(timerfd)");
 }
 
 Reactor::~Reactor() {
+  ::close(timerfd_);
   ::close(wakefd_);
   ::close(epfd_);
 }
@@ -74,7 +81,10 @@ int Reactor::poll(int64_t timeout_ns) noexcept {
 
 void Reactor::dispatch(const epoll_event* evs, int n, bool owner) noexcept {
   for (int i = 0; i < n; ++i) {
-    if (evs[i].data.ptr != nullptr) {
+    if (evs[i].data.ptr == &timerfd_) {
+      // Nothing to do here: the owner's loop runs its due timers after every park, and
+      // its next park re-arms or disarms the timerfd, which also makes it unreadable.
+    } else if (evs[i].data.ptr != nullptr) {
       static_cast<IoSource*>(evs[i].data.ptr)->on_ready(evs[i].events);
     } else if (owner) {
       // One read takes the whole count and resets it (not a semaphore eventfd). A write
@@ -97,7 +107,7 @@ int Reactor::poll_foreign() noexcept {
   int sources = 0;
   if (n > 0) {
     dispatch(evs, n, false);
-    for (int i = 0; i < n; ++i) sources += evs[i].data.ptr != nullptr;
+    for (int i = 0; i < n; ++i) sources += evs[i].data.ptr != nullptr && evs[i].data.ptr != &timerfd_;
   }
   // release: our last touch of any source comes before the owner's acquire in quiesce().
   foreign_.fetch_sub(1, std::memory_order_release);
@@ -149,6 +159,44 @@ void Reactor::quiesce() const noexcept {
   while (foreign_.load(std::memory_order_seq_cst) != 0) b.pause();
 }
 
+// How long a park in epoll waits for deadline_ns (negative: none). A timeout given to
+// epoll_wait arms a kernel timer at every park and cancels it at every wake-up that
+// comes first, which is most of them in a server (its deadlines are timeouts that
+// rarely expire): 0.9 us per park on this project's 2-core VM, 8% of a paced HTTP
+// server's CPU per request. So a deadline further away than kNearDeadline is left to the
+// timerfd, which stays armed across parks: it is re-armed only when the deadline comes
+// before the time it is armed for, or once that time has passed. Armed earlier than the
+// deadline (a later deadline replaced the earliest, as a served connection's idle
+// timeout does), it wakes the loop early once, and the next park arms it for the
+// deadline then. Near deadlines (a sleep about to end, the I/O watcher's 1 ms) go to
+// epoll_wait's own timeout, as a timerfd would cost a system call to arm.
+int64_t Reactor::epoll_timeout(int64_t deadline_ns) noexcept {
+  constexpr int64_t kNearDeadline = 2'000'000;  // ns
+  if (deadline_ns < 0 && timer_at_ < 0) return -1;
+  const int64_t now = monotonic_ns();
+  if (deadline_ns >= 0 && deadline_ns - now > kNearDeadline) {
+    if (timer_at_ <= now || timer_at_ > deadline_ns) arm_timer(deadline_ns);
+    return -1;
+  }
+  // Once its time has passed the timerfd stays readable (level-triggered) and would end
+  // every wait at once: disarming it also resets that. One still to come may stay: it
+  // wakes the loop once, early.
+  if (timer_at_ >= 0 && timer_at_ <= now) arm_timer(-1);
+  if (deadline_ns < 0) return -1;
+  return deadline_ns > now ? deadline_ns - now : 0;
+}
+
+// Arms the timerfd for the monotonic time at_ns, or disarms it (negative). Either also
+// resets its expiry count, so it is no longer readable.
+void Reactor::arm_timer(int64_t at_ns) noexcept {
+  itimerspec its{};
+  // An all-zero it_value disarms; an armed time is never 0 (the clock started long ago).
+  if (at_ns >= 0) its.it_value = {time_t(at_ns / 1'000'000'000), long(at_ns % 1'000'000'000)};
+  // Cannot fail with a valid fd and a normalised time.
+  [[maybe_unused]] const int r = ::timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &its, nullptr);
+  timer_at_ = at_ns;
+}
+
 // The futex word is the atomic itself: the kernel compares its 32 bits.
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
 
@@ -176,12 +224,7 @@ int Reactor::park(int64_t deadline_ns) noexcept {
         // Woken, EAGAIN or EINTR: the loop condition decides.
       }
     } else {
-      int64_t timeout = -1;
-      if (deadline_ns >= 0) {
-        const int64_t now = monotonic_ns();
-        timeout = deadline_ns > now ? deadline_ns - now : 0;
-      }
-      n = poll(timeout);
+      n = poll(epoll_timeout(deadline_ns));
     }
   } else if (!futex) {
     n = poll(0);  // not sleeping, but what is ready is dispatched now rather than a turn later

@@ -1,7 +1,9 @@
 // One loop's reactor: an epoll instance, and the loop's parking place. A loop parks on a
 // futex when it watches no fds, else in epoll_wait (with an eventfd other threads write
 // to wake it): a futex wake-up is one system call on each side, an eventfd one is a write,
-// an epoll return and a read.
+// an epoll return and a read. In epoll, a deadline more than a moment away is left to a
+// timerfd that stays armed across parks (epoll_timeout() in reactor.cpp), rather than
+// to a timeout that arms and cancels a kernel timer at every park.
 //
 // Parking (park/unpark): one word, park_state_, changed only by exchange: kAwake while
 // the loop runs, kParkedFutex or kParkedEpoll while it sleeps, kNotified once unpark()
@@ -79,6 +81,8 @@ class Reactor {
 
  private:
   void dispatch(const ::epoll_event* evs, int n, bool owner) noexcept;
+  int64_t epoll_timeout(int64_t deadline_ns) noexcept;
+  void arm_timer(int64_t at_ns) noexcept;
   int epfd_ = -1;
   std::atomic<std::size_t> sources_{0};
   std::atomic<int> foreign_{0};  // poll_foreign() calls in progress
@@ -88,6 +92,11 @@ class Reactor {
   std::atomic<uint64_t> polls_begun_{0};
   std::atomic<uint64_t> polls_done_{0};
   int wakefd_ = -1;
+  // A timerfd in the epoll that wakes a loop parked in epoll for a deadline more than
+  // kNearDeadline away (see epoll_timeout()), and the time it is armed for (monotonic
+  // ns; -1: disarmed). Owner only.
+  int timerfd_ = -1;
+  int64_t timer_at_ = -1;
   enum : uint32_t { kAwake, kParkedFutex, kParkedEpoll, kNotified };
   std::atomic<uint32_t> park_state_{kAwake};  // see "Parking" above; also the futex word
 };
