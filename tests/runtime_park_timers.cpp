@@ -134,20 +134,20 @@ TEST_CASE("a loop whose far deadline has fired sleeps when idle: it does not wak
     std::vector<Task<>> ts;
     for (unsigned i = 0; i < n; ++i) ts.push_back(spawn(on_loop(i), [] { sleep(20ms); }));
     for (auto& t : ts) t.get();
-    // Then near sleeps (epoll's own timeout) on each loop, and nothing: were the fired
-    // timerfd left readable, every park from here on would return at once, thousands of
-    // times over these 100 ms. Sleeping loops park about once per millisecond sleep, and
+    // Then near sleeps (100 us: epoll's own timeout) on each loop, and nothing: were the
+    // fired timerfd left readable, every park from here on would return at once,
+    // thousands of times over these 80 ms. Sleeping loops park about once per sleep, and
     // an idle runtime not at all.
     const uint64_t before = total_parks(rt);
     ts.clear();
     for (unsigned i = 0; i < n; ++i)
       ts.push_back(spawn(on_loop(i), [] {
-        for (int k = 0; k < 20; ++k) sleep(1ms);
+        for (int k = 0; k < 20; ++k) sleep(100us);
       }));
     for (auto& t : ts) t.get();
     sleep(80ms);
     const uint64_t parks = total_parks(rt) - before;
-    INFO("parks over 100 ms: " << parks);
+    INFO("parks: " << parks);
     CHECK(parks < 400 * uint64_t(n));
   });
 }

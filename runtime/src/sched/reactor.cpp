@@ -168,10 +168,12 @@ void Reactor::quiesce() const noexcept {
 // before the time it is armed for, or once that time has passed. Armed earlier than the
 // deadline (a later deadline replaced the earliest, as a served connection's idle
 // timeout does), it wakes the loop early once, and the next park arms it for the
-// deadline then. Near deadlines (a sleep about to end, the I/O watcher's 1 ms) go to
-// epoll_wait's own timeout, as a timerfd would cost a system call to arm.
+// deadline then. The I/O watcher's 1 ms look (worker.hpp, kIoStealPark) is such a
+// deadline too: most of its parks end earlier, by work or I/O. Near deadlines (a sleep
+// about to end) go to epoll_wait's own timeout: they mostly fire, and a timerfd that
+// fires must be armed again, a system call.
 int64_t Reactor::epoll_timeout(int64_t deadline_ns) noexcept {
-  constexpr int64_t kNearDeadline = 2'000'000;  // ns
+  constexpr int64_t kNearDeadline = 200'000;  // ns
   if (deadline_ns < 0 && timer_at_ < 0) return -1;
   const int64_t now = monotonic_ns();
   if (deadline_ns >= 0 && deadline_ns - now > kNearDeadline) {
