@@ -172,10 +172,12 @@ void Reactor::quiesce() const noexcept {
 // deadline too: most of its parks end earlier, by work or I/O. Near deadlines (a sleep
 // about to end) go to epoll_wait's own timeout: they mostly fire, and a timerfd that
 // fires must be armed again, a system call.
-int64_t Reactor::epoll_timeout(int64_t deadline_ns) noexcept {
+int64_t Reactor::epoll_timeout(int64_t deadline_ns, int64_t now_ns) noexcept {
   constexpr int64_t kNearDeadline = 200'000;  // ns
   if (deadline_ns < 0 && timer_at_ < 0) return -1;
-  const int64_t now = monotonic_ns();
+  // A reading a moment old only lengthens the wait by that moment, or keeps a timerfd
+  // that has just fired as armed (its readiness then ends the wait at once).
+  const int64_t now = now_ns >= 0 ? now_ns : monotonic_ns();
   if (deadline_ns >= 0 && deadline_ns - now > kNearDeadline) {
     if (timer_at_ <= now || timer_at_ > deadline_ns) arm_timer(deadline_ns);
     return -1;
@@ -202,7 +204,7 @@ void Reactor::arm_timer(int64_t at_ns) noexcept {
 // The futex word is the atomic itself: the kernel compares its 32 bits.
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
 
-int Reactor::park(int64_t deadline_ns) noexcept {
+int Reactor::park(int64_t deadline_ns, int64_t now_ns) noexcept {
   // Only the owner registers fds, so a zero cannot become nonzero while we sleep on the
   // futex (reactor.hpp); a hand-over may take our last fd while we sleep in epoll, which
   // only leaves the eventfd to wake us.
@@ -226,7 +228,7 @@ int Reactor::park(int64_t deadline_ns) noexcept {
         // Woken, EAGAIN or EINTR: the loop condition decides.
       }
     } else {
-      n = poll(epoll_timeout(deadline_ns));
+      n = poll(epoll_timeout(deadline_ns, now_ns));
     }
   } else if (!futex) {
     n = poll(0);  // not sleeping, but what is ready is dispatched now rather than a turn later

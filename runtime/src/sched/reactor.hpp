@@ -52,8 +52,9 @@ class Reactor {
   void quiesce() const noexcept;
   /// Owner only: sleeps until unpark(), an event on a watched fd (dispatched here), or
   /// the monotonic deadline_ns (negative: none). With no fds watched, on a futex;
-  /// otherwise in epoll_wait. Returns the number of epoll events handled.
-  int park(int64_t deadline_ns) noexcept;
+  /// otherwise in epoll_wait. now_ns: the caller's recent reading of the clock, or
+  /// negative (then read here if needed). Returns the number of epoll events handled.
+  int park(int64_t deadline_ns, int64_t now_ns = -1) noexcept;
   /// Wakes the loop out of park(), or makes its next park() return at once. Any thread.
   void unpark() noexcept;
 
@@ -81,7 +82,7 @@ class Reactor {
 
  private:
   void dispatch(const ::epoll_event* evs, int n, bool owner) noexcept;
-  int64_t epoll_timeout(int64_t deadline_ns) noexcept;
+  int64_t epoll_timeout(int64_t deadline_ns, int64_t now_ns) noexcept;
   void arm_timer(int64_t at_ns) noexcept;
   int epfd_ = -1;
   std::atomic<std::size_t> sources_{0};

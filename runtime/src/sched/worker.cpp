@@ -182,7 +182,7 @@ TaskHeader* Worker::steal() {
   return nullptr;
 }
 
-int64_t Worker::run_timers() {
+int64_t Worker::run_timers(int64_t* now) {
   struct ToHeap {
     TimerHeap& h;
     void push_back(TimerEntry* e) { h.push(e); }
@@ -190,7 +190,9 @@ int64_t Worker::run_timers() {
   timer_inbox.drain_into(to_heap);
   if (timers.empty()) return INT64_MAX;
   TraceSource src(this, WakeSource::timer);
-  timers.fire_due(monotonic_ns(), [this](TimerEntry* t) {
+  const int64_t t_now = monotonic_ns();
+  if (now) *now = t_now;
+  timers.fire_due(t_now, [this](TimerEntry* t) {
     count(timers_fired);
     if (TraceRing* r = tracing()) [[unlikely]]
       trace_event(this, r, TraceKind::timer_fired, reinterpret_cast<uintptr_t>(t->task));
@@ -438,7 +440,11 @@ void Worker::park() {
               rt->stopping.load(std::memory_order_relaxed);
   for (Worker* v : rt->workers) work = work || (v != this && !v->ring.empty());
   if (!work) {
-    const int64_t next = run_timers();
+    // One clock reading serves the whole park (the timers', the watcher's and the
+    // reactor's): taken a few microseconds before the sleep, it can only make the sleep
+    // end that much later than its deadline, never earlier.
+    int64_t now = -1;
+    const int64_t next = run_timers(&now);
     if (!has_local_work()) {
       int64_t deadline = next == INT64_MAX ? -1 : next;
       // While another loop with I/O is running (or preempted), one parked worker (the
@@ -447,7 +453,8 @@ void Worker::park() {
       // watchers for a moment, or none until the next park, cost nothing but a delay.
       bool watcher = false;
       if (rt->workers.size() > 1 && others_may_hold_io()) {
-        const int64_t watch = monotonic_ns() + kIoStealPark;
+        if (now < 0) now = monotonic_ns();
+        const int64_t watch = now + kIoStealPark;
         if ((deadline < 0 || deadline > watch) && !rt->io_watcher.exchange(true, std::memory_order_relaxed)) {
           watcher = true;
           deadline = watch;
@@ -463,7 +470,7 @@ void Worker::park() {
       int got;
       {
         TraceSource src(this, WakeSource::fd);
-        got = reactor.park(deadline);  // on a futex if we watch no fds, else in epoll (reactor.hpp)
+        got = reactor.park(deadline, now);  // on a futex if we watch no fds, else in epoll (reactor.hpp)
       }
       count(reactor_events, uint64_t(got));
       if (r) [[unlikely]]

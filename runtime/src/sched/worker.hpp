@@ -332,8 +332,9 @@ struct Worker {
   TaskHeader* from_global();
   void park();
   /// Moves timers from the inbox to the heap and fires those that are due. Returns the
-  /// earliest remaining deadline (INT64_MAX if none).
-  int64_t run_timers();
+  /// earliest remaining deadline (INT64_MAX if none). If it read the clock, and `now` is
+  /// given, stores that reading there.
+  int64_t run_timers(int64_t* now = nullptr);
   void run_task(TaskHeader* t);
   void switched_back(boost::context::fiber&& f);
 
