@@ -1,17 +1,21 @@
 // Timers on loops that sleep in epoll (loops that watch fds). Such a loop leaves a
-// deadline more than a couple of milliseconds away to its reactor's timerfd, which stays
-// armed across parks and is re-armed only when an earlier deadline comes or its time has
-// passed (docs/architecture.md, "Parking"). Each case drives one way that could go
-// wrong, on every loop at once: an earlier deadline that must re-arm it; a timerfd armed
-// earlier than the deadline (it wakes the loop early, and the deadline still holds); a
-// timerfd whose time has passed (left readable, every later park would return at once);
-// deadlines of zero, negative, far in the future and none. The assertions are about
-// behaviour (what fired, in which order, never early; how often an idle loop woke),
-// never about how long anything took; the tasks on the loops report, the test's own task
-// checks (Catch's assertions are not thread-safe).
+// deadline more than 200 us away to its reactor's timerfd, which stays armed across parks
+// and is re-armed only when an earlier deadline comes or its time has passed
+// (docs/architecture.md, "Parking"). Each case drives one way that could go wrong, on
+// every loop at once: an earlier deadline that must re-arm it; a timerfd armed earlier
+// than the deadline (it wakes the loop early, and the deadline still holds); a timerfd
+// whose time has passed (left readable, every later park would return at once);
+// deadlines of zero, negative, far in the future and none; a cancel racing the expiry,
+// on the sleeper's loop and from another; threads outside the runtime arming timers
+// while it shuts down. The assertions are about behaviour (what fired, in which order,
+// never early; how often an idle loop woke), never about how long anything took; the
+// tasks on the loops report, the test's own task checks (Catch's assertions are not
+// thread-safe).
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include <spindle/io.hpp>
@@ -176,4 +180,94 @@ TEST_CASE("sleeps of zero, negative, far and unbounded length on epoll-parked lo
     }
     cancel_all(sleepers);
   });
+}
+
+TEST_CASE("a cancel racing the expiry of a sleep on an epoll-parked loop: each sleep ends once, never early") {
+  on_watching_loops([](unsigned n, Runtime&) {
+    // Sleeps of 0.1 to 2.9 ms (both sides of the line between epoll's own timeout and
+    // the timerfd), each cancelled before, at or after its deadline, by a task on the
+    // sleeper's loop (even k) or on the next loop (odd k; the same loop with 1 worker).
+    constexpr int kPerLoop = 48;
+    struct Race {
+      Task<bool> sleeper;
+      Task<bool> canceller;  // true: its cancel() said it took effect
+    };
+    std::vector<Race> races;
+    for (unsigned i = 0; i < n; ++i)
+      for (int k = 0; k < kPerLoop; ++k) {
+        const auto until = Clock::now() + std::chrono::microseconds(100 + 400 * (k % 8));
+        const auto cancel_at = until + std::chrono::microseconds(200 * (k % 3) - 200);
+        Task<bool> s = spawn(on_loop(i), [until] {
+          sleep_until(until);
+          return Clock::now() >= until;  // never early
+        });
+        Task<bool> c = spawn(on_loop(k % 2 ? (i + 1) % n : i), [s, cancel_at]() mutable {
+          sleep_until(cancel_at);
+          return s.cancel("race");
+        });
+        races.push_back({s, c});
+      }
+    int ended = 0, cancelled = 0;
+    for (Race& r : races) {
+      const bool took = r.canceller.get();
+      try {
+        const bool never_early = r.sleeper.get();
+        CHECK(never_early);
+        ++ended;
+      } catch (const CancelledError&) {
+        CHECK(took);  // a cancel that said it came too late cannot have ended the sleep
+        ++cancelled;
+      }
+    }
+    INFO(ended << " slept out, " << cancelled << " cancelled");
+    CHECK(ended + cancelled == int(n) * kPerLoop);
+  });
+}
+
+TEST_CASE("threads outside the runtime arm near and far timers on epoll-parked loops while it shuts down") {
+  test::FdLeakCheck fds;  // each loop's timerfd included
+  const unsigned n = SPINDLE_WORKERS();
+  constexpr int kRounds = 10, kThreads = 4, kCalls = 2000;
+  int unexpected = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    test::Reports reports;
+    auto rt = std::make_unique<Runtime>(test::opts(n, &reports));
+    std::vector<std::unique_ptr<TcpListener>> listeners;
+    for (unsigned i = 0; i < n; ++i) {
+      listeners.push_back(std::make_unique<TcpListener>("127.0.0.1", 0));
+      TcpListener* l = listeners.back().get();
+      (void)rt->spawn(on_loop(i), [l] { (void)l->accept(); });  // shutdown cancels it, and it ends
+    }
+    std::atomic<int> calls{0}, fired{0}, odd{0};
+    std::vector<std::vector<TimerHandle>> handles(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        // Zero, negative, near, far (the timerfd), an hour and no deadline at all.
+        const std::chrono::nanoseconds ds[] = {0ns, -1ms, 50us, 5ms, 1h, std::chrono::nanoseconds::max()};
+        try {
+          for (int k = 0; k < kCalls; ++k) {
+            calls.fetch_add(1, std::memory_order_relaxed);
+            handles[t].push_back(rt->call_later(ds[k % 6], [&fired] { fired.fetch_add(1); }));
+          }
+        } catch (const RuntimeError&) {
+          // the clear answer once the runtime is closing
+        } catch (...) {
+          odd.fetch_add(1);
+        }
+      });
+    while (calls.load(std::memory_order_relaxed) < 100 * (1 + round % 8)) std::this_thread::yield();
+    // A grace period, so that the accepts end (a task abandoned in accept() would keep its
+    // listener's close waiting).
+    rt->shutdown(10s);
+    for (auto& th : threads) th.join();
+    CHECK_THROWS_AS(rt->call_later(1h, [] {}), RuntimeError);
+    unexpected += odd.load();
+    CHECK(fired.load() <= calls.load());
+    listeners.clear();
+    rt.reset();
+    for (auto& v : handles)
+      for (TimerHandle& h : v) (void)h.cancel();  // harmless after the runtime is gone
+  }
+  CHECK(unexpected == 0);
 }
